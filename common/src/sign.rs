@@ -1,0 +1,1 @@
+//! Canonical signed messages (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Merkle log (placeholder, being written).
