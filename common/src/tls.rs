@@ -1,0 +1,403 @@
+//! Transport security: mutual TLS 1.3 over QUIC with Ed25519 client keys.
+//!
+//! Every connection is mutually authenticated. The client presents a
+//! self-signed certificate carrying its Ed25519 signing key; the TLS 1.3
+//! `CertificateVerify` signature proves possession of that key, and the
+//! server maps the key (not the certificate) to a principal. The certificate
+//! is only a carrier, so its validity dates and self-signature are not
+//! checked.
+//!
+//! The client pins the server either by the fingerprint of its public key
+//! ([`ServerPin::Fingerprint`], like an SSH host key) or by a CA certificate
+//! ([`ServerPin::Ca`], ordinary WebPKI path validation).
+//!
+//! The verifiers that deviate from WebPKI live in [`danger`] and are named
+//! for it. 0-RTT is off on both sides: a replayed request could otherwise
+//! repeat a state change.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePrivateKey as _};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::ParsedCertificate;
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::keys::spki_fingerprint;
+use crate::proto::ALPN;
+
+/// Concurrent bidirectional streams (requests) a peer may open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 16;
+/// A connection with no traffic for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Clients ping this often so a slow local step does not idle them out.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Per-stream receive window.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// Per-connection receive window.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// Connection attempts the server keeps in its handshake queue.
+pub const MAX_INCOMING: usize = 256;
+
+/// Errors building a TLS configuration or reading a peer's identity.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// rustls refused the configuration.
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The configuration lacks a QUIC-capable cipher suite.
+    #[error("quic crypto configuration: {0}")]
+    Quic(String),
+    /// Certificate generation failed.
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// The key could not be encoded.
+    #[error("key encoding: {0}")]
+    Key(String),
+    /// The peer's certificate carries no usable Ed25519 key.
+    #[error("peer certificate does not carry a valid Ed25519 key")]
+    NotEd25519,
+    /// A CA file held no usable certificate.
+    #[error("CA file: {0}")]
+    Ca(String),
+}
+
+/// The single crypto provider this project uses (ring).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs [`crypto_provider`] as the process default. Call once at
+/// start-up; a second call is harmless.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Transport limits shared by both ends, set explicitly rather than
+/// inherited from library defaults.
+pub fn transport_config() -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    // 30 s always fits in a QUIC varint of milliseconds.
+    t.max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
+    t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
+    t.send_window(u64::from(CONNECTION_WINDOW));
+    t
+}
+
+/// Reads the Ed25519 key out of a certificate.
+pub fn ed25519_key_of_cert(cert: &CertificateDer<'_>) -> Result<VerifyingKey, TlsError> {
+    let parsed = ParsedCertificate::try_from(cert).map_err(|_| TlsError::NotEd25519)?;
+    let key = VerifyingKey::from_public_key_der(parsed.subject_public_key_info().as_ref())
+        .map_err(|_| TlsError::NotEd25519)?;
+    if key.is_weak() {
+        return Err(TlsError::NotEd25519);
+    }
+    Ok(key)
+}
+
+/// Fingerprint of the public key in a certificate.
+pub fn cert_fingerprint(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
+    let parsed = ParsedCertificate::try_from(cert)
+        .map_err(|e| TlsError::Ca(format!("unparseable certificate: {e}")))?;
+    Ok(spki_fingerprint(parsed.subject_public_key_info().as_ref()))
+}
+
+/// The authenticated Ed25519 key of a connection's peer (server side).
+pub fn peer_ed25519_key(conn: &quinn::Connection) -> Result<VerifyingKey, TlsError> {
+    let identity = conn.peer_identity().ok_or(TlsError::NotEd25519)?;
+    let certs = identity
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| TlsError::NotEd25519)?;
+    let first = certs.first().ok_or(TlsError::NotEd25519)?;
+    ed25519_key_of_cert(first)
+}
+
+/// The server's TLS material, as made by [`generate_server_pki`].
+pub struct ServerPki {
+    /// PEM of the CA that signed the server certificate (a client may pin it).
+    pub ca_pem: String,
+    /// DER of the server certificate.
+    pub cert_der: CertificateDer<'static>,
+    /// PKCS#8 DER of the server key.
+    pub key_der: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerPki").finish_non_exhaustive()
+    }
+}
+
+/// Makes a fresh CA and a server certificate for `hostnames` (DNS names or
+/// IP addresses) signed by it. The CA key is discarded: the CA exists only
+/// so clients may pin a CA file instead of a fingerprint.
+pub fn generate_server_pki(hostnames: &[String]) -> Result<ServerPki, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Matterdrop server CA");
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(hostnames.to_vec())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Matterdrop server");
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(ServerPki {
+        ca_pem: ca_cert.pem(),
+        cert_der: cert.der().clone(),
+        key_der: Zeroizing::new(key.serialize_der()),
+    })
+}
+
+/// The QUIC server configuration: TLS 1.3 only, client certificates
+/// mandatory and Ed25519-only, 0-RTT off, explicit limits, no migration.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key_pkcs8: &[u8],
+) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = crypto_provider();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8.to_vec()));
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(danger::AnyEd25519ClientKey::new(&provider)))
+        .with_single_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    tls.send_half_rtt_data = false;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config()));
+    cfg.migration(false);
+    cfg.max_incoming(MAX_INCOMING);
+    Ok(cfg)
+}
+
+/// How the client recognises the real server.
+#[derive(Debug, Clone)]
+pub enum ServerPin {
+    /// `SHA256:…` fingerprint of the server's public key, printed by `mdropd init`.
+    Fingerprint(String),
+    /// A CA certificate (PEM) that signed the server's certificate.
+    Ca(String),
+}
+
+/// What the client saw of the server's key, for error messages.
+pub type ObservedFingerprint = Arc<Mutex<Option<String>>>;
+
+/// The QUIC client configuration: presents `signing_key` in a self-signed
+/// certificate, checks the server against `pin`, TLS 1.3 only, no 0-RTT.
+pub fn client_config(
+    signing_key: &SigningKey,
+    pin: &ServerPin,
+) -> Result<(quinn::ClientConfig, ObservedFingerprint), TlsError> {
+    let provider = crypto_provider();
+    let pkcs8 = signing_key
+        .to_pkcs8_der()
+        .map_err(|e| TlsError::Key(e.to_string()))?;
+    let key_der = PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec());
+    let cert = {
+        let kp = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&key_der, &rcgen::PKCS_ED25519)?;
+        rcgen::CertificateParams::new(Vec::<String>::new())?.self_signed(&kp)?
+    };
+    let observed: ObservedFingerprint = Arc::default();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match pin {
+        ServerPin::Fingerprint(fp) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(danger::PinnedServerKey {
+                fingerprint: fp.clone(),
+                observed: observed.clone(),
+                algorithms: provider.signature_verification_algorithms,
+            })),
+        ServerPin::Ca(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<CertificateDer<'static>>, _>>()
+                .map_err(|e| TlsError::Ca(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(TlsError::Ca("no certificate found".into()));
+            }
+            for c in certs {
+                roots.add(c)?;
+            }
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| TlsError::Ca(e.to_string()))?;
+            builder.with_webpki_verifier(verifier)
+        }
+    };
+    let mut tls = builder
+        .with_client_auth_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key_der))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.enable_early_data = false;
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+    cfg.transport_config(Arc::new(transport_config()));
+    Ok((cfg, observed))
+}
+
+/// Verifiers that deliberately depart from WebPKI. Each one's documentation
+/// says what it checks instead.
+pub mod danger {
+    use super::*;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::WebPkiSupportedAlgorithms;
+    use rustls::pki_types::{ServerName, UnixTime};
+    use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+    use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+    /// Server side: accepts any client certificate that is a single
+    /// certificate carrying a valid Ed25519 key. Identity is the key, proven
+    /// by the handshake signature; whether the key belongs to anyone is the
+    /// server's next question, not TLS's.
+    #[derive(Debug)]
+    pub struct AnyEd25519ClientKey {
+        algorithms: WebPkiSupportedAlgorithms,
+    }
+
+    impl AnyEd25519ClientKey {
+        /// Uses `provider`'s signature algorithms for the handshake signature.
+        pub fn new(provider: &CryptoProvider) -> Self {
+            Self {
+                algorithms: provider.signature_verification_algorithms,
+            }
+        }
+    }
+
+    impl ClientCertVerifier for AnyEd25519ClientKey {
+        fn offer_client_auth(&self) -> bool {
+            true
+        }
+
+        fn client_auth_mandatory(&self) -> bool {
+            true
+        }
+
+        fn root_hint_subjects(&self) -> &[DistinguishedName] {
+            &[]
+        }
+
+        fn verify_client_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            _now: UnixTime,
+        ) -> Result<ClientCertVerified, rustls::Error> {
+            if !intermediates.is_empty() {
+                return Err(rustls::Error::General(
+                    "client must present exactly one certificate".into(),
+                ));
+            }
+            ed25519_key_of_cert(end_entity).map_err(|_| {
+                rustls::Error::General("client certificate must carry an Ed25519 key".into())
+            })?;
+            Ok(ClientCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::Tls12NotOffered,
+            ))
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            vec![SignatureScheme::ED25519]
+        }
+    }
+
+    /// Client side: accepts the server only if its certificate's public key
+    /// has the pinned fingerprint (names and dates are not checked, as with
+    /// an SSH host key). The fingerprint seen is recorded for the error
+    /// message.
+    #[derive(Debug)]
+    pub struct PinnedServerKey {
+        pub(super) fingerprint: String,
+        pub(super) observed: ObservedFingerprint,
+        pub(super) algorithms: WebPkiSupportedAlgorithms,
+    }
+
+    impl ServerCertVerifier for PinnedServerKey {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            let seen = cert_fingerprint(end_entity)
+                .map_err(|_| rustls::Error::General("unparseable server certificate".into()))?;
+            let matches = seen == self.fingerprint;
+            if let Ok(mut slot) = self.observed.lock() {
+                *slot = Some(seen);
+            }
+            if matches {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General(
+                    "server key does not match the pinned fingerprint".into(),
+                ))
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::Tls12NotOffered,
+            ))
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    }
+}
