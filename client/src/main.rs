@@ -1,1 +1,65 @@
-fn main(){}
+//! `mdrop`: the Matterdrop client.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use matterdrop::cli::{AdminCommand, Cli, Command, OrgCommand};
+use matterdrop::commands::{self, Ctx};
+use matterdrop::error::{CmdResult, Fail};
+use matterdrop::home::Home;
+use matterdrop::output::Output;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.common.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MDROP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    matterdrop_common::tls::install_crypto_provider();
+    let out = Output {
+        json: cli.common.json,
+    };
+    let result = Home::resolve(cli.common.home.clone())
+        .and_then(|home| run(&Ctx { home, out }, cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(fail) => {
+            eprintln!("mdrop: error: {}", fail.message);
+            if let Some(hint) = &fail.hint {
+                eprintln!("mdrop: hint: {hint}");
+            }
+            if out.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": fail.message, "hint": fail.hint, "exit_code": fail.code})
+                );
+            }
+            ExitCode::from(fail.code)
+        }
+    }
+}
+
+fn run(ctx: &Ctx, command: Command) -> CmdResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fail::other(format!("starting the async runtime: {e}")))?;
+    match command {
+        Command::Keygen(a) => commands::identity::keygen(ctx, &a),
+        Command::Enroll(a) => rt.block_on(commands::identity::enroll(ctx, &a)),
+        Command::Whoami => rt.block_on(commands::identity::whoami(ctx)),
+        Command::Admin(AdminCommand::Org(OrgCommand::Create(a))) => {
+            rt.block_on(commands::admin::org_create(ctx, &a))
+        }
+        Command::Admin(AdminCommand::Invite(a)) => rt.block_on(commands::admin::invite(ctx, &a)),
+    }
+}

@@ -12,7 +12,10 @@ use sha2::{Digest, Sha256};
 
 /// Fingerprint of a DER SubjectPublicKeyInfo.
 pub fn spki_fingerprint(spki_der: &[u8]) -> String {
-    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(spki_der)))
+    format!(
+        "SHA256:{}",
+        STANDARD_NO_PAD.encode(Sha256::digest(spki_der))
+    )
 }
 
 /// DER SubjectPublicKeyInfo of an Ed25519 key.
@@ -54,7 +57,12 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
         let spki = ed25519_spki(&key);
         assert_eq!(spki.len(), 44);
-        assert_eq!(&spki[..12], &[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
+        assert_eq!(
+            &spki[..12],
+            &[
+                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00
+            ]
+        );
         assert_eq!(&spki[12..], key.as_bytes());
     }
 
@@ -63,7 +71,10 @@ mod tests {
         let fp = spki_fingerprint(b"abc");
         // SHA-256("abc") = ba7816bf...
         assert_eq!(fp, "SHA256:ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0");
-        assert_eq!(normalize_fingerprint(" ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0\n"), fp);
+        assert_eq!(
+            normalize_fingerprint(" ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0\n"),
+            fp
+        );
         assert_eq!(normalize_fingerprint(&fp), fp);
     }
 }

@@ -1,9 +1,16 @@
 //! Matterdrop common: everything the client and the server must agree on.
 //!
-//! No I/O lives here: the wire protocol ([`proto`]), identity keys and
-//! fingerprints ([`keys`]), canonical signed messages ([`sign`]), the
-//! transport security configuration ([`tls`]) and the Merkle log ([`tlog`]).
+//! The wire protocol ([`proto`]), identifier syntax ([`ids`]), key
+//! fingerprints ([`keys`]), canonical signed messages ([`sign`]), transport
+//! security ([`tls`]) and the Merkle log ([`tlog`]). Nothing here touches
+//! the disk; the only network code is [`net`], the frame adapter over QUIC
+//! streams that both sides share, and [`tls`] only builds configurations.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod ids;
+pub mod keys;
+pub mod net;
+pub mod proto;
 pub mod sign;
 pub mod tlog;
+pub mod tls;

@@ -143,7 +143,9 @@ impl std::fmt::Debug for ServerPki {
 /// IP addresses) signed by it. The CA key is discarded: the CA exists only
 /// so clients may pin a CA file instead of a fingerprint.
 pub fn generate_server_pki(hostnames: &[String]) -> Result<ServerPki, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -221,13 +223,15 @@ pub fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let builder = match pin {
-        ServerPin::Fingerprint(fp) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(danger::PinnedServerKey {
-                fingerprint: fp.clone(),
-                observed: observed.clone(),
-                algorithms: provider.signature_verification_algorithms,
-            })),
+        ServerPin::Fingerprint(fp) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(danger::PinnedServerKey {
+                    fingerprint: fp.clone(),
+                    observed: observed.clone(),
+                    algorithms: provider.signature_verification_algorithms,
+                }))
+        }
         ServerPin::Ca(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(pem.as_bytes())
@@ -248,8 +252,8 @@ pub fn client_config(
             builder.with_webpki_verifier(verifier)
         }
     };
-    let mut tls = builder
-        .with_client_auth_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key_der))?;
+    let mut tls =
+        builder.with_client_auth_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key_der))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.enable_early_data = false;
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;

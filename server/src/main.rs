@@ -1,1 +1,195 @@
-fn main(){}
+//! `mdropd`: the Matterdrop server.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::Parser as _;
+use matterdrop_common::tls;
+use matterdrop_server::cli::{Cli, Command, InitArgs, InviteArgs, LogFormat, ServeArgs};
+use matterdrop_server::datadir::{self, InitReport};
+use matterdrop_server::handler::State;
+use matterdrop_server::server::Server;
+use matterdrop_server::store::MetaStore as _;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format, cli.verbose);
+    tls::install_crypto_provider();
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Serve(ServeArgs {
+            data: matterdrop_server::cli::DataArg {
+                data: "mdrop-data".into(),
+            },
+            listen: None,
+            hostnames: Vec::new(),
+            json: false,
+            shutdown_grace: std::time::Duration::from_secs(10),
+        })
+    });
+    let result = match command {
+        Command::Init(a) => init(&a),
+        Command::Serve(a) => serve(a),
+        Command::Invite(a) => invite(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mdropd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MDROPD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn print_init(report: &InitReport, json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "Initialized {}", report.data.display())?;
+        writeln!(out, "  listen:            {}", report.listen)?;
+        writeln!(out, "  server fingerprint: {}", report.fingerprint)?;
+        writeln!(out, "  CA file:           {}", report.ca_file.display())?;
+        writeln!(
+            out,
+            "  audit log key:     {} ({})",
+            report.log_key_name, report.log_key_fingerprint
+        )?;
+        writeln!(
+            out,
+            "  bootstrap admin invite (single use, expires {}):",
+            report.invite_expires
+        )?;
+        writeln!(out, "    {}", report.invite)?;
+        writeln!(
+            out,
+            "Enroll with: mdrop enroll {} --fingerprint {} --invite {} --id admin@operator --name Admin",
+            report.listen, report.fingerprint, report.invite
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn init(a: &InitArgs) -> Result<()> {
+    let report = datadir::init(&a.data.data, a.listen, &a.hostnames)?;
+    print_init(&report, a.json)
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    if !datadir::is_initialized(&a.data.data) {
+        let listen = a.listen.unwrap_or_else(|| ([127, 0, 0, 1], 4433).into());
+        let report = datadir::init(&a.data.data, listen, &a.hostnames)?;
+        print_init(&report, a.json)?;
+    }
+    let data = datadir::load(&a.data.data)?;
+    let listen = a.listen.unwrap_or(data.config.listen);
+    let log_vkey = matterdrop_server::log_verifier_key(&data.config.log_name, &data.log_key);
+    let state = Arc::new(State {
+        store: Box::new(data.store.clone()),
+        log_vkey,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(listen, data.cert.clone(), &data.tls_key, state)?;
+        let addr = server.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            if a.json {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({
+                        "listen": addr.to_string(),
+                        "fingerprint": data.fingerprint,
+                        "data": data.root,
+                    }),
+                )?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "mdropd listening on {addr}")?;
+                writeln!(out, "server fingerprint: {}", data.fingerprint)?;
+            }
+            out.flush()?;
+        }
+        info!(listen = %addr, fingerprint = %data.fingerprint, "serving");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(wait_for_signal(shutdown.clone()));
+        server.run(shutdown, a.shutdown_grace).await
+    })
+}
+
+async fn wait_for_signal(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    token.cancel();
+}
+
+fn invite(a: &InviteArgs) -> Result<()> {
+    let data = datadir::load(&a.data.data)?;
+    if let Some(org) = &a.org {
+        if data.store.org(org)?.is_none() {
+            anyhow::bail!(
+                "organization {org} does not exist; create it first with `mdrop admin org create`"
+            );
+        }
+    }
+    let (token, expires_at) =
+        datadir::mint_invite(&data.store, a.org.clone(), a.admin, a.ttl, datadir::now())?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({
+                "invite": token,
+                "org": a.org,
+                "admin": a.admin,
+                "expires": datadir::rfc3339(expires_at),
+                "listen": data.config.listen.to_string(),
+                "fingerprint": data.fingerprint,
+            }),
+        )?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "invite (single use, expires {}):",
+            datadir::rfc3339(expires_at)
+        )?;
+        writeln!(out, "  {token}")?;
+    }
+    Ok(())
+}

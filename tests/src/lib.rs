@@ -1,1 +1,307 @@
-//! e2e helpers
+//! Harness for the end-to-end tests: runs the real `mdropd` and `mdrop`
+//! binaries on loopback with real files.
+//!
+//! The binaries are looked up next to the test executable (cargo puts them
+//! in `target/<profile>/`), or in `$MDROP_BIN_DIR`. `cargo test --workspace`
+//! builds them because the server and client packages have integration
+//! tests of their own.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Path of a workspace binary.
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("MDROP_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/e2e-hash → target/debug
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not built: run `cargo test --workspace` (or `cargo build --bins`) first",
+        path.display()
+    );
+    path
+}
+
+/// A running `mdropd serve`. Killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Bound address.
+    pub addr: String,
+    /// Key fingerprint.
+    pub fingerprint: String,
+    /// Bootstrap admin invite, when this start initialized the directory.
+    pub invite: Option<String>,
+    /// Where its log goes.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts a server on `127.0.0.1:0` with data in `data` (initializing a
+    /// fresh directory).
+    pub fn start(data: &Path) -> Self {
+        let log = data.with_extension(format!("log.{}", std::process::id()));
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut child = Command::new(bin("mdropd"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--json",
+                "--shutdown-grace",
+                "5s",
+                "--data",
+            ])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn mdropd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut invite = None;
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "mdropd did not start; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )
+                });
+            let v: Value = serde_json::from_str(&line).expect("mdropd --json line");
+            if let Some(i) = v["invite"].as_str() {
+                invite = Some(i.to_owned());
+                continue;
+            }
+            return Self {
+                data: data.to_path_buf(),
+                addr: v["listen"].as_str().expect("listen").to_owned(),
+                fingerprint: v["fingerprint"].as_str().expect("fingerprint").to_owned(),
+                invite,
+                log,
+                child: Some(child),
+            };
+        }
+    }
+
+    /// Sends SIGTERM and waits; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Result of one `mdrop` run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Parses stdout as one JSON object.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts success and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        self
+    }
+
+    /// Asserts the exit code.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:?}");
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// A user with a client home.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The home directory.
+    pub home: PathBuf,
+}
+
+impl User {
+    /// A user whose home is `dir/name` (not created yet).
+    pub fn new(dir: &Path, name: &str) -> Self {
+        Self {
+            home: dir.join(name),
+        }
+    }
+
+    /// Runs `mdrop --home HOME args…`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Runs `mdrop` with extra environment.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(bin("mdrop"));
+        cmd.arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.env_remove("MDROP_PASSPHRASE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run mdrop").into()
+    }
+
+    /// Runs with `--json` and expects success.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.run(&all).ok().json()
+    }
+
+    /// keygen + enroll with `invite`.
+    #[track_caller]
+    pub fn enroll(&self, server: &Server, invite: &str, id: &str) -> Value {
+        self.json(&["keygen"]);
+        self.json(&[
+            "enroll",
+            &server.addr,
+            "--fingerprint",
+            &server.fingerprint,
+            "--invite",
+            invite,
+            "--id",
+            id,
+            "--name",
+            id,
+        ])
+    }
+}
+
+/// A started server with an enrolled admin.
+#[derive(Debug)]
+pub struct World {
+    /// Temporary directory holding everything.
+    pub tmp: tempfile::TempDir,
+    /// The server.
+    pub server: Server,
+    /// The bootstrap admin.
+    pub admin: User,
+}
+
+impl World {
+    /// Starts a fresh server and enrolls `admin@operator`.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(&tmp.path().join("data"));
+        let admin = User::new(tmp.path(), "admin");
+        let invite = server.invite.clone().expect("bootstrap invite");
+        admin.enroll(&server, &invite, "admin@operator");
+        Self { tmp, server, admin }
+    }
+
+    /// Creates an organization.
+    pub fn org(&self, id: &str, kind: &str) {
+        self.admin
+            .json(&["admin", "org", "create", id, "--kind", kind]);
+    }
+
+    /// Mints an invite for `org`.
+    pub fn invite(&self, org: &str) -> String {
+        self.admin.json(&["admin", "invite", "--org", org])["invite"]
+            .as_str()
+            .expect("invite")
+            .to_owned()
+    }
+
+    /// A new enrolled user `id` (its org must exist).
+    pub fn user(&self, id: &str) -> User {
+        let org = id.split('@').nth(1).expect("org");
+        let user = User::new(self.tmp.path(), id);
+        let invite = self.invite(org);
+        user.enroll(&self.server, &invite, id);
+        user
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}

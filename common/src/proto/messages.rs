@@ -91,7 +91,9 @@ impl std::str::FromStr for OrgKind {
         match s {
             "firm" => Ok(Self::Firm),
             "provider" => Ok(Self::Provider),
-            other => Err(format!("unknown organization kind {other:?} (expected firm or provider)")),
+            other => Err(format!(
+                "unknown organization kind {other:?} (expected firm or provider)"
+            )),
         }
     }
 }

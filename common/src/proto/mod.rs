@@ -115,7 +115,9 @@ pub fn decode<T: Message>(body: &[u8]) -> Result<T, ProtoError> {
 /// Decodes a complete frame (header and body) held in memory.
 pub fn decode_frame<T: Message>(frame: &[u8]) -> Result<T, ProtoError> {
     let Some((header, body)) = frame.split_first_chunk::<HEADER_LEN>() else {
-        return Err(ProtoError::Malformed("frame shorter than its header".into()));
+        return Err(ProtoError::Malformed(
+            "frame shorter than its header".into(),
+        ));
     };
     let len = decode_header(*header)?;
     if body.len() != len {

@@ -68,7 +68,10 @@ fn oversized_header_refused_before_allocation() {
         decode_header([0xff; 4]),
         Err(ProtoError::TooLarge(0xffff_ffff))
     ));
-    assert_eq!(decode_header((MAX_FRAME as u32).to_be_bytes()).unwrap(), MAX_FRAME);
+    assert_eq!(
+        decode_header((MAX_FRAME as u32).to_be_bytes()).unwrap(),
+        MAX_FRAME
+    );
 }
 
 #[test]

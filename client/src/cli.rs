@@ -1,0 +1,122 @@
+//! Command-line types for `mdrop` (clap derive only; no logic).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Matterdrop client: end-to-end encrypted case-file exchange.
+#[derive(Debug, Parser)]
+#[command(name = "mdrop", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Client home (keys, server pin, state). Default: $MDROP_HOME, else
+    /// $XDG_CONFIG_HOME/matterdrop, else ~/.config/matterdrop.
+    #[arg(long, global = true, env = "MDROP_HOME")]
+    pub home: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More diagnostic output on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this user's keys: an age identity and an Ed25519 signing key.
+    Keygen(KeygenArgs),
+    /// Register this user's public keys with a server, using an invite.
+    Enroll(EnrollArgs),
+    /// Show who the server thinks this user is.
+    Whoami,
+    /// Server administration (admins only).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// `mdrop keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Protect the private keys with a passphrase (read from
+    /// $MDROP_PASSPHRASE, or asked for on the terminal).
+    #[arg(long)]
+    pub passphrase: bool,
+}
+
+/// `mdrop enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// Server address, HOST:PORT.
+    pub server: String,
+    /// Server key fingerprint printed by `mdropd init` (SHA256:…).
+    #[arg(long, required_unless_present = "ca", conflicts_with = "ca")]
+    pub fingerprint: Option<String>,
+    /// Instead of a fingerprint: a CA certificate (PEM) that signed the
+    /// server's certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The one-time invite token.
+    #[arg(long)]
+    pub invite: String,
+    /// Principal id to register, NAME@ORG.
+    #[arg(long)]
+    pub id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+}
+
+/// `mdrop admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Mint an invite for a new user.
+    Invite(InviteArgs),
+}
+
+/// `mdrop admin org …`.
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization.
+    Create(OrgCreateArgs),
+}
+
+/// `mdrop admin org create`.
+#[derive(Debug, Args)]
+pub struct OrgCreateArgs {
+    /// Organization id, e.g. firm-a.
+    pub id: String,
+    /// firm or provider.
+    #[arg(long)]
+    pub kind: String,
+    /// Offline recovery recipient (age1…) added to every packet of the
+    /// organization's matters.
+    #[arg(long)]
+    pub recovery_recipient: Option<String>,
+}
+
+/// `mdrop admin invite`.
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    /// Organization the new user joins.
+    #[arg(long, required_unless_present = "admin")]
+    pub org: Option<String>,
+    /// The new user is a server admin.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime (default 72h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Option<Duration>,
+}

@@ -1,0 +1,16 @@
+//! One module per subcommand family.
+
+pub mod admin;
+pub mod identity;
+
+use crate::home::Home;
+use crate::output::Output;
+
+/// What every command gets.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Client home.
+    pub home: Home,
+    /// Output mode.
+    pub out: Output,
+}

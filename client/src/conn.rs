@@ -1,0 +1,171 @@
+//! A mutually authenticated connection to the server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use matterdrop_common::keys::normalize_fingerprint;
+use matterdrop_common::net::{FrameError, read_frame, write_frame};
+use matterdrop_common::proto::{ClientRequest, ServerResponse};
+use matterdrop_common::tls::{self, ServerPin};
+
+use crate::error::{CmdResult, Fail, exit};
+use crate::home::{Home, ServerFile, files};
+
+/// How long to wait for the handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for an answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An open connection.
+#[derive(Debug)]
+pub struct Session {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    server: String,
+}
+
+/// The pin recorded in a home.
+pub fn pin_of(home: &Home, server: &ServerFile) -> CmdResult<ServerPin> {
+    match (&server.fingerprint, &server.ca_file) {
+        (Some(fp), _) => Ok(ServerPin::Fingerprint(normalize_fingerprint(fp))),
+        (None, Some(name)) => {
+            let pem = std::fs::read_to_string(home.path(name))
+                .map_err(|e| Fail::other(format!("reading pinned CA {name}: {e}")))?;
+            Ok(ServerPin::Ca(pem))
+        }
+        (None, None) => Err(Fail::other(format!(
+            "{} pins no server key; enroll again",
+            files::SERVER
+        ))),
+    }
+}
+
+async fn resolve(server: &str) -> CmdResult<(SocketAddr, String)> {
+    let host = match server.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        None => {
+            return Err(Fail::usage(format!(
+                "server address {server:?} needs a port, HOST:PORT"
+            )));
+        }
+    };
+    let addr = tokio::net::lookup_host(server)
+        .await
+        .map_err(|e| Fail::connect(format!("cannot resolve {server}: {e}")))?
+        .next()
+        .ok_or_else(|| Fail::connect(format!("{server} resolves to no address")))?;
+    Ok((addr, host))
+}
+
+impl Session {
+    /// Connects to `server`, presenting `key` and checking the server
+    /// against `pin`.
+    pub async fn connect(server: &str, pin: &ServerPin, key: &SigningKey) -> CmdResult<Self> {
+        let (addr, host) = resolve(server).await?;
+        let (config, observed) = tls::client_config(key, pin)
+            .map_err(|e| Fail::other(format!("client TLS configuration: {e}")))?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().map_err(|_| Fail::other("bind address"))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| Fail::other("bind address"))?
+        };
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| Fail::connect(format!("cannot open a UDP socket: {e}")))?;
+        let connecting = endpoint
+            .connect_with(config, addr, &host)
+            .map_err(|e| Fail::connect(format!("cannot connect to {server}: {e}")))?;
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => {
+                return Err(Fail::connect(format!(
+                    "no answer from {server} within {CONNECT_TIMEOUT:?}"
+                ))
+                .hint("check the address and that mdropd is running and reachable over UDP"));
+            }
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let seen = observed.lock().ok().and_then(|s| s.clone());
+                return Err(match (pin, seen) {
+                    (ServerPin::Fingerprint(want), Some(got)) if &got != want => Fail::connect(format!(
+                        "server {server} presented key {got}, but the pinned fingerprint is {want}; nothing was sent"
+                    ))
+                    .hint(
+                        "check the fingerprint printed by `mdropd init` on the server; if the server was \
+                         re-initialized, verify the new fingerprint out of band before trusting it",
+                    ),
+                    _ => Fail::connect(format!("cannot establish a secure connection to {server}: {e}"))
+                        .hint("check the address, the pinned fingerprint or CA file, and that mdropd is running"),
+                });
+            }
+        };
+        Ok(Self {
+            endpoint,
+            conn,
+            server: server.to_owned(),
+        })
+    }
+
+    /// Connects to the server this home is enrolled with.
+    pub async fn open(home: &Home, key: &SigningKey) -> CmdResult<(Self, ServerFile)> {
+        let server = home.server()?;
+        let pin = pin_of(home, &server)?;
+        let session = Self::connect(&server.server, &pin, key).await?;
+        Ok((session, server))
+    }
+
+    fn connection_failure(&self, what: &str, e: impl std::fmt::Display) -> Fail {
+        if let Some(reason) = self.conn.close_reason() {
+            return Fail::connect(format!(
+                "the server {} closed the connection: {reason}",
+                self.server
+            ));
+        }
+        Fail::connect(format!("{what} with {}: {e}", self.server))
+    }
+
+    /// Sends one request and waits for its answer. An error answer becomes
+    /// a [`Fail`] with the exit code of its class.
+    pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {
+        let (mut send, mut recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| self.connection_failure("cannot open a stream", e))?;
+        write_frame(&mut send, req)
+            .await
+            .map_err(|e| self.connection_failure("cannot send the request", e))?;
+        let _ = send.finish();
+        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(&mut recv))
+            .await
+            .map_err(|_| {
+                Fail::connect(format!(
+                    "no answer from {} within {RESPONSE_TIMEOUT:?}",
+                    self.server
+                ))
+            })?;
+        match resp {
+            Ok(ServerResponse::Error(e)) => Err(Fail::new(e.code.exit_code(), e.message)),
+            Ok(other) => Ok(other),
+            Err(FrameError::Proto(p)) => Err(Fail::other(format!(
+                "unreadable answer from the server: {p}"
+            ))),
+            Err(e) => Err(self.connection_failure("lost the answer", e)),
+        }
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// The error for an answer of an unexpected kind.
+pub fn unexpected(resp: &ServerResponse) -> Fail {
+    Fail::new(
+        exit::OTHER,
+        format!("unexpected answer from the server: {resp:?}"),
+    )
+}

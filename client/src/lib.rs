@@ -1,0 +1,14 @@
+//! Matterdrop client library behind the `mdrop` binary.
+//!
+//! [`cli`] holds the argument types, [`commands`] one module per command
+//! family, [`conn`] the mutually authenticated QUIC session, [`home`] and
+//! [`identity`] the user's files and keys.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod cli;
+pub mod commands;
+pub mod conn;
+pub mod error;
+pub mod home;
+pub mod identity;
+pub mod output;

@@ -1,0 +1,105 @@
+//! Command-line types for `mdropd` (clap derive only; no logic).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Matterdrop server: stores and relays end-to-end encrypted case files.
+#[derive(Debug, Parser)]
+#[command(name = "mdropd", version, about)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do; without one, `serve` with the defaults.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a data directory: TLS certificate, log signing key, database,
+    /// and a one-time bootstrap admin invite.
+    Init(InitArgs),
+    /// Run the server (initializing a fresh data directory first).
+    Serve(ServeArgs),
+    /// Mint an invite offline (the server must not be running on DIR).
+    Invite(InviteArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Args, Clone)]
+pub struct DataArg {
+    /// Data directory.
+    #[arg(long, default_value = "mdrop-data", env = "MDROPD_DATA")]
+    pub data: PathBuf,
+}
+
+/// `mdropd init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    pub listen: SocketAddr,
+    /// Host names or IP addresses for the server certificate (repeatable).
+    #[arg(long = "hostname")]
+    pub hostnames: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mdropd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Address to listen on (overrides the one chosen at init).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Host names for the certificate, when this start initializes.
+    #[arg(long = "hostname")]
+    pub hostnames: Vec<String>,
+    /// Print the start-up summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// `mdropd invite`.
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Organization the new principal joins.
+    #[arg(long, required_unless_present = "admin")]
+    pub org: Option<String>,
+    /// The new principal is a server admin.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime of the invite.
+    #[arg(long, default_value = "72h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,146 @@
+//! Enrollment, whoami, organizations and invites.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use matterdrop_common::ids;
+use matterdrop_common::proto::{
+    EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, OrgCreateRequest, OrgInfo,
+    PrincipalInfo, ServerResponse,
+};
+
+use super::{Failure, Outcome, State};
+use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
+use crate::policy::{self, AdminOp};
+use crate::store::{OrgRecord, PrincipalRecord};
+
+const MAX_NAME: usize = 128;
+
+fn principal_info(state: &State, p: &PrincipalRecord) -> Result<PrincipalInfo, Failure> {
+    let org_kind = match &p.org {
+        Some(org) => state.store.org(org)?.map(|o| o.kind),
+        None => None,
+    };
+    Ok(PrincipalInfo {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        org: p.org.clone(),
+        org_kind,
+        admin: p.admin,
+        signing_key: p.signing_key,
+        age_recipient: p.age_recipient.clone(),
+        log_key: state.log_vkey.clone(),
+        enrolled_at: p.enrolled_at,
+    })
+}
+
+fn check_age_recipient(s: &str) -> Result<(), Failure> {
+    age::x25519::Recipient::from_str(s)
+        .map(|_| ())
+        .map_err(|e| Failure::bad_request(format!("invalid age recipient {s:?}: {e}")))
+}
+
+pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> Outcome {
+    let id_org =
+        ids::validate_principal(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(Failure::bad_request(format!(
+            "display name must be 1 to {MAX_NAME} characters without control characters"
+        )));
+    }
+    check_age_recipient(&req.age_recipient)?;
+    // An id names its organization; ids under a name that is not an
+    // organization belong to no organization (server operators).
+    let org = state.store.org(id_org)?.map(|o| o.id);
+    let record = PrincipalRecord {
+        id: req.id.clone(),
+        name: name.to_owned(),
+        org,
+        admin: false,
+        signing_key: key.to_bytes(),
+        age_recipient: req.age_recipient,
+        enrolled_at: now(),
+    };
+    state
+        .store
+        .enroll(&invite_hash(&req.invite), &record, now())?;
+    let stored = state
+        .store
+        .principal(&record.id)?
+        .ok_or_else(|| Failure::new(ErrorCode::Internal, "enrolled principal vanished"))?;
+    tracing::info!(principal = %stored.id, admin = stored.admin, "enrolled");
+    Ok(ServerResponse::Enrolled(principal_info(state, &stored)?))
+}
+
+pub(super) fn whoami(state: &State, me: &PrincipalRecord) -> Outcome {
+    Ok(ServerResponse::WhoAmI(principal_info(state, me)?))
+}
+
+fn view(me: &PrincipalRecord) -> policy::ServerPrincipal<'_> {
+    policy::ServerPrincipal {
+        id: &me.id,
+        admin: me.admin,
+    }
+}
+
+pub(super) fn org_create(state: &State, me: &PrincipalRecord, req: OrgCreateRequest) -> Outcome {
+    policy::decide_admin(&view(me), AdminOp::CreateOrg)?;
+    ids::validate_org(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
+    if let Some(r) = &req.recovery_recipient {
+        check_age_recipient(r)?;
+    }
+    let org = OrgRecord {
+        id: req.id,
+        kind: req.kind,
+        recovery_recipient: req.recovery_recipient,
+        created_at: now(),
+    };
+    state.store.create_org(&org)?;
+    tracing::info!(org = %org.id, kind = org.kind.as_str(), by = %me.id, "organization created");
+    Ok(ServerResponse::OrgCreated(OrgInfo {
+        id: org.id,
+        kind: org.kind,
+        recovery_recipient: org.recovery_recipient,
+    }))
+}
+
+pub(super) fn invite_create(
+    state: &State,
+    me: &PrincipalRecord,
+    req: InviteCreateRequest,
+) -> Outcome {
+    policy::decide_admin(&view(me), AdminOp::CreateInvite)?;
+    match &req.org {
+        Some(org) => {
+            if state.store.org(org)?.is_none() {
+                return Err(Failure::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "organization {org} does not exist; create it with `mdrop admin org create`"
+                    ),
+                ));
+            }
+        }
+        None if !req.admin => {
+            return Err(Failure::bad_request(
+                "an invite without an organization must be an admin invite (--admin)",
+            ));
+        }
+        None => {}
+    }
+    let ttl = req.ttl_secs.map_or(DEFAULT_INVITE_TTL, Duration::from_secs);
+    let (token, expires_at) =
+        mint_invite(state.store.as_ref(), req.org.clone(), req.admin, ttl, now()).map_err(|e| {
+            tracing::error!(error = %e, "minting invite");
+            Failure::new(ErrorCode::Internal, "could not store the invite")
+        })?;
+    tracing::info!(org = ?req.org, admin = req.admin, by = %me.id, "invite created");
+    Ok(ServerResponse::Invite(InviteInfo {
+        token,
+        org: req.org,
+        admin: req.admin,
+        expires_at,
+    }))
+}

@@ -1,0 +1,201 @@
+//! The QUIC endpoint: accept loop, one task per connection and per stream,
+//! limits, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use ed25519_dalek::VerifyingKey;
+use matterdrop_common::keys::ed25519_fingerprint;
+use matterdrop_common::net::{FrameError, read_frame, write_frame};
+use matterdrop_common::proto::{ALPN, ClientRequest, ErrorCode, ProtoError, ServerResponse};
+use matterdrop_common::tls;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use crate::handler::{self, State};
+
+/// Connections served at once; more are refused at the handshake.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A stream must deliver its request frame within this time.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A bound, not yet serving, endpoint.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    state: Arc<State>,
+}
+
+impl Server {
+    /// Binds the endpoint.
+    pub fn bind(
+        listen: SocketAddr,
+        cert: rustls::pki_types::CertificateDer<'static>,
+        tls_key: &[u8],
+        state: Arc<State>,
+    ) -> Result<Self> {
+        let cfg = tls::server_config(vec![cert], tls_key)?;
+        let endpoint =
+            quinn::Endpoint::server(cfg, listen).with_context(|| format!("binding {listen}"))?;
+        Ok(Self { endpoint, state })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting, lets in-flight
+    /// requests finish for up to `grace`, closes and flushes.
+    pub async fn run(self, shutdown: CancellationToken, grace: Duration) -> Result<()> {
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let incoming = tokio::select! {
+                () = shutdown.cancelled() => break,
+                incoming = self.endpoint.accept() => incoming,
+            };
+            let Some(incoming) = incoming else { break };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+                incoming.refuse();
+                continue;
+            };
+            let span = info_span!("conn", remote = %incoming.remote_address(), peer = tracing::field::Empty);
+            let state = self.state.clone();
+            let shutdown = shutdown.clone();
+            let inner = tracker.clone();
+            tracker.spawn(
+                async move {
+                    serve_connection(incoming, state, shutdown, inner).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        info!(grace = ?grace, "shutting down: refusing new connections, finishing in-flight requests");
+        self.endpoint.set_server_config(None);
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            warn!("in-flight requests did not finish within the grace period; closing anyway");
+        }
+        self.endpoint.close(0u32.into(), b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || state.flush()).await??;
+        info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let alpn_ok = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|p| p == ALPN);
+    if !alpn_ok {
+        conn.close(1u32.into(), b"unsupported application protocol");
+        return;
+    }
+    let key = match tls::peer_ed25519_key(&conn) {
+        Ok(k) => k,
+        Err(_) => {
+            conn.close(1u32.into(), b"client certificate must carry an Ed25519 key");
+            return;
+        }
+    };
+    tracing::Span::current().record("peer", ed25519_fingerprint(&key).as_str());
+    debug!("connected");
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            s = conn.accept_bi() => s,
+        };
+        match stream {
+            Ok((send, recv)) => {
+                let state = state.clone();
+                let span = info_span!("stream", id = %send.id());
+                tracker.spawn(serve_stream(state, key, send, recv).instrument(span));
+            }
+            Err(e) => {
+                debug!(reason = %e, "connection ended");
+                break;
+            }
+        }
+    }
+}
+
+async fn serve_stream(
+    state: Arc<State>,
+    key: VerifyingKey,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let request =
+        tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<ClientRequest>(&mut recv)).await;
+    let response = match request {
+        Err(_) => ServerResponse::error(ErrorCode::BadRequest, "request not received in time"),
+        Ok(Err(e)) => frame_error_response(&e),
+        Ok(Ok(req)) => {
+            let name = req.name();
+            let started = std::time::Instant::now();
+            let result =
+                tokio::task::spawn_blocking(move || handler::handle(&state, &key, req)).await;
+            let resp = result.unwrap_or_else(|e| {
+                warn!(error = %e, "handler panicked");
+                ServerResponse::error(ErrorCode::Internal, "internal error")
+            });
+            let outcome = match &resp {
+                ServerResponse::Error(e) => format!("{:?}", e.code),
+                _ => "ok".into(),
+            };
+            info!(
+                request = name,
+                outcome,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+            resp
+        }
+    };
+    if matches!(response, ServerResponse::Error(_)) {
+        // Do not read whatever else the client sends on a refused stream.
+        let _ = recv.stop(0u32.into());
+    }
+    if let Err(e) = write_frame(&mut send, &response).await {
+        debug!(error = %e, "could not send response");
+        return;
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+fn frame_error_response(e: &FrameError) -> ServerResponse {
+    match e {
+        FrameError::Proto(ProtoError::TooLarge(_)) => {
+            ServerResponse::error(ErrorCode::TooLarge, e.to_string())
+        }
+        FrameError::Proto(ProtoError::UnknownKind(_)) => ServerResponse::error(
+            ErrorCode::UnknownKind,
+            format!("{e}; this server speaks matterdrop/1"),
+        ),
+        _ => ServerResponse::error(ErrorCode::BadRequest, e.to_string()),
+    }
+}

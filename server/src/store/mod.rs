@@ -1,0 +1,136 @@
+//! Server metadata behind a small trait, so handlers never see sled.
+//!
+//! Every write method is durable when it returns: the implementation flushes
+//! before acknowledging, because sled on its own only flushes every 500 ms.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use matterdrop_common::proto::OrgKind;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// An enrolled user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalRecord {
+    /// `name@org`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Organization; `None` for the server operator.
+    pub org: Option<String>,
+    /// Server admin.
+    pub admin: bool,
+    /// Raw Ed25519 public key.
+    pub signing_key: [u8; 32],
+    /// age X25519 recipient.
+    pub age_recipient: String,
+    /// Unix seconds.
+    pub enrolled_at: u64,
+}
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgRecord {
+    /// Organization id.
+    pub id: String,
+    /// Firm or provider.
+    pub kind: OrgKind,
+    /// Offline recovery recipient (`age1…`).
+    pub recovery_recipient: Option<String>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// An invite, stored under the SHA-256 of its token (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// Organization the new principal joins.
+    pub org: Option<String>,
+    /// Grants server admin.
+    pub admin: bool,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which it is refused.
+    pub expires_at: u64,
+    /// Set once redeemed.
+    pub used_by: Option<String>,
+}
+
+/// Why the store refused a write; nothing was changed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// No invite has this token.
+    #[error("invite not recognised: check that the token was copied completely")]
+    InviteUnknown,
+    /// The invite was redeemed before.
+    #[error("invite has already been used; invites are single-use, ask an admin for a new one")]
+    InviteUsed,
+    /// The invite is past its expiry.
+    #[error("invite expired; ask an admin for a new one")]
+    InviteExpired,
+    /// The chosen id names another organization than the invite.
+    #[error("invite is for organization {invite_org}, but id {id} names organization {id_org}")]
+    InviteOrgMismatch {
+        /// The invite's organization.
+        invite_org: String,
+        /// Requested id.
+        id: String,
+        /// Organization part of the id.
+        id_org: String,
+    },
+    /// Principal id exists.
+    #[error("principal id {0} is already taken")]
+    IdTaken(String),
+    /// Key is registered to someone.
+    #[error("this signing key is already enrolled as {0}")]
+    KeyTaken(String),
+    /// Organization exists.
+    #[error("organization {0} already exists")]
+    OrgExists(String),
+    /// Organization does not exist.
+    #[error("organization {0} does not exist")]
+    OrgMissing(String),
+}
+
+/// Storage failures.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The request was refused by a storage-level rule.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The backend failed.
+    #[error("database: {0}")]
+    Backend(String),
+    /// A stored value could not be decoded.
+    #[error("database value corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Metadata operations the handlers need.
+pub trait MetaStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new invite.
+    fn create_invite(&self, token_hash: &[u8; 32], invite: &InviteRecord)
+    -> Result<(), StoreError>;
+    /// Atomically redeems an invite and creates the principal and its key
+    /// index: either all of it happens or none.
+    fn enroll(
+        &self,
+        token_hash: &[u8; 32],
+        principal: &PrincipalRecord,
+        now: u64,
+    ) -> Result<(), StoreError>;
+    /// Looks a principal up by its Ed25519 key.
+    fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError>;
+    /// Looks a principal up by id.
+    fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError>;
+    /// Looks an organization up.
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError>;
+    /// Creates an organization; refuses an existing id.
+    fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError>;
+    /// Forces everything to disk.
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,257 @@
+//! [`MetaStore`] on sled 0.34.
+//!
+//! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
+//! (id → record), `invites` (SHA-256 of token → record). Values are postcard.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{InviteRecord, MetaStore, OrgRecord, PrincipalRecord, Refusal, StoreError};
+
+/// sled-backed metadata store.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    principals: sled::Tree,
+    keys: sled::Tree,
+    orgs: sled::Tree,
+    invites: sled::Tree,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_stdvec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`. Fails if another process
+    /// holds it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Backend(format!(
+                    "database {} is in use by another process (is mdropd running?)",
+                    path.display()
+                ))
+            }
+            other => backend(other),
+        })?;
+        Ok(Self {
+            principals: db.open_tree("principals").map_err(backend)?,
+            keys: db.open_tree("keys").map_err(backend)?,
+            orgs: db.open_tree("orgs").map_err(backend)?,
+            invites: db.open_tree("invites").map_err(backend)?,
+            db,
+        })
+    }
+
+    fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+        tree.get(key).map_err(backend)?.map(|v| dec(&v)).transpose()
+    }
+}
+
+impl MetaStore for SledStore {
+    fn create_invite(
+        &self,
+        token_hash: &[u8; 32],
+        invite: &InviteRecord,
+    ) -> Result<(), StoreError> {
+        self.invites
+            .compare_and_swap(token_hash, None as Option<&[u8]>, Some(enc(invite)?))
+            .map_err(backend)?
+            .map_err(|_| StoreError::Backend("invite token collision".into()))?;
+        self.flush()
+    }
+
+    fn enroll(
+        &self,
+        token_hash: &[u8; 32],
+        principal: &PrincipalRecord,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let result = (&self.invites, &self.principals, &self.keys).transaction(
+            |(invites, principals, keys)| {
+                let abort = |r: Refusal| ConflictableTransactionError::Abort(r);
+                let Some(raw) = invites.get(token_hash)? else {
+                    return Err(abort(Refusal::InviteUnknown));
+                };
+                let mut invite: InviteRecord =
+                    postcard::from_bytes(&raw).map_err(|_| abort(Refusal::InviteUnknown))?;
+                if invite.used_by.is_some() {
+                    return Err(abort(Refusal::InviteUsed));
+                }
+                if now >= invite.expires_at {
+                    return Err(abort(Refusal::InviteExpired));
+                }
+                if principal.org != invite.org {
+                    return Err(abort(Refusal::InviteOrgMismatch {
+                        invite_org: invite.org.clone().unwrap_or_else(|| "(none)".into()),
+                        id: principal.id.clone(),
+                        id_org: principal.id.split('@').nth(1).unwrap_or("").to_owned(),
+                    }));
+                }
+                // The invite, not the request, decides admin rights.
+                let mut principal = principal.clone();
+                principal.admin = invite.admin;
+                let principal_bytes =
+                    postcard::to_stdvec(&principal).map_err(|_| abort(Refusal::InviteUnknown))?;
+                if principals.get(principal.id.as_bytes())?.is_some() {
+                    return Err(abort(Refusal::IdTaken(principal.id.clone())));
+                }
+                if let Some(owner) = keys.get(principal.signing_key)? {
+                    return Err(abort(Refusal::KeyTaken(
+                        String::from_utf8_lossy(&owner).into_owned(),
+                    )));
+                }
+                invite.used_by = Some(principal.id.clone());
+                let invite_bytes =
+                    postcard::to_stdvec(&invite).map_err(|_| abort(Refusal::InviteUnknown))?;
+                invites.insert(&token_hash[..], invite_bytes)?;
+                principals.insert(principal.id.as_bytes(), principal_bytes)?;
+                keys.insert(&principal.signing_key[..], principal.id.as_bytes())?;
+                Ok(())
+            },
+        );
+        match result {
+            Ok(()) => self.flush(),
+            Err(TransactionError::Abort(r)) => Err(StoreError::Refused(r)),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
+    fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError> {
+        let Some(id) = self.keys.get(key).map_err(backend)? else {
+            return Ok(None);
+        };
+        Self::get(&self.principals, &id)
+    }
+
+    fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError> {
+        Self::get(&self.principals, id.as_bytes())
+    }
+
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError> {
+        Self::get(&self.orgs, id.as_bytes())
+    }
+
+    fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError> {
+        self.orgs
+            .compare_and_swap(org.id.as_bytes(), None as Option<&[u8]>, Some(enc(org)?))
+            .map_err(backend)?
+            .map_err(|_| Refusal::OrgExists(org.id.clone()))?;
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matterdrop_common::proto::OrgKind;
+
+    fn principal(id: &str, org: Option<&str>, key: u8) -> PrincipalRecord {
+        PrincipalRecord {
+            id: id.into(),
+            name: "N".into(),
+            org: org.map(Into::into),
+            admin: false,
+            signing_key: [key; 32],
+            age_recipient: "age1x".into(),
+            enrolled_at: 1,
+        }
+    }
+
+    fn invite(org: Option<&str>, expires_at: u64) -> InviteRecord {
+        InviteRecord {
+            org: org.map(Into::into),
+            admin: false,
+            created_at: 0,
+            expires_at,
+            used_by: None,
+        }
+    }
+
+    #[test]
+    fn enroll_is_single_use_and_atomic() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.create_invite(&[1; 32], &invite(Some("firm-a"), 100))
+            .unwrap();
+        s.enroll(&[1; 32], &principal("a@firm-a", Some("firm-a"), 1), 10)
+            .unwrap();
+        assert_eq!(
+            s.principal_by_key(&[1; 32]).unwrap().unwrap().id,
+            "a@firm-a"
+        );
+        let again = s.enroll(&[1; 32], &principal("b@firm-a", Some("firm-a"), 2), 10);
+        assert!(matches!(
+            again,
+            Err(StoreError::Refused(Refusal::InviteUsed))
+        ));
+        assert!(s.principal("b@firm-a").unwrap().is_none());
+        assert!(s.principal_by_key(&[2; 32]).unwrap().is_none());
+    }
+
+    #[test]
+    fn refusals_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.create_invite(&[1; 32], &invite(Some("firm-a"), 100))
+            .unwrap();
+        let expired = s.enroll(&[1; 32], &principal("a@firm-a", Some("firm-a"), 1), 100);
+        assert!(matches!(
+            expired,
+            Err(StoreError::Refused(Refusal::InviteExpired))
+        ));
+        let other_org = s.enroll(&[1; 32], &principal("a@firm-b", Some("firm-b"), 1), 10);
+        assert!(matches!(
+            other_org,
+            Err(StoreError::Refused(Refusal::InviteOrgMismatch { .. }))
+        ));
+        let unknown = s.enroll(&[9; 32], &principal("a@firm-a", Some("firm-a"), 1), 10);
+        assert!(matches!(
+            unknown,
+            Err(StoreError::Refused(Refusal::InviteUnknown))
+        ));
+        assert!(s.principal("a@firm-a").unwrap().is_none());
+        // The invite is still usable after all those refusals.
+        s.enroll(&[1; 32], &principal("a@firm-a", Some("firm-a"), 1), 10)
+            .unwrap();
+    }
+
+    #[test]
+    fn orgs_unique_and_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            let org = OrgRecord {
+                id: "firm-a".into(),
+                kind: OrgKind::Firm,
+                recovery_recipient: None,
+                created_at: 0,
+            };
+            s.create_org(&org).unwrap();
+            assert!(matches!(
+                s.create_org(&org),
+                Err(StoreError::Refused(Refusal::OrgExists(_)))
+            ));
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.org("firm-a").unwrap().unwrap().kind, OrgKind::Firm);
+    }
+}
