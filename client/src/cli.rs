@@ -42,6 +42,105 @@ pub enum Command {
     /// Server administration (admins only).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Matters: members, scope, acknowledgment text.
+    #[command(subcommand)]
+    Matter(MatterCommand),
+    /// Read and sign a matter's confidentiality acknowledgment.
+    Ack(AckArgs),
+}
+
+/// `mdrop matter …`.
+#[derive(Debug, Subcommand)]
+pub enum MatterCommand {
+    /// Create a matter (firm members; you become its attorney).
+    Create(MatterCreateArgs),
+    /// Add a member with a role (attorneys).
+    Add(MatterAddArgs),
+    /// Remove a member (attorneys). Takes effect on their next request.
+    Remove(MatterRemoveArgs),
+    /// Show a matter: scope, members, acknowledgments.
+    Show(MatterIdArg),
+    /// List the matters you belong to.
+    List,
+    /// Publish a new acknowledgment text; providers must sign it again (attorneys).
+    SetAck(MatterSetAckArgs),
+    /// Replace the scope (attorneys).
+    SetScope(MatterSetScopeArgs),
+}
+
+/// A matter id.
+#[derive(Debug, Args)]
+pub struct MatterIdArg {
+    /// Matter id.
+    pub id: String,
+}
+
+/// `mdrop matter create`.
+#[derive(Debug, Args)]
+pub struct MatterCreateArgs {
+    /// Matter id, e.g. 2026-PI-0042.
+    pub id: String,
+    /// Title.
+    #[arg(long)]
+    pub title: String,
+    /// File with the confidentiality acknowledgment text providers sign.
+    #[arg(long)]
+    pub ack_file: PathBuf,
+    /// Task types providers may be given, comma-separated
+    /// (document-review, legal-research, drafting, medical-chronology, client-intake).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scope: Vec<String>,
+}
+
+/// `mdrop matter add`.
+#[derive(Debug, Args)]
+pub struct MatterAddArgs {
+    /// Matter id.
+    pub id: String,
+    /// Principal to add, NAME@ORG.
+    pub principal: String,
+    /// attorney, paralegal, provider or auditor.
+    #[arg(long)]
+    pub role: String,
+}
+
+/// `mdrop matter remove`.
+#[derive(Debug, Args)]
+pub struct MatterRemoveArgs {
+    /// Matter id.
+    pub id: String,
+    /// Principal to remove.
+    pub principal: String,
+}
+
+/// `mdrop matter set-ack`.
+#[derive(Debug, Args)]
+pub struct MatterSetAckArgs {
+    /// Matter id.
+    pub id: String,
+    /// File with the new text.
+    #[arg(long)]
+    pub ack_file: PathBuf,
+}
+
+/// `mdrop matter set-scope`.
+#[derive(Debug, Args)]
+pub struct MatterSetScopeArgs {
+    /// Matter id.
+    pub id: String,
+    /// Task types, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scope: Vec<String>,
+}
+
+/// `mdrop ack`.
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// Matter id.
+    pub matter: String,
+    /// Sign without asking for confirmation.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `mdrop keygen`.

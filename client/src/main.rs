@@ -61,5 +61,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
             rt.block_on(commands::admin::org_create(ctx, &a))
         }
         Command::Admin(AdminCommand::Invite(a)) => rt.block_on(commands::admin::invite(ctx, &a)),
+        Command::Matter(cmd) => rt.block_on(commands::matter::matter(ctx, cmd)),
+        Command::Ack(a) => rt.block_on(commands::matter::ack(ctx, &a)),
     }
 }

@@ -7,6 +7,8 @@
 //! streams that both sides share, and [`tls`] only builds configurations.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod audit;
+pub mod bundle;
 pub mod ids;
 pub mod keys;
 pub mod net;

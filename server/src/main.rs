@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Parser as _;
+use matterdrop_common::tlog::NoteSigner;
 use matterdrop_common::tls;
+use matterdrop_server::audit::AuditLog;
 use matterdrop_server::cli::{Cli, Command, InitArgs, InviteArgs, LogFormat, ServeArgs};
 use matterdrop_server::datadir::{self, InitReport};
 use matterdrop_server::handler::State;
@@ -105,10 +107,20 @@ fn serve(a: ServeArgs) -> Result<()> {
     }
     let data = datadir::load(&a.data.data)?;
     let listen = a.listen.unwrap_or(data.config.listen);
-    let log_vkey = matterdrop_server::log_verifier_key(&data.config.log_name, &data.log_key);
+    let signer = NoteSigner::new(&data.config.log_name, data.log_key.clone())
+        .map_err(|e| anyhow::anyhow!("audit-log key: {e}"))?;
+    let log_vkey = signer.verifier().to_vkey();
+    let audit = AuditLog::open(
+        &data.root.join("log"),
+        data.log_key.clone(),
+        signer,
+        data.config.log_name.clone(),
+    )?;
     let state = Arc::new(State {
         store: Box::new(data.store.clone()),
+        audit,
         log_vkey,
+        writes: std::sync::Mutex::new(()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -114,12 +114,9 @@ async fn serve_connection(
         conn.close(1u32.into(), b"unsupported application protocol");
         return;
     }
-    let key = match tls::peer_ed25519_key(&conn) {
-        Ok(k) => k,
-        Err(_) => {
-            conn.close(1u32.into(), b"client certificate must carry an Ed25519 key");
-            return;
-        }
+    let Ok(key) = tls::peer_ed25519_key(&conn) else {
+        conn.close(1u32.into(), b"client certificate must carry an Ed25519 key");
+        return;
     };
     tracing::Span::current().record("peer", ed25519_fingerprint(&key).as_str());
     debug!("connected");

@@ -305,3 +305,81 @@ impl Default for World {
         Self::new()
     }
 }
+
+/// A protocol-level client for tests that need to do what `mdrop` never
+/// would (forged signatures, several requests on one connection).
+#[derive(Debug)]
+pub struct RawClient {
+    endpoint: quinn::Endpoint,
+    /// The connection.
+    pub conn: quinn::Connection,
+    /// The key it authenticated with.
+    pub key: ed25519_dalek::SigningKey,
+}
+
+impl RawClient {
+    /// Connects to `server` with `key`.
+    pub async fn connect_with(server: &Server, key: ed25519_dalek::SigningKey) -> Self {
+        matterdrop_common::tls::install_crypto_provider();
+        let pin = matterdrop_common::tls::ServerPin::Fingerprint(server.fingerprint.clone());
+        let (cfg, _) = matterdrop_common::tls::client_config(&key, &pin).expect("client config");
+        let endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        let conn = endpoint
+            .connect_with(cfg, server.addr.parse().expect("server addr"), "localhost")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        Self {
+            endpoint,
+            conn,
+            key,
+        }
+    }
+
+    /// Connects as `user`, with the signing key from its home.
+    pub async fn connect(server: &Server, user: &User) -> Self {
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let pem = std::fs::read_to_string(user.home.join("signing-key.pem")).expect("key file");
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).expect("unencrypted PKCS#8 key");
+        Self::connect_with(server, key).await
+    }
+
+    /// Sends raw bytes on a new stream and decodes the answer.
+    pub async fn exchange(&self, bytes: &[u8]) -> matterdrop_common::proto::ServerResponse {
+        let (mut send, mut recv) = self.conn.open_bi().await.expect("open stream");
+        send.write_all(bytes).await.expect("write");
+        let _ = send.finish();
+        let buf = recv
+            .read_to_end(matterdrop_common::proto::MAX_FRAME + 4)
+            .await
+            .expect("read answer");
+        matterdrop_common::proto::decode_frame(&buf).expect("decode answer")
+    }
+
+    /// Sends one request.
+    pub async fn request(
+        &self,
+        req: &matterdrop_common::proto::ClientRequest,
+    ) -> matterdrop_common::proto::ServerResponse {
+        self.exchange(&matterdrop_common::proto::encode(req).expect("encode"))
+            .await
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// The error code of a response, panicking if it is not an error.
+#[track_caller]
+pub fn error_code(
+    r: &matterdrop_common::proto::ServerResponse,
+) -> matterdrop_common::proto::ErrorCode {
+    match r {
+        matterdrop_common::proto::ServerResponse::Error(e) => e.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

@@ -365,60 +365,39 @@ fn passphrase_protected_keys() {
 
 #[test]
 fn hostile_streams_do_not_hurt_others() {
-    use matterdrop_common::proto::{self, ErrorCode, ServerResponse};
+    use matterdrop_common::proto::{self, ErrorCode};
+    use matterdrop_tests::{RawClient, error_code};
     let w = World::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        matterdrop_common::tls::install_crypto_provider();
+        // An unenrolled key: every answer below comes before authentication.
         let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
-        let pin = matterdrop_common::tls::ServerPin::Fingerprint(w.server.fingerprint.clone());
-        let (cfg, _) = matterdrop_common::tls::client_config(&key, &pin).unwrap();
-        let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let conn = ep
-            .connect_with(cfg, w.server.addr.parse().unwrap(), "localhost")
-            .unwrap()
-            .await
-            .unwrap();
-
-        async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> ServerResponse {
-            let (mut send, mut recv) = conn.open_bi().await.unwrap();
-            send.write_all(bytes).await.unwrap();
-            let _ = send.finish();
-            let buf = recv.read_to_end(proto::MAX_FRAME + 4).await.unwrap();
-            proto::decode_frame(&buf).unwrap()
-        }
-        fn code(r: &ServerResponse) -> ErrorCode {
-            match r {
-                ServerResponse::Error(e) => e.code,
-                other => panic!("expected an error, got {other:?}"),
-            }
-        }
+        let c = RawClient::connect_with(&w.server, key).await;
         // Random bytes.
         let garbage: Vec<u8> = (0..64u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
             .collect();
-        let r = exchange(&conn, &garbage).await;
+        let r = c.exchange(&garbage).await;
         assert!(
-            matches!(code(&r), ErrorCode::TooLarge | ErrorCode::BadRequest),
+            matches!(error_code(&r), ErrorCode::TooLarge | ErrorCode::BadRequest),
             "{r:?}"
         );
         // An oversized length prefix: refused before the body is read.
-        let r = exchange(&conn, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await;
-        assert_eq!(code(&r), ErrorCode::TooLarge);
+        let r = c.exchange(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await;
+        assert_eq!(error_code(&r), ErrorCode::TooLarge);
         // A well-formed frame of an unknown kind.
-        let r = exchange(&conn, &[0, 0, 0, 2, 0xe7, 0x07]).await;
-        assert_eq!(code(&r), ErrorCode::UnknownKind, "{r:?}");
+        let r = c.exchange(&[0, 0, 0, 2, 0xe7, 0x07]).await;
+        assert_eq!(error_code(&r), ErrorCode::UnknownKind, "{r:?}");
         // Trailing bytes after a valid message.
-        let r = exchange(&conn, &[0, 0, 0, 2, 1, 0]).await;
-        assert_eq!(code(&r), ErrorCode::BadRequest, "{r:?}");
+        let r = c.exchange(&[0, 0, 0, 2, 1, 0]).await;
+        assert_eq!(error_code(&r), ErrorCode::BadRequest, "{r:?}");
         // A truncated frame.
-        let r = exchange(&conn, &[0, 0, 0, 9, 1]).await;
-        assert_eq!(code(&r), ErrorCode::BadRequest, "{r:?}");
+        let r = c.exchange(&[0, 0, 0, 9, 1]).await;
+        assert_eq!(error_code(&r), ErrorCode::BadRequest, "{r:?}");
         // The same connection still gets answers (unknown key: whoami is refused).
-        let whoami = proto::encode(&proto::ClientRequest::WhoAmI).unwrap();
-        let r = exchange(&conn, &whoami).await;
-        assert_eq!(code(&r), ErrorCode::Unauthenticated);
-        conn.close(0u32.into(), b"");
+        let r = c.request(&proto::ClientRequest::WhoAmI).await;
+        assert_eq!(error_code(&r), ErrorCode::Unauthenticated);
+        c.close().await;
     });
     // Meanwhile a normal client on another connection is served.
     assert_eq!(w.admin.json(&["whoami"])["id"], "admin@operator");

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod identity;
+pub mod matter;
 
 use crate::home::Home;
 use crate::output::Output;

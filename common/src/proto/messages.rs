@@ -15,10 +15,28 @@ pub enum ClientRequest {
     OrgCreate(OrgCreateRequest),
     /// 3: mint an invite (admins).
     InviteCreate(InviteCreateRequest),
+    /// 4: create a matter (firm members).
+    MatterCreate(MatterCreateRequest),
+    /// 5: add a member to a matter, or change its role (attorneys).
+    MatterAdd(MatterMemberRequest),
+    /// 6: remove a member (attorneys).
+    MatterRemove(MatterMemberRequest),
+    /// 7: a matter's details (members who may see it).
+    MatterShow(MatterRef),
+    /// 8: the matters this principal belongs to.
+    MatterList,
+    /// 9: new acknowledgment text, a new version (attorneys).
+    MatterSetAck(MatterSetAckRequest),
+    /// 10: replace a matter's scope (attorneys).
+    MatterSetScope(MatterSetScopeRequest),
+    /// 11: the current acknowledgment text.
+    AckGet(MatterRef),
+    /// 12: a signed acknowledgment.
+    AckSign(AckSignRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 4;
+    const KINDS: u32 = 13;
 }
 
 impl ClientRequest {
@@ -29,6 +47,15 @@ impl ClientRequest {
             Self::WhoAmI => "whoami",
             Self::OrgCreate(_) => "org-create",
             Self::InviteCreate(_) => "invite-create",
+            Self::MatterCreate(_) => "matter-create",
+            Self::MatterAdd(_) => "matter-add",
+            Self::MatterRemove(_) => "matter-remove",
+            Self::MatterShow(_) => "matter-show",
+            Self::MatterList => "matter-list",
+            Self::MatterSetAck(_) => "matter-set-ack",
+            Self::MatterSetScope(_) => "matter-set-scope",
+            Self::AckGet(_) => "ack-get",
+            Self::AckSign(_) => "ack-sign",
         }
     }
 }
@@ -46,10 +73,18 @@ pub enum ServerResponse {
     OrgCreated(OrgInfo),
     /// 4: a new invite.
     Invite(InviteInfo),
+    /// 5: a matter's details.
+    Matter(MatterInfo),
+    /// 6: matters visible to the caller.
+    Matters(Vec<MatterSummary>),
+    /// 7: acknowledgment text to sign.
+    AckText(AckTextInfo),
+    /// 8: an acknowledgment was recorded.
+    Acked(AckInfo),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 5;
+    const KINDS: u32 = 9;
 }
 
 /// Registers the connection's Ed25519 key (proven by the TLS handshake) and
@@ -227,4 +262,151 @@ impl ServerResponse {
             message: message.into(),
         })
     }
+}
+
+/// Names a matter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterRef {
+    /// Matter id.
+    pub matter: String,
+}
+
+/// Creates a matter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterCreateRequest {
+    /// Matter id, e.g. `2026-PI-0042`.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Confidentiality acknowledgment text (version 1).
+    pub ack_text: String,
+    /// Task types providers may be given (kebab-case names).
+    pub scope: Vec<String>,
+}
+
+/// Adds or removes a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterMemberRequest {
+    /// Matter id.
+    pub matter: String,
+    /// Principal id.
+    pub principal: String,
+    /// Role (`attorney`, `paralegal`, `provider`, `auditor`); ignored on removal.
+    pub role: Option<String>,
+}
+
+/// Replaces the acknowledgment text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterSetAckRequest {
+    /// Matter id.
+    pub matter: String,
+    /// New text.
+    pub ack_text: String,
+}
+
+/// Replaces the scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterSetScopeRequest {
+    /// Matter id.
+    pub matter: String,
+    /// Task types.
+    pub scope: Vec<String>,
+}
+
+/// A signed acknowledgment (see `sign::AckStatement`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckSignRequest {
+    /// Matter id.
+    pub matter: String,
+    /// Acknowledgment version signed.
+    pub version: u32,
+    /// SHA-256 of the text signed.
+    pub text_sha256: [u8; 32],
+    /// Unix seconds in the signed statement.
+    pub signed_at: u64,
+    /// Ed25519 signature.
+    pub signature: Vec<u8>,
+}
+
+/// One member of a matter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Principal id.
+    pub principal: String,
+    /// Role.
+    pub role: String,
+    /// Organization of the principal.
+    pub org: Option<String>,
+    /// Unix seconds.
+    pub added_at: u64,
+    /// Latest acknowledgment version signed, if any.
+    pub acked_version: Option<u32>,
+}
+
+/// A recorded acknowledgment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckInfo {
+    /// Matter id.
+    pub matter: String,
+    /// Who signed.
+    pub principal: String,
+    /// Version signed.
+    pub version: u32,
+    /// SHA-256 of the text signed.
+    pub text_sha256: [u8; 32],
+    /// When (from the signed statement).
+    pub signed_at: u64,
+}
+
+/// A matter's details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterInfo {
+    /// Matter id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Owning firm.
+    pub firm: String,
+    /// Scope (task types).
+    pub scope: Vec<String>,
+    /// Current acknowledgment version.
+    pub ack_version: u32,
+    /// SHA-256 of the current acknowledgment text.
+    pub ack_sha256: [u8; 32],
+    /// Current members.
+    pub members: Vec<MemberInfo>,
+    /// Every acknowledgment signed on this matter.
+    pub acks: Vec<AckInfo>,
+    /// Creator.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// A line of `matter list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterSummary {
+    /// Matter id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Caller's role.
+    pub role: String,
+    /// Whether the caller must (re-)acknowledge before access.
+    pub needs_ack: bool,
+}
+
+/// Acknowledgment text to show and sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckTextInfo {
+    /// Matter id.
+    pub matter: String,
+    /// Version.
+    pub version: u32,
+    /// The text.
+    pub text: String,
+    /// Its SHA-256.
+    pub text_sha256: [u8; 32],
+    /// Whether the caller has signed this version already.
+    pub acknowledged: bool,
 }

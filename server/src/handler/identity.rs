@@ -10,10 +10,11 @@ use matterdrop_common::proto::{
     PrincipalInfo, ServerResponse,
 };
 
-use super::{Failure, Outcome, State};
+use super::{Actor, Failure, Outcome, State};
+use crate::audit::Event;
 use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
-use crate::policy::{self, AdminOp};
-use crate::store::{OrgRecord, PrincipalRecord};
+use crate::policy::{self, Decision, ServerOperation};
+use crate::store::{OrgRecord, PrincipalRecord, StoreError};
 
 const MAX_NAME: usize = 128;
 
@@ -63,9 +64,40 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
         age_recipient: req.age_recipient,
         enrolled_at: now(),
     };
-    state
+    let fp = matterdrop_common::keys::ed25519_fingerprint(key);
+    let details = vec![
+        ("signing_key".into(), fp.clone()),
+        ("age_recipient".into(), record.age_recipient.clone()),
+    ];
+    let _guard = state.write_lock();
+    match state
         .store
-        .enroll(&invite_hash(&req.invite), &record, now())?;
+        .enroll(&invite_hash(&req.invite), &record, now())
+    {
+        Ok(()) => {}
+        Err(StoreError::Refused(r)) => {
+            let reason = r.to_string();
+            let who = format!("key:{fp}");
+            let denial = Some(("bad-invite", reason.as_str()));
+            state.record(Event::server(
+                &who,
+                "enroll",
+                Some(&req.id),
+                denial,
+                details,
+            ))?;
+            return Err(StoreError::Refused(r).into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // The key registration is logged before the user hears it succeeded.
+    state.record(Event::server(
+        &record.id,
+        "enroll",
+        Some(&record.id),
+        None,
+        details,
+    ))?;
     let stored = state
         .store
         .principal(&record.id)?
@@ -74,19 +106,36 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
     Ok(ServerResponse::Enrolled(principal_info(state, &stored)?))
 }
 
-pub(super) fn whoami(state: &State, me: &PrincipalRecord) -> Outcome {
-    Ok(ServerResponse::WhoAmI(principal_info(state, me)?))
+pub(super) fn whoami(state: &State, me: &Actor) -> Outcome {
+    Ok(ServerResponse::WhoAmI(principal_info(state, &me.record)?))
 }
 
-fn view(me: &PrincipalRecord) -> policy::ServerPrincipal<'_> {
-    policy::ServerPrincipal {
-        id: &me.id,
-        admin: me.admin,
+/// Decides a server operation and records the decision.
+fn authorize_server(
+    state: &State,
+    me: &Actor,
+    op: &ServerOperation<'_>,
+    object: &str,
+) -> Result<(), Failure> {
+    let decision = policy::decide_server(&me.view(), op);
+    let denial = decision
+        .denial()
+        .map(|d| (d.rule.as_str(), d.message.as_str()));
+    state.record(Event::server(
+        &me.record.id,
+        op.name(),
+        Some(object),
+        denial,
+        Vec::new(),
+    ))?;
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::Deny(d) => Err(d.into()),
     }
 }
 
-pub(super) fn org_create(state: &State, me: &PrincipalRecord, req: OrgCreateRequest) -> Outcome {
-    policy::decide_admin(&view(me), AdminOp::CreateOrg)?;
+pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Outcome {
+    authorize_server(state, me, &ServerOperation::CreateOrganization, &req.id)?;
     ids::validate_org(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
     if let Some(r) = &req.recovery_recipient {
         check_age_recipient(r)?;
@@ -98,7 +147,7 @@ pub(super) fn org_create(state: &State, me: &PrincipalRecord, req: OrgCreateRequ
         created_at: now(),
     };
     state.store.create_org(&org)?;
-    tracing::info!(org = %org.id, kind = org.kind.as_str(), by = %me.id, "organization created");
+    tracing::info!(org = %org.id, kind = org.kind.as_str(), by = %me.record.id, "organization created");
     Ok(ServerResponse::OrgCreated(OrgInfo {
         id: org.id,
         kind: org.kind,
@@ -106,29 +155,28 @@ pub(super) fn org_create(state: &State, me: &PrincipalRecord, req: OrgCreateRequ
     }))
 }
 
-pub(super) fn invite_create(
-    state: &State,
-    me: &PrincipalRecord,
-    req: InviteCreateRequest,
-) -> Outcome {
-    policy::decide_admin(&view(me), AdminOp::CreateInvite)?;
+pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest) -> Outcome {
+    authorize_server(
+        state,
+        me,
+        &ServerOperation::CreateInvite,
+        req.org.as_deref().unwrap_or("(admin)"),
+    )?;
     match &req.org {
-        Some(org) => {
-            if state.store.org(org)?.is_none() {
-                return Err(Failure::new(
-                    ErrorCode::NotFound,
-                    format!(
-                        "organization {org} does not exist; create it with `mdrop admin org create`"
-                    ),
-                ));
-            }
+        Some(org) if state.store.org(org)?.is_none() => {
+            return Err(Failure::new(
+                ErrorCode::NotFound,
+                format!(
+                    "organization {org} does not exist; create it with `mdrop admin org create`"
+                ),
+            ));
         }
         None if !req.admin => {
             return Err(Failure::bad_request(
                 "an invite without an organization must be an admin invite (--admin)",
             ));
         }
-        None => {}
+        Some(_) | None => {}
     }
     let ttl = req.ttl_secs.map_or(DEFAULT_INVITE_TTL, Duration::from_secs);
     let (token, expires_at) =
@@ -136,7 +184,7 @@ pub(super) fn invite_create(
             tracing::error!(error = %e, "minting invite");
             Failure::new(ErrorCode::Internal, "could not store the invite")
         })?;
-    tracing::info!(org = ?req.org, admin = req.admin, by = %me.id, "invite created");
+    tracing::info!(org = ?req.org, admin = req.admin, by = %me.record.id, "invite created");
     Ok(ServerResponse::Invite(InviteInfo {
         token,
         org: req.org,

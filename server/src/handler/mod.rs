@@ -1,4 +1,5 @@
-//! Request handlers: load state, ask [`crate::policy`], act, answer.
+//! Request handlers: load state, ask [`crate::policy`], record the decision
+//! in the audit log, act, answer.
 //!
 //! Handlers run on the blocking pool (they touch sled and fsync), one call
 //! per request. The principal is looked up on every request, never cached
@@ -6,13 +7,17 @@
 //! the very next request on an already-open connection.
 
 mod identity;
+mod matters;
+
+use std::sync::{Mutex, MutexGuard};
 
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::keys::ed25519_fingerprint;
 use matterdrop_common::proto::{ClientRequest, ErrorCode, ServerResponse};
 use tracing::error;
 
-use crate::policy::AdminDenial;
+use crate::audit::{AuditLog, Event};
+use crate::policy::{self, Denial, PrincipalView};
 use crate::store::{MetaStore, PrincipalRecord, Refusal, StoreError};
 
 /// Everything handlers share.
@@ -20,14 +25,69 @@ use crate::store::{MetaStore, PrincipalRecord, Refusal, StoreError};
 pub struct State {
     /// Metadata.
     pub store: Box<dyn MetaStore>,
+    /// The audit log.
+    pub audit: AuditLog,
     /// The audit-log key in signed-note verifier form.
     pub log_vkey: String,
+    /// Serializes read-decide-write sequences on metadata.
+    pub writes: Mutex<()>,
 }
 
 impl State {
     /// Flushes all state to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.store.flush()
+    }
+
+    /// Appends an event to the audit log; the request fails if it cannot be
+    /// recorded.
+    pub(crate) fn record(&self, event: Event) -> Result<u64, Failure> {
+        self.audit.record(vec![event]).map_err(|e| {
+            error!(error = %e, "cannot write the audit log");
+            Failure::new(
+                ErrorCode::Internal,
+                "the audit log cannot be written; the request changed nothing",
+            )
+        })
+    }
+
+    /// Holds off other writers.
+    pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An authenticated principal with what policy needs to know about it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The stored principal.
+    pub record: PrincipalRecord,
+    /// Kind of its organization.
+    pub org_kind: Option<policy::OrgKind>,
+}
+
+impl Actor {
+    pub(crate) fn load(state: &State, record: PrincipalRecord) -> Result<Self, Failure> {
+        let org_kind = match &record.org {
+            Some(org) => state.store.org(org)?.map(|o| match o.kind {
+                matterdrop_common::proto::OrgKind::Firm => policy::OrgKind::Firm,
+                matterdrop_common::proto::OrgKind::Provider => policy::OrgKind::Provider,
+            }),
+            None => None,
+        };
+        Ok(Self { record, org_kind })
+    }
+
+    /// The policy's view of this principal.
+    pub fn view(&self) -> PrincipalView<'_> {
+        PrincipalView {
+            id: &self.record.id,
+            org: self.record.org.as_deref(),
+            org_kind: self.org_kind,
+            admin: self.record.admin,
+        }
     }
 }
 
@@ -77,9 +137,9 @@ impl From<StoreError> for Failure {
     }
 }
 
-impl From<AdminDenial> for Failure {
-    fn from(d: AdminDenial) -> Self {
-        Self::new(ErrorCode::Denied, d.to_string())
+impl From<Denial> for Failure {
+    fn from(d: Denial) -> Self {
+        Self::new(ErrorCode::Denied, d.message)
     }
 }
 
@@ -89,31 +149,41 @@ type Outcome = Result<ServerResponse, Failure>;
 pub fn handle(state: &State, key: &VerifyingKey, req: ClientRequest) -> ServerResponse {
     let result = match req {
         ClientRequest::Enroll(r) => identity::enroll(state, key, r),
-        other => authenticate(state, key).and_then(|me| dispatch(state, &me, other)),
+        other => authenticate(state, key).and_then(|me| dispatch(state, &me, key, other)),
     };
     result.unwrap_or_else(|f| ServerResponse::error(f.code, f.message))
 }
 
-fn dispatch(state: &State, me: &PrincipalRecord, req: ClientRequest) -> Outcome {
+fn dispatch(state: &State, me: &Actor, key: &VerifyingKey, req: ClientRequest) -> Outcome {
     match req {
         ClientRequest::Enroll(_) => Err(Failure::new(
             ErrorCode::Conflict,
-            format!("this key is already enrolled as {}", me.id),
+            format!("this key is already enrolled as {}", me.record.id),
         )),
         ClientRequest::WhoAmI => identity::whoami(state, me),
         ClientRequest::OrgCreate(r) => identity::org_create(state, me, r),
         ClientRequest::InviteCreate(r) => identity::invite_create(state, me, r),
+        ClientRequest::MatterCreate(r) => matters::create(state, me, r),
+        ClientRequest::MatterAdd(r) => matters::add(state, me, r),
+        ClientRequest::MatterRemove(r) => matters::remove(state, me, r),
+        ClientRequest::MatterShow(r) => matters::show(state, me, &r),
+        ClientRequest::MatterList => matters::list(state, me),
+        ClientRequest::MatterSetAck(r) => matters::set_ack(state, me, r),
+        ClientRequest::MatterSetScope(r) => matters::set_scope(state, me, r),
+        ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),
+        ClientRequest::AckSign(r) => matters::ack_sign(state, me, key, r),
     }
 }
 
-fn authenticate(state: &State, key: &VerifyingKey) -> Result<PrincipalRecord, Failure> {
-    state.store.principal_by_key(key.as_bytes())?.ok_or_else(|| {
-        Failure::new(
+fn authenticate(state: &State, key: &VerifyingKey) -> Result<Actor, Failure> {
+    let Some(record) = state.store.principal_by_key(key.as_bytes())? else {
+        return Err(Failure::new(
             ErrorCode::Unauthenticated,
             format!(
                 "key {} is not enrolled on this server: only `mdrop enroll` with an invite is allowed",
                 ed25519_fingerprint(key)
             ),
-        )
-    })
+        ));
+    };
+    Actor::load(state, record)
 }

@@ -58,6 +58,99 @@ pub struct InviteRecord {
     pub used_by: Option<String>,
 }
 
+/// One version of a matter's acknowledgment text. Version numbers start at 1
+/// and are the position in [`MatterRecord::ack_versions`] plus one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckVersion {
+    /// The text.
+    pub text: String,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+    /// Who set it.
+    pub set_by: String,
+    /// Unix seconds.
+    pub set_at: u64,
+}
+
+/// A membership (current, or ended by removal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// Principal id.
+    pub principal: String,
+    /// Role name.
+    pub role: String,
+    /// Who added it.
+    pub added_by: String,
+    /// Unix seconds.
+    pub added_at: u64,
+    /// Set when removed.
+    pub removed_at: Option<u64>,
+}
+
+/// A verified, stored acknowledgment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckRecord {
+    /// Who signed.
+    pub principal: String,
+    /// Version signed.
+    pub version: u32,
+    /// SHA-256 of the text signed.
+    pub text_sha256: [u8; 32],
+    /// Time in the signed statement.
+    pub signed_at: u64,
+    /// The Ed25519 signature.
+    pub signature: Vec<u8>,
+}
+
+/// A matter and everything about its access rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatterRecord {
+    /// Matter id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Owning firm.
+    pub firm: String,
+    /// Task type names.
+    pub scope: Vec<String>,
+    /// Acknowledgment versions, oldest first (never empty).
+    pub ack_versions: Vec<AckVersion>,
+    /// Memberships, one per principal (a re-added member reuses its row).
+    pub members: Vec<MemberRecord>,
+    /// Every acknowledgment signed.
+    pub acks: Vec<AckRecord>,
+    /// Creator.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+impl MatterRecord {
+    /// Current acknowledgment version number.
+    pub fn ack_version(&self) -> u32 {
+        u32::try_from(self.ack_versions.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The current acknowledgment text.
+    pub fn current_ack(&self) -> Option<&AckVersion> {
+        self.ack_versions.last()
+    }
+
+    /// A principal's membership row.
+    pub fn member(&self, principal: &str) -> Option<&MemberRecord> {
+        self.members.iter().find(|m| m.principal == principal)
+    }
+
+    /// Highest acknowledgment version `principal` has signed.
+    pub fn acked_version(&self, principal: &str) -> Option<u32> {
+        self.acks
+            .iter()
+            .filter(|a| a.principal == principal)
+            .map(|a| a.version)
+            .max()
+    }
+}
+
 /// Why the store refused a write; nothing was changed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -90,6 +183,9 @@ pub enum Refusal {
     /// Organization exists.
     #[error("organization {0} already exists")]
     OrgExists(String),
+    /// Matter exists.
+    #[error("matter {0} already exists")]
+    MatterExists(String),
     /// Organization does not exist.
     #[error("organization {0} does not exist")]
     OrgMissing(String),
@@ -131,6 +227,14 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError>;
     /// Creates an organization; refuses an existing id.
     fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError>;
+    /// Looks a matter up.
+    fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError>;
+    /// Creates a matter; refuses an existing id.
+    fn create_matter(&self, matter: &MatterRecord) -> Result<(), StoreError>;
+    /// Replaces an existing matter (callers serialize writers).
+    fn put_matter(&self, matter: &MatterRecord) -> Result<(), StoreError>;
+    /// Every matter (for listing).
+    fn matters(&self) -> Result<Vec<MatterRecord>, StoreError>;
     /// Forces everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
 }

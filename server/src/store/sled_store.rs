@@ -1,7 +1,8 @@
 //! [`MetaStore`] on sled 0.34.
 //!
 //! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
-//! (id → record), `invites` (SHA-256 of token → record). Values are postcard.
+//! (id → record), `invites` (SHA-256 of token → record), `matters` (id →
+//! record). Values are postcard.
 
 use std::path::Path;
 
@@ -10,7 +11,9 @@ use serde::de::DeserializeOwned;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{InviteRecord, MetaStore, OrgRecord, PrincipalRecord, Refusal, StoreError};
+use super::{
+    InviteRecord, MatterRecord, MetaStore, OrgRecord, PrincipalRecord, Refusal, StoreError,
+};
 
 /// sled-backed metadata store.
 #[derive(Debug, Clone)]
@@ -20,6 +23,7 @@ pub struct SledStore {
     keys: sled::Tree,
     orgs: sled::Tree,
     invites: sled::Tree,
+    matters: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -52,6 +56,7 @@ impl SledStore {
             keys: db.open_tree("keys").map_err(backend)?,
             orgs: db.open_tree("orgs").map_err(backend)?,
             invites: db.open_tree("invites").map_err(backend)?,
+            matters: db.open_tree("matters").map_err(backend)?,
             db,
         })
     }
@@ -151,6 +156,37 @@ impl MetaStore for SledStore {
             .map_err(backend)?
             .map_err(|_| Refusal::OrgExists(org.id.clone()))?;
         self.flush()
+    }
+
+    fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError> {
+        Self::get(&self.matters, id.as_bytes())
+    }
+
+    fn create_matter(&self, matter: &MatterRecord) -> Result<(), StoreError> {
+        self.matters
+            .compare_and_swap(
+                matter.id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(enc(matter)?),
+            )
+            .map_err(backend)?
+            .map_err(|_| Refusal::MatterExists(matter.id.clone()))?;
+        self.flush()
+    }
+
+    fn put_matter(&self, matter: &MatterRecord) -> Result<(), StoreError> {
+        self.matters
+            .insert(matter.id.as_bytes(), enc(matter)?)
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn matters(&self) -> Result<Vec<MatterRecord>, StoreError> {
+        self.matters
+            .iter()
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
     }
 
     fn flush(&self) -> Result<(), StoreError> {

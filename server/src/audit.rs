@@ -1,0 +1,282 @@
+//! The server's side of the tamper-evident audit log.
+//!
+//! Handlers describe what happened as [`Event`]s; [`AuditLog::record`]
+//! chains each one to the previous entry of its matter, appends the batch to
+//! the append-only file (fsync), extends the Merkle tree and signs a new
+//! checkpoint, all before the handler answers. One mutex orders appends, so
+//! every checkpoint extends the previous one: two inconsistent checkpoints
+//! for one log never exist.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use ed25519_dalek::SigningKey;
+use matterdrop_common::audit::{self, Entry};
+use matterdrop_common::tlog::{self, Checkpoint, Frontier, NoteSigner};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::auditlog::{AppendLog, LogError};
+use crate::datadir::now;
+use crate::handler::Actor;
+use crate::policy::Decision;
+
+/// Audit-log failures. Any of them fails the request being recorded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The log file failed.
+    #[error("audit log: {0}")]
+    Log(#[from] LogError),
+    /// An entry could not be encoded or decoded.
+    #[error("audit entry: {0}")]
+    Entry(#[from] audit::EntryError),
+    /// The stored checkpoint does not match the entries on disk.
+    #[error("audit log does not match its last signed checkpoint: {0}")]
+    Inconsistent(String),
+    /// The lock was poisoned by a panic.
+    #[error("audit log unavailable after an internal error")]
+    Poisoned,
+}
+
+/// One thing that happened, before it gets its place in the log.
+#[derive(Debug, Clone)]
+pub struct Event(Entry);
+
+impl Event {
+    fn entry(principal: String, action: &str, matter: Option<&str>, object: Option<&str>) -> Entry {
+        Entry {
+            index: 0,
+            time: now(),
+            principal,
+            action: action.to_owned(),
+            matter: matter.map(str::to_owned),
+            object: object.map(str::to_owned),
+            allowed: true,
+            rule: None,
+            reason: None,
+            prev_in_matter: None,
+            details: Vec::new(),
+        }
+    }
+
+    /// A policy decision on a matter, allowed or denied.
+    pub fn matter(
+        me: &Actor,
+        action: &str,
+        matter: &str,
+        object: Option<&str>,
+        decision: &Decision,
+        details: Vec<(String, String)>,
+    ) -> Self {
+        let mut e = Self::entry(me.record.id.clone(), action, Some(matter), object);
+        e.details = details;
+        if let Decision::Deny(d) = decision {
+            e.allowed = false;
+            e.rule = Some(d.rule.as_str().to_owned());
+            e.reason = Some(d.message.clone());
+            if let Some(why) = d.not_member_reason() {
+                // Internal detail for auditors; never shown to the caller.
+                e.details.push(("not_member".into(), why.as_str().into()));
+            }
+        }
+        Self(e)
+    }
+
+    /// An allowed request refused later by a check that is not an access
+    /// rule (a bad signature, a stale version).
+    pub fn failed(
+        me: &Actor,
+        action: &str,
+        matter: &str,
+        rule: &str,
+        reason: &str,
+        details: Vec<(String, String)>,
+    ) -> Self {
+        let mut e = Self::entry(me.record.id.clone(), action, Some(matter), None);
+        e.allowed = false;
+        e.rule = Some(rule.to_owned());
+        e.reason = Some(reason.to_owned());
+        e.details = details;
+        Self(e)
+    }
+
+    /// A server-wide event (enrollment, organizations, invites).
+    pub fn server(
+        principal: &str,
+        action: &str,
+        object: Option<&str>,
+        denial: Option<(&str, &str)>,
+        details: Vec<(String, String)>,
+    ) -> Self {
+        let mut e = Self::entry(principal.to_owned(), action, None, object);
+        if let Some((rule, reason)) = denial {
+            e.allowed = false;
+            e.rule = Some(rule.to_owned());
+            e.reason = Some(reason.to_owned());
+        }
+        e.details = details;
+        Self(e)
+    }
+}
+
+struct Inner {
+    log: AppendLog,
+    frontier: Frontier,
+    last_in_matter: HashMap<String, u64>,
+    signer: NoteSigner,
+    key: SigningKey,
+    origin: String,
+    checkpoint: String,
+}
+
+/// The audit log: append-only entries, Merkle tree, signed checkpoints.
+pub struct AuditLog {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the log in `dir`, repairing a torn tail, rebuilding the tree
+    /// and checking the last checkpoint against it.
+    /// `key` signs every record; `signer` (the same key, with its note name)
+    /// signs checkpoints.
+    pub fn open(
+        dir: &Path,
+        key: SigningKey,
+        signer: NoteSigner,
+        origin: String,
+    ) -> Result<Self, AuditError> {
+        let (log, recovery) = AppendLog::open(dir)?;
+        if recovery.truncated_bytes > 0 {
+            warn!(
+                truncated_bytes = recovery.truncated_bytes,
+                entries = recovery.entries,
+                "audit log had a torn tail from an interrupted write; truncated it"
+            );
+        }
+        let mut frontier = Frontier::new();
+        for leaf in log.leaf_hashes() {
+            frontier.push(*leaf);
+        }
+        let mut last_in_matter = HashMap::new();
+        for index in 0..log.len() {
+            let (entry, _) = audit::parse_record(&log.read(index)?).map_err(|e| {
+                AuditError::Inconsistent(format!("record {index} is unreadable: {e}"))
+            })?;
+            if entry.index != index {
+                return Err(AuditError::Inconsistent(format!(
+                    "record {index} claims index {}",
+                    entry.index
+                )));
+            }
+            if let Some(m) = entry.matter {
+                last_in_matter.insert(m, index);
+            }
+        }
+        if let Some(note) = log.checkpoint() {
+            let verifier = signer.verifier();
+            let cp = tlog::open_checkpoint(&note, &verifier).map_err(|e| {
+                AuditError::Inconsistent(format!("stored checkpoint unreadable: {e}"))
+            })?;
+            if cp.size > log.len() {
+                return Err(AuditError::Inconsistent(format!(
+                    "checkpoint covers {} entries but only {} are on disk",
+                    cp.size,
+                    log.len()
+                )));
+            }
+            let size = usize::try_from(cp.size).unwrap_or(usize::MAX);
+            if tlog::root(&log.leaf_hashes()[..size]) != cp.root {
+                return Err(AuditError::Inconsistent(format!(
+                    "the first {} entries do not hash to the checkpoint's root",
+                    cp.size
+                )));
+            }
+        }
+        let mut inner = Inner {
+            log,
+            frontier,
+            last_in_matter,
+            signer,
+            key,
+            origin,
+            checkpoint: String::new(),
+        };
+        inner.sign()?;
+        info!(entries = inner.log.len(), "audit log open");
+        Ok(Self {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Appends `events` durably and signs a checkpoint covering them.
+    /// Returns the index of the last one.
+    pub fn record(&self, events: Vec<Event>) -> Result<u64, AuditError> {
+        let mut inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+        let start = inner.log.len();
+        // Chain links for this batch; applied only once it is on disk.
+        let mut batch: HashMap<String, u64> = HashMap::new();
+        let mut bytes = Vec::with_capacity(events.len());
+        for (i, Event(mut entry)) in events.into_iter().enumerate() {
+            let index = start + i as u64;
+            entry.index = index;
+            if let Some(m) = &entry.matter {
+                let prev = batch
+                    .get(m)
+                    .or_else(|| inner.last_in_matter.get(m))
+                    .copied();
+                entry.prev_in_matter = prev;
+                batch.insert(m.clone(), index);
+            }
+            bytes.push(audit::seal(&entry, &inner.key)?);
+        }
+        let range = inner.log.append(&bytes)?;
+        let leaves: Vec<_> =
+            inner.log.leaf_hashes()[range.start as usize..range.end as usize].to_vec();
+        for leaf in leaves {
+            inner.frontier.push(leaf);
+        }
+        inner.last_in_matter.extend(batch);
+        inner.sign()?;
+        Ok(range.end.saturating_sub(1))
+    }
+
+    /// The latest signed checkpoint (a C2SP signed note).
+    pub fn checkpoint(&self) -> Result<String, AuditError> {
+        Ok(self
+            .inner
+            .lock()
+            .map_err(|_| AuditError::Poisoned)?
+            .checkpoint
+            .clone())
+    }
+
+    /// Runs `f` with the log held still (for exports and proofs).
+    pub fn with_log<T>(&self, f: impl FnOnce(&AppendLog, &str) -> T) -> Result<T, AuditError> {
+        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+        Ok(f(&inner.log, &inner.checkpoint))
+    }
+}
+
+impl Inner {
+    fn sign(&mut self) -> Result<(), AuditError> {
+        let cp = Checkpoint {
+            origin: self.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
+        let note = tlog::sign_checkpoint(&cp, &self.signer);
+        if self.log.checkpoint().as_deref() != Some(note.as_str()) {
+            self.log.store_checkpoint(&note)?;
+        }
+        self.checkpoint = note;
+        Ok(())
+    }
+}
