@@ -47,6 +47,60 @@ pub enum Command {
     Matter(MatterCommand),
     /// Read and sign a matter's confidentiality acknowledgment.
     Ack(AckArgs),
+    /// Export, verify and read the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `mdrop audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Download a self-contained bundle: one matter's entries (its auditors)
+    /// or the whole log (admins).
+    Export(AuditExportArgs),
+    /// Verify a bundle offline against the pinned log key and the newest
+    /// checkpoint this client has seen.
+    Verify(AuditVerifyArgs),
+    /// Print a bundle's entries as a table.
+    Show(AuditShowArgs),
+}
+
+/// `mdrop audit export`.
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// Only this matter's entries.
+    #[arg(long)]
+    pub matter: Option<String>,
+    /// Where to write the bundle.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `mdrop audit verify`.
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// The bundle.
+    pub file: PathBuf,
+    /// The log key to trust (`name+hash+key`), if this home is not enrolled
+    /// with the server that wrote the bundle.
+    #[arg(long)]
+    pub log_key: Option<String>,
+}
+
+/// `mdrop audit show`.
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    /// The bundle.
+    pub file: PathBuf,
+    /// Only entries by this principal.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Only entries with this action (e.g. matter-show, ack-sign, enroll).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only denied attempts.
+    #[arg(long)]
+    pub denied: bool,
 }
 
 /// `mdrop matter …`.

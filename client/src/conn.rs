@@ -125,9 +125,12 @@ impl Session {
         Fail::connect(format!("{what} with {}: {e}", self.server))
     }
 
-    /// Sends one request and waits for its answer. An error answer becomes
-    /// a [`Fail`] with the exit code of its class.
-    pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {
+    /// Sends one request and returns its answer and the rest of the stream
+    /// (for answers followed by data).
+    pub async fn request_stream(
+        &self,
+        req: &ClientRequest,
+    ) -> CmdResult<(ServerResponse, quinn::RecvStream)> {
         let (mut send, mut recv) = self
             .conn
             .open_bi()
@@ -147,12 +150,18 @@ impl Session {
             })?;
         match resp {
             Ok(ServerResponse::Error(e)) => Err(Fail::new(e.code.exit_code(), e.message)),
-            Ok(other) => Ok(other),
+            Ok(other) => Ok((other, recv)),
             Err(FrameError::Proto(p)) => Err(Fail::other(format!(
                 "unreadable answer from the server: {p}"
             ))),
             Err(e) => Err(self.connection_failure("lost the answer", e)),
         }
+    }
+
+    /// Sends one request and waits for its answer. An error answer becomes
+    /// a [`Fail`] with the exit code of its class.
+    pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {
+        self.request_stream(req).await.map(|(resp, _)| resp)
     }
 
     /// Closes the connection politely.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use matterdrop::cli::{AdminCommand, Cli, Command, OrgCommand};
+use matterdrop::cli::{AdminCommand, AuditCommand, Cli, Command, OrgCommand};
 use matterdrop::commands::{self, Ctx};
 use matterdrop::error::{CmdResult, Fail};
 use matterdrop::home::Home;
@@ -63,5 +63,8 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Admin(AdminCommand::Invite(a)) => rt.block_on(commands::admin::invite(ctx, &a)),
         Command::Matter(cmd) => rt.block_on(commands::matter::matter(ctx, cmd)),
         Command::Ack(a) => rt.block_on(commands::matter::ack(ctx, &a)),
+        Command::Audit(AuditCommand::Export(a)) => rt.block_on(commands::audit::export(ctx, &a)),
+        Command::Audit(AuditCommand::Verify(a)) => commands::audit::verify(ctx, &a),
+        Command::Audit(AuditCommand::Show(a)) => commands::audit::show(ctx, &a),
     }
 }

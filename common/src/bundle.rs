@@ -94,7 +94,7 @@ fn read_exact_or_truncated(r: &mut impl Read, buf: &mut [u8]) -> Result<(), Form
 }
 
 /// Writes the magic and header.
-pub fn write_header(w: &mut impl Write, header: &BundleHeader) -> io::Result<()> {
+pub fn write_header(w: &mut (impl Write + ?Sized), header: &BundleHeader) -> io::Result<()> {
     let bytes = postcard::to_stdvec(header).map_err(io::Error::other)?;
     w.write_all(MAGIC)?;
     w.write_all(
@@ -107,7 +107,7 @@ pub fn write_header(w: &mut impl Write, header: &BundleHeader) -> io::Result<()>
 
 /// Writes one record (and its proof, for matter bundles).
 pub fn write_record(
-    w: &mut impl Write,
+    w: &mut (impl Write + ?Sized),
     index: u64,
     record: &[u8],
     proof: Option<&[Hash]>,

@@ -8,11 +8,13 @@
 //! for one log never exist.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
 use matterdrop_common::audit::{self, Entry};
+use matterdrop_common::bundle::{self, BundleHeader, ConsistencyProof};
 use matterdrop_common::tlog::{self, Checkpoint, Frontier, NoteSigner};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -132,8 +134,10 @@ struct Inner {
 }
 
 /// The audit log: append-only entries, Merkle tree, signed checkpoints.
+/// Cloning shares the same log.
+#[derive(Clone)]
 pub struct AuditLog {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -212,7 +216,7 @@ impl AuditLog {
         inner.sign()?;
         info!(entries = inner.log.len(), "audit log open");
         Ok(Self {
-            inner: Mutex::new(inner),
+            inner: Arc::new(Mutex::new(inner)),
         })
     }
 
@@ -258,10 +262,141 @@ impl AuditLog {
             .clone())
     }
 
-    /// Runs `f` with the log held still (for exports and proofs).
-    pub fn with_log<T>(&self, f: impl FnOnce(&AppendLog, &str) -> T) -> Result<T, AuditError> {
+    /// Cuts a bundle of the log as it is now: the whole log, or the
+    /// entries of `matter` with inclusion proofs (and a consistency proof
+    /// from `known_size`). Returns the header and a writer for the records,
+    /// which reads the immutable prefix without holding the log.
+    pub fn export(
+        &self,
+        matter: Option<&str>,
+        known_size: Option<u64>,
+        exported_by: &str,
+    ) -> Result<(BundleHeader, Body), AuditError> {
         let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
-        Ok(f(&inner.log, &inner.checkpoint))
+        let size = inner.log.len();
+        let log_key = inner.signer.verifier().to_vkey();
+        let checkpoint = inner.checkpoint.clone();
+        match matter {
+            None => {
+                let header = BundleHeader {
+                    log_key,
+                    checkpoint,
+                    matter: None,
+                    count: size,
+                    exported_by: exported_by.to_owned(),
+                    consistency: None,
+                };
+                drop(inner);
+                let this = self.clone();
+                let body: Body = Box::new(move |w: &mut dyn Write| {
+                    let mut start = 0;
+                    while start < size {
+                        let end = (start + EXPORT_CHUNK).min(size);
+                        let records = {
+                            let inner = this
+                                .inner
+                                .lock()
+                                .map_err(|_| std::io::Error::other("audit log poisoned"))?;
+                            inner
+                                .log
+                                .read_range(start, end)
+                                .map_err(std::io::Error::other)?
+                        };
+                        for (i, rec) in records.iter().enumerate() {
+                            bundle::write_record(w, start + i as u64, rec, None)?;
+                        }
+                        start = end;
+                    }
+                    Ok(())
+                });
+                Ok((header, body))
+            }
+            Some(m) => {
+                // Walk the matter's chain back from its newest entry.
+                let mut indices = Vec::new();
+                let mut records = Vec::new();
+                let mut next = inner.last_in_matter.get(m).copied();
+                while let Some(i) = next {
+                    let rec = inner.log.read(i)?;
+                    let (entry, _) = audit::parse_record(&rec)
+                        .map_err(|e| AuditError::Inconsistent(format!("record {i}: {e}")))?;
+                    next = entry.prev_in_matter;
+                    indices.push(i);
+                    records.push(rec);
+                }
+                indices.reverse();
+                records.reverse();
+                let leaves = inner.log.leaf_hashes()[..size as usize].to_vec();
+                drop(inner);
+                let consistency = match known_size {
+                    Some(k) if k > 0 && k < size => Some(ConsistencyProof {
+                        from_size: k,
+                        proof: tlog::consistency_proof(&leaves, k)
+                            .map_err(|e| AuditError::Inconsistent(e.to_string()))?,
+                    }),
+                    _ => None,
+                };
+                let header = BundleHeader {
+                    log_key,
+                    checkpoint,
+                    matter: Some(m.to_owned()),
+                    count: indices.len() as u64,
+                    exported_by: exported_by.to_owned(),
+                    consistency,
+                };
+                let body: Body = Box::new(move |w: &mut dyn Write| {
+                    let tree = Levels::new(leaves);
+                    for (i, rec) in indices.iter().zip(&records) {
+                        bundle::write_record(w, *i, rec, Some(&tree.inclusion_proof(*i)))?;
+                    }
+                    Ok(())
+                });
+                Ok((header, body))
+            }
+        }
+    }
+}
+
+/// Records read per lock while streaming a full export.
+const EXPORT_CHUNK: u64 = 4096;
+
+/// Writes the records of a bundle onto a stream.
+pub type Body = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
+
+/// Every level of a Merkle tree, for O(log n) inclusion proofs. An
+/// unpaired last node moves up a level unchanged, which yields exactly the
+/// RFC 6962 tree.
+struct Levels(Vec<Vec<tlog::Hash>>);
+
+impl Levels {
+    fn new(leaves: Vec<tlog::Hash>) -> Self {
+        let mut levels = vec![leaves];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let up = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [l, r] => tlog::node_hash(l, r),
+                    [single] => *single,
+                    _ => unreachable!("chunks(2) yields one or two"),
+                })
+                .collect();
+            levels.push(up);
+        }
+        Self(levels)
+    }
+
+    fn inclusion_proof(&self, index: u64) -> Vec<tlog::Hash> {
+        let mut proof = Vec::new();
+        let mut i = index as usize;
+        for level in &self.0[..self.0.len().saturating_sub(1)] {
+            let sibling = i ^ 1;
+            if sibling < level.len() {
+                proof.push(level[sibling]);
+            }
+            i /= 2;
+        }
+        proof
     }
 }
 
@@ -278,5 +413,28 @@ impl Inner {
         }
         self.checkpoint = note;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_give_rfc6962_proofs() {
+        for n in 1..=70u64 {
+            let leaves: Vec<_> = (0..n).map(|i| tlog::leaf_hash(&i.to_be_bytes())).collect();
+            let tree = Levels::new(leaves.clone());
+            let root = tlog::root(&leaves);
+            for i in 0..n {
+                let proof = tree.inclusion_proof(i);
+                assert_eq!(
+                    proof,
+                    tlog::inclusion_proof(&leaves, i).unwrap(),
+                    "n={n} i={i}"
+                );
+                tlog::verify_inclusion(&leaves[i as usize], i, n, &proof, &root).unwrap();
+            }
+        }
     }
 }

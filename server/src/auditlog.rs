@@ -615,6 +615,27 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LogError {
     move |source| LogError::Io { op, path, source }
 }
 
+/// Reads every complete record of an entries file by its length prefixes
+/// alone, ignoring checksums: a forensic view of exactly what is on disk,
+/// damaged or not. Stops at the first record that does not fit.
+pub fn scan_raw(path: &Path) -> Result<Vec<Vec<u8>>, LogError> {
+    let bytes = fs::read(path).map_err(io_err("read", path))?;
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(head) = bytes.get(at..at + HEADER_LEN) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let Some(payload) = bytes.get(at + HEADER_LEN..at + HEADER_LEN + len) else {
+            break;
+        };
+        if len == 0 || len > MAX_ENTRY_LEN {
+            break;
+        }
+        out.push(payload.to_vec());
+        at += HEADER_LEN + len;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

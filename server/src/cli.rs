@@ -40,6 +40,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Mint an invite offline (the server must not be running on DIR).
     Invite(InviteArgs),
+    /// Write an audit bundle of the whole log straight from the data
+    /// directory, as it is on disk, without checking it (for forensics when
+    /// the server will not start; verify it with `mdrop audit verify`).
+    ExportLog(ExportLogArgs),
+}
+
+/// `mdropd export-log`.
+#[derive(Debug, Args)]
+pub struct ExportLogArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Where to write the bundle.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Where the data lives.

@@ -276,6 +276,12 @@ pub fn invite_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.trim().as_bytes()).into()
 }
 
+/// Reads the audit-log signing key.
+pub fn load_log_key(root: &Path) -> Result<SigningKey> {
+    let pem = zeroize::Zeroizing::new(fs::read_to_string(root.join("log-key.pem"))?);
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("reading log-key.pem: {e}"))
+}
+
 /// Loads an initialized data directory.
 pub fn load(root: &Path) -> Result<DataDir> {
     if !is_initialized(root) {
@@ -289,9 +295,7 @@ pub fn load(root: &Path) -> Result<DataDir> {
         .context("parsing config.json")?;
     let cert = CertificateDer::from(fs::read(root.join("tls/server.der"))?);
     let tls_key = zeroize::Zeroizing::new(fs::read(root.join("tls/server.key"))?);
-    let pem = zeroize::Zeroizing::new(fs::read_to_string(root.join("log-key.pem"))?);
-    let log_key = SigningKey::from_pkcs8_pem(&pem)
-        .map_err(|e| anyhow::anyhow!("reading log-key.pem: {e}"))?;
+    let log_key = load_log_key(root)?;
     let store = SledStore::open(&root.join("db"))?;
     Ok(DataDir {
         root: root.to_path_buf(),

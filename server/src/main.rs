@@ -9,7 +9,9 @@ use clap::Parser as _;
 use matterdrop_common::tlog::NoteSigner;
 use matterdrop_common::tls;
 use matterdrop_server::audit::AuditLog;
-use matterdrop_server::cli::{Cli, Command, InitArgs, InviteArgs, LogFormat, ServeArgs};
+use matterdrop_server::cli::{
+    Cli, Command, ExportLogArgs, InitArgs, InviteArgs, LogFormat, ServeArgs,
+};
 use matterdrop_server::datadir::{self, InitReport};
 use matterdrop_server::handler::State;
 use matterdrop_server::server::Server;
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Init(a) => init(&a),
         Command::Serve(a) => serve(a),
         Command::Invite(a) => invite(&a),
+        Command::ExportLog(a) => export_log(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,5 +206,43 @@ fn invite(a: &InviteArgs) -> Result<()> {
         )?;
         writeln!(out, "  {token}")?;
     }
+    Ok(())
+}
+
+fn export_log(a: &ExportLogArgs) -> Result<()> {
+    let root = &a.data.data;
+    let config: datadir::ConfigFile = serde_json::from_slice(
+        &std::fs::read(root.join("config.json")).context("reading config.json")?,
+    )?;
+    let log_key = datadir::load_log_key(root)?;
+    let signer =
+        NoteSigner::new(&config.log_name, log_key).map_err(|e| anyhow::anyhow!("log key: {e}"))?;
+    let log_dir = root.join("log");
+    let records = matterdrop_server::auditlog::scan_raw(
+        &log_dir.join(matterdrop_server::auditlog::ENTRIES_FILE),
+    )?;
+    let checkpoint =
+        std::fs::read_to_string(log_dir.join(matterdrop_server::auditlog::CHECKPOINT_FILE))
+            .context("reading the stored checkpoint")?;
+    let header = matterdrop_common::bundle::BundleHeader {
+        log_key: signer.verifier().to_vkey(),
+        checkpoint,
+        matter: None,
+        count: records.len() as u64,
+        exported_by: "mdropd export-log".into(),
+        consistency: None,
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&a.out)?);
+    matterdrop_common::bundle::write_header(&mut out, &header)?;
+    for (i, rec) in records.iter().enumerate() {
+        matterdrop_common::bundle::write_record(&mut out, i as u64, rec, None)?;
+    }
+    out.flush()?;
+    println!(
+        "wrote {} records from {} to {}",
+        records.len(),
+        log_dir.display(),
+        a.out.display()
+    );
     Ok(())
 }

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use crate::handler::{self, State};
+use crate::audit::Body;
+use crate::handler::{self, Reply, State};
 
 /// Connections served at once; more are refused at the handshake.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -147,9 +148,11 @@ async fn serve_stream(
 ) {
     let request =
         tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<ClientRequest>(&mut recv)).await;
-    let response = match request {
-        Err(_) => ServerResponse::error(ErrorCode::BadRequest, "request not received in time"),
-        Ok(Err(e)) => frame_error_response(&e),
+    let reply: Reply = match request {
+        Err(_) => {
+            ServerResponse::error(ErrorCode::BadRequest, "request not received in time").into()
+        }
+        Ok(Err(e)) => frame_error_response(&e).into(),
         Ok(Ok(req)) => {
             let name = req.name();
             let started = std::time::Instant::now();
@@ -157,9 +160,9 @@ async fn serve_stream(
                 tokio::task::spawn_blocking(move || handler::handle(&state, &key, req)).await;
             let resp = result.unwrap_or_else(|e| {
                 warn!(error = %e, "handler panicked");
-                ServerResponse::error(ErrorCode::Internal, "internal error")
+                ServerResponse::error(ErrorCode::Internal, "internal error").into()
             });
-            let outcome = match &resp {
+            let outcome = match &resp.frame {
                 ServerResponse::Error(e) => format!("{:?}", e.code),
                 _ => "ok".into(),
             };
@@ -172,16 +175,77 @@ async fn serve_stream(
             resp
         }
     };
-    if matches!(response, ServerResponse::Error(_)) {
+    if matches!(reply.frame, ServerResponse::Error(_)) {
         // Do not read whatever else the client sends on a refused stream.
         let _ = recv.stop(0u32.into());
     }
-    if let Err(e) = write_frame(&mut send, &response).await {
+    if let Err(e) = write_frame(&mut send, &reply.frame).await {
         debug!(error = %e, "could not send response");
         return;
     }
+    if let Some(body) = reply.body {
+        if let Err(e) = stream_body(&mut send, body).await {
+            warn!(error = %e, "transfer failed; resetting the stream");
+            let _ = send.reset(1u32.into());
+            return;
+        }
+    }
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// Size of the chunks a body is cut into on its way to the stream.
+const CHUNK: usize = 256 * 1024;
+
+/// Runs `body` on a blocking thread and copies what it writes onto `send`,
+/// with a small bounded queue between them (memory stays flat).
+async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut w = ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        body(&mut w)?;
+        w.flush_chunk()
+    });
+    while let Some(chunk) = rx.recv().await {
+        send.write_all(&chunk)
+            .await
+            .map_err(std::io::Error::other)?;
+    }
+    producer.await.map_err(std::io::Error::other)?
+}
+
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "peer went away"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_chunk()
+    }
 }
 
 fn frame_error_response(e: &FrameError) -> ServerResponse {

@@ -1,6 +1,7 @@
 //! One module per subcommand family.
 
 pub mod admin;
+pub mod audit;
 pub mod identity;
 pub mod matter;
 

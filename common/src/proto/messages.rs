@@ -33,10 +33,12 @@ pub enum ClientRequest {
     AckGet(MatterRef),
     /// 12: a signed acknowledgment.
     AckSign(AckSignRequest),
+    /// 13: export the audit log (whole, or one matter's entries).
+    AuditExport(AuditExportRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 13;
+    const KINDS: u32 = 14;
 }
 
 impl ClientRequest {
@@ -56,6 +58,7 @@ impl ClientRequest {
             Self::MatterSetScope(_) => "matter-set-scope",
             Self::AckGet(_) => "ack-get",
             Self::AckSign(_) => "ack-sign",
+            Self::AuditExport(_) => "audit-export",
         }
     }
 }
@@ -81,10 +84,13 @@ pub enum ServerResponse {
     AckText(AckTextInfo),
     /// 8: an acknowledgment was recorded.
     Acked(AckInfo),
+    /// 9: an audit bundle's header; its records follow on the stream in
+    /// the bundle format (`crate::bundle`) until the stream ends.
+    AuditBundle(crate::bundle::BundleHeader),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 9;
+    const KINDS: u32 = 10;
 }
 
 /// Registers the connection's Ed25519 key (proven by the TLS handshake) and
@@ -409,4 +415,14 @@ pub struct AckTextInfo {
     pub text_sha256: [u8; 32],
     /// Whether the caller has signed this version already.
     pub acknowledged: bool,
+}
+
+/// Asks for an audit bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditExportRequest {
+    /// One matter's entries, or (admins) the whole log.
+    pub matter: Option<String>,
+    /// The tree size of the newest checkpoint the client has verified, so
+    /// the server can include a consistency proof from it.
+    pub known_size: Option<u64>,
 }

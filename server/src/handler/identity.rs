@@ -111,7 +111,7 @@ pub(super) fn whoami(state: &State, me: &Actor) -> Outcome {
 }
 
 /// Decides a server operation and records the decision.
-fn authorize_server(
+pub(super) fn authorize_server(
     state: &State,
     me: &Actor,
     op: &ServerOperation<'_>,

@@ -6,6 +6,7 @@
 //! per connection, so a change (a removed member, a revoked key) applies to
 //! the very next request on an already-open connection.
 
+mod export;
 mod identity;
 mod matters;
 
@@ -16,7 +17,7 @@ use matterdrop_common::keys::ed25519_fingerprint;
 use matterdrop_common::proto::{ClientRequest, ErrorCode, ServerResponse};
 use tracing::error;
 
-use crate::audit::{AuditLog, Event};
+use crate::audit::{AuditLog, Body, Event};
 use crate::policy::{self, Denial, PrincipalView};
 use crate::store::{MetaStore, PrincipalRecord, Refusal, StoreError};
 
@@ -145,16 +146,51 @@ impl From<Denial> for Failure {
 
 type Outcome = Result<ServerResponse, Failure>;
 
-/// Answers one request from the holder of `key`.
-pub fn handle(state: &State, key: &VerifyingKey, req: ClientRequest) -> ServerResponse {
-    let result = match req {
-        ClientRequest::Enroll(r) => identity::enroll(state, key, r),
-        other => authenticate(state, key).and_then(|me| dispatch(state, &me, key, other)),
-    };
-    result.unwrap_or_else(|f| ServerResponse::error(f.code, f.message))
+/// An answer: one frame, and for transfers the bytes that follow it.
+pub struct Reply {
+    /// The response frame.
+    pub frame: ServerResponse,
+    /// Bytes streamed after the frame, produced on a blocking thread.
+    pub body: Option<Body>,
 }
 
-fn dispatch(state: &State, me: &Actor, key: &VerifyingKey, req: ClientRequest) -> Outcome {
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("frame", &self.frame)
+            .field("body", &self.body.is_some())
+            .finish()
+    }
+}
+
+impl From<ServerResponse> for Reply {
+    fn from(frame: ServerResponse) -> Self {
+        Self { frame, body: None }
+    }
+}
+
+/// Answers one request from the holder of `key`.
+pub fn handle(state: &State, key: &VerifyingKey, req: ClientRequest) -> Reply {
+    let result = match req {
+        ClientRequest::Enroll(r) => identity::enroll(state, key, r).map(Reply::from),
+        other => authenticate(state, key).and_then(|me| dispatch(state, &me, key, other)),
+    };
+    result.unwrap_or_else(|f| ServerResponse::error(f.code, f.message).into())
+}
+
+fn dispatch(
+    state: &State,
+    me: &Actor,
+    key: &VerifyingKey,
+    req: ClientRequest,
+) -> Result<Reply, Failure> {
+    if let ClientRequest::AuditExport(r) = req {
+        return export::export(state, me, &r);
+    }
+    dispatch_simple(state, me, key, req).map(Reply::from)
+}
+
+fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientRequest) -> Outcome {
     match req {
         ClientRequest::Enroll(_) => Err(Failure::new(
             ErrorCode::Conflict,
@@ -172,6 +208,9 @@ fn dispatch(state: &State, me: &Actor, key: &VerifyingKey, req: ClientRequest) -
         ClientRequest::MatterSetScope(r) => matters::set_scope(state, me, r),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),
         ClientRequest::AckSign(r) => matters::ack_sign(state, me, key, r),
+        ClientRequest::AuditExport(_) => {
+            Err(Failure::new(ErrorCode::Internal, "misrouted request"))
+        }
     }
 }
 

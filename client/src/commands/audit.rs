@@ -1,0 +1,253 @@
+//! `audit export | verify | show`.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write as _};
+
+use matterdrop_common::audit;
+use matterdrop_common::bundle::{self, Seen};
+use matterdrop_common::proto::{AuditExportRequest, ClientRequest, ServerResponse};
+use matterdrop_common::tlog::{self, NoteVerifier};
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::{AuditExportArgs, AuditShowArgs, AuditVerifyArgs};
+use crate::conn::{Session, unexpected};
+use crate::error::{CmdResult, Fail, exit};
+use crate::home::{Home, write_replace};
+use crate::identity;
+
+/// The newest checkpoint this client verified (a signed note).
+const SEEN_CHECKPOINT: &str = "audit-checkpoint.txt";
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+fn seen(home: &Home, key: &NoteVerifier) -> CmdResult<Option<(Seen, String)>> {
+    let Ok(note) = std::fs::read_to_string(home.path(SEEN_CHECKPOINT)) else {
+        return Ok(None);
+    };
+    let cp = tlog::open_checkpoint(&note, key).map_err(|e| {
+        Fail::new(
+            exit::VERIFY,
+            format!(
+                "the stored checkpoint {SEEN_CHECKPOINT} does not verify with the log key: {e}"
+            ),
+        )
+    })?;
+    Ok(Some((
+        Seen {
+            size: cp.size,
+            root: cp.root,
+        },
+        note,
+    )))
+}
+
+fn pinned_key(ctx: &Ctx, explicit: Option<&str>) -> CmdResult<NoteVerifier> {
+    let vkey = match explicit {
+        Some(k) => k.to_owned(),
+        None => {
+            ctx.home
+                .server()
+                .map_err(|f| f.hint("pass --log-key NAME+HASH+KEY, as printed by `mdrop whoami`"))?
+                .log_key
+        }
+    };
+    NoteVerifier::from_vkey(&vkey)
+        .map_err(|e| Fail::usage(format!("invalid log key {vkey:?}: {e}")))
+}
+
+/// `mdrop audit export`.
+pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let log_key =
+        NoteVerifier::from_vkey(&server.log_key).map_err(|e| Fail::other(e.to_string()))?;
+    let known_size = seen(&ctx.home, &log_key)?.map(|(s, _)| s.size);
+    let result = async {
+        let (resp, mut recv) = session
+            .request_stream(&ClientRequest::AuditExport(AuditExportRequest {
+                matter: args.matter.clone(),
+                known_size,
+            }))
+            .await?;
+        let ServerResponse::AuditBundle(header) = resp else {
+            return Err(unexpected(&resp));
+        };
+        let tmp = args
+            .out
+            .with_extension(format!("part-{}", std::process::id()));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        bundle::write_header(&mut out, &header)?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match recv.read(&mut buf).await {
+                Ok(Some(n)) => out.write_all(&buf[..n])?,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Fail::connect(format!("the export was interrupted: {e}")));
+                }
+            }
+        }
+        out.into_inner()
+            .map_err(|e| Fail::other(e.to_string()))?
+            .sync_all()?;
+        std::fs::rename(&tmp, &args.out)?;
+        Ok(header)
+    }
+    .await;
+    session.close().await;
+    let header = result?;
+    ctx.out.emit(
+        &json!({"out": args.out, "entries": header.count, "matter": header.matter}),
+        || {
+            format!(
+                "Wrote {} entries{} to {}\nCheck it with: mdrop audit verify {}\n",
+                header.count,
+                header
+                    .matter
+                    .as_deref()
+                    .map(|m| format!(" of matter {m}"))
+                    .unwrap_or_default(),
+                args.out.display(),
+                args.out.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `mdrop audit verify`.
+pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
+    let key = pinned_key(ctx, args.log_key.as_deref())?;
+    let prior = seen(&ctx.home, &key)?;
+    let path = args.file.clone();
+    let result = bundle::verify(
+        || File::open(&path).map(|f| BufReader::with_capacity(1 << 20, f)),
+        &key,
+        prior.as_ref().map(|(s, _)| *s),
+    );
+    let summary = result.map_err(|f| {
+        Fail::new(
+            exit::VERIFY,
+            format!(
+                "audit bundle {} failed verification: {f}",
+                args.file.display()
+            ),
+        )
+    })?;
+    // Remember the newest checkpoint proven consistent with what we had.
+    let advance = prior
+        .as_ref()
+        .is_none_or(|(s, _)| summary.tree_size > s.size)
+        && summary.consistent_with_seen != Some(false);
+    if advance {
+        let mut r = BufReader::new(File::open(&args.file)?);
+        let header = bundle::read_header(&mut r).map_err(|e| Fail::other(e.to_string()))?;
+        if ctx.home.dir.is_dir() {
+            write_replace(
+                &ctx.home.path(SEEN_CHECKPOINT),
+                header.checkpoint.as_bytes(),
+                0o600,
+            )?;
+        }
+    }
+    let span = match (summary.first_time, summary.last_time) {
+        (Some(a), Some(b)) => format!("{} .. {}", rfc3339(a), rfc3339(b)),
+        _ => "-".into(),
+    };
+    let v = json!({
+        "ok": true,
+        "matter": summary.matter,
+        "entries": summary.entries,
+        "tree_size": summary.tree_size,
+        "first": summary.first_time.map(rfc3339),
+        "last": summary.last_time.map(rfc3339),
+        "denials": summary.denials,
+        "per_principal": summary.per_principal,
+        "per_action": summary.per_action,
+        "consistent_with_previous_checkpoint": summary.consistent_with_seen,
+    });
+    ctx.out.emit(&v, || {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "OK: {} entries{} verified against the signed checkpoint of {} entries",
+            summary.entries,
+            summary.matter.as_deref().map(|m| format!(" of matter {m}")).unwrap_or_default(),
+            summary.tree_size
+        );
+        let _ = writeln!(s, "  time span: {span}");
+        let _ = writeln!(s, "  denied attempts: {}", summary.denials);
+        match summary.consistent_with_seen {
+            Some(true) => s.push_str("  consistent with the checkpoint this client saw before\n"),
+            Some(false) => s.push_str(
+                "  WARNING: consistency with the checkpoint this client saw before could not be proven\n",
+            ),
+            None => s.push_str("  first checkpoint this client has seen for this log\n"),
+        }
+        s.push_str("  entries per principal:\n");
+        for (p, n) in &summary.per_principal {
+            let _ = writeln!(s, "    {p:<32} {n}");
+        }
+        s
+    });
+    Ok(())
+}
+
+/// `mdrop audit show`.
+pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(&args.file)?);
+    let header = bundle::read_header(&mut r).map_err(|e| Fail::other(e.to_string()))?;
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} object / reason",
+        "index", "time", "principal", "action", "matter", "outcome"
+    );
+    for _ in 0..header.count {
+        let rec = bundle::read_record(&mut r, header.matter.is_some())
+            .map_err(|e| Fail::other(e.to_string()))?;
+        let (e, _) = audit::parse_record(&rec.record)
+            .map_err(|e| Fail::new(exit::VERIFY, format!("record {}: {e}", rec.index)))?;
+        if args.principal.as_ref().is_some_and(|p| *p != e.principal)
+            || args.action.as_ref().is_some_and(|a| *a != e.action)
+            || (args.denied && e.allowed)
+        {
+            continue;
+        }
+        let outcome = if e.allowed { "allowed" } else { "DENIED" };
+        let tail = match (&e.object, &e.reason) {
+            (_, Some(reason)) => reason.clone(),
+            (Some(o), None) => o.clone(),
+            (None, None) => String::new(),
+        };
+        if ctx.out.json {
+            rows.push(json!({
+                "index": e.index, "time": rfc3339(e.time), "principal": e.principal, "action": e.action,
+                "matter": e.matter, "object": e.object, "allowed": e.allowed, "rule": e.rule,
+                "reason": e.reason, "prev_in_matter": e.prev_in_matter,
+                "details": e.details.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            }));
+        } else {
+            let _ = writeln!(
+                text,
+                "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} {}",
+                e.index,
+                rfc3339(e.time),
+                e.principal,
+                e.action,
+                e.matter.as_deref().unwrap_or("-"),
+                outcome,
+                tail
+            );
+        }
+    }
+    ctx.out.emit(&json!({"entries": rows}), || text);
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! `audit export`: a bundle of the whole log (admins) or of one matter
+//! (its auditors, and admins).
+
+use matterdrop_common::proto::{AuditExportRequest, ErrorCode, ServerResponse};
+
+use super::identity::authorize_server;
+use super::matters::authorize;
+use super::{Actor, Failure, Reply, State};
+use crate::policy::{Operation, ServerOperation};
+
+pub(super) fn export(
+    state: &State,
+    me: &Actor,
+    req: &AuditExportRequest,
+) -> Result<Reply, Failure> {
+    // The export is itself an entry (of the matter, for a matter export), and
+    // it is recorded before the bundle is cut: the bundle ends with it, so a
+    // verifier knows nothing newer was left out.
+    match &req.matter {
+        Some(m) => {
+            authorize(
+                state,
+                me,
+                m,
+                "audit-export",
+                |_| Ok(Operation::ExportAudit),
+                None,
+                Vec::new(),
+            )?;
+        }
+        None => authorize_server(state, me, &ServerOperation::ExportFullLog, "(whole log)")?,
+    }
+    let (header, body) = state
+        .audit
+        .export(req.matter.as_deref(), req.known_size, &me.record.id)
+        .map_err(|e| {
+            tracing::error!(error = %e, "audit export");
+            Failure::new(ErrorCode::Internal, "the audit log cannot be read")
+        })?;
+    Ok(Reply {
+        frame: ServerResponse::AuditBundle(header),
+        body: Some(body),
+    })
+}

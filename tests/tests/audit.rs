@@ -1,0 +1,460 @@
+//! The tamper-evident audit log, end to end: export, offline verification,
+//! and every kind of tampering with the server's log on disk.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use matterdrop_common::bundle;
+use matterdrop_tests::{Server, User, World, bin};
+
+const MATTER: &str = "2026-PI-0042";
+
+struct Scene {
+    w: World,
+    alice: User,
+    bob: User,
+    audrey: User,
+}
+
+/// A matter with allowed and denied events by members and non-members.
+fn scene() -> Scene {
+    let w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let carl = w.user("carl@lpo-1");
+    let audrey = w.user("audrey@firm-a");
+    let ack = w.tmp.path().join("ack.txt");
+    std::fs::write(&ack, "Confidential.\n").unwrap();
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Doe",
+        "--ack-file",
+        ack.to_str().unwrap(),
+        "--scope",
+        "document-review",
+    ]);
+    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
+    alice.json(&[
+        "matter",
+        "add",
+        MATTER,
+        "audrey@firm-a",
+        "--role",
+        "auditor",
+    ]);
+    bob.run(&["matter", "show", MATTER]).code(3); // denied: not acknowledged
+    bob.json(&["ack", MATTER, "--yes"]);
+    bob.json(&["matter", "show", MATTER]);
+    carl.run(&["matter", "show", MATTER]).code(3); // denied: not a member
+    Scene {
+        w,
+        alice,
+        bob,
+        audrey,
+    }
+}
+
+fn export(user: &User, matter: Option<&str>, out: &Path) {
+    let mut args = vec!["audit", "export", "--out", out.to_str().unwrap()];
+    if let Some(m) = matter {
+        args.extend(["--matter", m]);
+    }
+    user.json(&args);
+}
+
+#[test]
+fn matter_export_verifies_and_shows_denials() {
+    let s = scene();
+    let out = s.w.tmp.path().join("m.bundle");
+    export(&s.audrey, Some(MATTER), &out);
+    let v = s.audrey.json(&["audit", "verify", out.to_str().unwrap()]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["matter"], MATTER);
+    assert!(v["denials"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(
+        v["per_principal"]["carl@lpo-1"], 1,
+        "non-member attempts are in the matter's log: {v}"
+    );
+    let denied = s
+        .audrey
+        .json(&["audit", "show", out.to_str().unwrap(), "--denied"]);
+    let rows = denied["entries"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["principal"] == "bob@lpo-1" && r["rule"] == "not-acknowledged"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["principal"] == "carl@lpo-1" && r["rule"] == "not-member"),
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r["allowed"] == false));
+    let acks = s.audrey.json(&[
+        "audit",
+        "show",
+        out.to_str().unwrap(),
+        "--action",
+        "ack-sign",
+        "--principal",
+        "bob@lpo-1",
+    ]);
+    assert_eq!(acks["entries"].as_array().unwrap().len(), 1);
+    let text = s
+        .audrey
+        .run(&["audit", "show", out.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("DENIED") && text.contains("carl@lpo-1"),
+        "{text}"
+    );
+
+    // Who may export: the matter's auditors and admins; not attorneys or providers.
+    s.alice
+        .run(&["audit", "export", "--matter", MATTER, "--out", "/dev/null"])
+        .code(3);
+    s.bob
+        .run(&["audit", "export", "--matter", MATTER, "--out", "/dev/null"])
+        .code(3);
+    s.audrey
+        .run(&["audit", "export", "--out", "/dev/null"])
+        .code(3);
+    let full = s.w.tmp.path().join("full.bundle");
+    export(&s.w.admin, None, &full);
+    let v = s.w.admin.json(&["audit", "verify", full.to_str().unwrap()]);
+    assert!(v["per_action"]["enroll"].as_u64().unwrap() >= 5, "{v}");
+    // A second verify on a grown log proves consistency with the first.
+    s.bob.json(&["matter", "show", MATTER]);
+    export(&s.w.admin, None, &full);
+    let v = s.w.admin.json(&["audit", "verify", full.to_str().unwrap()]);
+    assert_eq!(v["consistent_with_previous_checkpoint"], true);
+    export(&s.audrey, Some(MATTER), &out);
+    let v = s.audrey.json(&["audit", "verify", out.to_str().unwrap()]);
+    assert_eq!(v["consistent_with_previous_checkpoint"], true);
+}
+
+/// Rewrites a matter bundle without its record number `drop`.
+fn drop_record(src: &Path, dst: &Path, drop: usize) -> u64 {
+    let mut r = std::io::BufReader::new(std::fs::File::open(src).unwrap());
+    let mut header = bundle::read_header(&mut r).unwrap();
+    let with_proof = header.matter.is_some();
+    let mut recs = Vec::new();
+    for _ in 0..header.count {
+        recs.push(bundle::read_record(&mut r, with_proof).unwrap());
+    }
+    let dropped = recs.remove(drop).index;
+    header.count -= 1;
+    let mut w = std::fs::File::create(dst).unwrap();
+    bundle::write_header(&mut w, &header).unwrap();
+    for rec in recs {
+        bundle::write_record(&mut w, rec.index, &rec.record, rec.proof.as_deref()).unwrap();
+    }
+    dropped
+}
+
+#[test]
+fn dropping_an_entry_from_a_matter_export_is_detected() {
+    let s = scene();
+    let out = s.w.tmp.path().join("m.bundle");
+    export(&s.audrey, Some(MATTER), &out);
+    for drop in [1, 3] {
+        let bad = s.w.tmp.path().join(format!("m-{drop}.bundle"));
+        let dropped = drop_record(&out, &bad, drop);
+        let r = s
+            .audrey
+            .run(&["audit", "verify", bad.to_str().unwrap()])
+            .code(4);
+        assert!(
+            r.stderr.contains(&format!("first bad index: {dropped}")),
+            "{r:?}"
+        );
+    }
+    // Dropping the newest entry (the export itself) is detected too.
+    let mut r = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+    let count = bundle::read_header(&mut r).unwrap().count as usize;
+    let bad = s.w.tmp.path().join("m-last.bundle");
+    drop_record(&out, &bad, count - 1);
+    let r = s
+        .audrey
+        .run(&["audit", "verify", bad.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("own export entry"), "{r:?}");
+    // A bundle verified against another log key fails.
+    let other = "mdropd-00000000+00000000+AXG2B8bc2MXw3GOKRJtFz8BiVBqfEt2pt7DfePJ1MUB3";
+    s.audrey
+        .run(&["audit", "verify", out.to_str().unwrap(), "--log-key", other])
+        .code_any(&[2, 4]);
+}
+
+trait CodeAny {
+    fn code_any(self, codes: &[i32]) -> Self;
+}
+
+impl CodeAny for matterdrop_tests::Run {
+    #[track_caller]
+    fn code_any(self, codes: &[i32]) -> Self {
+        assert!(
+            codes.contains(&self.code),
+            "exit {} not in {codes:?}: {self:?}",
+            self.code
+        );
+        self
+    }
+}
+
+/// Byte ranges of the records in a log `entries` file.
+fn records(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push(at..at + 8 + len);
+        at += 8 + len;
+    }
+    out
+}
+
+/// A record with a valid frame (length and CRC), as a careful attacker
+/// would write it.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut v = (payload.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+/// Copies the data dir, lets `tamper` rewrite its log's entries, exports
+/// the log straight from disk and verifies it as `verifier`.
+fn tampered(
+    data: &Path,
+    tmp: &Path,
+    name: &str,
+    verifier: &User,
+    tamper: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> matterdrop_tests::Run {
+    let copy = tmp.join(format!("data-{name}"));
+    copy_dir(data, &copy);
+    let entries = copy.join("log/entries");
+    let bytes = std::fs::read(&entries).unwrap();
+    std::fs::write(&entries, tamper(bytes)).unwrap();
+    let out = tmp.join(format!("{name}.bundle"));
+    let st = Command::new(bin("mdropd"))
+        .args(["export-log", "--data"])
+        .arg(&copy)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    // The server itself refuses to start on a log that no longer matches
+    // its own checkpoint (or whose frames are damaged).
+    let start = Command::new(bin("mdropd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&start.stderr).into_owned();
+    if name != "rollback" {
+        assert!(
+            !start.status.success(),
+            "{name}: server started on a tampered log"
+        );
+        assert!(log.contains("audit log"), "{name}: {log}");
+    }
+    verifier.run(&["audit", "verify", out.to_str().unwrap()])
+}
+
+#[test]
+fn tampering_on_the_servers_disk_is_detected_with_its_index() {
+    let mut s = scene();
+    let data = s.w.server.data.clone();
+    let tmp = s.w.tmp.path().to_path_buf();
+    // An early copy of the log, for the rollback case.
+    let old = tmp.join("old-log");
+    copy_dir(&data.join("log"), &old);
+    let old_size = records(&std::fs::read(old.join("entries")).unwrap()).len() as u64;
+    s.bob.json(&["matter", "show", MATTER]);
+    s.bob.json(&["matter", "show", MATTER]);
+    // The admin verifies the whole log once: it now remembers the checkpoint.
+    let full = tmp.join("full.bundle");
+    export(&s.w.admin, None, &full);
+    s.w.admin.json(&["audit", "verify", full.to_str().unwrap()]);
+    assert!(s.w.server.stop());
+    let n = records(&std::fs::read(data.join("log/entries")).unwrap()).len();
+    assert!(n > 10);
+    let admin = s.w.admin.clone();
+
+    // A flipped byte inside entry 5 (its frame rewritten to stay valid).
+    let r = tampered(&data, &tmp, "flip", &admin, |mut b| {
+        let recs = records(&b);
+        let rec = recs[5].clone();
+        let mut payload = b[rec.start + 8..rec.end].to_vec();
+        let mid = payload.len() / 2;
+        payload[mid] ^= 0x20;
+        b.splice(rec, frame(&payload));
+        b
+    });
+    let r = r.code(4);
+    assert!(r.stderr.contains("first bad index: 5"), "{r:?}");
+
+    // A flipped byte without fixing the CRC.
+    let r = tampered(&data, &tmp, "flip-raw", &admin, |mut b| {
+        let rec = records(&b)[7].clone();
+        b[rec.start + 12] ^= 1;
+        b
+    });
+    let r = r.code(4);
+    assert!(r.stderr.contains("first bad index: 7"), "{r:?}");
+
+    // Entry 4 deleted.
+    let r = tampered(&data, &tmp, "delete", &admin, |mut b| {
+        let rec = records(&b)[4].clone();
+        b.drain(rec);
+        b
+    });
+    let r = r.code(4);
+    assert!(r.stderr.contains("first bad index: 4"), "{r:?}");
+
+    // Entries 6 and 7 swapped.
+    let r = tampered(&data, &tmp, "swap", &admin, |b| {
+        let recs = records(&b);
+        let mut out = b[..recs[6].start].to_vec();
+        out.extend_from_slice(&b[recs[7].clone()]);
+        out.extend_from_slice(&b[recs[6].clone()]);
+        out.extend_from_slice(&b[recs[7].end..]);
+        out
+    });
+    let r = r.code(4);
+    assert!(r.stderr.contains("first bad index: 6"), "{r:?}");
+
+    // The tail cut off in the middle of the last entry.
+    let r = tampered(&data, &tmp, "truncate", &admin, |mut b| {
+        let last = records(&b).last().unwrap().clone();
+        b.truncate(last.start + 5);
+        b
+    });
+    let r = r.code(4);
+    assert!(
+        r.stderr.contains(&format!("first bad index: {}", n - 1)),
+        "{r:?}"
+    );
+
+    // The whole log replaced with an older copy (entries and checkpoint).
+    let copy = tmp.join("data-rollback2");
+    copy_dir(&data, &copy);
+    std::fs::remove_dir_all(copy.join("log")).unwrap();
+    copy_dir(&old, &copy.join("log"));
+    // The rolled-back server starts (its log is self-consistent) and serves
+    // a bundle; the client that saw the newer checkpoint catches it.
+    let rolled = Server::start(&copy);
+    let server_json = admin.home.join("server.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&server_json).unwrap()).unwrap();
+    v["server"] = rolled.addr.clone().into();
+    std::fs::write(&server_json, v.to_string()).unwrap();
+    let back = tmp.join("rolled.bundle");
+    export(&admin, None, &back);
+    let r = admin
+        .run(&["audit", "verify", back.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("rollback"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("first bad index: {}", old_size + 1))
+            || r.stderr.contains(&format!("first bad index: {old_size}")),
+        "{r:?}"
+    );
+}
+
+/// Points a home at a (restarted) server's new address.
+fn repoint(user: &User, server: &Server) {
+    let path = user.home.join("server.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["server"] = server.addr.clone().into();
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_event() {
+    let mut s = scene();
+    let data: PathBuf = s.w.server.data.clone();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for _ in 0..3 {
+        let bob = s.bob.clone();
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            // Bounded: at most 200 requests per thread.
+            for _ in 0..200 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let r = bob.run(&["matter", "show", MATTER]);
+                if r.code == 0 {
+                    acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    // Let some requests land, then pull the plug mid-stream.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < 10
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s.w.server.kill();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(acked >= 10, "the load never got going");
+
+    let restarted = Server::start(&data);
+    repoint(&s.w.admin, &restarted);
+    let full = s.w.tmp.path().join("after-kill.bundle");
+    export(&s.w.admin, None, &full);
+    s.w.admin.json(&["audit", "verify", full.to_str().unwrap()]);
+    let shows = s.w.admin.json(&[
+        "audit",
+        "show",
+        full.to_str().unwrap(),
+        "--action",
+        "matter-show",
+        "--principal",
+        "bob@lpo-1",
+    ]);
+    let allowed = shows["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["allowed"] == true)
+        .count() as u64;
+    // One allowed show happened in scene(); every acknowledged one is logged.
+    assert!(
+        allowed > acked,
+        "acknowledged {acked} shows, log has {allowed}"
+    );
+}
