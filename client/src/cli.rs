@@ -50,6 +50,64 @@ pub enum Command {
     /// Export, verify and read the tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Encrypt files (and folders, recursively) to a matter's team and send them.
+    Push(PushArgs),
+    /// What is waiting for me.
+    Inbox(InboxArgs),
+    /// Download, verify and decrypt a packet.
+    Pull(PullArgs),
+}
+
+/// `mdrop push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Matter id.
+    pub matter: String,
+    /// Files and folders to send.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Task type (must be in the matter's scope).
+    #[arg(long)]
+    pub task: String,
+    /// Due in this long, e.g. 3d or 48h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub due: Option<Duration>,
+    /// A note for the recipients (encrypted; the server never sees it).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Accept recipients whose keys differ from the ones pinned here.
+    #[arg(long)]
+    pub accept_key_change: bool,
+}
+
+/// `mdrop inbox`.
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Only this matter.
+    #[arg(long)]
+    pub matter: Option<String>,
+    /// Include packets already pulled.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `mdrop pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Packet id.
+    pub id: String,
+    /// Where to put the files (default: ./ID).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Save the age files as stored (decrypt later with `age -d -i identity.txt`).
+    #[arg(long)]
+    pub raw: bool,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+    /// Accept a sender whose key differs from the one pinned here.
+    #[arg(long)]
+    pub accept_key_change: bool,
 }
 
 /// `mdrop audit …`.

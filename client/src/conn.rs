@@ -158,6 +158,58 @@ impl Session {
         }
     }
 
+    /// Sends a request followed by the bytes of `body`, then waits for the
+    /// answer. `progress` is told about every chunk sent.
+    pub async fn request_with_body(
+        &self,
+        req: &ClientRequest,
+        mut body: impl tokio::io::AsyncRead + Unpin,
+        mut progress: impl FnMut(u64),
+    ) -> CmdResult<ServerResponse> {
+        use tokio::io::AsyncReadExt as _;
+        let (mut send, mut recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| self.connection_failure("cannot open a stream", e))?;
+        write_frame(&mut send, req)
+            .await
+            .map_err(|e| self.connection_failure("cannot send the request", e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut refused = false;
+        loop {
+            let n = body.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            if send.write_all(&buf[..n]).await.is_err() {
+                // The server stopped reading: its answer says why.
+                refused = true;
+                break;
+            }
+            progress(n as u64);
+        }
+        if !refused {
+            let _ = send.finish();
+        }
+        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(&mut recv))
+            .await
+            .map_err(|_| {
+                Fail::connect(format!(
+                    "no answer from {} within {RESPONSE_TIMEOUT:?}",
+                    self.server
+                ))
+            })?;
+        match resp {
+            Ok(ServerResponse::Error(e)) => Err(Fail::new(e.code.exit_code(), e.message)),
+            Ok(other) => Ok(other),
+            Err(FrameError::Proto(p)) => Err(Fail::other(format!(
+                "unreadable answer from the server: {p}"
+            ))),
+            Err(e) => Err(self.connection_failure("lost the answer", e)),
+        }
+    }
+
     /// Sends one request and waits for its answer. An error answer becomes
     /// a [`Fail`] with the exit code of its class.
     pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {

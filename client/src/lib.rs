@@ -12,3 +12,4 @@ pub mod error;
 pub mod home;
 pub mod identity;
 pub mod output;
+pub mod pins;

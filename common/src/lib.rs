@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod ids;
 pub mod keys;
 pub mod net;
+pub mod packet;
 pub mod proto;
 pub mod sign;
 pub mod tlog;

@@ -123,6 +123,14 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Files this event under `matter` too (it joins the matter's chain).
+    pub fn in_matter(mut self, matter: &str) -> Self {
+        self.0.matter = Some(matter.to_owned());
+        self
+    }
+}
+
 struct Inner {
     log: AppendLog,
     frontier: Frontier,

@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Print the start-up summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Storage quota for blobs (bytes, staging included); uploads that do
+    /// not fit are refused. Default: no quota beyond the disk itself.
+    #[arg(long)]
+    pub quota: Option<u64>,
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -16,6 +16,7 @@ use matterdrop_server::datadir::{self, InitReport};
 use matterdrop_server::handler::State;
 use matterdrop_server::server::Server;
 use matterdrop_server::store::MetaStore as _;
+use matterdrop_server::store::blobs::BlobStore;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             listen: None,
             hostnames: Vec::new(),
             json: false,
+            quota: None,
             shutdown_grace: std::time::Duration::from_secs(10),
         })
     });
@@ -119,11 +121,17 @@ fn serve(a: ServeArgs) -> Result<()> {
         signer,
         data.config.log_name.clone(),
     )?;
+    let blobs = BlobStore::open(&data.root, a.quota).context("opening the blob store")?;
+    let swept = blobs.sweep_staging(std::time::Duration::from_secs(7 * 24 * 3600))?;
+    if swept > 0 {
+        info!(swept, "removed stale partial uploads");
+    }
     let state = Arc::new(State {
         store: Box::new(data.store.clone()),
         audit,
         log_vkey,
         writes: std::sync::Mutex::new(()),
+        blobs,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::audit::Body;
-use crate::handler::{self, Reply, State};
+use crate::handler::{self, Reply, Sink, State};
 
 /// Connections served at once; more are refused at the handshake.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -162,8 +162,8 @@ async fn serve_stream(
                 warn!(error = %e, "handler panicked");
                 ServerResponse::error(ErrorCode::Internal, "internal error").into()
             });
-            let outcome = match &resp.frame {
-                ServerResponse::Error(e) => format!("{:?}", e.code),
+            let outcome = match &resp {
+                Reply::Frame(ServerResponse::Error(e)) => format!("{:?}", e.code),
                 _ => "ok".into(),
             };
             info!(
@@ -175,15 +175,20 @@ async fn serve_stream(
             resp
         }
     };
-    if matches!(reply.frame, ServerResponse::Error(_)) {
+    let (frame, body) = match reply {
+        Reply::Frame(f) => (f, None),
+        Reply::Download(f, b) => (f, Some(b)),
+        Reply::Upload(sink) => (receive_body(&mut recv, sink).await, None),
+    };
+    if matches!(frame, ServerResponse::Error(_)) {
         // Do not read whatever else the client sends on a refused stream.
         let _ = recv.stop(0u32.into());
     }
-    if let Err(e) = write_frame(&mut send, &reply.frame).await {
+    if let Err(e) = write_frame(&mut send, &frame).await {
         debug!(error = %e, "could not send response");
         return;
     }
-    if let Some(body) = reply.body {
+    if let Some(body) = body {
         if let Err(e) = stream_body(&mut send, body).await {
             warn!(error = %e, "transfer failed; resetting the stream");
             let _ = send.reset(1u32.into());
@@ -192,6 +197,34 @@ async fn serve_stream(
     }
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// How long an upload may stall between chunks.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Feeds the bytes that follow the request frame to `sink` on a blocking
+/// thread, through a small bounded queue, and returns its answer.
+async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let consumer = tokio::task::spawn_blocking(move || sink(rx));
+    loop {
+        let chunk = match tokio::time::timeout(CHUNK_TIMEOUT, recv.read_chunk(CHUNK, true)).await {
+            Err(_) => Err("upload stalled".to_owned()),
+            Ok(Ok(Some(c))) => Ok(c.bytes),
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => Err(format!("upload interrupted: {e}")),
+        };
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            // The sink stopped early (it refused the data) or the stream broke.
+            break;
+        }
+    }
+    drop(tx);
+    consumer.await.unwrap_or_else(|e| {
+        warn!(error = %e, "upload handler panicked");
+        ServerResponse::error(ErrorCode::Internal, "internal error")
+    })
 }
 
 /// Size of the chunks a body is cut into on its way to the stream.

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod identity;
 pub mod matter;
+pub mod packets;
 
 use crate::home::Home;
 use crate::output::Output;

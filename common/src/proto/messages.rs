@@ -35,10 +35,24 @@ pub enum ClientRequest {
     AckSign(AckSignRequest),
     /// 13: export the audit log (whole, or one matter's entries).
     AuditExport(AuditExportRequest),
+    /// 14: who a packet for this matter and task must be encrypted to.
+    PushPrepare(PushPrepareRequest),
+    /// 15: how much of a blob the server already holds.
+    BlobStatus(BlobUpload),
+    /// 16: upload a blob from `offset`; the bytes follow the frame.
+    BlobPut(BlobUpload),
+    /// 17: commit a packet: its signed descriptor.
+    PacketCommit(PacketCommitRequest),
+    /// 18: packets waiting for me.
+    Inbox(InboxRequest),
+    /// 19: a packet's signed descriptor.
+    PacketGet(PacketRef),
+    /// 20: download a blob of a packet from `offset`.
+    BlobGet(BlobGetRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 14;
+    const KINDS: u32 = 21;
 }
 
 impl ClientRequest {
@@ -59,6 +73,13 @@ impl ClientRequest {
             Self::AckGet(_) => "ack-get",
             Self::AckSign(_) => "ack-sign",
             Self::AuditExport(_) => "audit-export",
+            Self::PushPrepare(_) => "push-prepare",
+            Self::BlobStatus(_) => "blob-status",
+            Self::BlobPut(_) => "blob-put",
+            Self::PacketCommit(_) => "packet-commit",
+            Self::Inbox(_) => "inbox",
+            Self::PacketGet(_) => "packet-get",
+            Self::BlobGet(_) => "blob-get",
         }
     }
 }
@@ -87,10 +108,24 @@ pub enum ServerResponse {
     /// 9: an audit bundle's header; its records follow on the stream in
     /// the bundle format (`crate::bundle`) until the stream ends.
     AuditBundle(crate::bundle::BundleHeader),
+    /// 10: the recipients of a packet about to be pushed.
+    Recipients(RecipientsInfo),
+    /// 11: how much of a blob the server holds.
+    BlobOffset(BlobOffsetInfo),
+    /// 12: a blob was stored durably.
+    BlobStored(BlobRefInfo),
+    /// 13: a packet was committed.
+    PacketCommitted(PacketRef),
+    /// 14: inbox listing.
+    Inbox(Vec<InboxItem>),
+    /// 15: a packet's descriptor.
+    Packet(PacketInfo),
+    /// 16: a blob's bytes follow this frame, from the requested offset.
+    BlobData(BlobRefInfo),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 10;
+    const KINDS: u32 = 17;
 }
 
 /// Registers the connection's Ed25519 key (proven by the TLS handshake) and
@@ -425,4 +460,142 @@ pub struct AuditExportRequest {
     /// The tree size of the newest checkpoint the client has verified, so
     /// the server can include a consistency proof from it.
     pub known_size: Option<u64>,
+}
+
+/// Asks who a packet must be encrypted to (and checks permission and scope).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushPrepareRequest {
+    /// Matter id.
+    pub matter: String,
+    /// Task type.
+    pub task: String,
+}
+
+/// One recipient of a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientKey {
+    /// Principal id.
+    pub principal: String,
+    /// Its role on the matter (`sender` for the sender itself).
+    pub role: String,
+    /// Its Ed25519 public key.
+    pub signing_key: [u8; 32],
+    /// Its age recipient.
+    pub age: String,
+}
+
+/// Who a packet must be encrypted to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientsInfo {
+    /// Matter id.
+    pub matter: String,
+    /// Principals.
+    pub recipients: Vec<RecipientKey>,
+    /// The firm's recovery recipient.
+    pub recovery: Option<String>,
+}
+
+/// Names a blob upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobUpload {
+    /// Matter id.
+    pub matter: String,
+    /// Packet id being pushed.
+    pub packet: String,
+    /// Task type of the packet.
+    pub task: String,
+    /// SHA-256 of the ciphertext.
+    pub sha256: [u8; 32],
+    /// Ciphertext size.
+    pub size: u64,
+    /// Where the bytes that follow start (`BlobPut`).
+    pub offset: u64,
+}
+
+/// How much of a blob is on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobOffsetInfo {
+    /// Bytes already received (resume from here).
+    pub offset: u64,
+    /// Whether the blob is complete and verified.
+    pub complete: bool,
+}
+
+/// A blob by hash and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRefInfo {
+    /// SHA-256 of the ciphertext.
+    pub sha256: [u8; 32],
+    /// Its size.
+    pub size: u64,
+}
+
+/// Commits a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketCommitRequest {
+    /// The canonical signed descriptor bytes.
+    pub descriptor: Vec<u8>,
+    /// The sender's Ed25519 signature over them.
+    pub signature: Vec<u8>,
+}
+
+/// Names a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketRef {
+    /// Packet id.
+    pub id: String,
+}
+
+/// Lists what is waiting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxRequest {
+    /// Only this matter.
+    pub matter: Option<String>,
+    /// Include packets already pulled.
+    pub all: bool,
+}
+
+/// One inbox line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxItem {
+    /// Packet id.
+    pub id: String,
+    /// Matter id.
+    pub matter: String,
+    /// Sender.
+    pub sender: String,
+    /// Task type.
+    pub task: String,
+    /// Due time (Unix seconds).
+    pub due: Option<u64>,
+    /// Total ciphertext size.
+    pub size: u64,
+    /// Pushed at (Unix seconds).
+    pub created_at: u64,
+    /// Whether I pulled it already.
+    pub pulled: bool,
+}
+
+/// A packet's signed descriptor, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketInfo {
+    /// Packet id.
+    pub id: String,
+    /// The canonical descriptor bytes.
+    pub descriptor: Vec<u8>,
+    /// The sender's signature.
+    pub signature: Vec<u8>,
+    /// The sender's registered Ed25519 key.
+    pub sender_key: [u8; 32],
+}
+
+/// Downloads a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobGetRequest {
+    /// The packet it belongs to.
+    pub packet: String,
+    /// SHA-256 of the ciphertext.
+    pub sha256: [u8; 32],
+    /// Start here.
+    pub offset: u64,
 }

@@ -37,8 +37,5 @@ pub(super) fn export(
             tracing::error!(error = %e, "audit export");
             Failure::new(ErrorCode::Internal, "the audit log cannot be read")
         })?;
-    Ok(Reply {
-        frame: ServerResponse::AuditBundle(header),
-        body: Some(body),
-    })
+    Ok(Reply::Download(ServerResponse::AuditBundle(header), body))
 }

@@ -48,7 +48,7 @@ fn stored_scope(m: &MatterRecord) -> Result<Vec<Task>, Failure> {
         .collect()
 }
 
-fn membership(m: &MatterRecord, principal: &str) -> Result<Membership, Failure> {
+pub(crate) fn membership(m: &MatterRecord, principal: &str) -> Result<Membership, Failure> {
     let Some(row) = m.member(principal) else {
         return Ok(Membership::Never);
     };
@@ -100,7 +100,6 @@ pub(crate) fn authorize<'a>(
                 membership: membership(m, &me.record.id)?,
             };
             let op = op(m)?;
-            debug_assert_eq!(op.name(), action);
             policy::decide(&principal, matter_id, Some(&view), &op)
         }
     };
@@ -120,7 +119,21 @@ fn attorney_count(m: &MatterRecord) -> usize {
         .count()
 }
 
-fn require(record: Option<MatterRecord>) -> Result<MatterRecord, Failure> {
+/// Whether `me` may do `op` on matter `m`, without recording anything (for
+/// filtering listings; the listing request itself is recorded).
+pub(crate) fn allowed(me: &Actor, m: &MatterRecord, op: &Operation<'_>) -> Result<bool, Failure> {
+    let scope = stored_scope(m)?;
+    let view = MatterView {
+        id: &m.id,
+        firm: &m.firm,
+        ack_version: m.ack_version(),
+        scope: &scope,
+        membership: membership(m, &me.record.id)?,
+    };
+    Ok(policy::decide(&me.view(), &m.id, Some(&view), op).is_allowed())
+}
+
+pub(crate) fn require(record: Option<MatterRecord>) -> Result<MatterRecord, Failure> {
     record.ok_or_else(|| Failure::new(ErrorCode::Internal, "policy allowed a missing matter"))
 }
 

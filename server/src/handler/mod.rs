@@ -9,6 +9,7 @@
 mod export;
 mod identity;
 mod matters;
+mod packets;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -32,6 +33,8 @@ pub struct State {
     pub log_vkey: String,
     /// Serializes read-decide-write sequences on metadata.
     pub writes: Mutex<()>,
+    /// Ciphertext blobs.
+    pub blobs: crate::store::blobs::BlobStore,
 }
 
 impl State {
@@ -97,6 +100,8 @@ impl Actor {
 pub(crate) struct Failure {
     code: ErrorCode,
     message: String,
+    /// A policy refusal that must not reveal whether its object exists.
+    hides_existence: bool,
 }
 
 impl Failure {
@@ -104,6 +109,7 @@ impl Failure {
         Self {
             code,
             message: message.into(),
+            hides_existence: false,
         }
     }
 
@@ -140,32 +146,45 @@ impl From<StoreError> for Failure {
 
 impl From<Denial> for Failure {
     fn from(d: Denial) -> Self {
-        Self::new(ErrorCode::Denied, d.message)
+        let hides_existence = d.hides_existence();
+        Self {
+            hides_existence,
+            ..Self::new(ErrorCode::Denied, d.message)
+        }
     }
 }
 
 type Outcome = Result<ServerResponse, Failure>;
 
-/// An answer: one frame, and for transfers the bytes that follow it.
-pub struct Reply {
-    /// The response frame.
-    pub frame: ServerResponse,
-    /// Bytes streamed after the frame, produced on a blocking thread.
-    pub body: Option<Body>,
+/// Bytes the client sends after its request frame, in chunks.
+pub type Incoming = tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>;
+
+/// Consumes an upload on a blocking thread and produces the answer.
+pub type Sink = Box<dyn FnOnce(Incoming) -> ServerResponse + Send>;
+
+/// An answer.
+pub enum Reply {
+    /// One frame.
+    Frame(ServerResponse),
+    /// A frame followed by bytes produced on a blocking thread.
+    Download(ServerResponse, Body),
+    /// Read the bytes that follow the request, then answer.
+    Upload(Sink),
 }
 
 impl std::fmt::Debug for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reply")
-            .field("frame", &self.frame)
-            .field("body", &self.body.is_some())
-            .finish()
+        match self {
+            Self::Frame(r) => f.debug_tuple("Frame").field(r).finish(),
+            Self::Download(r, _) => f.debug_tuple("Download").field(r).finish(),
+            Self::Upload(_) => f.write_str("Upload"),
+        }
     }
 }
 
 impl From<ServerResponse> for Reply {
     fn from(frame: ServerResponse) -> Self {
-        Self { frame, body: None }
+        Self::Frame(frame)
     }
 }
 
@@ -184,10 +203,12 @@ fn dispatch(
     key: &VerifyingKey,
     req: ClientRequest,
 ) -> Result<Reply, Failure> {
-    if let ClientRequest::AuditExport(r) = req {
-        return export::export(state, me, &r);
+    match req {
+        ClientRequest::AuditExport(r) => export::export(state, me, &r),
+        ClientRequest::BlobPut(r) => packets::blob_put(state, me, r),
+        ClientRequest::BlobGet(r) => packets::blob_get(state, me, &r),
+        other => dispatch_simple(state, me, key, other).map(Reply::from),
     }
-    dispatch_simple(state, me, key, req).map(Reply::from)
 }
 
 fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientRequest) -> Outcome {
@@ -208,7 +229,12 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::MatterSetScope(r) => matters::set_scope(state, me, r),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),
         ClientRequest::AckSign(r) => matters::ack_sign(state, me, key, r),
-        ClientRequest::AuditExport(_) => {
+        ClientRequest::PushPrepare(r) => packets::prepare(state, me, &r),
+        ClientRequest::BlobStatus(r) => packets::blob_status(state, me, &r),
+        ClientRequest::PacketCommit(r) => packets::commit(state, me, key, &r),
+        ClientRequest::Inbox(r) => packets::inbox(state, me, &r),
+        ClientRequest::PacketGet(r) => packets::packet_get(state, me, &r),
+        ClientRequest::AuditExport(_) | ClientRequest::BlobPut(_) | ClientRequest::BlobGet(_) => {
             Err(Failure::new(ErrorCode::Internal, "misrouted request"))
         }
     }

@@ -3,6 +3,7 @@
 //! Every write method is durable when it returns: the implementation flushes
 //! before acknowledging, because sled on its own only flushes every 500 ms.
 
+pub mod blobs;
 mod sled_store;
 
 pub use sled_store::SledStore;
@@ -151,6 +152,40 @@ impl MatterRecord {
     }
 }
 
+/// A committed packet (or, later, deliverable): what the server may know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PacketRecord {
+    /// Packet id.
+    pub id: String,
+    /// Matter id.
+    pub matter: String,
+    /// Sender.
+    pub sender: String,
+    /// Task type.
+    pub task: String,
+    /// Due time.
+    pub due: Option<u64>,
+    /// Unix seconds of the commit.
+    pub created_at: u64,
+    /// The canonical signed descriptor.
+    pub descriptor: Vec<u8>,
+    /// The sender's signature over it.
+    pub signature: Vec<u8>,
+    /// Principals it is encrypted to.
+    pub recipients: Vec<String>,
+    /// Every blob (manifest first) with its size.
+    pub blobs: Vec<([u8; 32], u64)>,
+    /// Who pulled it, when.
+    pub pulled_by: Vec<(String, u64)>,
+}
+
+impl PacketRecord {
+    /// Total ciphertext size.
+    pub fn size(&self) -> u64 {
+        self.blobs.iter().map(|(_, s)| *s).sum()
+    }
+}
+
 /// Why the store refused a write; nothing was changed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -186,6 +221,9 @@ pub enum Refusal {
     /// Matter exists.
     #[error("matter {0} already exists")]
     MatterExists(String),
+    /// Packet id exists.
+    #[error("packet {0} already exists")]
+    PacketExists(String),
     /// Organization does not exist.
     #[error("organization {0} does not exist")]
     OrgMissing(String),
@@ -235,6 +273,14 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     fn put_matter(&self, matter: &MatterRecord) -> Result<(), StoreError>;
     /// Every matter (for listing).
     fn matters(&self) -> Result<Vec<MatterRecord>, StoreError>;
+    /// Stores a new packet; refuses an existing id.
+    fn create_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
+    /// Looks a packet up.
+    fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError>;
+    /// Replaces a packet record (callers serialize writers).
+    fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
+    /// Every packet.
+    fn packets(&self) -> Result<Vec<PacketRecord>, StoreError>;
     /// Forces everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -2,7 +2,7 @@
 //!
 //! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
 //! (id → record), `invites` (SHA-256 of token → record), `matters` (id →
-//! record). Values are postcard.
+//! record), `packets` (id → record). Values are postcard.
 
 use std::path::Path;
 
@@ -12,7 +12,8 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
-    InviteRecord, MatterRecord, MetaStore, OrgRecord, PrincipalRecord, Refusal, StoreError,
+    InviteRecord, MatterRecord, MetaStore, OrgRecord, PacketRecord, PrincipalRecord, Refusal,
+    StoreError,
 };
 
 /// sled-backed metadata store.
@@ -24,6 +25,7 @@ pub struct SledStore {
     orgs: sled::Tree,
     invites: sled::Tree,
     matters: sled::Tree,
+    packets: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -57,6 +59,7 @@ impl SledStore {
             orgs: db.open_tree("orgs").map_err(backend)?,
             invites: db.open_tree("invites").map_err(backend)?,
             matters: db.open_tree("matters").map_err(backend)?,
+            packets: db.open_tree("packets").map_err(backend)?,
             db,
         })
     }
@@ -183,6 +186,37 @@ impl MetaStore for SledStore {
 
     fn matters(&self) -> Result<Vec<MatterRecord>, StoreError> {
         self.matters
+            .iter()
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn create_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
+        self.packets
+            .compare_and_swap(
+                packet.id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(enc(packet)?),
+            )
+            .map_err(backend)?
+            .map_err(|_| Refusal::PacketExists(packet.id.clone()))?;
+        self.flush()
+    }
+
+    fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError> {
+        Self::get(&self.packets, id.as_bytes())
+    }
+
+    fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
+        self.packets
+            .insert(packet.id.as_bytes(), enc(packet)?)
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn packets(&self) -> Result<Vec<PacketRecord>, StoreError> {
+        self.packets
             .iter()
             .values()
             .map(|v| dec(&v.map_err(backend)?))

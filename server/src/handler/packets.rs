@@ -1,0 +1,497 @@
+//! Case packets: prepare (recipients), blob upload with resume, commit of
+//! the signed descriptor, inbox, descriptor and blob download.
+//!
+//! The server checks permission and scope before it accepts a byte, stores
+//! only ciphertext, and makes a packet visible only when its signed
+//! descriptor is committed after every blob is complete and verified.
+
+use std::collections::BTreeSet;
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::str::FromStr as _;
+
+use ed25519_dalek::VerifyingKey;
+use matterdrop_common::packet::{self, Descriptor, Kind};
+use matterdrop_common::proto::{
+    BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, ErrorCode, InboxItem, InboxRequest,
+    PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest, RecipientKey, RecipientsInfo,
+    ServerResponse,
+};
+
+use super::matters::{allowed, authorize, membership, require};
+use super::{Actor, Failure, Outcome, Reply, State};
+use crate::audit::Event;
+use crate::datadir::now;
+use crate::policy::{Operation, Task};
+use crate::store::blobs::{BlobError, MAX_BLOB, hex};
+use crate::store::{MatterRecord, PacketRecord};
+
+fn task(name: &str) -> Result<Task, Failure> {
+    Task::from_str(name).map_err(|e| Failure::bad_request(e.to_string()))
+}
+
+fn blob_failure(e: BlobError) -> Failure {
+    let code = match &e {
+        BlobError::Hash | BlobError::Size { .. } => ErrorCode::Verification,
+        BlobError::TooLarge(_) | BlobError::NoSpace { .. } => ErrorCode::TooLarge,
+        BlobError::Offset { .. } => ErrorCode::Conflict,
+        BlobError::Io(err) => {
+            tracing::error!(error = %err, "blob storage");
+            return Failure::new(
+                ErrorCode::Internal,
+                "blob storage failed; nothing was stored",
+            );
+        }
+    };
+    Failure::new(code, e.to_string())
+}
+
+/// Who a packet pushed now by `sender` must be encrypted to: the matter's
+/// attorneys and paralegals, its providers that signed the current
+/// acknowledgment, and the sender. (Auditors never.)
+fn packet_recipients(
+    state: &State,
+    m: &MatterRecord,
+    sender: &Actor,
+) -> Result<Vec<RecipientKey>, Failure> {
+    let mut out = Vec::new();
+    for row in &m.members {
+        if !membership(m, &row.principal)?.receives_packets(m.ack_version()) {
+            continue;
+        }
+        let Some(p) = state.store.principal(&row.principal)? else {
+            continue;
+        };
+        out.push(RecipientKey {
+            principal: p.id,
+            role: row.role.clone(),
+            signing_key: p.signing_key,
+            age: p.age_recipient,
+        });
+    }
+    if !out.iter().any(|r| r.principal == sender.record.id) {
+        out.push(RecipientKey {
+            principal: sender.record.id.clone(),
+            role: "sender".into(),
+            signing_key: sender.record.signing_key,
+            age: sender.record.age_recipient.clone(),
+        });
+    }
+    out.sort_by(|a, b| a.principal.cmp(&b.principal));
+    Ok(out)
+}
+
+fn recovery(state: &State, m: &MatterRecord) -> Result<Option<String>, Failure> {
+    Ok(state.store.org(&m.firm)?.and_then(|o| o.recovery_recipient))
+}
+
+pub(super) fn prepare(state: &State, me: &Actor, req: &PushPrepareRequest) -> Outcome {
+    let task = task(&req.task)?;
+    let record = authorize(
+        state,
+        me,
+        &req.matter,
+        "push-prepare",
+        |_| Ok(Operation::Push { task }),
+        None,
+        vec![("task".into(), task.as_str().into())],
+    )?;
+    let m = require(record)?;
+    Ok(ServerResponse::Recipients(RecipientsInfo {
+        matter: m.id.clone(),
+        recipients: packet_recipients(state, &m, me)?,
+        recovery: recovery(state, &m)?,
+    }))
+}
+
+fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), Failure> {
+    let task = task(&req.task)?;
+    if !packet::validate_id(&req.packet) {
+        return Err(Failure::bad_request(format!(
+            "invalid packet id {:?}",
+            req.packet
+        )));
+    }
+    let details = vec![
+        ("blob".into(), hex(&req.sha256)),
+        ("size".into(), req.size.to_string()),
+    ];
+    authorize(
+        state,
+        me,
+        &req.matter,
+        "push-upload",
+        |_| Ok(Operation::Push { task }),
+        Some(&req.packet),
+        details,
+    )?;
+    if req.size > MAX_BLOB {
+        return Err(blob_failure(BlobError::TooLarge(req.size)));
+    }
+    Ok(())
+}
+
+pub(super) fn blob_status(state: &State, me: &Actor, req: &BlobUpload) -> Outcome {
+    authorize_upload(state, me, req)?;
+    let info = match state.blobs.complete(&req.sha256) {
+        Some(size) if size == req.size => BlobOffsetInfo {
+            offset: size,
+            complete: true,
+        },
+        _ => BlobOffsetInfo {
+            offset: state.blobs.staged(&me.record.id, &req.sha256),
+            complete: false,
+        },
+    };
+    Ok(ServerResponse::BlobOffset(info))
+}
+
+pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Reply, Failure> {
+    authorize_upload(state, me, &req)?;
+    let stored = ServerResponse::BlobStored(BlobRefInfo {
+        sha256: req.sha256,
+        size: req.size,
+    });
+    if state.blobs.complete(&req.sha256) == Some(req.size) {
+        return Ok(Reply::Frame(stored));
+    }
+    let mut upload = state
+        .blobs
+        .begin(&me.record.id, req.sha256, req.size, req.offset)
+        .map_err(blob_failure)?;
+    Ok(Reply::Upload(Box::new(move |mut rx| {
+        let fail = |f: Failure| ServerResponse::error(f.code, f.message);
+        while let Some(chunk) = rx.blocking_recv() {
+            match chunk {
+                Ok(bytes) => {
+                    if let Err(e) = upload.write(&bytes) {
+                        return fail(blob_failure(e));
+                    }
+                }
+                Err(why) => {
+                    // Keep what arrived so a retry resumes from it.
+                    let _ = upload.persist_partial();
+                    return ServerResponse::error(ErrorCode::BadRequest, why);
+                }
+            }
+        }
+        match upload.finish() {
+            Ok(()) => stored,
+            Err(e) => fail(blob_failure(e)),
+        }
+    })))
+}
+
+pub(super) fn commit(
+    state: &State,
+    me: &Actor,
+    key: &VerifyingKey,
+    req: &PacketCommitRequest,
+) -> Outcome {
+    let d = Descriptor::parse(&req.descriptor)
+        .map_err(|e| Failure::bad_request(format!("descriptor: {e}")))?;
+    if d.kind != Kind::Packet {
+        return Err(Failure::bad_request(
+            "a deliverable descriptor cannot be pushed as a packet",
+        ));
+    }
+    let task = task(&d.task)?;
+    let _guard = state.write_lock();
+    let details = vec![
+        ("task".into(), d.task.clone()),
+        ("size".into(), d.total_size().to_string()),
+        ("files".into(), d.blobs.len().to_string()),
+    ];
+    let record = authorize(
+        state,
+        me,
+        &d.matter,
+        "push",
+        |_| Ok(Operation::Push { task }),
+        Some(&d.id),
+        details.clone(),
+    )?;
+    let m = require(record)?;
+    let problem = check_commit(state, me, key, req, &d, &m)?;
+    if let Some((code, reason)) = problem {
+        state.record(Event::failed(
+            me,
+            "push",
+            &m.id,
+            "bad-descriptor",
+            &reason,
+            details,
+        ))?;
+        return Err(Failure::new(code, reason));
+    }
+    let descriptor_hash = d.hash().map_err(|e| Failure::bad_request(e.to_string()))?;
+    let mut blobs = vec![(d.manifest.sha256, d.manifest.size)];
+    blobs.extend(d.blobs.iter().map(|b| (b.sha256, b.size)));
+    let record = PacketRecord {
+        id: d.id.clone(),
+        matter: m.id.clone(),
+        sender: me.record.id.clone(),
+        task: d.task.clone(),
+        due: d.due,
+        created_at: now(),
+        descriptor: req.descriptor.clone(),
+        signature: req.signature.clone(),
+        recipients: d.recipients.iter().map(|r| r.principal.clone()).collect(),
+        blobs,
+        pulled_by: Vec::new(),
+    };
+    state.store.create_packet(&record)?;
+    let mut done = details;
+    done.push(("descriptor_sha256".into(), hex(&descriptor_hash)));
+    done.push(("recipients".into(), record.recipients.join(",")));
+    state.record(
+        Event::server(&me.record.id, "push-committed", Some(&d.id), None, done).in_matter(&m.id),
+    )?;
+    Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
+}
+
+/// Everything a committed descriptor must satisfy; `Some` names the first
+/// problem.
+fn check_commit(
+    state: &State,
+    me: &Actor,
+    key: &VerifyingKey,
+    req: &PacketCommitRequest,
+    d: &Descriptor,
+    m: &MatterRecord,
+) -> Result<Option<(ErrorCode, String)>, Failure> {
+    if d.sender != me.record.id {
+        return Ok(Some((
+            ErrorCode::Verification,
+            format!(
+                "descriptor names sender {}, but {} sent it",
+                d.sender, me.record.id
+            ),
+        )));
+    }
+    if d.verify(key, &req.signature).is_err() {
+        return Ok(Some((
+            ErrorCode::Verification,
+            format!(
+                "descriptor signature does not verify with {}'s key",
+                me.record.id
+            ),
+        )));
+    }
+    if !packet::validate_id(&d.id) {
+        return Ok(Some((
+            ErrorCode::BadRequest,
+            format!("invalid packet id {:?}", d.id),
+        )));
+    }
+    if state.store.packet(&d.id)?.is_some() {
+        return Ok(Some((
+            ErrorCode::Conflict,
+            format!("packet {} already exists", d.id),
+        )));
+    }
+    let expected: BTreeSet<(String, String)> = packet_recipients(state, m, me)?
+        .into_iter()
+        .map(|r| (r.principal, r.age))
+        .collect();
+    let got: BTreeSet<(String, String)> = d
+        .recipients
+        .iter()
+        .map(|r| (r.principal.clone(), r.age.clone()))
+        .collect();
+    if expected != got || got.len() != d.recipients.len() {
+        return Ok(Some((
+            ErrorCode::Conflict,
+            format!(
+                "the recipients of matter {} changed while the packet was prepared (now: {}); run the push again",
+                m.id,
+                expected
+                    .iter()
+                    .map(|(p, _)| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )));
+    }
+    if d.recovery != recovery(state, m)? {
+        return Ok(Some((
+            ErrorCode::Conflict,
+            "the firm's recovery recipient changed; run the push again".into(),
+        )));
+    }
+    for b in std::iter::once(&d.manifest).chain(&d.blobs) {
+        if state.blobs.complete(&b.sha256) != Some(b.size) {
+            return Ok(Some((
+                ErrorCode::Conflict,
+                format!(
+                    "blob {} ({} bytes) has not been uploaded completely",
+                    hex(&b.sha256),
+                    b.size
+                ),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
+    if let Some(matter) = &req.matter {
+        authorize(
+            state,
+            me,
+            matter,
+            "inbox",
+            |_| Ok(Operation::Inbox),
+            None,
+            Vec::new(),
+        )?;
+    } else {
+        state.record(Event::server(
+            &me.record.id,
+            "inbox",
+            None,
+            None,
+            Vec::new(),
+        ))?;
+    }
+    let mut items = Vec::new();
+    for p in state.store.packets()? {
+        if req.matter.as_ref().is_some_and(|m| *m != p.matter)
+            || !p.recipients.contains(&me.record.id)
+        {
+            continue;
+        }
+        let Some(m) = state.store.matter(&p.matter)? else {
+            continue;
+        };
+        if !allowed(me, &m, &Operation::Inbox)? {
+            continue;
+        }
+        let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
+        if pulled && !req.all {
+            continue;
+        }
+        items.push(InboxItem {
+            id: p.id.clone(),
+            matter: p.matter.clone(),
+            sender: p.sender.clone(),
+            task: p.task.clone(),
+            due: p.due,
+            size: p.size(),
+            created_at: p.created_at,
+            pulled,
+        });
+    }
+    items.sort_by_key(|i| (i.due.unwrap_or(u64::MAX), i.created_at));
+    Ok(ServerResponse::Inbox(items))
+}
+
+/// Loads a packet and decides a pull of it. Anyone who may not learn that
+/// the packet exists gets one answer for "missing" and "not yours".
+fn authorize_pull(
+    state: &State,
+    me: &Actor,
+    id: &str,
+    action: &'static str,
+    details: Vec<(String, String)>,
+) -> Result<PacketRecord, Failure> {
+    let hidden = || {
+        Failure::new(
+            ErrorCode::Denied,
+            format!("packet {id} not found or not addressed to you"),
+        )
+    };
+    let Some(p) = state.store.packet(id)? else {
+        state.record(Event::server(
+            &me.record.id,
+            action,
+            Some(id),
+            Some(("not-found", "no such packet")),
+            details,
+        ))?;
+        return Err(hidden());
+    };
+    let recipient = p.recipients.contains(&me.record.id);
+    match authorize(
+        state,
+        me,
+        &p.matter,
+        action,
+        |_| {
+            Ok(Operation::PullPacket {
+                packet: id,
+                recipient,
+            })
+        },
+        Some(id),
+        details,
+    ) {
+        Ok(_) => Ok(p),
+        // A non-member must not even learn which matter the packet is in.
+        Err(f) if f.hides_existence => Err(hidden()),
+        Err(f) => Err(f),
+    }
+}
+
+pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome {
+    let _guard = state.write_lock();
+    let mut p = authorize_pull(state, me, &req.id, "pull", Vec::new())?;
+    let sender = state
+        .store
+        .principal(&p.sender)?
+        .ok_or_else(|| Failure::new(ErrorCode::Internal, "sender of packet is unknown"))?;
+    if !p.pulled_by.iter().any(|(who, _)| *who == me.record.id) {
+        p.pulled_by.push((me.record.id.clone(), now()));
+        state.store.put_packet(&p)?;
+    }
+    Ok(ServerResponse::Packet(PacketInfo {
+        id: p.id,
+        descriptor: p.descriptor,
+        signature: p.signature,
+        sender_key: sender.signing_key,
+    }))
+}
+
+pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Result<Reply, Failure> {
+    let p = authorize_pull(
+        state,
+        me,
+        &req.packet,
+        "pull-blob",
+        vec![("blob".into(), hex(&req.sha256))],
+    )?;
+    let Some(&(_, size)) = p.blobs.iter().find(|(h, _)| *h == req.sha256) else {
+        return Err(Failure::bad_request(format!(
+            "blob {} is not part of packet {}",
+            hex(&req.sha256),
+            p.id
+        )));
+    };
+    if req.offset > size {
+        return Err(Failure::bad_request(format!(
+            "offset {} is beyond the blob's {size} bytes",
+            req.offset
+        )));
+    }
+    let mut file = state.blobs.open_blob(&req.sha256).map_err(|e| {
+        tracing::error!(error = %e, "blob missing on disk");
+        Failure::new(ErrorCode::Internal, "the blob cannot be read")
+    })?;
+    let offset = req.offset;
+    Ok(Reply::Download(
+        ServerResponse::BlobData(BlobRefInfo {
+            sha256: req.sha256,
+            size,
+        }),
+        Box::new(move |w| {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                w.write_all(&buf[..n])?;
+            }
+        }),
+    ))
+}

@@ -1,0 +1,356 @@
+//! Ciphertext blobs on disk, content-addressed by SHA-256.
+//!
+//! ```text
+//! DATA/blobs/ab/abcdef…    complete, verified blobs (read-only)
+//! DATA/staging/<who>-<hash>.part   uploads in progress, one per uploader and blob
+//! ```
+//!
+//! An upload is appended to its staging file while its SHA-256 is computed;
+//! at the end it is fsynced, its size and hash are checked, and only then is
+//! it renamed into its content address and the directory fsynced. A blob is
+//! therefore either absent or complete and correct. A resumed upload first
+//! re-hashes the bytes already staged: a staging file's length is never
+//! trusted without its content.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Largest blob accepted (ciphertext bytes).
+pub const MAX_BLOB: u64 = 64 << 30;
+/// Write buffer of an upload.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Blob storage failures.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// Disk I/O failed.
+    #[error("blob storage: {0}")]
+    Io(#[from] io::Error),
+    /// The client resumed from another offset than the server holds.
+    #[error(
+        "upload offset {got} does not match the {have} bytes the server holds; ask for the status again"
+    )]
+    Offset {
+        /// Bytes held.
+        have: u64,
+        /// Offset asked for.
+        got: u64,
+    },
+    /// More or fewer bytes than declared.
+    #[error("blob size mismatch: declared {declared} bytes, received {received}")]
+    Size {
+        /// Declared size.
+        declared: u64,
+        /// Received.
+        received: u64,
+    },
+    /// The content does not hash to the declared value.
+    #[error(
+        "blob hash mismatch: the bytes received do not hash to the declared SHA-256; nothing was stored"
+    )]
+    Hash,
+    /// Too large.
+    #[error("blob of {0} bytes exceeds the limit of {MAX_BLOB} bytes")]
+    TooLarge(u64),
+    /// The storage quota would be exceeded.
+    #[error("not enough storage: the blob needs {need} bytes, {free} are available")]
+    NoSpace {
+        /// Needed.
+        need: u64,
+        /// Available.
+        free: u64,
+    },
+}
+
+/// The blob directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+    quota: Option<u64>,
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl BlobStore {
+    /// Opens (creating) the store under `data`. With a `quota`, uploads
+    /// that would take the blobs and staging files past it are refused.
+    pub fn open(data: &Path, quota: Option<u64>) -> io::Result<Self> {
+        let root = data.to_path_buf();
+        fs::create_dir_all(root.join("blobs"))?;
+        fs::create_dir_all(root.join("staging"))?;
+        Ok(Self { root, quota })
+    }
+
+    /// Where a complete blob lives.
+    pub fn path(&self, sha256: &[u8; 32]) -> PathBuf {
+        let h = hex(sha256);
+        self.root.join("blobs").join(&h[..2]).join(&h)
+    }
+
+    fn staging(&self, uploader: &str, sha256: &[u8; 32]) -> PathBuf {
+        let who = hex(&Sha256::digest(uploader.as_bytes())[..8]);
+        self.root
+            .join("staging")
+            .join(format!("{who}-{}.part", hex(sha256)))
+    }
+
+    /// The size of a complete blob, if present.
+    pub fn complete(&self, sha256: &[u8; 32]) -> Option<u64> {
+        fs::metadata(self.path(sha256)).ok().map(|m| m.len())
+    }
+
+    /// Bytes of `sha256` that `uploader` has staged.
+    pub fn staged(&self, uploader: &str, sha256: &[u8; 32]) -> u64 {
+        fs::metadata(self.staging(uploader, sha256)).map_or(0, |m| m.len())
+    }
+
+    fn used(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = fs::read_dir(p) else { return 0 };
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.root.join("blobs")) + walk(&self.root.join("staging"))
+    }
+
+    /// Starts (or resumes) an upload at `offset`.
+    pub fn begin(
+        &self,
+        uploader: &str,
+        sha256: [u8; 32],
+        size: u64,
+        offset: u64,
+    ) -> Result<Upload, BlobError> {
+        if size > MAX_BLOB {
+            return Err(BlobError::TooLarge(size));
+        }
+        let path = self.staging(uploader, &sha256);
+        let have = fs::metadata(&path).map_or(0, |m| m.len());
+        if have != offset || offset > size {
+            return Err(BlobError::Offset { have, got: offset });
+        }
+        if let Some(quota) = self.quota {
+            let used = self.used();
+            let need = size - offset;
+            let free = quota.saturating_sub(used);
+            if need > free {
+                return Err(BlobError::NoSpace { need, free });
+            }
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
+        let mut hasher = Sha256::new();
+        // Re-hash what is already staged.
+        let mut buf = vec![0u8; WRITE_BUFFER];
+        let mut left = offset;
+        while left > 0 {
+            let n = file.read(
+                &mut buf[..usize::try_from(left.min(WRITE_BUFFER as u64)).unwrap_or(WRITE_BUFFER)],
+            )?;
+            if n == 0 {
+                return Err(BlobError::Offset {
+                    have: offset - left,
+                    got: offset,
+                });
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Upload {
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            hasher,
+            received: offset,
+            size,
+            sha256,
+            staging: path,
+            dest: self.path(&sha256),
+        })
+    }
+
+    /// Opens a complete blob for reading.
+    pub fn open_blob(&self, sha256: &[u8; 32]) -> io::Result<File> {
+        File::open(self.path(sha256))
+    }
+
+    /// Removes staging files untouched for `max_age`.
+    pub fn sweep_staging(&self, max_age: std::time::Duration) -> io::Result<usize> {
+        let mut removed = 0;
+        for e in fs::read_dir(self.root.join("staging"))?.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > max_age);
+            if old && fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// An upload in progress (blocking I/O; run it off the async executor).
+#[derive(Debug)]
+pub struct Upload {
+    file: BufWriter<File>,
+    hasher: Sha256,
+    received: u64,
+    size: u64,
+    sha256: [u8; 32],
+    staging: PathBuf,
+    dest: PathBuf,
+}
+
+impl Upload {
+    /// Appends bytes; refuses more than the declared size.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+        let after = self.received + data.len() as u64;
+        if after > self.size {
+            return Err(BlobError::Size {
+                declared: self.size,
+                received: after,
+            });
+        }
+        self.file.write_all(data)?;
+        self.hasher.update(data);
+        self.received = after;
+        Ok(())
+    }
+
+    /// Bytes received so far (including a resumed prefix).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Makes the staged bytes durable (for an interrupted upload, so a
+    /// retry resumes from them).
+    pub fn persist_partial(mut self) -> Result<u64, BlobError> {
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        Ok(self.received)
+    }
+
+    /// Verifies size and hash, fsyncs and moves the blob into place. On a
+    /// mismatch the staged bytes are deleted and nothing becomes visible.
+    pub fn finish(mut self) -> Result<(), BlobError> {
+        self.file.flush()?;
+        if self.received != self.size {
+            return Err(BlobError::Size {
+                declared: self.size,
+                received: self.received,
+            });
+        }
+        let digest: [u8; 32] = self.hasher.finalize().into();
+        if digest != self.sha256 {
+            drop(self.file);
+            let _ = fs::remove_file(&self.staging);
+            return Err(BlobError::Hash);
+        }
+        self.file.get_ref().sync_all()?;
+        drop(self.file);
+        let dir = self
+            .dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        fs::create_dir_all(&dir)?;
+        fs::rename(&self.staging, &self.dest)?;
+        fsync_dir(&dir)?;
+        if let Some(blobs) = dir.parent() {
+            fsync_dir(blobs)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_resume_and_verify() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path(), None).unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let hash: [u8; 32] = Sha256::digest(&data).into();
+        let mut up = store.begin("a@x", hash, data.len() as u64, 0).unwrap();
+        up.write(&data[..100_000]).unwrap();
+        assert_eq!(up.persist_partial().unwrap(), 100_000);
+        assert_eq!(store.staged("a@x", &hash), 100_000);
+        assert!(store.complete(&hash).is_none());
+        // Another uploader's staging is separate; a wrong offset is refused.
+        assert_eq!(store.staged("b@x", &hash), 0);
+        assert!(matches!(
+            store.begin("a@x", hash, data.len() as u64, 5),
+            Err(BlobError::Offset { have: 100_000, .. })
+        ));
+        let mut up = store
+            .begin("a@x", hash, data.len() as u64, 100_000)
+            .unwrap();
+        up.write(&data[100_000..]).unwrap();
+        assert!(up.write(&[0]).is_err(), "more than declared");
+        up.finish().unwrap();
+        assert_eq!(store.complete(&hash), Some(data.len() as u64));
+        let mut back = Vec::new();
+        store
+            .open_blob(&hash)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn hash_mismatch_stores_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path(), None).unwrap();
+        let mut up = store.begin("a@x", [9; 32], 3, 0).unwrap();
+        up.write(b"abc").unwrap();
+        assert!(matches!(up.finish(), Err(BlobError::Hash)));
+        assert!(store.complete(&[9; 32]).is_none());
+        assert_eq!(store.staged("a@x", &[9; 32]), 0);
+        assert!(matches!(
+            store.begin("a@x", [1; 32], MAX_BLOB + 1, 0),
+            Err(BlobError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn quota_refuses_cleanly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path(), Some(1000)).unwrap();
+        let data = vec![7u8; 600];
+        let hash: [u8; 32] = Sha256::digest(&data).into();
+        let mut up = store.begin("a@x", hash, 600, 0).unwrap();
+        up.write(&data).unwrap();
+        up.finish().unwrap();
+        assert!(matches!(
+            store.begin("a@x", [2; 32], 600, 0),
+            Err(BlobError::NoSpace { .. })
+        ));
+        assert_eq!(store.complete(&hash), Some(600));
+    }
+}

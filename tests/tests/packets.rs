@@ -1,0 +1,394 @@
+//! End-to-end encrypted case packets: push, inbox, pull, and what a
+//! tampering server cannot get past the client.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use matterdrop_tests::{Server, User, World};
+
+const MATTER: &str = "2026-PI-0042";
+
+struct Team {
+    w: World,
+    alice: User,
+    bob: User,
+    audrey: User,
+}
+
+fn team() -> Team {
+    let w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let audrey = w.user("audrey@firm-a");
+    let ack = w.tmp.path().join("ack.txt");
+    std::fs::write(&ack, "Confidential.\n").unwrap();
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Doe",
+        "--ack-file",
+        ack.to_str().unwrap(),
+        "--scope",
+        "document-review,medical-chronology",
+    ]);
+    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
+    alice.json(&[
+        "matter",
+        "add",
+        MATTER,
+        "audrey@firm-a",
+        "--role",
+        "auditor",
+    ]);
+    Team {
+        w,
+        alice,
+        bob,
+        audrey,
+    }
+}
+
+fn pseudo_random(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 11) as u8
+        })
+        .collect()
+}
+
+/// A folder of case files with the awkward sizes.
+fn case_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = root.join("records");
+    let files = vec![
+        (dir.join("empty.txt"), Vec::new()),
+        (dir.join("one.bin"), vec![0x42]),
+        (dir.join("exact-64k.bin"), pseudo_random(65_536, 1)),
+        (dir.join("64k-plus-1.bin"), pseudo_random(65_537, 2)),
+        (dir.join("scan.pdf"), pseudo_random(3 * 1024 * 1024 + 17, 3)),
+        (
+            dir.join("nested/deeper/intake form.txt"),
+            b"PLAINTEXT-MARKER patient intake\n".to_vec(),
+        ),
+    ];
+    for (p, data) in &files {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    files
+}
+
+fn push(user: &User, files: &[&Path], task: &str) -> serde_json::Value {
+    let mut args = vec!["push", MATTER];
+    args.extend(files.iter().map(|p| p.to_str().unwrap()));
+    args.extend([
+        "--task",
+        task,
+        "--due",
+        "3d",
+        "--note",
+        "Please chronologize",
+    ]);
+    user.json(&args)
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn round_trip_of_a_folder_is_byte_identical_and_server_sees_only_ciphertext() {
+    let t = team();
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let files = case_files(t.w.tmp.path());
+    let pushed = push(
+        &t.alice,
+        &[&t.w.tmp.path().join("records")],
+        "medical-chronology",
+    );
+    let id = pushed["id"].as_str().unwrap().to_owned();
+    let readers: Vec<&str> = pushed["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        readers,
+        ["alice@firm-a", "bob@lpo-1"],
+        "auditors are never recipients"
+    );
+
+    let inbox = t.bob.json(&["inbox"]);
+    let item = &inbox["items"][0];
+    assert_eq!(item["id"], id.as_str());
+    assert_eq!(item["sender"], "alice@firm-a");
+    assert_eq!(item["task"], "medical-chronology");
+    assert!(item["due"].as_str().is_some());
+
+    let out = t.w.tmp.path().join("bob-out");
+    let pulled = t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert_eq!(pulled["note"], "Please chronologize");
+    for (path, data) in &files {
+        let rel = path.strip_prefix(t.w.tmp.path()).unwrap();
+        let got = std::fs::read(out.join(rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
+        assert!(got == *data, "{} differs", rel.display());
+    }
+    // Pulled packets leave the inbox; --all still lists them.
+    assert_eq!(t.bob.json(&["inbox"])["items"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        t.bob.json(&["inbox", "--all"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // An existing file is never overwritten without --force.
+    let r = t
+        .bob
+        .run(&["pull", &id, "--out", out.to_str().unwrap()])
+        .code(1);
+    assert!(r.stderr.contains("refusing to overwrite"), "{r:?}");
+    t.bob
+        .json(&["pull", &id, "--out", out.to_str().unwrap(), "--force"]);
+
+    // The server's disk holds no plaintext and no file names.
+    for f in walk(&t.w.server.data) {
+        let bytes = std::fs::read(&f).unwrap();
+        for needle in [
+            &b"PLAINTEXT-MARKER"[..],
+            b"intake form",
+            b"Please chronologize",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds {:?}",
+                f.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+
+    // --raw keeps the age files, which the stock age command decrypts.
+    let raw = t.w.tmp.path().join("raw");
+    t.bob
+        .json(&["pull", &id, "--out", raw.to_str().unwrap(), "--raw"]);
+    let age_file = raw.join("records/one.bin.age");
+    let dec = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(t.bob.home.join("identity.txt"))
+        .arg(&age_file)
+        .output()
+        .unwrap();
+    assert!(dec.status.success(), "{dec:?}");
+    assert_eq!(dec.stdout, vec![0x42]);
+}
+
+#[test]
+fn who_can_read_what() {
+    let t = team();
+    let f = t.w.tmp.path().join("memo.txt");
+    std::fs::write(&f, "memo").unwrap();
+    // Pushed before bob acknowledged: bob is not a recipient.
+    let early = push(&t.alice, &[&f], "document-review")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = t.bob.run(&["pull", &early]).code(3);
+    assert!(r.stderr.contains("has not acknowledged"), "{r:?}");
+    t.bob.run(&["inbox", "--matter", MATTER]).code(3);
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let r = t
+        .bob
+        .run(&[
+            "pull",
+            &early,
+            "--out",
+            t.w.tmp.path().join("e").to_str().unwrap(),
+        ])
+        .code(3);
+    assert!(r.stderr.contains("was not encrypted to bob@lpo-1"), "{r:?}");
+    // Pushed after: readable.
+    let late = push(&t.alice, &[&f], "document-review")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.bob.json(&[
+        "pull",
+        &late,
+        "--out",
+        t.w.tmp.path().join("l").to_str().unwrap(),
+    ]);
+    // Auditors never read case files.
+    let r = t
+        .audrey
+        .run(&[
+            "pull",
+            &late,
+            "--out",
+            t.w.tmp.path().join("a").to_str().unwrap(),
+        ])
+        .code(3);
+    assert!(r.stderr.contains("auditor"), "{r:?}");
+    // Someone outside the matter cannot even learn which matter it is in.
+    let zed = t.w.user("zed@lpo-1");
+    let r = zed.run(&["pull", &late]).code(3);
+    assert!(
+        r.stderr.contains("not found or not addressed to you") && !r.stderr.contains(MATTER),
+        "{r:?}"
+    );
+    let r2 = zed
+        .run(&["pull", "p-00000000000000000000000000000000"])
+        .code(3);
+    assert_eq!(
+        r.stderr.replace(&late, "ID"),
+        r2.stderr
+            .replace("p-00000000000000000000000000000000", "ID")
+    );
+    // Out-of-scope and in-house tasks are refused before any byte is sent.
+    let r = t
+        .alice
+        .run(&["push", MATTER, f.to_str().unwrap(), "--task", "drafting"])
+        .code(3);
+    assert!(r.stderr.contains("not in the scope"), "{r:?}");
+    let r = t
+        .alice
+        .run(&[
+            "push",
+            MATTER,
+            f.to_str().unwrap(),
+            "--task",
+            "legal-advice",
+        ])
+        .code(3);
+    assert!(r.stderr.contains("stays in-house"), "{r:?}");
+    // Providers do not push packets.
+    t.bob
+        .run(&[
+            "push",
+            MATTER,
+            f.to_str().unwrap(),
+            "--task",
+            "document-review",
+        ])
+        .code(3);
+}
+
+fn blob_files(data: &Path) -> Vec<PathBuf> {
+    let mut v = walk(&data.join("blobs"));
+    v.sort();
+    v
+}
+
+#[test]
+fn tampered_blobs_and_descriptors_are_detected() {
+    let mut t = team();
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let a = t.w.tmp.path().join("a.txt");
+    let b = t.w.tmp.path().join("b.txt");
+    std::fs::write(&a, pseudo_random(200_000, 7)).unwrap();
+    std::fs::write(&b, pseudo_random(1_000, 8)).unwrap();
+    let before: Vec<_> = blob_files(&t.w.server.data);
+    let id = push(&t.alice, &[&a], "document-review")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let blobs: Vec<_> = blob_files(&t.w.server.data)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(blobs.len(), 2, "manifest and one file");
+    let big = blobs
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+        .clone();
+    let original = std::fs::read(&big).unwrap();
+    let other_id = push(&t.alice, &[&b], "document-review")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = t.w.tmp.path().join("out");
+
+    // One flipped byte.
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 1;
+    std::fs::write(&big, &flipped).unwrap();
+    let r = t
+        .bob
+        .run(&["pull", &id, "--out", out.to_str().unwrap()])
+        .code(4);
+    assert!(
+        r.stderr.contains("does not match the signed descriptor"),
+        "{r:?}"
+    );
+    assert!(walk(&out).is_empty(), "no output file may be written");
+
+    // Another blob swapped in.
+    let other_blob = blob_files(&t.w.server.data)
+        .into_iter()
+        .find(|p| {
+            !blobs.contains(p) && !before.contains(p) && std::fs::metadata(p).unwrap().len() > 500
+        })
+        .unwrap();
+    std::fs::copy(&other_blob, &big).unwrap();
+    t.bob
+        .run(&["pull", &id, "--out", out.to_str().unwrap()])
+        .code(4);
+    assert!(walk(&out).is_empty());
+
+    // The blob dropped.
+    std::fs::remove_file(&big).unwrap();
+    let r = t.bob.run(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(walk(&out).is_empty());
+    std::fs::write(&big, &original).unwrap();
+    t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(out.join("a.txt")).unwrap(),
+        std::fs::read(&a).unwrap()
+    );
+
+    // The descriptor re-signed by another key (the server rewrites it).
+    assert!(t.w.server.stop());
+    {
+        use matterdrop_server::store::{MetaStore as _, SledStore};
+        let store = SledStore::open(&t.w.server.data.join("db")).unwrap();
+        let mut p = store.packet(&other_id).unwrap().unwrap();
+        let d = matterdrop_common::packet::Descriptor::parse(&p.descriptor).unwrap();
+        let forger = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        p.signature = d.sign(&forger).unwrap().to_vec();
+        store.put_packet(&p).unwrap();
+    }
+    let restarted = Server::start(&t.w.server.data);
+    let path = t.bob.home.join("server.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["server"] = restarted.addr.clone().into();
+    std::fs::write(&path, v.to_string()).unwrap();
+    let out2 = t.w.tmp.path().join("out2");
+    let r = t
+        .bob
+        .run(&["pull", &other_id, "--out", out2.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("not validly signed"), "{r:?}");
+    assert!(walk(&out2).is_empty());
+}
