@@ -392,3 +392,102 @@ fn tampered_blobs_and_descriptors_are_detected() {
     assert!(r.stderr.contains("not validly signed"), "{r:?}");
     assert!(walk(&out2).is_empty());
 }
+
+fn dir_bytes(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+fn repoint(user: &User, server: &Server) {
+    let path = user.home.join("server.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["server"] = server.addr.clone().into();
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+#[test]
+fn interrupted_push_and_pull_resume_where_they_stopped() {
+    let mut t = team();
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let big = t.w.tmp.path().join("big.bin");
+    let data = pseudo_random(24 << 20, 11);
+    std::fs::write(&big, &data).unwrap();
+    let data_dir = t.w.server.data.clone();
+
+    // Push; kill the server once part of the ciphertext is on its disk.
+    let alice = t.alice.clone();
+    let big2 = big.clone();
+    let pusher = std::thread::spawn(move || {
+        alice.run(&[
+            "--json",
+            "push",
+            MATTER,
+            big2.to_str().unwrap(),
+            "--task",
+            "document-review",
+        ])
+    });
+    wait_until("a partial upload", || {
+        dir_bytes(&data_dir.join("staging")) > (2 << 20)
+    });
+    t.w.server.kill();
+    let first = pusher.join().unwrap();
+    assert_ne!(first.code, 0, "the push cannot have finished: {first:?}");
+    let server = Server::start(&data_dir);
+    repoint(&t.alice, &server);
+    repoint(&t.bob, &server);
+    let again = t.alice.json(&[
+        "push",
+        MATTER,
+        big.to_str().unwrap(),
+        "--task",
+        "document-review",
+    ]);
+    assert!(
+        again["resumed_bytes"].as_u64().unwrap() >= (2 << 20),
+        "did not resume: {again}"
+    );
+    let id = again["id"].as_str().unwrap().to_owned();
+
+    // Pull; kill the server once part of the download is in bob's home.
+    let partial = t.bob.home.join("partial").join(&id);
+    let out = t.w.tmp.path().join("pulled");
+    let bob = t.bob.clone();
+    let (id2, out2) = (id.clone(), out.clone());
+    let puller = std::thread::spawn(move || {
+        bob.run(&["--json", "pull", &id2, "--out", out2.to_str().unwrap()])
+    });
+    let mut server = server;
+    wait_until("a partial download", || dir_bytes(&partial) > (2 << 20));
+    server.kill();
+    let first = puller.join().unwrap();
+    assert_ne!(first.code, 0, "the pull cannot have finished: {first:?}");
+    assert!(
+        walk(&out).is_empty(),
+        "nothing is written before verification"
+    );
+    let server = Server::start(&data_dir);
+    repoint(&t.bob, &server);
+    let pulled = t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert!(
+        pulled["resumed_bytes"].as_u64().unwrap() >= (2 << 20),
+        "did not resume: {pulled}"
+    );
+    assert!(std::fs::read(out.join("big.bin")).unwrap() == data);
+    drop(server);
+}

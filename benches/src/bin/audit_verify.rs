@@ -436,6 +436,18 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system, all threads) of a running process, or `None`
+/// once it is gone. Assumes the Linux `USER_HZ` of 100 ticks per second.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 /// One run of the verifier.
 struct Run {
     code: Option<i32>,
@@ -443,6 +455,7 @@ struct Run {
     stderr: String,
     wall: Duration,
     peak_kib: u64,
+    cpu: Duration,
     samples: u64,
 }
 
@@ -464,14 +477,20 @@ fn run_verify(mdrop: &Path, home: &Path, bundle: &Path, vkey: &str) -> Result<Ru
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
     let samples = Arc::new(AtomicU64::new(0));
+    let cpu_ms = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (done, peak, samples) = (done.clone(), peak.clone(), samples.clone());
+        let (done, peak, samples, cpu_ms) =
+            (done.clone(), peak.clone(), samples.clone(), cpu_ms.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Acquire) {
                 match vm_hwm_kib(pid) {
                     Some(kib) => {
                         peak.fetch_max(kib, Ordering::Relaxed);
                         samples.fetch_add(1, Ordering::Relaxed);
+                        if let Some(t) = cpu_time(pid) {
+                            let ms = u64::try_from(t.as_millis()).unwrap_or(u64::MAX);
+                            cpu_ms.fetch_max(ms, Ordering::Relaxed);
+                        }
                     }
                     // Exited (a zombie has no memory map) or not yet exec'd.
                     None if samples.load(Ordering::Relaxed) > 0 => break,
@@ -494,6 +513,7 @@ fn run_verify(mdrop: &Path, home: &Path, bundle: &Path, vkey: &str) -> Result<Ru
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         wall,
         peak_kib: peak.load(Ordering::Relaxed),
+        cpu: Duration::from_millis(cpu_ms.load(Ordering::Relaxed)),
         samples: samples.load(Ordering::Relaxed),
     })
 }
@@ -542,6 +562,13 @@ fn mem_total() -> String {
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .map(|v| v.trim().to_owned())
         })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
@@ -602,10 +629,11 @@ fn main() -> Result<()> {
         let run = run_verify(&mdrop, &home, &g.path, &g.vkey)?;
         check_ok(&run, n)?;
         eprintln!(
-            "verify run {}: {} ({:.0} entries/s), peak RSS {:.1} MiB ({} samples)",
+            "verify run {}: {} ({:.0} entries/s), CPU {}, peak RSS {:.1} MiB ({} samples)",
             i + 1,
             secs(run.wall),
             n as f64 / run.wall.as_secs_f64(),
+            secs(run.cpu),
             run.peak_kib as f64 / 1024.0,
             run.samples
         );
@@ -671,12 +699,17 @@ fn main() -> Result<()> {
     );
     println!("entries/s           {rate:.0}");
     println!(
+        "verify CPU time     {} user+sys (median run; wall above this means a busy machine)",
+        secs(median.cpu)
+    );
+    println!(
         "peak RSS (verifier) {:.1} MiB (VmHWM, sampled every 1 ms)",
         peak_kib as f64 / 1024.0
     );
     println!(
-        "tampered verify     {} -> exit {EXIT_VERIFY}, names record {} (second pass checks {} record signatures)",
+        "tampered verify     {} (CPU {}) -> exit {EXIT_VERIFY}, names record {} (second pass checks {} record signatures)",
         secs(bad.wall),
+        secs(bad.cpu),
         g.tamper_index,
         g.tamper_index + 1
     );
@@ -691,11 +724,12 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "machine             {cores} CPUs available, {}, {} RAM, {} {}",
+        "machine             {cores} CPUs available, {}, {} RAM, {} {}, load average {}",
         cpu_model(),
         mem_total(),
         std::env::consts::OS,
-        std::env::consts::ARCH
+        std::env::consts::ARCH,
+        load_average()
     );
     println!("verifier            {}", mdrop.display());
     if opts.keep {

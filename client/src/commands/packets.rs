@@ -301,18 +301,23 @@ pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
         &files,
         &key,
         &session,
-        &server.server,
+        // The spool belongs to the server's identity, not its address.
+        server
+            .fingerprint
+            .as_deref()
+            .or(server.ca_file.as_deref())
+            .unwrap_or(&server.server),
         &server.principal,
     )
     .await;
     session.close().await;
-    let (d, dir) = result?;
+    let (d, dir, resumed) = result?;
     let _ = fs::remove_dir_all(&dir);
     let recipients: Vec<&str> = d.recipients.iter().map(|r| r.principal.as_str()).collect();
     ctx.out.emit(
         &json!({"id": d.id, "matter": d.matter, "task": d.task, "due": d.due.map(rfc3339),
                 "files": files.len(), "size": d.total_size(), "recipients": recipients,
-                "recovery": d.recovery.is_some()}),
+                "recovery": d.recovery.is_some(), "resumed_bytes": resumed}),
         || {
             format!(
                 "Pushed packet {} to matter {} ({} files, {} bytes encrypted)\n  readable by: {}{}\n",
@@ -336,7 +341,7 @@ async fn push_inner(
     session: &Session,
     server: &str,
     me: &str,
-) -> CmdResult<(Descriptor, PathBuf)> {
+) -> CmdResult<(Descriptor, PathBuf, u64)> {
     let resp = session
         .request(&ClientRequest::PushPrepare(PushPrepareRequest {
             matter: args.matter.clone(),
@@ -419,6 +424,7 @@ async fn push_inner(
             .collect();
     let total: u64 = blobs.iter().map(|(_, b)| b.size).sum();
     let pb = bar(total, "uploading");
+    let mut resumed = 0u64;
     for (path, blob) in &blobs {
         let mut up = BlobUpload {
             matter: args.matter.clone(),
@@ -436,10 +442,12 @@ async fn push_inner(
         };
         if status.complete {
             pb.inc(blob.size);
+            resumed += blob.size;
             continue;
         }
         up.offset = status.offset;
         pb.inc(status.offset);
+        resumed += status.offset;
         let mut file = tokio::fs::File::open(path).await?;
         tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(status.offset)).await?;
         let resp = session
@@ -478,7 +486,7 @@ async fn push_inner(
     if !matches!(resp, ServerResponse::PacketCommitted(_)) {
         return Err(unexpected(&resp));
     }
-    Ok((d, dir))
+    Ok((d, dir, resumed))
 }
 
 fn encrypt_all(
@@ -590,14 +598,15 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
     Ok(())
 }
 
-/// Downloads a blob into `dst` (resuming a partial file) and checks its hash.
+/// Downloads a blob into `dst` (resuming a partial file) and checks its
+/// hash. Returns how many bytes were already there.
 async fn fetch(
     session: &Session,
     packet: &str,
     blob: &BlobRef,
     dst: &Path,
     pb: &ProgressBar,
-) -> CmdResult {
+) -> CmdResult<u64> {
     let have = fs::metadata(dst).map_or(0, |m| m.len());
     if have > blob.size {
         fs::remove_file(dst)?;
@@ -659,7 +668,7 @@ async fn fetch(
             hex(&blob.sha256)
         )));
     }
-    Ok(())
+    Ok(offset)
 }
 
 struct HashWrite<'a>(&'a mut Sha256);
@@ -675,14 +684,71 @@ impl Write for HashWrite<'_> {
     }
 }
 
+/// Largest age header accepted.
+const MAX_AGE_HEADER: usize = 64 * 1024;
+
+/// Checks the stanza framing of an age header strictly, as the age spec
+/// writes it: every stanza has a body whose last line is shorter than 64
+/// columns. (The age crate also accepts a legacy form without that final
+/// line; such a file is refused here.)
+fn check_age_header(r: &mut impl io::BufRead) -> Result<(), String> {
+    let mut seen = 0usize;
+    let mut line = String::new();
+    let mut next = |line: &mut String| -> Result<bool, String> {
+        line.clear();
+        let n = r.read_line(line).map_err(|e| e.to_string())?;
+        seen += n;
+        if seen > MAX_AGE_HEADER {
+            return Err("age header too large".into());
+        }
+        if n == 0 || !line.ends_with('\n') {
+            return Ok(false);
+        }
+        line.pop();
+        Ok(true)
+    };
+    if !next(&mut line)? || line != "age-encryption.org/v1" {
+        return Err("not an age v1 file".into());
+    }
+    let base64_line = |l: &str| {
+        l.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    };
+    loop {
+        if !next(&mut line)? {
+            return Err("age header truncated".into());
+        }
+        if line.starts_with("--- ") {
+            return Ok(());
+        }
+        if !line.starts_with("-> ") {
+            return Err("malformed age header line".into());
+        }
+        // The body: full 64-column lines, then one shorter final line.
+        loop {
+            if !next(&mut line)? {
+                return Err("age header truncated".into());
+            }
+            if !base64_line(&line) || line.len() > 64 {
+                return Err("age stanza body missing or malformed".into());
+            }
+            if line.len() < 64 {
+                break;
+            }
+        }
+    }
+}
+
 /// Decrypts `src` into `dst`; returns the plaintext's SHA-256 and size.
 pub fn decrypt_file(
     src: &Path,
     dst: &Path,
     id: &age::x25519::Identity,
 ) -> CmdResult<([u8; 32], u64)> {
-    let input = BufReader::with_capacity(BUF, File::open(src)?);
+    let mut input = BufReader::with_capacity(BUF, File::open(src)?);
     let result = (|| -> Result<([u8; 32], u64), String> {
+        check_age_header(&mut input)?;
+        io::Seek::seek(&mut input, io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
         let dec = age::Decryptor::new_buffered(input).map_err(|e| e.to_string())?;
         let mut r = dec
             .decrypt(std::iter::once(id as &dyn age::Identity))
@@ -818,7 +884,7 @@ async fn pull_inner(
 
     let pb = bar(d.total_size(), "downloading");
     let manifest_path = partial.join("manifest.age");
-    fetch(session, &d.id, &d.manifest, &manifest_path, &pb).await?;
+    let mut resumed = fetch(session, &d.id, &d.manifest, &manifest_path, &pb).await?;
     let manifest_plain = partial.join("manifest.json");
     decrypt_file(&manifest_path, &manifest_plain, &ident)?;
     let bytes = fs::read(&manifest_plain)?;
@@ -837,7 +903,7 @@ async fn pull_inner(
             ))
         })?;
         let cipher = partial.join(format!("{i}.age"));
-        fetch(session, &d.id, blob, &cipher, &pb).await?;
+        resumed += fetch(session, &d.id, blob, &cipher, &pb).await?;
         let rel: PathBuf = packet::sanitize_path(&f.path)
             .map_err(|e| verify_fail(e.to_string()))?
             .iter()
@@ -889,6 +955,6 @@ async fn pull_inner(
     }
     Ok(json!({
         "id": d.id, "matter": d.matter, "sender": d.sender, "task": d.task, "out": out_dir,
-        "files": names, "note": manifest.note, "raw": args.raw,
+        "files": names, "note": manifest.note, "raw": args.raw, "resumed_bytes": resumed,
     }))
 }

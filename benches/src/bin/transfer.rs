@@ -1,0 +1,1395 @@
+//! `transfer`: push and pull throughput against the QUIC transport ceiling,
+//! on loopback, with peak memory of client and server.
+//!
+//! One run, interleaved so that drift (thermal, page cache, neighbours)
+//! hits every figure alike. Each round does, in this order:
+//!
+//! - `raw`: copies N bytes over one bidirectional stream of a raw quinn
+//!   connection built with the project's own `tls::server_config` /
+//!   `tls::client_config` (same transport configuration, same TLS, same
+//!   cipher suites), from memory to a sink that discards them. The server
+//!   side runs on its own thread and runtime, reads with `read_chunk` like
+//!   `mdropd` does. This is the transport ceiling every ratio refers to.
+//! - `raw+fsync`: the same, but the server appends to a file through a
+//!   1 MiB `BufWriter` on a blocking thread and fsyncs it before answering
+//!   (what `mdropd` does with an upload, minus the SHA-256).
+//! - `push`: the real `mdrop --home alice --json push MATTER FILE --task
+//!   document-review` against the real release `mdropd` (which stores the
+//!   blob with fsync, as in production); wall clock of the process.
+//! - `pull`: the real `mdrop --home bob --json pull ID --out DIR`; wall
+//!   clock of the process; the pulled file's SHA-256 is then checked
+//!   against the original (not timed).
+//!
+//! It reports the median MB/s (10^6 bytes/s of plaintext payload) of each
+//! kind, each one's ratio to `raw`, the peak RSS of every `mdrop` run
+//! (`VmHWM` from `/proc/<pid>/status`, sampled every 5 ms: the kernel keeps
+//! the high-water mark, so only growth in the last 5 ms before exit can be
+//! missed) and of `mdropd` (its `VmHWM` after each transfer, with its
+//! `VmRSS` before the first one as a baseline). While `mdrop` runs, the
+//! sizes of the client's spool / partial files and the server's staging
+//! files are sampled every 10 ms, which splits each push and pull into
+//! phases (encrypt, upload, fsync, download, verify, decrypt…). Finally it
+//! measures single-thread ceilings of the components in-process (SHA-256,
+//! age encryption and decryption, disk write + fsync).
+//!
+//! ```text
+//! cargo build --release -p matterdrop -p matterdrop-server -p matterdrop-benches && target/release/transfer --size-mib 1024 --rounds 3
+//! ```
+//!
+//! Options: `--size-mib N` (payload, default 1024), `--rounds R` (default
+//! 3), `--dir PATH` (where the temporary directory goes; it needs about
+//! (3 + R) × N MiB), `--keep` (keep it), `--no-raw-fsync`,
+//! `--no-components`, `--timeout-secs S` (per `mdrop` transfer; default
+//! 120 + N/2). The binaries are taken from `MDROP_BIN_DIR`, else from the
+//! directory of this executable. Everything runs on 127.0.0.1, ports
+//! chosen by the kernel.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, BufRead as _, BufReader, BufWriter, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use matterdrop_common::tls;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+const MIB: u64 = 1 << 20;
+/// Application buffer: `mdrop` reads and writes 1 MiB at a time, so does
+/// the raw client.
+const BUF: usize = 1 << 20;
+/// `mdropd` reads uploads in chunks of this size.
+const CHUNK: usize = 256 * 1024;
+/// The issue's targets.
+const RATIO_TARGET: f64 = 0.65;
+const RSS_TARGET_MIB: f64 = 64.0;
+const MATTER: &str = "2026-BENCH-0001";
+const TASK: &str = "document-review";
+const FILE_NAME: &str = "case-file.bin";
+/// Timeout of every set-up command.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Sampling period of `VmHWM` (and, every other tick, of file sizes).
+const TICK: Duration = Duration::from_millis(5);
+/// A staging or partial file larger than this is the payload's (the
+/// manifest blob is well under it).
+const BIG: u64 = 64 * 1024;
+
+struct Options {
+    size_mib: u64,
+    rounds: usize,
+    dir: Option<PathBuf>,
+    keep: bool,
+    raw_fsync: bool,
+    components: bool,
+    timeout: Option<Duration>,
+}
+
+fn usage() -> String {
+    "usage: transfer [--size-mib N] [--rounds R] [--dir PATH] [--keep] [--no-raw-fsync]\n\
+     \x20               [--no-components] [--timeout-secs S]\n\
+     env: MDROP_BIN_DIR=dir holding mdrop and mdropd (default: next to this executable)"
+        .to_owned()
+}
+
+fn parse_args() -> Result<Options> {
+    let mut o = Options {
+        size_mib: 1024,
+        rounds: 3,
+        dir: None,
+        keep: false,
+        raw_fsync: true,
+        components: true,
+        timeout: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+            None => (a.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| anyhow!("{name} needs a value\n{}", usage()))
+        };
+        match flag.as_str() {
+            "--size-mib" => {
+                let v = value("--size-mib")?;
+                o.size_mib = v.parse().with_context(|| format!("--size-mib {v:?}"))?;
+                ensure!(o.size_mib >= 1, "--size-mib must be at least 1");
+            }
+            "--rounds" => {
+                let v = value("--rounds")?;
+                o.rounds = v.parse().with_context(|| format!("--rounds {v:?}"))?;
+                ensure!(o.rounds >= 1, "--rounds must be at least 1");
+            }
+            "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
+            "--timeout-secs" => {
+                let v = value("--timeout-secs")?;
+                let s: u64 = v.parse().with_context(|| format!("--timeout-secs {v:?}"))?;
+                o.timeout = Some(Duration::from_secs(s));
+            }
+            "--keep" => o.keep = true,
+            "--no-raw-fsync" => o.raw_fsync = false,
+            "--no-components" => o.components = false,
+            "-h" | "--help" => {
+                println!("{}", usage());
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{}", usage()),
+        }
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+fn bin_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("MDROP_BIN_DIR") {
+        return Ok(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow!("{} has no directory", exe.display()))
+}
+
+fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    ensure!(
+        p.is_file(),
+        "{} not found: build it with `cargo build --release -p matterdrop -p matterdrop-server`, \
+         or set MDROP_BIN_DIR",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// A field (`VmHWM:`, `VmRSS:`) of `/proc/<pid>/status`, in KiB; `None`
+/// once the process is gone (a zombie has no memory map).
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// Fills `buf` (a multiple of 8 bytes) with splitmix64 output.
+fn fill_random(buf: &mut [u8], state: &mut u64) {
+    for chunk in buf.chunks_exact_mut(8) {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes());
+    }
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Writes `bytes` pseudo-random bytes to `path`, fsyncs, returns the SHA-256.
+fn write_payload(path: &Path, bytes: u64) -> Result<[u8; 32]> {
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut state = seed();
+    let mut buf = vec![0u8; BUF];
+    let mut h = Sha256::new();
+    let mut left = bytes;
+    while left > 0 {
+        fill_random(&mut buf, &mut state);
+        let n = usize::try_from(left.min(BUF as u64))?;
+        f.write_all(&buf[..n])?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    Ok(h.finalize().into())
+}
+
+/// Streaming SHA-256 and size of a file.
+fn sha256_file(path: &Path) -> Result<([u8; 32], u64)> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = vec![0u8; BUF];
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    loop {
+        let k = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((h.finalize().into(), n))
+}
+
+/// Sum of file sizes under `dir` (recursively), split by a classifier
+/// returning the slot of a file name, if any.
+fn dir_bytes(dir: &Path, slot: &dyn Fn(&str) -> Option<usize>, out: &mut [u64; 2]) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            dir_bytes(&e.path(), slot, out);
+        } else if let Some(i) = slot(&e.file_name().to_string_lossy()) {
+            out[i] += m.len();
+        }
+    }
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn mem_total() -> String {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or_else(
+            || "? RAM".into(),
+            |kib| format!("{:.1} GiB RAM", kib as f64 / 1024.0 / 1024.0),
+        )
+}
+
+fn kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(
+        |_| std::env::consts::OS.to_owned(),
+        |s| format!("Linux {}", s.trim()),
+    )
+}
+
+/// Sends `signal` to `pid` with kill(1) (this crate forbids `unsafe`).
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+// ---------------------------------------------------------------------------
+// Child processes
+
+/// One finished child process.
+struct Proc {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    wall: Duration,
+    peak_kib: u64,
+    /// (time since spawn, watched sizes), every other tick.
+    timeline: Vec<(Duration, [u64; 2])>,
+}
+
+impl Proc {
+    fn json(&self, what: &str) -> Result<Value> {
+        ensure!(
+            self.status.success(),
+            "{what} failed ({}):\n{}{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        serde_json::from_str(self.stdout.trim())
+            .with_context(|| format!("{what}: stdout is not JSON: {:?}", self.stdout))
+    }
+
+    /// First sample time at which `pred` holds, at or after `from`.
+    fn first(&self, from: Duration, pred: impl Fn(&[u64; 2]) -> bool) -> Option<Duration> {
+        self.timeline
+            .iter()
+            .find(|(t, v)| *t >= from && pred(v))
+            .map(|(t, _)| *t)
+    }
+}
+
+/// Runs `cmd` to completion (killing it after `timeout`), with stdout and
+/// stderr in files under `logs`, sampling its `VmHWM` every tick and
+/// `watch` every other tick.
+fn run_proc(
+    mut cmd: Command,
+    logs: &Path,
+    label: &str,
+    timeout: Duration,
+    watch: Option<&dyn Fn() -> [u64; 2]>,
+) -> Result<Proc> {
+    let out_path = logs.join(format!("{label}.out"));
+    let err_path = logs.join(format!("{label}.err"));
+    cmd.stdin(Stdio::null())
+        .stdout(File::create(&out_path)?)
+        .stderr(File::create(&err_path)?);
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("spawning {label}"))?;
+    let pid = child.id();
+    // A waiter thread reaps the child, so the exit time is exact.
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let st = child.wait();
+        let _ = tx.send(Instant::now());
+        st
+    });
+    let mut peak = 0u64;
+    let mut timeline = Vec::new();
+    let mut tick = 0u64;
+    let end = loop {
+        if let Some(k) = proc_kib(pid, "VmHWM:") {
+            peak = peak.max(k);
+        }
+        if let Some(w) = watch.filter(|_| tick % 2 == 0) {
+            timeline.push((start.elapsed(), w()));
+        }
+        match rx.recv_timeout(TICK) {
+            Ok(t) => break t,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Instant::now(),
+        }
+        if start.elapsed() > timeout {
+            signal(pid, "KILL");
+            let _ = waiter.join();
+            bail!(
+                "{label} did not finish within {timeout:?} (killed); see {}",
+                err_path.display()
+            );
+        }
+        tick += 1;
+    };
+    let status = waiter
+        .join()
+        .map_err(|_| anyhow!("waiter thread panicked"))?
+        .with_context(|| format!("waiting for {label}"))?;
+    Ok(Proc {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        wall: end.duration_since(start),
+        peak_kib: peak,
+        timeline,
+    })
+}
+
+/// A running `mdropd serve`, killed on drop.
+struct Server {
+    child: Option<Child>,
+    pid: u32,
+    addr: String,
+    fingerprint: String,
+    invite: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(mdropd: &Path, data: &Path, log: &Path) -> Result<Self> {
+        let logfile = File::create(log)?;
+        let mut child = Command::new(mdropd)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--json",
+                "--shutdown-grace",
+                "5s",
+                "--data",
+            ])
+            .arg(data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(logfile)
+            .spawn()
+            .with_context(|| format!("spawning {}", mdropd.display()))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("mdropd stdout")?;
+        let mut server = Self {
+            child: Some(child),
+            pid,
+            addr: String::new(),
+            fingerprint: String::new(),
+            invite: String::new(),
+            log: log.to_path_buf(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining after the start-up lines so mdropd never
+            // writes into a closed pipe.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).map_err(|_| {
+                anyhow!(
+                    "mdropd did not start; log:\n{}",
+                    fs::read_to_string(log).unwrap_or_default()
+                )
+            })?;
+            let v: Value = serde_json::from_str(&line)
+                .with_context(|| format!("mdropd --json printed {line:?}"))?;
+            if let Some(i) = v["invite"].as_str() {
+                server.invite = i.to_owned();
+                continue;
+            }
+            server.addr = v["listen"].as_str().context("listen")?.to_owned();
+            server.fingerprint = v["fingerprint"].as_str().context("fingerprint")?.to_owned();
+            ensure!(
+                !server.invite.is_empty(),
+                "mdropd printed no bootstrap invite"
+            );
+            return Ok(server);
+        }
+    }
+
+    fn kib(&self, field: &str) -> u64 {
+        proc_kib(self.pid, field).unwrap_or(0)
+    }
+
+    /// SIGTERM, then SIGKILL after 15 s; whether it exited cleanly.
+    fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        signal(self.pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `mdrop` commands.
+struct Mdrop {
+    bin: PathBuf,
+    logs: PathBuf,
+    seq: std::cell::Cell<u32>,
+}
+
+impl Mdrop {
+    fn label(&self, what: &str) -> String {
+        let n = self.seq.get();
+        self.seq.set(n + 1);
+        format!("{n:03}-{what}")
+    }
+
+    fn cmd(&self, home: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--home").arg(home).arg("--json").args(args);
+        c.env_remove("MDROP_PASSPHRASE");
+        c
+    }
+
+    /// A set-up command that must succeed; its JSON output.
+    fn json(&self, home: &Path, args: &[&str]) -> Result<Value> {
+        let label = self.label(args.first().copied().unwrap_or("mdrop"));
+        let p = run_proc(
+            self.cmd(home, args),
+            &self.logs,
+            &label,
+            SETUP_TIMEOUT,
+            None,
+        )?;
+        p.json(&format!("mdrop {}", args.join(" ")))
+    }
+
+    fn enroll(&self, home: &Path, server: &Server, invite: &str, id: &str) -> Result<()> {
+        self.json(home, &["keygen"])?;
+        self.json(
+            home,
+            &[
+                "enroll",
+                &server.addr,
+                "--fingerprint",
+                &server.fingerprint,
+                "--invite",
+                invite,
+                "--id",
+                id,
+                "--name",
+                id,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw quinn transport ceiling
+
+/// Header byte of a raw stream: discard, or write to a file and fsync.
+const MODE_DISCARD: u8 = 0;
+const MODE_FSYNC: u8 = 1;
+
+/// The in-process raw server, on its own thread and runtime.
+struct RawServer {
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    pin: tls::ServerPin,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawServer {
+    fn start(sink: PathBuf) -> Result<Self> {
+        let pki = tls::generate_server_pki(&["localhost".to_owned()])?;
+        let pin = tls::ServerPin::Fingerprint(tls::cert_fingerprint(&pki.cert_der)?);
+        let cfg = tls::server_config(vec![pki.cert_der.clone()], &pki.key_der)?;
+        let (tx, rx) = mpsc::channel::<Result<quinn::Endpoint>>();
+        let thread = std::thread::Builder::new()
+            .name("raw-server".into())
+            .spawn(move || {
+                // Same runtime shape as mdropd (multi-thread, default workers).
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let ep =
+                        match quinn::Endpoint::server(cfg, SocketAddr::from(([127, 0, 0, 1], 0))) {
+                            Ok(ep) => ep,
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into()));
+                                return;
+                            }
+                        };
+                    let _ = tx.send(Ok(ep.clone()));
+                    while let Some(incoming) = ep.accept().await {
+                        let sink = sink.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = raw_serve_conn(incoming, sink).await {
+                                eprintln!("raw server: {e:#}");
+                            }
+                        });
+                    }
+                });
+            })?;
+        let endpoint = rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("raw server did not start")??;
+        let addr = endpoint.local_addr()?;
+        Ok(Self {
+            endpoint,
+            addr,
+            pin,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"done");
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn raw_serve_conn(incoming: quinn::Incoming, sink: PathBuf) -> Result<()> {
+    let conn = incoming.await?;
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let mut mode = [0u8; 1];
+        recv.read_exact(&mut mode).await?;
+        let n = if mode[0] == MODE_FSYNC {
+            raw_to_file(&mut recv, sink.clone()).await?
+        } else {
+            let mut n = 0u64;
+            while let Some(c) = recv.read_chunk(CHUNK, true).await? {
+                n += c.bytes.len() as u64;
+            }
+            n
+        };
+        send.write_all(&n.to_le_bytes()).await?;
+        send.finish()?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    }
+    Ok(())
+}
+
+/// Like mdropd's upload path: a bounded queue to a blocking thread that
+/// writes through a 1 MiB `BufWriter` and fsyncs at the end.
+async fn raw_to_file(recv: &mut quinn::RecvStream, path: PathBuf) -> Result<u64> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<quinn::Chunk>(8);
+    let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        let mut w = BufWriter::with_capacity(BUF, File::create(&path)?);
+        let mut n = 0u64;
+        while let Some(c) = rx.blocking_recv() {
+            w.write_all(&c.bytes)?;
+            n += c.bytes.len() as u64;
+        }
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        Ok(n)
+    });
+    while let Some(c) = recv.read_chunk(CHUNK, true).await? {
+        if tx.send(c).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    Ok(writer.await??)
+}
+
+/// One raw copy: connect, send `bytes` from `buf` on one stream, wait for
+/// the server's count. Timed from before the handshake (as `mdrop` is).
+async fn raw_copy(
+    cfg: quinn::ClientConfig,
+    addr: SocketAddr,
+    mode: u8,
+    bytes: u64,
+    buf: &[u8],
+) -> Result<Duration> {
+    let start = Instant::now();
+    let ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let conn = ep.connect_with(cfg, addr, "localhost")?.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&[mode]).await?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64))?;
+        send.write_all(&buf[..n]).await?;
+        left -= n as u64;
+    }
+    send.finish()?;
+    let reply = recv.read_to_end(8).await?;
+    let elapsed = start.elapsed();
+    ensure!(
+        reply == bytes.to_le_bytes(),
+        "raw server counted {reply:?}, expected {bytes}"
+    );
+    conn.close(0u32.into(), b"done");
+    let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+    Ok(elapsed)
+}
+
+// ---------------------------------------------------------------------------
+// Measurements
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Raw,
+    RawFsync,
+    Push,
+    Pull,
+}
+
+impl Kind {
+    const ALL: [Self; 4] = [Self::Raw, Self::RawFsync, Self::Push, Self::Pull];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::RawFsync => "raw+fsync",
+            Self::Push => "push",
+            Self::Pull => "pull",
+        }
+    }
+}
+
+type Phases = Vec<(&'static str, Option<Duration>)>;
+
+/// One timed transfer.
+struct Op {
+    round: usize,
+    kind: Kind,
+    wall: Duration,
+    /// Peak RSS of the `mdrop` process (KiB).
+    client_kib: Option<u64>,
+    /// `mdropd`'s `VmHWM` right after this transfer (KiB).
+    server_hwm_kib: u64,
+    phases: Phases,
+}
+
+fn span(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    Some(b?.saturating_sub(a?))
+}
+
+/// Push phases from [spool bytes, server staging bytes].
+fn push_phases(p: &Proc, n: u64) -> Phases {
+    let zero = Duration::ZERO;
+    let enc0 = p.first(zero, |v| v[0] > 0);
+    let enc1 = p.first(zero, |v| v[0] >= n);
+    let up0 = p.first(zero, |v| v[1] > BIG);
+    let up1 = p.first(zero, |v| v[1] >= n);
+    let stored = up1.and_then(|t| p.first(t, |v| v[1] < BIG));
+    vec![
+        ("start, connect, prepare", enc0),
+        (
+            "encrypt into spool (read, age, 2x SHA-256, write)",
+            span(enc0, enc1),
+        ),
+        ("spool fsync, blob status", span(enc1, up0)),
+        ("upload (QUIC; server SHA-256 + write)", span(up0, up1)),
+        ("server fsync + rename", span(up1, stored)),
+        ("commit, close, exit", span(stored, Some(p.wall))),
+    ]
+}
+
+/// Pull phases from [partial ciphertext bytes, partial plaintext bytes].
+fn pull_phases(p: &Proc, n: u64) -> Phases {
+    let zero = Duration::ZERO;
+    let dl0 = p.first(zero, |v| v[0] > BIG);
+    let dl1 = p.first(zero, |v| v[0] >= n);
+    let dec0 = p.first(zero, |v| v[1] > 0);
+    let dec1 = p.first(zero, |v| v[1] >= n);
+    let moved = dec1.and_then(|t| p.first(t, |v| v[1] == 0));
+    vec![
+        ("start, connect, descriptor, manifest", dl0),
+        ("download (QUIC; client write)", span(dl0, dl1)),
+        ("fsync + re-read for SHA-256 check", span(dl1, dec0)),
+        ("decrypt (age, SHA-256, write)", span(dec0, dec1)),
+        ("fsync plaintext, move into place", span(dec1, moved)),
+        ("close, exit", span(moved, Some(p.wall))),
+    ]
+}
+
+/// Flushes dirty pages system-wide between transfers (not timed), so one
+/// transfer's writeback does not land in the next one's figure.
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Free space (bytes) of the filesystem holding `dir`, from df(1).
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let out = Command::new("df").arg("-Pk").arg(dir).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: u64 = text
+        .lines()
+        .nth(1)?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+fn load_avg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+// ---------------------------------------------------------------------------
+// Component ceilings (single thread, in-process)
+
+fn components(size: u64, payload: &Path, dir: &Path) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; BUF];
+    let mut state = seed();
+    fill_random(&mut buf, &mut state);
+
+    let t = Instant::now();
+    let mut h = Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(BUF as u64))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    let _ = h.finalize();
+    out.push(("SHA-256 (memory)".to_owned(), mbps(size, t.elapsed())));
+
+    let t = Instant::now();
+    let (_, n) = sha256_file(payload)?;
+    out.push((
+        "read payload (page cache) + SHA-256".to_owned(),
+        mbps(n, t.elapsed()),
+    ));
+
+    let small = size.min(256 * MIB);
+    let ids: Vec<age::x25519::Identity> =
+        (0..2).map(|_| age::x25519::Identity::generate()).collect();
+    let recips: Vec<age::x25519::Recipient> = ids.iter().map(|i| i.to_public()).collect();
+    let encrypt_into = |w: Vec<u8>| -> Result<Vec<u8>> {
+        let enc = age::Encryptor::with_recipients(recips.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| anyhow!("age: {e}"))?;
+        let mut sw = enc.wrap_output(w)?;
+        let mut left = small;
+        while left > 0 {
+            let n = usize::try_from(left.min(BUF as u64))?;
+            sw.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(sw.finish()?)
+    };
+    let cap = usize::try_from(small + small / 1000 + 4096)?;
+    let t = Instant::now();
+    let cipher = encrypt_into(Vec::with_capacity(cap))?;
+    let enc_time = t.elapsed();
+    out.push((
+        format!("age encrypt (memory, {} MiB)", small / MIB),
+        mbps(small, enc_time),
+    ));
+    let t = Instant::now();
+    let dec = age::Decryptor::new_buffered(&cipher[..]).map_err(|e| anyhow!("age: {e}"))?;
+    let mut r = dec
+        .decrypt(std::iter::once(&ids[1] as &dyn age::Identity))
+        .map_err(|e| anyhow!("age: {e}"))?;
+    let mut sink = vec![0u8; BUF];
+    let mut got = 0u64;
+    loop {
+        let k = r.read(&mut sink)?;
+        if k == 0 {
+            break;
+        }
+        got += k as u64;
+    }
+    ensure!(got == small, "age round trip lost bytes");
+    out.push((
+        format!("age decrypt (memory, {} MiB)", small / MIB),
+        mbps(small, t.elapsed()),
+    ));
+    drop(cipher);
+
+    let path = dir.join("disk-ceiling.bin");
+    let t = Instant::now();
+    let mut f = File::create(&path)?;
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(BUF as u64))?;
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    let written = t.elapsed();
+    f.sync_all()?;
+    let total = t.elapsed();
+    drop(f);
+    fs::remove_file(&path)?;
+    out.push((
+        format!(
+            "disk write + fsync (fsync {:.2} s of {:.2} s)",
+            (total - written).as_secs_f64(),
+            total.as_secs_f64()
+        ),
+        mbps(size, total),
+    ));
+    out.push((
+        "disk write into page cache (no fsync)".to_owned(),
+        mbps(size, written),
+    ));
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+fn main() -> Result<()> {
+    let opts = parse_args()?;
+    tls::install_crypto_provider();
+    let bins = bin_dir()?;
+    let mdrop_bin = binary(&bins, "mdrop")?;
+    let mdropd_bin = binary(&bins, "mdropd")?;
+    let size = opts.size_mib * MIB;
+    let timeout = opts
+        .timeout
+        .unwrap_or_else(|| Duration::from_secs(120 + opts.size_mib / 2));
+    let load_before = load_avg();
+
+    let tmp = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("mdrop-transfer-");
+        match &opts.dir {
+            Some(d) => b.tempdir_in(d)?,
+            None => b.tempdir()?,
+        }
+    };
+    let root = tmp.path().to_path_buf();
+    let need = (3 + opts.rounds as u64) * size + 256 * MIB;
+    if let Some(free) = free_bytes(&root) {
+        ensure!(
+            free > need,
+            "{} has {:.1} GiB free; this run needs about {:.1} GiB (use --dir or fewer --rounds)",
+            root.display(),
+            free as f64 / (1u64 << 30) as f64,
+            need as f64 / (1u64 << 30) as f64
+        );
+    }
+    let logs = root.join("logs");
+    fs::create_dir(&logs)?;
+    let payload_dir = root.join("payload");
+    fs::create_dir(&payload_dir)?;
+    let payload = payload_dir.join(FILE_NAME);
+    eprintln!("writing {} MiB of random data…", opts.size_mib);
+    let orig_sha = write_payload(&payload, size)?;
+
+    eprintln!("starting mdropd and enrolling admin, alice@firm-a, bob@lpo-1…");
+    let mut server = Server::start(&mdropd_bin, &root.join("data"), &root.join("mdropd.log"))?;
+    let staging = root.join("data").join("staging");
+    let md = Mdrop {
+        bin: mdrop_bin.clone(),
+        logs: logs.clone(),
+        seq: std::cell::Cell::new(0),
+    };
+    let admin = root.join("admin");
+    let alice = root.join("alice");
+    let bob = root.join("bob");
+    let invite = server.invite.clone();
+    md.enroll(&admin, &server, &invite, "admin@operator")?;
+    md.json(
+        &admin,
+        &["admin", "org", "create", "firm-a", "--kind", "firm"],
+    )?;
+    md.json(
+        &admin,
+        &["admin", "org", "create", "lpo-1", "--kind", "provider"],
+    )?;
+    for (home, id, org) in [
+        (&alice, "alice@firm-a", "firm-a"),
+        (&bob, "bob@lpo-1", "lpo-1"),
+    ] {
+        let v = md.json(&admin, &["admin", "invite", "--org", org])?;
+        let inv = v["invite"].as_str().context("invite")?.to_owned();
+        md.enroll(home, &server, &inv, id)?;
+    }
+    let ack = root.join("ack.txt");
+    fs::write(
+        &ack,
+        "I will keep all information about this matter confidential.\n",
+    )?;
+    let ack_s = ack.to_str().context("non-UTF-8 temp path")?;
+    md.json(
+        &alice,
+        &[
+            "matter",
+            "create",
+            MATTER,
+            "--title",
+            "Bench",
+            "--ack-file",
+            ack_s,
+            "--scope",
+            TASK,
+        ],
+    )?;
+    md.json(
+        &alice,
+        &["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"],
+    )?;
+    md.json(&bob, &["ack", MATTER, "--yes"])?;
+    let server_base_rss = server.kib("VmRSS:");
+    let server_base_hwm = server.kib("VmHWM:");
+
+    // The raw ceiling: in-process server on its own thread and runtime,
+    // client on a runtime shaped like mdrop's (2 workers).
+    let raw_sink = root.join("raw-sink.bin");
+    let raw = RawServer::start(raw_sink.clone())?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client_key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let (client_cfg, _) = tls::client_config(&client_key, &raw.pin)?;
+    let mut raw_buf = vec![0u8; BUF];
+    fill_random(&mut raw_buf, &mut seed());
+
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| opts.raw_fsync || *k != Kind::RawFsync)
+        .collect();
+    let payload_s = payload.to_str().context("non-UTF-8 temp path")?;
+    let out_dir = root.join("pulled");
+    let out_s = out_dir.to_str().context("non-UTF-8 temp path")?.to_owned();
+    let mut ops: Vec<Op> = Vec::new();
+    for round in 1..=opts.rounds {
+        let mut packet = None;
+        for &kind in &kinds {
+            settle();
+            eprintln!("round {round}/{}: {}…", opts.rounds, kind.name());
+            let op = match kind {
+                Kind::Raw | Kind::RawFsync => {
+                    let mode = if kind == Kind::Raw {
+                        MODE_DISCARD
+                    } else {
+                        MODE_FSYNC
+                    };
+                    let wall = client_rt.block_on(async {
+                        tokio::time::timeout(
+                            timeout,
+                            raw_copy(client_cfg.clone(), raw.addr, mode, size, &raw_buf),
+                        )
+                        .await
+                        .map_err(|_| anyhow!("raw copy did not finish within {timeout:?}"))?
+                    })?;
+                    let _ = fs::remove_file(&raw_sink);
+                    Op {
+                        round,
+                        kind,
+                        wall,
+                        client_kib: None,
+                        server_hwm_kib: server.kib("VmHWM:"),
+                        phases: Vec::new(),
+                    }
+                }
+                Kind::Push => {
+                    let spool = alice.join("spool");
+                    let st = staging.clone();
+                    let watch = move || {
+                        let mut v = [0u64; 2];
+                        let age = |n: &str| n.ends_with(".age").then_some(0);
+                        dir_bytes(&spool, &age, &mut v);
+                        let part = |n: &str| n.ends_with(".part").then_some(1);
+                        dir_bytes(&st, &part, &mut v);
+                        v
+                    };
+                    let p = run_proc(
+                        md.cmd(&alice, &["push", MATTER, payload_s, "--task", TASK]),
+                        &logs,
+                        &md.label("push"),
+                        timeout,
+                        Some(&watch),
+                    )?;
+                    let v = p.json("mdrop push")?;
+                    packet = Some(v["id"].as_str().context("push: id")?.to_owned());
+                    Op {
+                        round,
+                        kind,
+                        wall: p.wall,
+                        client_kib: Some(p.peak_kib),
+                        server_hwm_kib: server.kib("VmHWM:"),
+                        phases: push_phases(&p, size),
+                    }
+                }
+                Kind::Pull => {
+                    let id = packet.clone().context("no packet pushed this round")?;
+                    let _ = fs::remove_dir_all(&out_dir);
+                    let partial = bob.join("partial");
+                    let watch = move || {
+                        let mut v = [0u64; 2];
+                        let slot = |n: &str| {
+                            if n.ends_with(".age") {
+                                Some(0)
+                            } else if n.ends_with(".plain") {
+                                Some(1)
+                            } else {
+                                None
+                            }
+                        };
+                        dir_bytes(&partial, &slot, &mut v);
+                        v
+                    };
+                    let p = run_proc(
+                        md.cmd(&bob, &["pull", &id, "--out", &out_s]),
+                        &logs,
+                        &md.label("pull"),
+                        timeout,
+                        Some(&watch),
+                    )?;
+                    p.json("mdrop pull")?;
+                    let op = Op {
+                        round,
+                        kind,
+                        wall: p.wall,
+                        client_kib: Some(p.peak_kib),
+                        server_hwm_kib: server.kib("VmHWM:"),
+                        phases: pull_phases(&p, size),
+                    };
+                    let (sha, n) = sha256_file(&out_dir.join(FILE_NAME))?;
+                    ensure!(
+                        n == size && sha == orig_sha,
+                        "the pulled file differs from the original ({n} bytes, sha256 {})",
+                        hex(&sha)
+                    );
+                    fs::remove_dir_all(&out_dir)?;
+                    op
+                }
+            };
+            eprintln!(
+                "  {:.2} s, {:.1} MB/s",
+                op.wall.as_secs_f64(),
+                mbps(size, op.wall)
+            );
+            ops.push(op);
+        }
+    }
+    drop(raw);
+    drop(client_rt);
+    let server_hwm = server.kib("VmHWM:");
+    let server_rss_end = server.kib("VmRSS:");
+    let clean_stop = server.stop();
+    let load_after = load_avg();
+
+    let comps = if opts.components {
+        eprintln!("measuring component ceilings…");
+        components(size, &payload, &root)?
+    } else {
+        Vec::new()
+    };
+
+    report(&Report {
+        opts: &opts,
+        size,
+        orig_sha,
+        ops: &ops,
+        kinds: &kinds,
+        server_base_rss,
+        server_base_hwm,
+        server_hwm,
+        server_rss_end,
+        clean_stop,
+        comps: &comps,
+        load_before,
+        load_after,
+        root: &root,
+        bins: &bins,
+    });
+    if opts.keep {
+        let kept = tmp.keep();
+        println!(
+            "kept                {} (mdropd log: {})",
+            kept.display(),
+            server.log.display()
+        );
+    }
+    Ok(())
+}
+
+struct Report<'a> {
+    opts: &'a Options,
+    size: u64,
+    orig_sha: [u8; 32],
+    ops: &'a [Op],
+    kinds: &'a [Kind],
+    server_base_rss: u64,
+    server_base_hwm: u64,
+    server_hwm: u64,
+    server_rss_end: u64,
+    clean_stop: bool,
+    comps: &'a [(String, f64)],
+    load_before: String,
+    load_after: String,
+    root: &'a Path,
+    bins: &'a Path,
+}
+
+fn report(r: &Report<'_>) {
+    let size = r.size;
+    let of = |k: Kind| r.ops.iter().filter(move |o| o.kind == k);
+    let rates = |k: Kind| of(k).map(|o| mbps(size, o.wall)).collect::<Vec<_>>();
+    let raw_median = median(&rates(Kind::Raw));
+    let pass = |ok: bool| if ok { "PASS" } else { "FAIL" };
+
+    println!();
+    println!("== Matterdrop transfer benchmark (loopback, 127.0.0.1) ==");
+    println!(
+        "payload             {} MiB ({size} bytes) of random data, sha256 {}",
+        size / MIB,
+        hex(&r.orig_sha)
+    );
+    println!(
+        "rounds              {}, interleaved: {}",
+        r.opts.rounds,
+        r.kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("units               MB/s = 10^6 bytes of plaintext payload per second of wall clock");
+    println!();
+    println!(
+        "{:<6} {:<10} {:>9} {:>9} {:>17} {:>18}",
+        "round", "kind", "seconds", "MB/s", "client peak RSS", "mdropd VmHWM after"
+    );
+    for o in r.ops {
+        println!(
+            "{:<6} {:<10} {:>9.2} {:>9.1} {:>17} {:>18}",
+            o.round,
+            o.kind.name(),
+            o.wall.as_secs_f64(),
+            mbps(size, o.wall),
+            o.client_kib.map_or_else(
+                || "(in-process)".to_owned(),
+                |k| format!("{:.1} MiB", k as f64 / 1024.0)
+            ),
+            format!("{:.1} MiB", o.server_hwm_kib as f64 / 1024.0),
+        );
+    }
+    println!();
+    println!(
+        "{:<10} {:>11} {:>21} {:>12}  target",
+        "kind", "median MB/s", "(min – max)", "ratio to raw"
+    );
+    for &k in r.kinds {
+        let v = rates(k);
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let m = median(&v);
+        let ratio = m / raw_median;
+        let target = match k {
+            Kind::Push | Kind::Pull => {
+                format!("≥ {RATIO_TARGET:.2} × raw: {}", pass(ratio >= RATIO_TARGET))
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<10} {:>11.1} {:>21} {:>12.2}  {target}",
+            k.name(),
+            m,
+            format!("({lo:.1} – {hi:.1})"),
+            ratio
+        );
+    }
+    println!();
+    let client_peak = |k: Kind| of(k).filter_map(|o| o.client_kib).max().unwrap_or(0);
+    let push_peak = client_peak(Kind::Push);
+    let pull_peak = client_peak(Kind::Pull);
+    let to_mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "peak RSS client     push {:.1} MiB, pull {:.1} MiB (max over rounds; VmHWM sampled every 5 ms)  < {RSS_TARGET_MIB:.0} MiB: {}",
+        to_mib(push_peak),
+        to_mib(pull_peak),
+        pass(to_mib(push_peak.max(pull_peak)) < RSS_TARGET_MIB)
+    );
+    println!(
+        "peak RSS server     {:.1} MiB VmHWM at the end (VmRSS {:.1} MiB / VmHWM {:.1} MiB after set-up, before the first transfer; VmRSS {:.1} MiB at the end)  < {RSS_TARGET_MIB:.0} MiB: {}",
+        to_mib(r.server_hwm),
+        to_mib(r.server_base_rss),
+        to_mib(r.server_base_hwm),
+        to_mib(r.server_rss_end),
+        pass(to_mib(r.server_hwm) < RSS_TARGET_MIB)
+    );
+    println!(
+        "mdropd shutdown     {}",
+        if r.clean_stop {
+            "clean (SIGTERM)"
+        } else {
+            "NOT clean"
+        }
+    );
+    for (k, what) in [
+        (
+            Kind::Push,
+            "push phases (median over rounds; from spool and staging file sizes sampled every 10 ms)",
+        ),
+        (
+            Kind::Pull,
+            "pull phases (median over rounds; from partial file sizes sampled every 10 ms)",
+        ),
+    ] {
+        let runs: Vec<&Op> = of(k).collect();
+        let Some(first) = runs.first() else { continue };
+        let total = median(
+            &runs
+                .iter()
+                .map(|o| o.wall.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        println!();
+        println!("{what}");
+        for (i, (name, _)) in first.phases.iter().enumerate() {
+            let v: Vec<f64> = runs
+                .iter()
+                .filter_map(|o| o.phases.get(i).and_then(|p| p.1))
+                .map(|d| d.as_secs_f64())
+                .collect();
+            if v.is_empty() {
+                println!("  {name:<52} n/a");
+                continue;
+            }
+            let m = median(&v);
+            println!(
+                "  {name:<52} {m:>7.2} s  {:>5.1} %  ({:.0} MB/s of payload)",
+                100.0 * m / total,
+                if m > 0.0 {
+                    size as f64 / 1e6 / m
+                } else {
+                    f64::INFINITY
+                }
+            );
+        }
+        println!("  {:<52} {total:>7.2} s", "total (wall clock of mdrop)");
+    }
+    if !r.comps.is_empty() {
+        println!();
+        println!("component ceilings (one thread, in-process, same machine)");
+        for (name, v) in r.comps {
+            println!("  {name:<52} {v:>8.1} MB/s");
+        }
+    }
+    println!();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    println!(
+        "machine             {cores} CPUs available, {}, {}, {}",
+        cpu_model(),
+        mem_total(),
+        kernel()
+    );
+    println!(
+        "load average        {} before, {} after",
+        r.load_before, r.load_after
+    );
+    println!("temporary dir       {}", r.root.display());
+    println!("binaries            {}", r.bins.display());
+    println!(
+        "reproduce           cargo build --release -p matterdrop -p matterdrop-server -p matterdrop-benches && target/release/transfer --size-mib {} --rounds {}",
+        size / MIB,
+        r.opts.rounds
+    );
+}
