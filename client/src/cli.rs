@@ -56,6 +56,102 @@ pub enum Command {
     Inbox(InboxArgs),
     /// Download, verify and decrypt a packet.
     Pull(PullArgs),
+    /// Return work product for a packet (provider members).
+    Deliver(DeliverArgs),
+    /// Approve or return a deliverable with a signed receipt (attorneys).
+    #[command(subcommand)]
+    Review(ReviewCommand),
+    /// Check review receipts offline.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+    /// Reports computed from server metadata (no plaintext).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// `mdrop deliver`.
+#[derive(Debug, Args)]
+pub struct DeliverArgs {
+    /// Matter id.
+    pub matter: String,
+    /// The packet this answers.
+    #[arg(long)]
+    pub packet: String,
+    /// Files and folders to return.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// A note for the firm (encrypted).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Accept recipients whose keys differ from the ones pinned here.
+    #[arg(long)]
+    pub accept_key_change: bool,
+}
+
+/// `mdrop review …`.
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Approve a deliverable.
+    Approve(ReviewArgs),
+    /// Return a deliverable for correction (a note is required).
+    Return(ReviewArgs),
+}
+
+/// `mdrop review approve|return`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Deliverable id.
+    pub id: String,
+    /// Note for the provider (its hash is signed).
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Where the reviewed files are put (default: HOME/reviews/ID).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to save the receipt (default: ./receipt-ID.json).
+    #[arg(long)]
+    pub receipt: Option<PathBuf>,
+    /// Accept a provider whose key differs from the one pinned here.
+    #[arg(long)]
+    pub accept_key_change: bool,
+}
+
+/// `mdrop receipt …`.
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Verify a receipt: signature, log inclusion and (with --file) the files.
+    Verify(ReceiptVerifyArgs),
+}
+
+/// `mdrop receipt verify`.
+#[derive(Debug, Args)]
+pub struct ReceiptVerifyArgs {
+    /// The receipt JSON file.
+    pub receipt: PathBuf,
+    /// The delivered files; they must be exactly the approved ones.
+    #[arg(long = "file", num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The log key to trust, if this home is not enrolled with that server.
+    #[arg(long)]
+    pub log_key: Option<String>,
+}
+
+/// `mdrop report …`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Turnaround per provider organization and task type.
+    Turnaround(TurnaroundArgs),
+}
+
+/// `mdrop report turnaround`.
+#[derive(Debug, Args)]
+pub struct TurnaroundArgs {
+    /// Only packets pushed within this long (e.g. 30d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// Only this matter.
+    #[arg(long)]
+    pub matter: Option<String>,
 }
 
 /// `mdrop push`.

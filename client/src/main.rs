@@ -3,11 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use matterdrop::cli::{AdminCommand, AuditCommand, Cli, Command, OrgCommand};
+use matterdrop::cli::{
+    AdminCommand, AuditCommand, Cli, Command, OrgCommand, ReceiptCommand, ReportCommand,
+    ReviewCommand,
+};
 use matterdrop::commands::{self, Ctx};
 use matterdrop::error::{CmdResult, Fail};
 use matterdrop::home::Home;
 use matterdrop::output::Output;
+use matterdrop_common::receipt::Decision;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -69,5 +73,16 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Push(a) => rt.block_on(commands::packets::push(ctx, &a)),
         Command::Inbox(a) => rt.block_on(commands::packets::inbox(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),
+        Command::Deliver(a) => rt.block_on(commands::packets::deliver(ctx, &a)),
+        Command::Review(ReviewCommand::Approve(a)) => {
+            rt.block_on(commands::review::review(ctx, &a, Decision::Approve))
+        }
+        Command::Review(ReviewCommand::Return(a)) => {
+            rt.block_on(commands::review::review(ctx, &a, Decision::Return))
+        }
+        Command::Receipt(ReceiptCommand::Verify(a)) => commands::review::verify(ctx, &a),
+        Command::Report(ReportCommand::Turnaround(a)) => {
+            rt.block_on(commands::review::turnaround(ctx, &a))
+        }
     }
 }

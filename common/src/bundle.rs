@@ -429,21 +429,54 @@ fn verify_full<R: Read>(
 }
 
 /// Second pass: the first position whose record is not validly signed for
-/// that position.
+/// that position. Records are checked in chunks across all cores.
 fn locate<R: Read>(
     open: &mut impl FnMut() -> io::Result<R>,
     key: &NoteVerifier,
     limit: u64,
 ) -> Result<Option<u64>, Failure> {
+    const CHUNK: usize = 16 * 1024;
     let mut r = open().map_err(|e| fail(None, format!("cannot re-read bundle: {e}")))?;
     read_header(&mut r).map_err(|e| fail(None, e.to_string()))?;
-    for position in 0..limit {
-        let Ok(rec) = read_record(&mut r, false) else {
-            return Ok(Some(position));
-        };
-        if audit::open_record(&rec.record, position, key.verifying_key()).is_err() {
-            return Ok(Some(position));
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let vk = key.verifying_key();
+    let mut position = 0u64;
+    while position < limit {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut short = None;
+        while chunk.len() < CHUNK && position + (chunk.len() as u64) < limit {
+            match read_record(&mut r, false) {
+                Ok(rec) => chunk.push(rec.record),
+                Err(_) => {
+                    short = Some(position + chunk.len() as u64);
+                    break;
+                }
+            }
         }
+        let per = chunk.len().div_ceil(threads).max(1);
+        let first_bad = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .chunks(per)
+                .enumerate()
+                .map(|(t, part)| {
+                    let base = position + (t * per) as u64;
+                    scope.spawn(move || {
+                        part.iter()
+                            .enumerate()
+                            .find(|(i, rec)| audit::open_record(rec, base + *i as u64, vk).is_err())
+                            .map(|(i, _)| base + i as u64)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().ok().flatten())
+                .min()
+        });
+        if let Some(i) = first_bad.or(short) {
+            return Ok(Some(i));
+        }
+        position += chunk.len() as u64;
     }
     Ok(None)
 }

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod net;
 pub mod packet;
 pub mod proto;
+pub mod receipt;
 pub mod sign;
 pub mod tlog;
 pub mod tls;

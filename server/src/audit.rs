@@ -270,6 +270,16 @@ impl AuditLog {
             .clone())
     }
 
+    /// The record at `index`, its inclusion proof and the checkpoint it is
+    /// proven against (the latest).
+    pub fn inclusion(&self, index: u64) -> Result<(Vec<u8>, Vec<tlog::Hash>, String), AuditError> {
+        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+        let record = inner.log.read(index)?;
+        let proof = tlog::inclusion_proof(inner.log.leaf_hashes(), index)
+            .map_err(|e| AuditError::Inconsistent(e.to_string()))?;
+        Ok((record, proof, inner.checkpoint.clone()))
+    }
+
     /// Cuts a bundle of the log as it is now: the whole log, or the
     /// entries of `matter` with inclusion proofs (and a consistency proof
     /// from `known_size`). Returns the header and a writer for the records,

@@ -787,7 +787,10 @@ fn push_phases(p: &Proc, n: u64) -> Phases {
         ("spool fsync, blob status", span(enc1, up0)),
         ("upload (QUIC; server SHA-256 + write)", span(up0, up1)),
         ("server fsync + rename", span(up1, stored)),
-        ("commit, close, exit", span(stored, Some(p.wall))),
+        (
+            "commit, close, delete spool, exit",
+            span(stored, Some(p.wall)),
+        ),
     ]
 }
 
@@ -805,7 +808,10 @@ fn pull_phases(p: &Proc, n: u64) -> Phases {
         ("fsync + re-read for SHA-256 check", span(dl1, dec0)),
         ("decrypt (age, SHA-256, write)", span(dec0, dec1)),
         ("fsync plaintext, move into place", span(dec1, moved)),
-        ("close, exit", span(moved, Some(p.wall))),
+        (
+            "close, delete partial ciphertext, exit",
+            span(moved, Some(p.wall)),
+        ),
     ]
 }
 

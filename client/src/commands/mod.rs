@@ -5,6 +5,7 @@ pub mod audit;
 pub mod identity;
 pub mod matter;
 pub mod packets;
+pub mod review;
 
 use crate::home::Home;
 use crate::output::Output;

@@ -23,15 +23,15 @@ use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
 use matterdrop_common::proto::{
-    BlobGetRequest, BlobUpload, ClientRequest, InboxRequest, PacketCommitRequest, PacketRef,
-    PushPrepareRequest, ServerResponse,
+    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
+    PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Ctx;
-use crate::cli::{InboxArgs, PullArgs, PushArgs};
+use crate::cli::{DeliverArgs, InboxArgs, PullArgs, PushArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
@@ -256,18 +256,18 @@ fn collect(args: &[PathBuf]) -> CmdResult<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-fn spool_key(server: &str, args: &PushArgs, files: &[(String, PathBuf)]) -> CmdResult<String> {
+fn spool_key(server: &str, spec: &SendSpec, files: &[(String, PathBuf)]) -> CmdResult<String> {
     let mut h = Sha256::new();
     for part in [
         server,
-        &args.matter,
-        &args.task,
-        args.note.as_deref().unwrap_or(""),
+        &spec.matter,
+        &spec.task,
+        spec.note.as_deref().unwrap_or(""),
     ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    h.update(format!("{:?}", args.due).as_bytes());
+    h.update(format!("{:?}", spec.due).as_bytes());
     for (rel, abs) in files {
         let m = fs::metadata(abs)?;
         let mtime = m
@@ -282,7 +282,59 @@ fn spool_key(server: &str, args: &PushArgs, files: &[(String, PathBuf)]) -> CmdR
 
 /// `mdrop push`.
 pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
-    if args
+    send(
+        ctx,
+        &SendSpec {
+            matter: args.matter.clone(),
+            task: args.task.clone(),
+            deliverable_for: None,
+            due: args.due,
+            note: args.note.clone(),
+            accept_key_change: args.accept_key_change,
+            files: args.files.clone(),
+        },
+    )
+    .await
+}
+
+/// `mdrop deliver`.
+pub async fn deliver(ctx: &Ctx, args: &DeliverArgs) -> CmdResult {
+    send(
+        ctx,
+        &SendSpec {
+            matter: args.matter.clone(),
+            task: String::new(),
+            deliverable_for: Some(args.packet.clone()),
+            due: None,
+            note: args.note.clone(),
+            accept_key_change: args.accept_key_change,
+            files: args.files.clone(),
+        },
+    )
+    .await
+}
+
+/// What to send: a packet (`deliverable_for` is `None`) or a deliverable.
+#[derive(Debug)]
+pub struct SendSpec {
+    /// Matter id.
+    pub matter: String,
+    /// Task type (packets).
+    pub task: String,
+    /// The packet a deliverable answers.
+    pub deliverable_for: Option<String>,
+    /// Due in this long (packets).
+    pub due: Option<std::time::Duration>,
+    /// Note for the recipients.
+    pub note: Option<String>,
+    /// Accept changed recipient keys.
+    pub accept_key_change: bool,
+    /// Files and folders.
+    pub files: Vec<PathBuf>,
+}
+
+async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
+    if spec
         .note
         .as_ref()
         .is_some_and(|n| n.len() > packet::MAX_NOTE)
@@ -292,12 +344,12 @@ pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
             packet::MAX_NOTE
         )));
     }
-    let files = collect(&args.files)?;
+    let files = collect(&spec.files)?;
     let key = identity::signing_key(&ctx.home)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let result = push_inner(
         ctx,
-        args,
+        spec,
         &files,
         &key,
         &session,
@@ -335,19 +387,24 @@ pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
 
 async fn push_inner(
     ctx: &Ctx,
-    args: &PushArgs,
+    spec: &SendSpec,
     files: &[(String, PathBuf)],
     key: &ed25519_dalek::SigningKey,
     session: &Session,
     server: &str,
     me: &str,
 ) -> CmdResult<(Descriptor, PathBuf, u64)> {
-    let resp = session
-        .request(&ClientRequest::PushPrepare(PushPrepareRequest {
-            matter: args.matter.clone(),
-            task: args.task.clone(),
-        }))
-        .await?;
+    let prepare = match &spec.deliverable_for {
+        None => ClientRequest::PushPrepare(PushPrepareRequest {
+            matter: spec.matter.clone(),
+            task: spec.task.clone(),
+        }),
+        Some(packet) => ClientRequest::DeliverPrepare(DeliverPrepareRequest {
+            matter: spec.matter.clone(),
+            packet: packet.clone(),
+        }),
+    };
+    let resp = session.request(&prepare).await?;
     let ServerResponse::Recipients(info) = resp else {
         return Err(unexpected(&resp));
     };
@@ -359,7 +416,7 @@ async fn push_inner(
                 &r.principal,
                 &r.signing_key,
                 Some(&r.age),
-                args.accept_key_change,
+                spec.accept_key_change,
             )?;
         }
     }
@@ -384,7 +441,7 @@ async fn push_inner(
         .collect();
     recipients.sort_by(|a, b| a.principal.cmp(&b.principal));
 
-    let dir = ctx.home.path("spool").join(spool_key(server, args, files)?);
+    let dir = ctx.home.path("spool").join(spool_key(server, spec, files)?);
     let state_path = dir.join("spool.json");
     let spool: Spool = match fs::read(&state_path)
         .ok()
@@ -394,14 +451,19 @@ async fn push_inner(
         _ => {
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir)?;
-            let due = args.due.map(|d| now() + d.as_secs());
-            let note = args.note.clone().unwrap_or_default();
+            let due = spec.due.map(|d| now() + d.as_secs());
+            let note = spec.note.clone().unwrap_or_default();
             let files = files.to_vec();
             let recips = recipients.clone();
             let recovery = info.recovery.clone();
             let dir2 = dir.clone();
+            let prefix = if spec.deliverable_for.is_some() {
+                "d"
+            } else {
+                "p"
+            };
             let spool = tokio::task::spawn_blocking(move || {
-                encrypt_all(&dir2, &files, &recips, recovery, due, &note)
+                encrypt_all(&dir2, &files, &recips, recovery, due, &note, prefix)
             })
             .await
             .map_err(|e| Fail::other(e.to_string()))??;
@@ -427,12 +489,13 @@ async fn push_inner(
     let mut resumed = 0u64;
     for (path, blob) in &blobs {
         let mut up = BlobUpload {
-            matter: args.matter.clone(),
+            matter: spec.matter.clone(),
             packet: spool.packet.clone(),
-            task: args.task.clone(),
+            task: info.task.clone(),
             sha256: blob.sha256,
             size: blob.size,
             offset: 0,
+            deliverable_for: spec.deliverable_for.clone(),
         };
         let resp = session
             .request(&ClientRequest::BlobStatus(up.clone()))
@@ -460,11 +523,15 @@ async fn push_inner(
     pb.finish_and_clear();
 
     let d = Descriptor {
-        kind: Kind::Packet,
-        matter: args.matter.clone(),
+        kind: if spec.deliverable_for.is_some() {
+            Kind::Deliverable
+        } else {
+            Kind::Packet
+        },
+        matter: spec.matter.clone(),
         id: spool.packet.clone(),
-        packet: None,
-        task: args.task.clone(),
+        packet: spec.deliverable_for.clone(),
+        task: info.task.clone(),
         due: spool.due,
         sender: me.to_owned(),
         created_at: spool.created_at,
@@ -477,11 +544,16 @@ async fn push_inner(
         .to_signed_bytes()
         .map_err(|e| Fail::other(e.to_string()))?;
     let signature = d.sign(key).map_err(|e| Fail::other(e.to_string()))?;
+    let commit = PacketCommitRequest {
+        descriptor,
+        signature: signature.to_vec(),
+    };
     let resp = session
-        .request(&ClientRequest::PacketCommit(PacketCommitRequest {
-            descriptor,
-            signature: signature.to_vec(),
-        }))
+        .request(&if spec.deliverable_for.is_some() {
+            ClientRequest::DeliverableCommit(commit)
+        } else {
+            ClientRequest::PacketCommit(commit)
+        })
         .await?;
     if !matches!(resp, ServerResponse::PacketCommitted(_)) {
         return Err(unexpected(&resp));
@@ -496,6 +568,7 @@ fn encrypt_all(
     recovery: Option<String>,
     due: Option<u64>,
     note: &str,
+    id_prefix: &str,
 ) -> CmdResult<Spool> {
     let mut keys = Vec::new();
     for r in recipients
@@ -543,7 +616,7 @@ fn encrypt_all(
         .map_err(|e| Fail::usage(e.to_string()))?;
     let (_, _, manifest_blob) = encrypt_file(&mut &bytes[..], &dir.join("manifest.age"), &keys)?;
     Ok(Spool {
-        packet: packet::new_id("p"),
+        packet: packet::new_id(id_prefix),
         created_at: now(),
         due,
         manifest: manifest_blob.into(),
@@ -567,8 +640,9 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         return Err(unexpected(&resp));
     };
     let v = json!({"items": items.iter().map(|i| json!({
-        "id": i.id, "kind": "packet", "matter": i.matter, "sender": i.sender, "task": i.task,
+        "id": i.id, "kind": i.kind, "matter": i.matter, "sender": i.sender, "task": i.task,
         "due": i.due.map(rfc3339), "size": i.size, "created_at": rfc3339(i.created_at), "pulled": i.pulled,
+        "packet": i.packet, "state": i.state,
     })).collect::<Vec<_>>()});
     ctx.out.emit(&v, || {
         let mut s = String::new();
@@ -578,14 +652,19 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         }
         let _ = writeln!(
             s,
-            "{:<36} {:<16} {:<20} {:<18} {:<20} {:>12}",
-            "id", "matter", "from", "task", "due", "bytes"
+            "{:<36} {:<12} {:<16} {:<20} {:<18} {:<20} {:>12}",
+            "id", "kind", "matter", "from", "task", "due", "bytes"
         );
         for i in &items {
+            let kind = match (&i.packet, &i.state) {
+                (Some(p), Some(st)) => format!("{} ({st}) for {p}", i.kind),
+                _ => i.kind.clone(),
+            };
             let _ = writeln!(
                 s,
-                "{:<36} {:<16} {:<20} {:<18} {:<20} {:>12}",
+                "{:<36} {:<12} {:<16} {:<20} {:<18} {:<20} {:>12}",
                 i.id,
+                kind,
                 i.matter,
                 i.sender,
                 i.task,
@@ -789,7 +868,7 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
     let result = pull_inner(ctx, args, &session, &server.principal, &partial).await;
     session.close().await;
     match result {
-        Ok(done) => {
+        Ok(Pulled { json: done, .. }) => {
             let _ = fs::remove_dir_all(&partial);
             ctx.out.emit(&done, || {
                 let mut s = format!(
@@ -820,13 +899,27 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
     }
 }
 
-async fn pull_inner(
+/// A pulled, verified packet or deliverable.
+#[derive(Debug)]
+pub struct Pulled {
+    /// What `pull --json` prints.
+    pub json: serde_json::Value,
+    /// The signed descriptor bytes.
+    pub descriptor: Vec<u8>,
+    /// The decrypted manifest bytes.
+    pub manifest_bytes: Vec<u8>,
+    /// The manifest.
+    pub manifest: Manifest,
+}
+
+/// Pulls into `args.out` with `session`, keeping partial data in `partial`.
+pub async fn pull_inner(
     ctx: &Ctx,
     args: &PullArgs,
     session: &Session,
     me: &str,
     partial: &Path,
-) -> CmdResult<serde_json::Value> {
+) -> CmdResult<Pulled> {
     let resp = session
         .request(&ClientRequest::PacketGet(PacketRef {
             id: args.id.clone(),
@@ -953,8 +1046,13 @@ async fn pull_inner(
         move_file(src, &target)?;
         names.push(rel.display().to_string());
     }
-    Ok(json!({
-        "id": d.id, "matter": d.matter, "sender": d.sender, "task": d.task, "out": out_dir,
-        "files": names, "note": manifest.note, "raw": args.raw, "resumed_bytes": resumed,
-    }))
+    Ok(Pulled {
+        json: json!({
+            "id": d.id, "matter": d.matter, "sender": d.sender, "task": d.task, "out": out_dir,
+            "files": names, "note": manifest.note, "raw": args.raw, "resumed_bytes": resumed,
+        }),
+        descriptor: info.descriptor,
+        manifest_bytes: bytes,
+        manifest,
+    })
 }

@@ -49,10 +49,18 @@ pub enum ClientRequest {
     PacketGet(PacketRef),
     /// 20: download a blob of a packet from `offset`.
     BlobGet(BlobGetRequest),
+    /// 21: who a deliverable for a packet must be encrypted to.
+    DeliverPrepare(DeliverPrepareRequest),
+    /// 22: commit a deliverable: its signed descriptor.
+    DeliverableCommit(PacketCommitRequest),
+    /// 23: an attorney's signed review of a deliverable.
+    ReviewSubmit(ReviewSubmitRequest),
+    /// 24: turnaround report.
+    Report(ReportRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 21;
+    const KINDS: u32 = 25;
 }
 
 impl ClientRequest {
@@ -80,6 +88,10 @@ impl ClientRequest {
             Self::Inbox(_) => "inbox",
             Self::PacketGet(_) => "packet-get",
             Self::BlobGet(_) => "blob-get",
+            Self::DeliverPrepare(_) => "deliver-prepare",
+            Self::DeliverableCommit(_) => "deliverable-commit",
+            Self::ReviewSubmit(_) => "review",
+            Self::Report(_) => "report",
         }
     }
 }
@@ -122,10 +134,14 @@ pub enum ServerResponse {
     Packet(PacketInfo),
     /// 16: a blob's bytes follow this frame, from the requested offset.
     BlobData(BlobRefInfo),
+    /// 17: a review was recorded in the audit log.
+    ReviewRecorded(ReviewRecordedInfo),
+    /// 18: turnaround report rows.
+    Report(Vec<ReportRow>),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 17;
+    const KINDS: u32 = 19;
 }
 
 /// Registers the connection's Ed25519 key (proven by the TLS handshake) and
@@ -489,6 +505,8 @@ pub struct RecipientKey {
 pub struct RecipientsInfo {
     /// Matter id.
     pub matter: String,
+    /// The task type (for a deliverable: the answered packet's).
+    pub task: String,
     /// Principals.
     pub recipients: Vec<RecipientKey>,
     /// The firm's recovery recipient.
@@ -510,6 +528,9 @@ pub struct BlobUpload {
     pub size: u64,
     /// Where the bytes that follow start (`BlobPut`).
     pub offset: u64,
+    /// For a deliverable's blobs: the packet it answers (then `task` is
+    /// ignored and the delivery rules apply instead of the push rules).
+    pub deliverable_for: Option<String>,
 }
 
 /// How much of a blob is on the server.
@@ -574,6 +595,12 @@ pub struct InboxItem {
     pub created_at: u64,
     /// Whether I pulled it already.
     pub pulled: bool,
+    /// `packet` or `deliverable`.
+    pub kind: String,
+    /// For deliverables: the packet answered.
+    pub packet: Option<String>,
+    /// For deliverables: submitted, approved, returned or superseded.
+    pub state: Option<String>,
 }
 
 /// A packet's signed descriptor, as stored.
@@ -598,4 +625,71 @@ pub struct BlobGetRequest {
     pub sha256: [u8; 32],
     /// Start here.
     pub offset: u64,
+}
+
+/// Asks who a deliverable must be encrypted to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverPrepareRequest {
+    /// Matter id.
+    pub matter: String,
+    /// The packet answered.
+    pub packet: String,
+}
+
+/// An attorney's review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewSubmitRequest {
+    /// The canonical receipt statement (`receipt::ReceiptStatement`).
+    pub signed: Vec<u8>,
+    /// The reviewer's Ed25519 signature over it.
+    pub signature: Vec<u8>,
+}
+
+/// Where a review landed in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRecordedInfo {
+    /// Leaf index.
+    pub index: u64,
+    /// The log record.
+    pub record: Vec<u8>,
+    /// Inclusion proof against the checkpoint.
+    pub proof: Vec<[u8; 32]>,
+    /// Signed checkpoint covering it.
+    pub checkpoint: String,
+    /// The log key.
+    pub log_key: String,
+    /// New state of the deliverable.
+    pub state: String,
+}
+
+/// Asks for a turnaround report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRequest {
+    /// Only packets pushed in the last this many seconds.
+    pub since_secs: Option<u64>,
+    /// Only this matter.
+    pub matter: Option<String>,
+}
+
+/// One row: a provider organization and a task type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRow {
+    /// Provider organization.
+    pub provider: String,
+    /// Task type.
+    pub task: String,
+    /// Packets sent.
+    pub packets: u64,
+    /// Packets with at least one deliverable.
+    pub delivered: u64,
+    /// Packets first delivered by their due time.
+    pub on_time: u64,
+    /// Packets approved.
+    pub approved: u64,
+    /// Packets approved without any return.
+    pub first_pass: u64,
+    /// Median push-to-approval seconds.
+    pub median_secs: Option<u64>,
+    /// 90th percentile push-to-approval seconds.
+    pub p90_secs: Option<u64>,
 }

@@ -122,6 +122,15 @@ fn attorney_count(m: &MatterRecord) -> usize {
 /// Whether `me` may do `op` on matter `m`, without recording anything (for
 /// filtering listings; the listing request itself is recorded).
 pub(crate) fn allowed(me: &Actor, m: &MatterRecord, op: &Operation<'_>) -> Result<bool, Failure> {
+    Ok(decision(me, m, op)?.is_allowed())
+}
+
+/// The policy's decision for `me` on matter `m`, without recording it.
+pub(crate) fn decision(
+    me: &Actor,
+    m: &MatterRecord,
+    op: &Operation<'_>,
+) -> Result<Decision, Failure> {
     let scope = stored_scope(m)?;
     let view = MatterView {
         id: &m.id,
@@ -130,7 +139,7 @@ pub(crate) fn allowed(me: &Actor, m: &MatterRecord, op: &Operation<'_>) -> Resul
         scope: &scope,
         membership: membership(m, &me.record.id)?,
     };
-    Ok(policy::decide(&me.view(), &m.id, Some(&view), op).is_allowed())
+    Ok(policy::decide(&me.view(), &m.id, Some(&view), op))
 }
 
 pub(crate) fn require(record: Option<MatterRecord>) -> Result<MatterRecord, Failure> {

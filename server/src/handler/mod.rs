@@ -10,6 +10,7 @@ mod export;
 mod identity;
 mod matters;
 mod packets;
+mod review;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -234,6 +235,10 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::PacketCommit(r) => packets::commit(state, me, key, &r),
         ClientRequest::Inbox(r) => packets::inbox(state, me, &r),
         ClientRequest::PacketGet(r) => packets::packet_get(state, me, &r),
+        ClientRequest::DeliverPrepare(r) => review::deliver_prepare(state, me, &r),
+        ClientRequest::DeliverableCommit(r) => review::commit(state, me, key, &r),
+        ClientRequest::ReviewSubmit(r) => review::review(state, me, key, &r),
+        ClientRequest::Report(r) => review::report(state, me, &r),
         ClientRequest::AuditExport(_) | ClientRequest::BlobPut(_) | ClientRequest::BlobGet(_) => {
             Err(Failure::new(ErrorCode::Internal, "misrouted request"))
         }

@@ -23,13 +23,13 @@ use crate::audit::Event;
 use crate::datadir::now;
 use crate::policy::{Operation, Task};
 use crate::store::blobs::{BlobError, MAX_BLOB, hex};
-use crate::store::{MatterRecord, PacketRecord};
+use crate::store::{DeliverableState, MatterRecord, PacketKind, PacketRecord};
 
-fn task(name: &str) -> Result<Task, Failure> {
+pub(super) fn task(name: &str) -> Result<Task, Failure> {
     Task::from_str(name).map_err(|e| Failure::bad_request(e.to_string()))
 }
 
-fn blob_failure(e: BlobError) -> Failure {
+pub(super) fn blob_failure(e: BlobError) -> Failure {
     let code = match &e {
         BlobError::Hash | BlobError::Size { .. } => ErrorCode::Verification,
         BlobError::TooLarge(_) | BlobError::NoSpace { .. } => ErrorCode::TooLarge,
@@ -80,7 +80,7 @@ fn packet_recipients(
     Ok(out)
 }
 
-fn recovery(state: &State, m: &MatterRecord) -> Result<Option<String>, Failure> {
+pub(super) fn recovery(state: &State, m: &MatterRecord) -> Result<Option<String>, Failure> {
     Ok(state.store.org(&m.firm)?.and_then(|o| o.recovery_recipient))
 }
 
@@ -97,6 +97,7 @@ pub(super) fn prepare(state: &State, me: &Actor, req: &PushPrepareRequest) -> Ou
     )?;
     let m = require(record)?;
     Ok(ServerResponse::Recipients(RecipientsInfo {
+        task: task.as_str().to_owned(),
         matter: m.id.clone(),
         recipients: packet_recipients(state, &m, me)?,
         recovery: recovery(state, &m)?,
@@ -104,6 +105,13 @@ pub(super) fn prepare(state: &State, me: &Actor, req: &PushPrepareRequest) -> Ou
 }
 
 fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), Failure> {
+    if let Some(answered) = &req.deliverable_for {
+        super::review::authorize_delivery(state, me, &req.matter, answered, "deliver-upload")?;
+        if req.size > MAX_BLOB {
+            return Err(blob_failure(BlobError::TooLarge(req.size)));
+        }
+        return Ok(());
+    }
     let task = task(&req.task)?;
     if !packet::validate_id(&req.packet) {
         return Err(Failure::bad_request(format!(
@@ -211,7 +219,8 @@ pub(super) fn commit(
         details.clone(),
     )?;
     let m = require(record)?;
-    let problem = check_commit(state, me, key, req, &d, &m)?;
+    let recipients = packet_recipients(state, &m, me)?;
+    let problem = check_commit(state, me, key, req, &d, &m, recipients)?;
     if let Some((code, reason)) = problem {
         state.record(Event::failed(
             me,
@@ -238,6 +247,10 @@ pub(super) fn commit(
         recipients: d.recipients.iter().map(|r| r.principal.clone()).collect(),
         blobs,
         pulled_by: Vec::new(),
+        kind: PacketKind::Packet,
+        for_packet: None,
+        state: None,
+        reviews: Vec::new(),
     };
     state.store.create_packet(&record)?;
     let mut done = details;
@@ -251,13 +264,14 @@ pub(super) fn commit(
 
 /// Everything a committed descriptor must satisfy; `Some` names the first
 /// problem.
-fn check_commit(
+pub(super) fn check_commit(
     state: &State,
     me: &Actor,
     key: &VerifyingKey,
     req: &PacketCommitRequest,
     d: &Descriptor,
     m: &MatterRecord,
+    recipients: Vec<RecipientKey>,
 ) -> Result<Option<(ErrorCode, String)>, Failure> {
     if d.sender != me.record.id {
         return Ok(Some((
@@ -289,7 +303,7 @@ fn check_commit(
             format!("packet {} already exists", d.id),
         )));
     }
-    let expected: BTreeSet<(String, String)> = packet_recipients(state, m, me)?
+    let expected: BTreeSet<(String, String)> = recipients
         .into_iter()
         .map(|r| (r.principal, r.age))
         .collect();
@@ -334,6 +348,10 @@ fn check_commit(
 }
 
 pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
+    // Deliverables are listed under their packet's task and due time.
+    let all = state.store.packets()?;
+    let by_id: std::collections::HashMap<&str, &PacketRecord> =
+        all.iter().map(|p| (p.id.as_str(), p)).collect();
     if let Some(matter) = &req.matter {
         authorize(
             state,
@@ -354,7 +372,7 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
         ))?;
     }
     let mut items = Vec::new();
-    for p in state.store.packets()? {
+    for p in &all {
         if req.matter.as_ref().is_some_and(|m| *m != p.matter)
             || !p.recipients.contains(&me.record.id)
         {
@@ -367,27 +385,40 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
             continue;
         }
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
-        if pulled && !req.all {
+        let waiting = match p.kind {
+            PacketKind::Packet => !pulled,
+            // A deliverable waits until it is reviewed.
+            PacketKind::Deliverable => p.state == Some(DeliverableState::Submitted),
+        };
+        if !waiting && !req.all {
             continue;
         }
+        let answered = p.for_packet.as_deref().and_then(|id| by_id.get(id));
         items.push(InboxItem {
             id: p.id.clone(),
             matter: p.matter.clone(),
             sender: p.sender.clone(),
-            task: p.task.clone(),
-            due: p.due,
+            task: answered.map_or_else(|| p.task.clone(), |a| a.task.clone()),
+            due: answered.map_or(p.due, |a| a.due),
             size: p.size(),
             created_at: p.created_at,
             pulled,
+            kind: match p.kind {
+                PacketKind::Packet => "packet".into(),
+                PacketKind::Deliverable => "deliverable".into(),
+            },
+            packet: p.for_packet.clone(),
+            state: p.state.map(|s| s.as_str().to_owned()),
         });
     }
-    items.sort_by_key(|i| (i.due.unwrap_or(u64::MAX), i.created_at));
+    // Oldest first: what has waited longest comes first.
+    items.sort_by_key(|i| i.created_at);
     Ok(ServerResponse::Inbox(items))
 }
 
 /// Loads a packet and decides a pull of it. Anyone who may not learn that
 /// the packet exists gets one answer for "missing" and "not yours".
-fn authorize_pull(
+pub(super) fn authorize_pull(
     state: &State,
     me: &Actor,
     id: &str,
@@ -411,20 +442,19 @@ fn authorize_pull(
         return Err(hidden());
     };
     let recipient = p.recipients.contains(&me.record.id);
-    match authorize(
-        state,
-        me,
-        &p.matter,
-        action,
-        |_| {
-            Ok(Operation::PullPacket {
-                packet: id,
-                recipient,
-            })
+    let is_delivering_provider = p.sender == me.record.id;
+    let op = match p.kind {
+        PacketKind::Packet => Operation::PullPacket {
+            packet: id,
+            recipient,
         },
-        Some(id),
-        details,
-    ) {
+        PacketKind::Deliverable => Operation::PullDeliverable {
+            deliverable: id,
+            is_delivering_provider,
+            recipient,
+        },
+    };
+    match authorize(state, me, &p.matter, action, |_| Ok(op), Some(id), details) {
         Ok(_) => Ok(p),
         // A non-member must not even learn which matter the packet is in.
         Err(f) if f.hides_existence => Err(hidden()),

@@ -177,6 +177,61 @@ pub struct PacketRecord {
     pub blobs: Vec<([u8; 32], u64)>,
     /// Who pulled it, when.
     pub pulled_by: Vec<(String, u64)>,
+    /// Packet or deliverable.
+    pub kind: PacketKind,
+    /// For deliverables: the packet answered.
+    pub for_packet: Option<String>,
+    /// For deliverables: where review stands.
+    pub state: Option<DeliverableState>,
+    /// For deliverables: the reviews, oldest first.
+    pub reviews: Vec<ReviewRecord>,
+}
+
+/// What a [`PacketRecord`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PacketKind {
+    /// Sent by the firm.
+    Packet,
+    /// Returned by a provider.
+    Deliverable,
+}
+
+/// Review state of a deliverable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliverableState {
+    /// Awaiting review.
+    Submitted,
+    /// Approved by an attorney.
+    Approved,
+    /// Returned for correction.
+    Returned,
+    /// Replaced by a later delivery after a return.
+    Superseded,
+}
+
+impl DeliverableState {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Approved => "approved",
+            Self::Returned => "returned",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// One recorded review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRecord {
+    /// Reviewing attorney.
+    pub reviewer: String,
+    /// `approve` or `return`.
+    pub decision: String,
+    /// Unix seconds (server clock).
+    pub at: u64,
+    /// Index of the receipt's audit-log entry.
+    pub log_index: u64,
 }
 
 impl PacketRecord {

@@ -1,0 +1,418 @@
+//! `review approve|return`, `receipt verify`, `report turnaround`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+use matterdrop_common::audit;
+use matterdrop_common::packet::{Descriptor, Kind, Manifest};
+use matterdrop_common::proto::{ClientRequest, ReportRequest, ReviewSubmitRequest, ServerResponse};
+use matterdrop_common::receipt::{
+    self, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry, ReceiptStatement,
+};
+use matterdrop_common::tlog::{self, NoteVerifier};
+use serde_json::json;
+
+use super::Ctx;
+use super::packets::{Pulled, pull_inner};
+use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, TurnaroundArgs};
+use crate::conn::{Session, unexpected};
+use crate::error::{CmdResult, Fail, exit};
+use crate::home::write_replace;
+use crate::identity;
+use crate::pins::Pins;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn bad(message: impl Into<String>) -> Fail {
+    Fail::new(exit::VERIFY, message)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// `mdrop review approve|return`.
+pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResult {
+    let note = args.note.clone().unwrap_or_default();
+    if decision == Decision::Return && note.trim().is_empty() {
+        return Err(Fail::usage(
+            "returning a deliverable requires --note saying what to correct",
+        ));
+    }
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let log_key =
+        NoteVerifier::from_vkey(&server.log_key).map_err(|e| Fail::other(e.to_string()))?;
+    let partial = ctx.home.path("partial").join(&args.id);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ctx.home.path("reviews").join(&args.id));
+    let result = async {
+        // Review only what this client has pulled and verified itself.
+        let pull = PullArgs {
+            id: args.id.clone(),
+            out: Some(out.clone()),
+            raw: false,
+            force: true,
+            accept_key_change: args.accept_key_change,
+        };
+        let pulled: Pulled = pull_inner(ctx, &pull, &session, &server.principal, &partial).await?;
+        let d = Descriptor::parse(&pulled.descriptor).map_err(|e| bad(e.to_string()))?;
+        let (Kind::Deliverable, Some(packet)) = (d.kind, d.packet.clone()) else {
+            return Err(Fail::usage(format!(
+                "{} is a packet, not a deliverable",
+                args.id
+            )));
+        };
+        let statement = ReceiptStatement {
+            deliverable: d.id.clone(),
+            packet,
+            matter: d.matter.clone(),
+            descriptor_sha256: receipt::sha256(&pulled.descriptor),
+            manifest_sha256: receipt::sha256(&pulled.manifest_bytes),
+            decision,
+            note_sha256: receipt::sha256(note.as_bytes()),
+            reviewer: server.principal.clone(),
+            time: now(),
+        };
+        let signed = statement
+            .to_signed_bytes()
+            .map_err(|e| Fail::other(e.to_string()))?;
+        let signature = statement
+            .sign(&key)
+            .map_err(|e| Fail::other(e.to_string()))?;
+        let resp = session
+            .request(&ClientRequest::ReviewSubmit(ReviewSubmitRequest {
+                signed: signed.clone(),
+                signature: signature.to_vec(),
+            }))
+            .await?;
+        let ServerResponse::ReviewRecorded(info) = resp else {
+            return Err(unexpected(&resp));
+        };
+        let file = ReceiptFile {
+            format: RECEIPT_FORMAT.into(),
+            signed: String::from_utf8(signed).map_err(|e| Fail::other(e.to_string()))?,
+            signature: B64.encode(signature),
+            reviewer_public_key_pem: key
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| Fail::other(e.to_string()))?,
+            manifest: B64.encode(&pulled.manifest_bytes),
+            files: pulled
+                .manifest
+                .files
+                .iter()
+                .map(|f| ReceiptFileEntry {
+                    path: f.path.clone(),
+                    size: f.size,
+                    sha256: hex(&f.sha256),
+                })
+                .collect(),
+            note: note.clone(),
+            log: LogProof {
+                index: info.index,
+                record: B64.encode(&info.record),
+                proof: info.proof.iter().map(|h| hex(h)).collect(),
+                checkpoint: info.checkpoint.clone(),
+                log_key: info.log_key.clone(),
+            },
+        };
+        // Check what the server returned before trusting it.
+        check(&file, &log_key, &[])?;
+        Ok((file, info.state))
+    }
+    .await;
+    session.close().await;
+    let (file, state) = result?;
+    let path = args
+        .receipt
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("receipt-{}.json", args.id)));
+    let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Fail::other(e.to_string()))?;
+    write_replace(&path, &bytes, 0o644)?;
+    let _ = std::fs::remove_dir_all(&partial);
+    ctx.out.emit(
+        &json!({"id": args.id, "decision": decision.as_str(), "state": state, "receipt": path,
+                "log_index": file.log.index, "files": out}),
+        || {
+            format!(
+                "{} deliverable {} (now {state}); receipt saved to {}\n",
+                match decision {
+                    Decision::Approve => "Approved",
+                    Decision::Return => "Returned",
+                },
+                args.id,
+                path.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+/// What a verified receipt says.
+#[derive(Debug)]
+pub struct Verified {
+    /// The statement.
+    pub statement: ReceiptStatement,
+    /// Files checked against the approved ones.
+    pub files_checked: usize,
+}
+
+/// Every offline check of a receipt. Any failure is exit 4 naming it.
+pub fn check(file: &ReceiptFile, log_key: &NoteVerifier, files: &[PathBuf]) -> CmdResult<Verified> {
+    if file.format != RECEIPT_FORMAT {
+        return Err(bad(format!("unknown receipt format {:?}", file.format)));
+    }
+    // 1. The reviewer's signature over the exact statement.
+    let reviewer = ed25519_dalek::VerifyingKey::from_public_key_pem(&file.reviewer_public_key_pem)
+        .map_err(|_| bad("the reviewer's public key is not a valid Ed25519 PEM key"))?;
+    let statement =
+        ReceiptStatement::parse(file.signed.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let sig = B64
+        .decode(&file.signature)
+        .map_err(|_| bad("the signature is not base64"))?;
+    matterdrop_common::sign::verify(&reviewer, file.signed.as_bytes(), &sig).map_err(|_| {
+        bad(format!(
+            "the reviewer signature does not verify with {}'s key in the receipt",
+            statement.reviewer
+        ))
+    })?;
+    // 2. The manifest and note are the signed ones.
+    let manifest_bytes = B64
+        .decode(&file.manifest)
+        .map_err(|_| bad("the manifest is not base64"))?;
+    if receipt::sha256(&manifest_bytes) != statement.manifest_sha256 {
+        return Err(bad("the manifest does not match the signed manifest hash"));
+    }
+    let manifest = Manifest::parse(&manifest_bytes).map_err(|e| bad(format!("manifest: {e}")))?;
+    let listed: Vec<(String, u64, String)> = file
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size, f.sha256.clone()))
+        .collect();
+    let signed: Vec<(String, u64, String)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.size, hex(&f.sha256)))
+        .collect();
+    if listed != signed {
+        return Err(bad("the file list does not match the signed manifest"));
+    }
+    if receipt::sha256(file.note.as_bytes()) != statement.note_sha256 {
+        return Err(bad("the note does not match the signed note hash"));
+    }
+    // 3. The review is in the log: the record is the log's, names this
+    //    receipt, and is included under a checkpoint signed by the pinned key.
+    if NoteVerifier::from_vkey(&file.log.log_key).ok().as_ref() != Some(log_key) {
+        return Err(bad(format!(
+            "the receipt's log key {} is not the pinned log key {}",
+            file.log.log_key,
+            log_key.to_vkey()
+        )));
+    }
+    let record = B64
+        .decode(&file.log.record)
+        .map_err(|_| bad("the log record is not base64"))?;
+    let entry = audit::open_record(&record, file.log.index, log_key.verifying_key())
+        .map_err(|e| bad(format!("log record {}: {e}", file.log.index)))?;
+    let receipt_hash = hex(&receipt::sha256(file.signed.as_bytes()));
+    if entry.action != "review-receipt"
+        || entry.detail("receipt_sha256") != Some(receipt_hash.as_str())
+        || entry.principal != statement.reviewer
+        || entry.matter.as_deref() != Some(statement.matter.as_str())
+    {
+        return Err(bad(format!(
+            "log entry {} does not record this receipt",
+            file.log.index
+        )));
+    }
+    let cp = tlog::open_checkpoint(&file.log.checkpoint, log_key)
+        .map_err(|e| bad(format!("the checkpoint is not signed by the log key: {e}")))?;
+    let proof: Vec<[u8; 32]> = file
+        .log
+        .proof
+        .iter()
+        .map(|h| unhex32(h).ok_or_else(|| bad("the inclusion proof is malformed")))
+        .collect::<Result<_, _>>()?;
+    tlog::verify_inclusion(
+        &tlog::leaf_hash(&record),
+        file.log.index,
+        cp.size,
+        &proof,
+        &cp.root,
+    )
+    .map_err(|e| {
+        bad(format!(
+            "the inclusion proof does not verify against the signed checkpoint: {e}"
+        ))
+    })?;
+    // 4. The files given are exactly the approved ones.
+    if !files.is_empty() {
+        let mut want: Vec<([u8; 32], u64, String)> = manifest
+            .files
+            .iter()
+            .map(|f| (f.sha256, f.size, f.path.clone()))
+            .collect();
+        for path in files {
+            let bytes =
+                std::fs::read(path).map_err(|e| Fail::usage(format!("{}: {e}", path.display())))?;
+            let (sha, size) = (receipt::sha256(&bytes), bytes.len() as u64);
+            let Some(pos) = want.iter().position(|(s, n, _)| *s == sha && *n == size) else {
+                return Err(bad(format!(
+                    "{} is not one of the approved files",
+                    path.display()
+                )));
+            };
+            want.remove(pos);
+        }
+        if let Some((_, _, missing)) = want.first() {
+            return Err(bad(format!("approved file {missing} was not given")));
+        }
+    }
+    Ok(Verified {
+        statement,
+        files_checked: files.len(),
+    })
+}
+
+/// `mdrop receipt verify`.
+pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
+    let bytes = std::fs::read(&args.receipt)
+        .map_err(|e| Fail::usage(format!("{}: {e}", args.receipt.display())))?;
+    let file: ReceiptFile = serde_json::from_slice(&bytes)
+        .map_err(|e| bad(format!("not a Matterdrop receipt: {e}")))?;
+    let vkey = match &args.log_key {
+        Some(k) => k.clone(),
+        None => {
+            ctx.home
+                .server()
+                .map_err(|f| f.hint("pass --log-key NAME+HASH+KEY, as printed by `mdrop whoami`"))?
+                .log_key
+        }
+    };
+    let log_key =
+        NoteVerifier::from_vkey(&vkey).map_err(|e| Fail::usage(format!("invalid log key: {e}")))?;
+    let v = check(&file, &log_key, &args.files)?;
+    // The reviewer's key must be the one this client has pinned for them.
+    if ctx.home.dir.is_dir() {
+        let reviewer =
+            ed25519_dalek::VerifyingKey::from_public_key_pem(&file.reviewer_public_key_pem)
+                .map_err(|_| bad("invalid reviewer key"))?;
+        let mut pins = Pins::load(&ctx.home)?;
+        pins.check(&v.statement.reviewer, &reviewer.to_bytes(), None, false)?;
+        pins.save(&ctx.home)?;
+    }
+    let s = &v.statement;
+    ctx.out.emit(
+        &json!({"ok": true, "deliverable": s.deliverable, "packet": s.packet, "matter": s.matter,
+                "decision": s.decision.as_str(), "reviewer": s.reviewer, "time": rfc3339(s.time),
+                "log_index": file.log.index, "files_checked": v.files_checked}),
+        || {
+            format!(
+                "OK: {} {} deliverable {} of matter {} at {} (audit log entry {}){}\n",
+                s.reviewer,
+                match s.decision {
+                    Decision::Approve => "approved",
+                    Decision::Return => "returned",
+                },
+                s.deliverable,
+                s.matter,
+                rfc3339(s.time),
+                file.log.index,
+                if v.files_checked > 0 {
+                    format!(
+                        "; the {} files given are exactly the approved ones",
+                        v.files_checked
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        },
+    );
+    Ok(())
+}
+
+/// `mdrop report turnaround`.
+pub async fn turnaround(ctx: &Ctx, args: &TurnaroundArgs) -> CmdResult {
+    let resp = super::matter::call(
+        ctx,
+        &ClientRequest::Report(ReportRequest {
+            since_secs: args.since.map(|d| d.as_secs()),
+            matter: args.matter.clone(),
+        }),
+    )
+    .await?;
+    let ServerResponse::Report(rows) = resp else {
+        return Err(unexpected(&resp));
+    };
+    let rate = |r: &matterdrop_common::proto::ReportRow| {
+        if r.approved == 0 {
+            None
+        } else {
+            Some(r.first_pass as f64 / r.approved as f64)
+        }
+    };
+    let v = json!({"rows": rows.iter().map(|r| json!({
+        "provider": r.provider, "task": r.task, "packets": r.packets, "delivered": r.delivered,
+        "on_time": r.on_time, "approved": r.approved, "first_pass": r.first_pass,
+        "first_pass_rate": rate(r), "median_secs": r.median_secs, "p90_secs": r.p90_secs,
+    })).collect::<Vec<_>>()});
+    ctx.out.emit(&v, || {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<16} {:<20} {:>7} {:>9} {:>7} {:>10} {:>10} {:>10}",
+            "provider", "task", "packets", "delivered", "on time", "1st pass", "median", "p90"
+        );
+        let dur = |x: Option<u64>| {
+            x.map_or_else(
+                || "-".into(),
+                |s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
+            )
+        };
+        for r in &rows {
+            let _ = writeln!(
+                s,
+                "{:<16} {:<20} {:>7} {:>9} {:>7} {:>10} {:>10} {:>10}",
+                r.provider,
+                r.task,
+                r.packets,
+                r.delivered,
+                r.on_time,
+                rate(r).map_or_else(|| "-".into(), |x| format!("{:.0}%", x * 100.0)),
+                dur(r.median_secs),
+                dur(r.p90_secs)
+            );
+        }
+        s
+    });
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! Deliverables, attorney review and signed receipts, end to end.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use matterdrop_tests::{User, World};
+
+const MATTER: &str = "2026-PI-0042";
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn write(path: &Path, text: &str) -> String {
+    std::fs::write(path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A change made to a receipt.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[test]
+fn full_review_workflow_with_receipts() {
+    let w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let pat = w.user("pat@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let audrey = w.user("audrey@firm-a");
+    let tmp = w.tmp.path();
+    let ack = write(&tmp.join("ack.txt"), "Confidential.\n");
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Doe",
+        "--ack-file",
+        &ack,
+        "--scope",
+        "medical-chronology",
+    ]);
+    alice.json(&["matter", "add", MATTER, "pat@firm-a", "--role", "paralegal"]);
+    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
+    alice.json(&[
+        "matter",
+        "add",
+        MATTER,
+        "audrey@firm-a",
+        "--role",
+        "auditor",
+    ]);
+    bob.json(&["ack", MATTER, "--yes"]);
+
+    // Firm → provider.
+    let records = write(
+        &tmp.join("records.txt"),
+        "2025-01-02 ER visit\n2025-02-03 MRI\n",
+    );
+    let packet = alice.json(&[
+        "push",
+        MATTER,
+        &records,
+        "--task",
+        "medical-chronology",
+        "--due",
+        "3d",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.json(&[
+        "pull",
+        &packet,
+        "--out",
+        tmp.join("bob-in").to_str().unwrap(),
+    ]);
+
+    // Provider → firm, first attempt.
+    let chrono = write(&tmp.join("chronology.txt"), "Jan 2: ER visit\nFeb 3: MRI\n");
+    let d1 = bob.json(&[
+        "deliver",
+        MATTER,
+        "--packet",
+        &packet,
+        &chrono,
+        "--note",
+        "first draft",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inbox = alice.json(&["inbox"]);
+    let item = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == d1.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(item["kind"], "deliverable");
+    assert_eq!(item["packet"], packet.as_str());
+    assert_eq!(item["sender"], "bob@lpo-1");
+    assert_eq!(item["task"], "medical-chronology");
+    assert!(item["due"].as_str().is_some());
+
+    // State rules.
+    let r = bob.run(&["review", "approve", &d1]).code(3);
+    assert!(r.stderr.contains("bob@lpo-1"), "{r:?}");
+    let r = pat.run(&["review", "approve", &d1]).code(3);
+    assert!(r.stderr.contains("only an attorney"), "{r:?}");
+    alice.run(&["review", "return", &d1]).code(2);
+    let r = bob
+        .run(&["deliver", MATTER, "--packet", &packet, &chrono])
+        .code(1);
+    assert!(r.stderr.contains("awaiting review"), "{r:?}");
+    let r = bob.run(&["report", "turnaround"]).code(3);
+    assert!(r.stderr.contains("provider"), "{r:?}");
+
+    // Return, deliver again, approve.
+    let ret = tmp.join("receipt-return.json");
+    let v = alice.json(&[
+        "review",
+        "return",
+        &d1,
+        "--note",
+        "dates are wrong",
+        "--receipt",
+        ret.to_str().unwrap(),
+    ]);
+    assert_eq!(v["state"], "returned");
+    let fixed = write(
+        &tmp.join("chronology.txt"),
+        "2025-01-02: ER visit\n2025-02-03: MRI\n",
+    );
+    let d2 = bob.json(&["deliver", MATTER, "--packet", &packet, &fixed])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = alice.run(&["review", "approve", &d1]).code(3);
+    assert!(
+        r.stderr.contains("not awaiting review"),
+        "superseded: {r:?}"
+    );
+    let receipt = tmp.join("receipt.json");
+    let v = alice.json(&[
+        "review",
+        "approve",
+        &d2,
+        "--note",
+        "thanks",
+        "--receipt",
+        receipt.to_str().unwrap(),
+    ]);
+    assert_eq!(v["state"], "approved");
+    assert_eq!(v["receipt"], receipt.to_str().unwrap());
+    alice.run(&["review", "approve", &d2]).code(3);
+    let r = bob
+        .run(&["deliver", MATTER, "--packet", &packet, &fixed])
+        .code(1);
+    assert!(
+        r.stderr.contains("already has an approved deliverable"),
+        "{r:?}"
+    );
+
+    // Receipt verification, offline, with and without the files.
+    let reviewed = walk(&alice.home.join("reviews").join(&d2));
+    assert_eq!(reviewed.len(), 1);
+    let rc = receipt.to_str().unwrap();
+    let ok = alice.json(&["receipt", "verify", rc]);
+    assert_eq!(ok["decision"], "approve");
+    assert_eq!(ok["reviewer"], "alice@firm-a");
+    let files: Vec<&str> = reviewed.iter().map(|p| p.to_str().unwrap()).collect();
+    let mut args = vec!["receipt", "verify", rc, "--file"];
+    args.extend(&files);
+    assert_eq!(alice.json(&args)["files_checked"], 1);
+    // An auditor with only the log key verifies it too.
+    let log_key = alice.json(&["whoami"])["log_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    audrey.json(&["receipt", "verify", rc, "--log-key", &log_key]);
+
+    // A file changed by one byte.
+    let changed = tmp.join("changed.txt");
+    let mut bytes = std::fs::read(&reviewed[0]).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&changed, &bytes).unwrap();
+    let r = alice
+        .run(&["receipt", "verify", rc, "--file", changed.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("not one of the approved files"), "{r:?}");
+
+    // Any field of the receipt changed.
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    let signed = original["signed"].as_str().unwrap().to_owned();
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "decision",
+            Box::new(|v| {
+                v["signed"] = v["signed"]
+                    .as_str()
+                    .unwrap()
+                    .replace("decision=approve", "decision=return")
+                    .into()
+            }),
+        ),
+        (
+            "time",
+            Box::new(|v| {
+                let s = v["signed"].as_str().unwrap();
+                let t: u64 = s.rsplit("time=").next().unwrap().trim().parse().unwrap();
+                v["signed"] = s
+                    .replace(&format!("time={t}"), &format!("time={}", t + 1))
+                    .into();
+            }),
+        ),
+        (
+            "reviewer",
+            Box::new(|v| {
+                v["signed"] = v["signed"]
+                    .as_str()
+                    .unwrap()
+                    .replace("reviewer=alice@firm-a", "reviewer=pat@firm-a")
+                    .into()
+            }),
+        ),
+        ("note", Box::new(|v| v["note"] = "no thanks".into())),
+        ("files", Box::new(|v| v["files"][0]["size"] = 1.into())),
+        (
+            "log index",
+            Box::new(|v| v["log"]["index"] = (v["log"]["index"].as_u64().unwrap() - 1).into()),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut v = original.clone();
+        edit(&mut v);
+        let path = tmp.join(format!("bad-{what}.json").replace(' ', "-"));
+        std::fs::write(&path, v.to_string()).unwrap();
+        alice
+            .run(&["receipt", "verify", path.to_str().unwrap()])
+            .code(4);
+    }
+
+    // Signed by a non-attorney: pat signs the same statement with pat's key.
+    {
+        use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+        let pem = std::fs::read_to_string(pat.home.join("signing-key.pem")).unwrap();
+        let pat_key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
+        let forged_text = signed.replace("reviewer=alice@firm-a", "reviewer=pat@firm-a");
+        let sig = matterdrop_common::sign::sign(&pat_key, forged_text.as_bytes());
+        let mut v = original.clone();
+        v["signed"] = forged_text.into();
+        v["signature"] = base64::engine::general_purpose::STANDARD.encode(sig).into();
+        v["reviewer_public_key_pem"] = pat_key
+            .verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap()
+            .into();
+        let path = tmp.join("bad-nonattorney.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let r = alice
+            .run(&["receipt", "verify", path.to_str().unwrap()])
+            .code(4);
+        assert!(r.stderr.contains("does not record this receipt"), "{r:?}");
+    }
+
+    // The inclusion proof against another (older) checkpoint.
+    let older: serde_json::Value = serde_json::from_slice(&std::fs::read(&ret).unwrap()).unwrap();
+    let mut v = original.clone();
+    v["log"]["checkpoint"] = older["log"]["checkpoint"].clone();
+    let path = tmp.join("bad-checkpoint.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let r = alice
+        .run(&["receipt", "verify", path.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("inclusion proof"), "{r:?}");
+
+    // Stock openssl verifies the reviewer's signature.
+    let dir = tmp.join("openssl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("signed.txt"), signed.as_bytes()).unwrap();
+    std::fs::write(
+        dir.join("sig.bin"),
+        base64::engine::general_purpose::STANDARD
+            .decode(original["signature"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("reviewer.pem"),
+        original["reviewer_public_key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "reviewer.pem",
+            "-rawin",
+            "-in",
+            "signed.txt",
+            "-sigfile",
+            "sig.bin",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("openssl must be installed (tests/run installs it)");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Signature Verified Successfully"),
+        "{out:?}"
+    );
+    // …and refuses a changed statement.
+    std::fs::write(dir.join("signed.txt"), signed.replace("approve", "return")).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            "reviewer.pem",
+            "-rawin",
+            "-in",
+            "signed.txt",
+            "-sigfile",
+            "sig.bin",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    // Turnaround: one packet, delivered, approved after one return.
+    for who in [&alice, &audrey] {
+        let rep = who.json(&["report", "turnaround", "--since", "30d"]);
+        let rows = rep["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{rep}");
+        let row = &rows[0];
+        assert_eq!(row["provider"], "lpo-1");
+        assert_eq!(row["task"], "medical-chronology");
+        assert_eq!(row["packets"], 1);
+        assert_eq!(row["delivered"], 1);
+        assert_eq!(row["on_time"], 1);
+        assert_eq!(row["approved"], 1);
+        assert_eq!(row["first_pass_rate"], 0.0);
+        assert!(row["median_secs"].as_u64().is_some());
+    }
+    let _ = User::new(tmp, "unused");
+}
