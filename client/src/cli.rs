@@ -391,6 +391,16 @@ pub enum AdminCommand {
     Org(OrgCommand),
     /// Mint an invite for a new user.
     Invite(InviteArgs),
+    /// Revoke a user's key: it stops authenticating at once (the user may
+    /// enroll a new key with a new invite).
+    Revoke(RevokeArgs),
+}
+
+/// `mdrop admin revoke`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Principal id.
+    pub principal: String,
 }
 
 /// `mdrop admin org …`.

@@ -583,6 +583,8 @@ pub enum ServerOperation<'a> {
     CreateInvite,
     /// `audit export` without `--matter`: the whole log (admins).
     ExportFullLog,
+    /// `admin revoke`: unregister a principal's key (admins).
+    RevokeKey,
 }
 
 impl ServerOperation<'_> {
@@ -593,6 +595,7 @@ impl ServerOperation<'_> {
             Self::CreateOrganization => "org-create",
             Self::CreateInvite => "invite-create",
             Self::ExportFullLog => "audit-export-all",
+            Self::RevokeKey => "key-revoke",
         }
     }
 
@@ -602,6 +605,7 @@ impl ServerOperation<'_> {
             Self::CreateOrganization => "create organizations",
             Self::CreateInvite => "create invites",
             Self::ExportFullLog => "export the whole audit log",
+            Self::RevokeKey => "revoke keys",
         }
     }
 }
@@ -1005,7 +1009,8 @@ fn decide_server_inner(
         }
         ServerOperation::CreateOrganization
         | ServerOperation::CreateInvite
-        | ServerOperation::ExportFullLog => {
+        | ServerOperation::ExportFullLog
+        | ServerOperation::RevokeKey => {
             if principal.admin {
                 Ok(())
             } else {
@@ -1927,6 +1932,7 @@ mod tests {
             ServerOperation::CreateOrganization,
             ServerOperation::CreateInvite,
             ServerOperation::ExportFullLog,
+            ServerOperation::RevokeKey,
         ];
         for op in ops {
             assert_eq!(decide_server(&ROOT_NO_ORG, &op), Decision::Allow);

@@ -448,3 +448,53 @@ fn usage_errors_exit_2() {
     let out = Command::new(bin("mdropd")).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn revoked_keys_stop_at_once_and_the_id_can_enroll_a_new_key() {
+    use matterdrop_common::proto::{ClientRequest, ErrorCode, ServerResponse};
+    use matterdrop_tests::{RawClient, error_code};
+    let w = World::new();
+    w.org("firm-a", "firm");
+    let alice = w.user("alice@firm-a");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let open = rt.block_on(RawClient::connect(&w.server, &alice));
+    assert!(matches!(
+        rt.block_on(open.request(&ClientRequest::WhoAmI)),
+        ServerResponse::WhoAmI(_)
+    ));
+    // Only admins revoke.
+    let bob = w.user("bob@firm-a");
+    bob.run(&["admin", "revoke", "alice@firm-a"]).code(3);
+    assert_eq!(
+        w.admin.json(&["admin", "revoke", "alice@firm-a"])["revoked"],
+        "alice@firm-a"
+    );
+    // The open connection's next request is refused, and so is a new one.
+    let r = rt.block_on(open.request(&ClientRequest::WhoAmI));
+    assert_eq!(error_code(&r), ErrorCode::Unauthenticated);
+    rt.block_on(open.close());
+    alice.run(&["whoami"]).code(3);
+    w.admin.run(&["admin", "revoke", "alice@firm-a"]).code(1);
+    // Alice enrolls a new key under the same id with a new invite.
+    let fresh = User::new(w.tmp.path(), "alice-new");
+    fresh.enroll(&w.server, &w.invite("firm-a"), "alice@firm-a");
+    assert_eq!(fresh.json(&["whoami"])["id"], "alice@firm-a");
+    alice.run(&["whoami"]).code(3);
+    // Bob's id is still taken: only revoked ids can be reused.
+    let other = User::new(w.tmp.path(), "bob-2");
+    other.json(&["keygen"]);
+    other
+        .run(&[
+            "enroll",
+            &w.server.addr,
+            "--fingerprint",
+            &w.server.fingerprint,
+            "--invite",
+            &w.invite("firm-a"),
+            "--id",
+            "bob@firm-a",
+            "--name",
+            "B",
+        ])
+        .code(1);
+}

@@ -76,3 +76,21 @@ pub async fn invite(ctx: &Ctx, args: &InviteArgs) -> CmdResult {
     );
     Ok(())
 }
+
+/// `mdrop admin revoke`.
+pub async fn revoke(ctx: &Ctx, args: &crate::cli::RevokeArgs) -> CmdResult {
+    let resp = super::matter::call(
+        ctx,
+        &ClientRequest::KeyRevoke(matterdrop_common::proto::KeyRevokeRequest {
+            principal: args.principal.clone(),
+        }),
+    )
+    .await?;
+    let ServerResponse::Revoked(p) = resp else {
+        return Err(unexpected(&resp));
+    };
+    ctx.out.emit(&json!({"revoked": p.id}), || {
+        format!("Revoked the key of {}; it no longer authenticates.\n", p.id)
+    });
+    Ok(())
+}

@@ -57,10 +57,12 @@ pub enum ClientRequest {
     ReviewSubmit(ReviewSubmitRequest),
     /// 24: turnaround report.
     Report(ReportRequest),
+    /// 25: revoke a principal's key (admins).
+    KeyRevoke(KeyRevokeRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 25;
+    const KINDS: u32 = 26;
 }
 
 impl ClientRequest {
@@ -92,6 +94,7 @@ impl ClientRequest {
             Self::DeliverableCommit(_) => "deliverable-commit",
             Self::ReviewSubmit(_) => "review",
             Self::Report(_) => "report",
+            Self::KeyRevoke(_) => "key-revoke",
         }
     }
 }
@@ -138,10 +141,12 @@ pub enum ServerResponse {
     ReviewRecorded(ReviewRecordedInfo),
     /// 18: turnaround report rows.
     Report(Vec<ReportRow>),
+    /// 19: a key was revoked.
+    Revoked(PrincipalRef),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 19;
+    const KINDS: u32 = 20;
 }
 
 /// Registers the connection's Ed25519 key (proven by the TLS handshake) and
@@ -692,4 +697,18 @@ pub struct ReportRow {
     pub median_secs: Option<u64>,
     /// 90th percentile push-to-approval seconds.
     pub p90_secs: Option<u64>,
+}
+
+/// Revokes a principal's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRevokeRequest {
+    /// Principal id.
+    pub principal: String,
+}
+
+/// Names a principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalRef {
+    /// Principal id.
+    pub id: String,
 }

@@ -7,7 +7,7 @@ use ed25519_dalek::VerifyingKey;
 use matterdrop_common::ids;
 use matterdrop_common::proto::{
     EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, OrgCreateRequest, OrgInfo,
-    PrincipalInfo, ServerResponse,
+    PrincipalInfo, PrincipalRef, ServerResponse,
 };
 
 use super::{Actor, Failure, Outcome, State};
@@ -63,6 +63,7 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
         signing_key: key.to_bytes(),
         age_recipient: req.age_recipient,
         enrolled_at: now(),
+        revoked_at: None,
     };
     let fp = matterdrop_common::keys::ed25519_fingerprint(key);
     let details = vec![
@@ -191,4 +192,26 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
         admin: req.admin,
         expires_at,
     }))
+}
+
+pub(super) fn revoke(
+    state: &State,
+    me: &Actor,
+    req: &matterdrop_common::proto::KeyRevokeRequest,
+) -> Outcome {
+    authorize_server(state, me, &ServerOperation::RevokeKey, &req.principal)?;
+    let _guard = state.write_lock();
+    let p = state.store.revoke(&req.principal, now())?;
+    let fp = VerifyingKey::from_bytes(&p.signing_key)
+        .map(|k| matterdrop_common::keys::ed25519_fingerprint(&k))
+        .unwrap_or_default();
+    state.record(Event::server(
+        &me.record.id,
+        "key-revoked",
+        Some(&p.id),
+        None,
+        vec![("signing_key".into(), fp)],
+    ))?;
+    tracing::info!(principal = %p.id, by = %me.record.id, "key revoked");
+    Ok(ServerResponse::Revoked(PrincipalRef { id: p.id }))
 }

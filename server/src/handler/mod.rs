@@ -239,6 +239,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::DeliverableCommit(r) => review::commit(state, me, key, &r),
         ClientRequest::ReviewSubmit(r) => review::review(state, me, key, &r),
         ClientRequest::Report(r) => review::report(state, me, &r),
+        ClientRequest::KeyRevoke(r) => identity::revoke(state, me, &r),
         ClientRequest::AuditExport(_) | ClientRequest::BlobPut(_) | ClientRequest::BlobGet(_) => {
             Err(Failure::new(ErrorCode::Internal, "misrouted request"))
         }

@@ -29,6 +29,8 @@ pub struct PrincipalRecord {
     pub age_recipient: String,
     /// Unix seconds.
     pub enrolled_at: u64,
+    /// Set when an admin revoked the key; the id may then enroll a new key.
+    pub revoked_at: Option<u64>,
 }
 
 /// An organization.
@@ -279,6 +281,9 @@ pub enum Refusal {
     /// Packet id exists.
     #[error("packet {0} already exists")]
     PacketExists(String),
+    /// No such principal (or already revoked).
+    #[error("no enrolled principal {0}")]
+    NoPrincipal(String),
     /// Organization does not exist.
     #[error("organization {0} does not exist")]
     OrgMissing(String),
@@ -312,6 +317,8 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
         principal: &PrincipalRecord,
         now: u64,
     ) -> Result<(), StoreError>;
+    /// Revokes a principal's key: the key no longer authenticates.
+    fn revoke(&self, id: &str, now: u64) -> Result<PrincipalRecord, StoreError>;
     /// Looks a principal up by its Ed25519 key.
     fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError>;
     /// Looks a principal up by id.

@@ -114,8 +114,13 @@ impl MetaStore for SledStore {
                 principal.admin = invite.admin;
                 let principal_bytes =
                     postcard::to_stdvec(&principal).map_err(|_| abort(Refusal::InviteUnknown))?;
-                if principals.get(principal.id.as_bytes())?.is_some() {
-                    return Err(abort(Refusal::IdTaken(principal.id.clone())));
+                if let Some(existing) = principals.get(principal.id.as_bytes())? {
+                    // A revoked principal may enroll a new key under its id.
+                    let revoked = postcard::from_bytes::<PrincipalRecord>(&existing)
+                        .is_ok_and(|p| p.revoked_at.is_some());
+                    if !revoked {
+                        return Err(abort(Refusal::IdTaken(principal.id.clone())));
+                    }
                 }
                 if let Some(owner) = keys.get(principal.signing_key)? {
                     return Err(abort(Refusal::KeyTaken(
@@ -133,6 +138,34 @@ impl MetaStore for SledStore {
         );
         match result {
             Ok(()) => self.flush(),
+            Err(TransactionError::Abort(r)) => Err(StoreError::Refused(r)),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
+    fn revoke(&self, id: &str, now: u64) -> Result<PrincipalRecord, StoreError> {
+        let result = (&self.principals, &self.keys).transaction(|(principals, keys)| {
+            let abort = |r: Refusal| ConflictableTransactionError::Abort(r);
+            let Some(raw) = principals.get(id.as_bytes())? else {
+                return Err(abort(Refusal::NoPrincipal(id.to_owned())));
+            };
+            let mut p: PrincipalRecord = postcard::from_bytes(&raw)
+                .map_err(|_| abort(Refusal::NoPrincipal(id.to_owned())))?;
+            if p.revoked_at.is_some() {
+                return Err(abort(Refusal::NoPrincipal(id.to_owned())));
+            }
+            p.revoked_at = Some(now);
+            keys.remove(&p.signing_key[..])?;
+            let bytes =
+                postcard::to_stdvec(&p).map_err(|_| abort(Refusal::NoPrincipal(id.to_owned())))?;
+            principals.insert(id.as_bytes(), bytes)?;
+            Ok(p)
+        });
+        match result {
+            Ok(p) => {
+                self.flush()?;
+                Ok(p)
+            }
             Err(TransactionError::Abort(r)) => Err(StoreError::Refused(r)),
             Err(TransactionError::Storage(e)) => Err(backend(e)),
         }
@@ -243,6 +276,7 @@ mod tests {
             signing_key: [key; 32],
             age_recipient: "age1x".into(),
             enrolled_at: 1,
+            revoked_at: None,
         }
     }
 
