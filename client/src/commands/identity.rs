@@ -47,6 +47,9 @@ fn info_json(info: &PrincipalInfo, server: &str) -> serde_json::Value {
         "signing_key_fingerprint": vk.as_ref().map(ed25519_fingerprint),
         "age_recipient": info.age_recipient,
         "log_key": info.log_key,
+        "log_key_fingerprint": matterdrop_common::tlog::NoteVerifier::from_vkey(&info.log_key)
+            .ok()
+            .map(|v| ed25519_fingerprint(v.verifying_key())),
         "enrolled_at": humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(info.enrolled_at)).to_string(),
         "server": server,
@@ -69,6 +72,7 @@ fn info_text(v: &serde_json::Value) -> String {
         ("signing key", "signing_key_fingerprint"),
         ("age recipient", "age_recipient"),
         ("audit log key", "log_key"),
+        ("log key fp", "log_key_fingerprint"),
         ("enrolled", "enrolled_at"),
         ("server", "server"),
     ] {
