@@ -13,7 +13,7 @@ use crate::error::{CmdResult, Fail, exit};
 use crate::home::{Home, ServerFile, files};
 
 /// How long to wait for the handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for an answer.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 

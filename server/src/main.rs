@@ -131,7 +131,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         info!(swept, "removed stale partial uploads");
     }
     let state = Arc::new(State {
-        store: Box::new(data.store.clone()),
+        store: Arc::new(data.store.clone()),
         audit,
         log_vkey,
         writes: std::sync::Mutex::new(()),

@@ -27,7 +27,7 @@ use crate::store::{MetaStore, PrincipalRecord, Refusal, StoreError};
 #[derive(Debug)]
 pub struct State {
     /// Metadata.
-    pub store: Box<dyn MetaStore>,
+    pub store: std::sync::Arc<dyn MetaStore>,
     /// The audit log.
     pub audit: AuditLog,
     /// The audit-log key in signed-note verifier form.

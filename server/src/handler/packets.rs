@@ -61,6 +61,10 @@ fn packet_recipients(
         let Some(p) = state.store.principal(&row.principal)? else {
             continue;
         };
+        if p.revoked_at.is_some() {
+            // Nothing is encrypted to a revoked key.
+            continue;
+        }
         out.push(RecipientKey {
             principal: p.id,
             role: row.role.clone(),
@@ -138,17 +142,30 @@ fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), F
     Ok(())
 }
 
+/// Whether `me` has uploaded this blob completely. A blob stored by someone
+/// else (another matter, perhaps) does not count: its hash is not secret.
+pub(super) fn held(
+    state: &State,
+    me: &Actor,
+    sha256: &[u8; 32],
+    size: u64,
+) -> Result<bool, Failure> {
+    Ok(state.blobs.complete(sha256) == Some(size)
+        && state.store.has_claim(&me.record.id, sha256)?)
+}
+
 pub(super) fn blob_status(state: &State, me: &Actor, req: &BlobUpload) -> Outcome {
     authorize_upload(state, me, req)?;
-    let info = match state.blobs.complete(&req.sha256) {
-        Some(size) if size == req.size => BlobOffsetInfo {
-            offset: size,
+    let info = if held(state, me, &req.sha256, req.size)? {
+        BlobOffsetInfo {
+            offset: req.size,
             complete: true,
-        },
-        _ => BlobOffsetInfo {
+        }
+    } else {
+        BlobOffsetInfo {
             offset: state.blobs.staged(&me.record.id, &req.sha256),
             complete: false,
-        },
+        }
     };
     Ok(ServerResponse::BlobOffset(info))
 }
@@ -159,9 +176,11 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
         sha256: req.sha256,
         size: req.size,
     });
-    if state.blobs.complete(&req.sha256) == Some(req.size) {
+    if held(state, me, &req.sha256, req.size)? {
         return Ok(Reply::Frame(stored));
     }
+    let store = state.store.clone();
+    let uploader = me.record.id.clone();
     let mut upload = state
         .blobs
         .begin(&me.record.id, req.sha256, req.size, req.offset)
@@ -183,7 +202,10 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
             }
         }
         match upload.finish() {
-            Ok(()) => stored,
+            Ok(()) => match store.claim_blob(&uploader, &req.sha256) {
+                Ok(()) => stored,
+                Err(e) => fail(e.into()),
+            },
             Err(e) => fail(blob_failure(e)),
         }
     })))
@@ -333,7 +355,7 @@ pub(super) fn check_commit(
         )));
     }
     for b in std::iter::once(&d.manifest).chain(&d.blobs) {
-        if state.blobs.complete(&b.sha256) != Some(b.size) {
+        if !held(state, me, &b.sha256, b.size)? {
             return Ok(Some((
                 ErrorCode::Conflict,
                 format!(

@@ -121,6 +121,9 @@ fn deliverable_recipients(
         let Some(p) = state.store.principal(&row.principal)? else {
             continue;
         };
+        if p.revoked_at.is_some() {
+            continue;
+        }
         out.push(RecipientKey {
             principal: p.id,
             role: row.role.clone(),

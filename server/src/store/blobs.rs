@@ -72,6 +72,24 @@ pub enum BlobError {
 pub struct BlobStore {
     root: PathBuf,
     quota: Option<u64>,
+    /// Bytes promised to uploads in progress, so concurrent uploads cannot
+    /// overshoot the quota together.
+    reserved: std::sync::Arc<std::sync::Mutex<u64>>,
+}
+
+/// Space promised to one upload; given back when the upload ends.
+#[derive(Debug)]
+struct Reservation {
+    pool: std::sync::Arc<std::sync::Mutex<u64>>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.pool.lock() {
+            *r = r.saturating_sub(self.bytes);
+        }
+    }
 }
 
 /// Lowercase hex.
@@ -90,7 +108,11 @@ impl BlobStore {
         let root = data.to_path_buf();
         fs::create_dir_all(root.join("blobs"))?;
         fs::create_dir_all(root.join("staging"))?;
-        Ok(Self { root, quota })
+        Ok(Self {
+            root,
+            quota,
+            reserved: Default::default(),
+        })
     }
 
     /// Where a complete blob lives.
@@ -146,14 +168,25 @@ impl BlobStore {
         if have != offset || offset > size {
             return Err(BlobError::Offset { have, got: offset });
         }
-        if let Some(quota) = self.quota {
-            let used = self.used();
-            let need = size - offset;
-            let free = quota.saturating_sub(used);
-            if need > free {
-                return Err(BlobError::NoSpace { need, free });
+        let need = size - offset;
+        let reservation = match self.quota {
+            None => None,
+            Some(quota) => {
+                let mut reserved = self
+                    .reserved
+                    .lock()
+                    .map_err(|_| io::Error::other("quota lock poisoned"))?;
+                let free = quota.saturating_sub(self.used() + *reserved);
+                if need > free {
+                    return Err(BlobError::NoSpace { need, free });
+                }
+                *reserved += need;
+                Some(Reservation {
+                    pool: self.reserved.clone(),
+                    bytes: need,
+                })
             }
-        }
+        };
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -186,6 +219,7 @@ impl BlobStore {
             sha256,
             staging: path,
             dest: self.path(&sha256),
+            _reservation: reservation,
         })
     }
 
@@ -222,6 +256,7 @@ pub struct Upload {
     sha256: [u8; 32],
     staging: PathBuf,
     dest: PathBuf,
+    _reservation: Option<Reservation>,
 }
 
 impl Upload {

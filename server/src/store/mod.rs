@@ -343,6 +343,11 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
     /// Every packet.
     fn packets(&self) -> Result<Vec<PacketRecord>, StoreError>;
+    /// Records that `uploader` uploaded blob `sha256` itself (only such
+    /// blobs may go into its packets: a hash alone proves nothing).
+    fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError>;
+    /// Whether `uploader` uploaded blob `sha256`.
+    fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
     /// Forces everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -2,7 +2,8 @@
 //!
 //! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
 //! (id → record), `invites` (SHA-256 of token → record), `matters` (id →
-//! record), `packets` (id → record). Values are postcard.
+//! record), `packets` (id → record), `claims` (blob hash ‖ uploader → ()).
+//! Values are postcard.
 
 use std::path::Path;
 
@@ -26,6 +27,7 @@ pub struct SledStore {
     invites: sled::Tree,
     matters: sled::Tree,
     packets: sled::Tree,
+    claims: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -60,6 +62,7 @@ impl SledStore {
             invites: db.open_tree("invites").map_err(backend)?,
             matters: db.open_tree("matters").map_err(backend)?,
             packets: db.open_tree("packets").map_err(backend)?,
+            claims: db.open_tree("claims").map_err(backend)?,
             db,
         })
     }
@@ -254,6 +257,19 @@ impl MetaStore for SledStore {
             .values()
             .map(|v| dec(&v.map_err(backend)?))
             .collect()
+    }
+
+    fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError> {
+        let mut key = sha256.to_vec();
+        key.extend_from_slice(uploader.as_bytes());
+        self.claims.insert(key, &[][..]).map_err(backend)?;
+        self.flush()
+    }
+
+    fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut key = sha256.to_vec();
+        key.extend_from_slice(uploader.as_bytes());
+        self.claims.contains_key(key).map_err(backend)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
