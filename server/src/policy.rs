@@ -1956,7 +1956,15 @@ mod tests {
             }
         }
         let names: Vec<&str> = ops.iter().map(|op| op.name()).collect();
-        assert_eq!(names, ["org-create", "invite-create", "audit-export-all"]);
+        assert_eq!(
+            names,
+            [
+                "org-create",
+                "invite-create",
+                "audit-export-all",
+                "key-revoke"
+            ]
+        );
         assert_eq!(
             ServerOperation::CreateMatter {
                 id: MATTER,
