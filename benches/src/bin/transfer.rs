@@ -181,6 +181,35 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time in clock ticks from `/proc/<who>/stat`: (the process's own
+/// user + system time, that of its waited-for children).
+fn cpu_ticks(who: &str) -> (u64, u64) {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{who}/stat")) else {
+        return (0, 0);
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return (0, 0);
+    };
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3 (state); utime, stime, cutime, cstime are
+    // fields 14 to 17 (proc(5)).
+    let g = |i: usize| f.get(i - 3).copied().unwrap_or(0);
+    (g(14) + g(15), g(16) + g(17))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clk_tck() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
@@ -763,6 +792,11 @@ struct Op {
     client_kib: Option<u64>,
     /// `mdropd`'s `VmHWM` right after this transfer (KiB).
     server_hwm_kib: u64,
+    /// CPU seconds (user + system) of the client side: the `mdrop`
+    /// process, or for `raw` this process (both ends of the raw copy).
+    client_cpu: f64,
+    /// CPU seconds of `mdropd` during the transfer.
+    server_cpu: f64,
     phases: Phases,
 }
 
@@ -873,26 +907,14 @@ fn components(size: u64, payload: &Path, dir: &Path) -> Result<Vec<(String, f64)
     let ids: Vec<age::x25519::Identity> =
         (0..2).map(|_| age::x25519::Identity::generate()).collect();
     let recips: Vec<age::x25519::Recipient> = ids.iter().map(|i| i.to_public()).collect();
-    let encrypt_into = |w: Vec<u8>| -> Result<Vec<u8>> {
-        let enc = age::Encryptor::with_recipients(recips.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| anyhow!("age: {e}"))?;
-        let mut sw = enc.wrap_output(w)?;
-        let mut left = small;
-        while left > 0 {
-            let n = usize::try_from(left.min(BUF as u64))?;
-            sw.write_all(&buf[..n])?;
-            left -= n as u64;
-        }
-        Ok(sw.finish()?)
-    };
-    let cap = usize::try_from(small + small / 1000 + 4096)?;
     let t = Instant::now();
-    let cipher = encrypt_into(Vec::with_capacity(cap))?;
-    let enc_time = t.elapsed();
+    age_encrypt(io::sink(), &recips, &buf, small)?;
     out.push((
         format!("age encrypt (memory, {} MiB)", small / MIB),
-        mbps(small, enc_time),
+        mbps(small, t.elapsed()),
     ));
+    let cap = usize::try_from(small + small / 1000 + 4096)?;
+    let cipher = age_encrypt(Vec::with_capacity(cap), &recips, &buf, small)?;
     let t = Instant::now();
     let dec = age::Decryptor::new_buffered(&cipher[..]).map_err(|e| anyhow!("age: {e}"))?;
     let mut r = dec
@@ -941,6 +963,25 @@ fn components(size: u64, payload: &Path, dir: &Path) -> Result<Vec<(String, f64)
         mbps(size, written),
     ));
     Ok(out)
+}
+
+/// Encrypts `bytes` bytes (`buf` repeated) to `recips` into `w`.
+fn age_encrypt<W: io::Write>(
+    w: W,
+    recips: &[age::x25519::Recipient],
+    buf: &[u8],
+    bytes: u64,
+) -> Result<W> {
+    let enc = age::Encryptor::with_recipients(recips.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| anyhow!("age: {e}"))?;
+    let mut sw = enc.wrap_output(w)?;
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(buf.len() as u64))?;
+        sw.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(sw.finish()?)
 }
 
 // ---------------------------------------------------------------------------
@@ -1063,12 +1104,15 @@ fn main() -> Result<()> {
     let out_dir = root.join("pulled");
     let out_s = out_dir.to_str().context("non-UTF-8 temp path")?.to_owned();
     let mut ops: Vec<Op> = Vec::new();
+    let tck = clk_tck();
     for round in 1..=opts.rounds {
         let mut packet = None;
         for &kind in &kinds {
             settle();
             eprintln!("round {round}/{}: {}…", opts.rounds, kind.name());
-            let op = match kind {
+            let cpu0 = cpu_ticks("self");
+            let srv0 = cpu_ticks(&server.pid.to_string()).0;
+            let mut op = match kind {
                 Kind::Raw | Kind::RawFsync => {
                     let mode = if kind == Kind::Raw {
                         MODE_DISCARD
@@ -1090,6 +1134,8 @@ fn main() -> Result<()> {
                         wall,
                         client_kib: None,
                         server_hwm_kib: server.kib("VmHWM:"),
+                        client_cpu: 0.0,
+                        server_cpu: 0.0,
                         phases: Vec::new(),
                     }
                 }
@@ -1119,6 +1165,8 @@ fn main() -> Result<()> {
                         wall: p.wall,
                         client_kib: Some(p.peak_kib),
                         server_hwm_kib: server.kib("VmHWM:"),
+                        client_cpu: 0.0,
+                        server_cpu: 0.0,
                         phases: push_phases(&p, size),
                     }
                 }
@@ -1154,6 +1202,8 @@ fn main() -> Result<()> {
                         wall: p.wall,
                         client_kib: Some(p.peak_kib),
                         server_hwm_kib: server.kib("VmHWM:"),
+                        client_cpu: 0.0,
+                        server_cpu: 0.0,
                         phases: pull_phases(&p, size),
                     };
                     let (sha, n) = sha256_file(&out_dir.join(FILE_NAME))?;
@@ -1166,10 +1216,21 @@ fn main() -> Result<()> {
                     op
                 }
             };
+            let cpu1 = cpu_ticks("self");
+            let srv1 = cpu_ticks(&server.pid.to_string()).0;
+            let ticks = if op.client_kib.is_some() {
+                cpu1.1.saturating_sub(cpu0.1)
+            } else {
+                cpu1.0.saturating_sub(cpu0.0)
+            };
+            op.client_cpu = ticks as f64 / tck;
+            op.server_cpu = srv1.saturating_sub(srv0) as f64 / tck;
             eprintln!(
-                "  {:.2} s, {:.1} MB/s",
+                "  {:.2} s, {:.1} MB/s, CPU client {:.2} s server {:.2} s",
                 op.wall.as_secs_f64(),
-                mbps(size, op.wall)
+                mbps(size, op.wall),
+                op.client_cpu,
+                op.server_cpu
             );
             ops.push(op);
         }
@@ -1260,12 +1321,19 @@ fn report(r: &Report<'_>) {
     println!("units               MB/s = 10^6 bytes of plaintext payload per second of wall clock");
     println!();
     println!(
-        "{:<6} {:<10} {:>9} {:>9} {:>17} {:>18}",
-        "round", "kind", "seconds", "MB/s", "client peak RSS", "mdropd VmHWM after"
+        "{:<6} {:<10} {:>8} {:>7} {:>16} {:>19} {:>11} {:>11}",
+        "round",
+        "kind",
+        "seconds",
+        "MB/s",
+        "client peak RSS",
+        "mdropd VmHWM after",
+        "client CPU",
+        "server CPU"
     );
     for o in r.ops {
         println!(
-            "{:<6} {:<10} {:>9.2} {:>9.1} {:>17} {:>18}",
+            "{:<6} {:<10} {:>8.2} {:>7.1} {:>16} {:>19} {:>9.2} s {:>9.2} s",
             o.round,
             o.kind.name(),
             o.wall.as_secs_f64(),
@@ -1275,6 +1343,8 @@ fn report(r: &Report<'_>) {
                 |k| format!("{:.1} MiB", k as f64 / 1024.0)
             ),
             format!("{:.1} MiB", o.server_hwm_kib as f64 / 1024.0),
+            o.client_cpu,
+            o.server_cpu,
         );
     }
     println!();
@@ -1301,6 +1371,27 @@ fn report(r: &Report<'_>) {
             format!("({lo:.1} – {hi:.1})"),
             ratio
         );
+    }
+    println!();
+    let gib = size as f64 / (1u64 << 30) as f64;
+    println!(
+        "{:<10} {:>22} {:>22} {:>14}",
+        "CPU", "client CPU-s per GiB", "server CPU-s per GiB", "cores busy"
+    );
+    for &k in r.kinds {
+        let c = median(&of(k).map(|o| o.client_cpu / gib).collect::<Vec<_>>());
+        let sv = median(&of(k).map(|o| o.server_cpu / gib).collect::<Vec<_>>());
+        let busy = median(
+            &of(k)
+                .map(|o| (o.client_cpu + o.server_cpu) / o.wall.as_secs_f64())
+                .collect::<Vec<_>>(),
+        );
+        let note = if k == Kind::Raw || k == Kind::RawFsync {
+            "  (client column: both ends, in-process)"
+        } else {
+            ""
+        };
+        println!("{:<10} {c:>22.2} {sv:>22.2} {busy:>14.2}{note}", k.name());
     }
     println!();
     let client_peak = |k: Kind| of(k).filter_map(|o| o.client_kib).max().unwrap_or(0);
