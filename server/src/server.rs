@@ -243,9 +243,16 @@ async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Resul
         w.flush_chunk()
     });
     while let Some(chunk) = rx.recv().await {
-        send.write_all(&chunk)
-            .await
-            .map_err(std::io::Error::other)?;
+        // A reader that stops reading is cut off, not waited for forever.
+        match tokio::time::timeout(CHUNK_TIMEOUT, send.write_all(&chunk)).await {
+            Ok(r) => r.map_err(std::io::Error::other)?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client stopped reading",
+                ));
+            }
+        }
     }
     producer.await.map_err(std::io::Error::other)?
 }

@@ -618,6 +618,7 @@ struct Ledger {
     errors: BTreeMap<String, u64>,
     /// Problems: anything here fails the run.
     failures: Vec<String>,
+    reported: HashSet<String>,
     lost: u64,
     half_visible: u64,
     unaudited: u64,
@@ -625,9 +626,25 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn fail(&mut self, what: String) {
+    /// Records a problem once (the same problem seen again after a later
+    /// restart is not repeated); whether it is new.
+    fn fail(&mut self, what: String) -> bool {
+        let key = match what.split_once(": ") {
+            Some((label, rest)) if label.starts_with("cycle ") || label == "final" => {
+                rest.to_owned()
+            }
+            _ => what.clone(),
+        };
+        self.fail_key(key, what)
+    }
+
+    fn fail_key(&mut self, key: String, what: String) -> bool {
+        if !self.reported.insert(key) {
+            return false;
+        }
         eprintln!("FAILURE: {what}");
         self.failures.push(what);
+        true
     }
 }
 
@@ -912,13 +929,13 @@ fn check(
     for (id, p) in &known {
         if !listed.contains(id) {
             let mut l = lock(&w.ledger);
-            if p.status == Status::Acknowledged {
-                l.lost += 1;
-            }
-            l.fail(format!(
+            let new = l.fail(format!(
                 "{label}: {:?} packet {id} ({}, cycle {}) is missing from bob's inbox",
                 p.status, p.payload.name, p.cycle
             ));
+            if new && p.status == Status::Acknowledged {
+                l.lost += 1;
+            }
         }
     }
     let mut to_pull: Vec<(String, Payload)> = Vec::new();
@@ -936,12 +953,13 @@ fn check(
         let r = w.md.run(&w.bob, &["pull", id, "--out", &out_s], None)?;
         let mut l = lock(&w.ledger);
         if r.code != 0 {
-            l.half_visible += 1;
-            l.fail(format!(
+            if l.fail(format!(
                 "{label}: packet {id} is in bob's inbox but does not pull: exit {} {}",
                 r.code,
                 r.stderr.trim()
-            ));
+            )) {
+                l.half_visible += 1;
+            }
             continue;
         }
         let name = fs::read_dir(&out)
@@ -1033,12 +1051,14 @@ fn check(
                 ));
             }
         }
-        _ => lock(&w.ledger).fail(format!(
-            "{label}: audit verify failed: exit {} {}{}",
-            v.code,
-            v.stdout.trim(),
-            v.stderr.trim()
-        )),
+        _ => {
+            lock(&w.ledger).fail(format!(
+                "{label}: audit verify failed: exit {} {}{}",
+                v.code,
+                v.stdout.trim(),
+                v.stderr.trim()
+            ));
+        }
     }
     let shown = w.md.json(&w.admin, &["audit", "show", &bundle_s])?;
     let mut committed: HashSet<String> = HashSet::new();
@@ -1063,21 +1083,28 @@ fn check(
         let mut problems = Vec::new();
         for (id, p) in &l.packets {
             if !committed.contains(id) {
+                let what = match p.status {
+                    Status::Acknowledged => format!(
+                        "no push-committed audit entry for acknowledged packet {id} ({})",
+                        p.payload.name
+                    ),
+                    Status::CommittedUnacknowledged => format!(
+                        "packet {id} ({}) was committed (its push was interrupted by the kill; \
+                         it is visible and pulls) but the audit log has no push-committed entry for it",
+                        p.payload.name
+                    ),
+                };
                 problems.push((
                     p.status == Status::Acknowledged,
-                    format!(
-                        "{label}: no push-committed audit entry for {:?} packet {id}",
-                        p.status
-                    ),
+                    what.clone(),
+                    format!("{label}: {what}"),
                 ));
             }
         }
         for id in &listed {
             if !committed.contains(id) && !l.packets.contains_key(id) {
-                problems.push((
-                    false,
-                    format!("{label}: visible packet {id} has no push-committed audit entry"),
-                ));
+                let what = format!("visible packet {id} has no push-committed audit entry");
+                problems.push((false, what.clone(), format!("{label}: {what}")));
             }
         }
         for (id, n) in &l.pulls_acked {
@@ -1085,18 +1112,20 @@ fn check(
             if logged < *n {
                 problems.push((
                     true,
+                    format!("pulls of {id} missing from the log"),
                     format!(
                         "{label}: bob had {n} acknowledged pulls of {id}, the log has {logged}"
                     ),
                 ));
             }
         }
-        for (acked, msg) in problems {
-            l.unaudited += 1;
-            if acked {
-                l.lost += 1;
+        for (acked, key, msg) in problems {
+            if l.fail_key(key, msg) {
+                l.unaudited += 1;
+                if acked {
+                    l.lost += 1;
+                }
             }
-            l.fail(msg);
         }
     }
 
@@ -1441,9 +1470,11 @@ fn real_main() -> Result<bool> {
                     lock(&ledger).fail("mdropd did not shut down cleanly on SIGTERM".into());
                 }
             }
-            Err(e) => lock(&ledger).fail(format!(
-                "final: mdropd did not come back after kill -9: {e:#}"
-            )),
+            Err(e) => {
+                lock(&ledger).fail(format!(
+                    "final: mdropd did not come back after kill -9: {e:#}"
+                ));
+            }
         }
     }
     drop(server);
@@ -1492,7 +1523,7 @@ fn real_main() -> Result<bool> {
         l.lost
     );
     println!(
-        "corrupt / half-visible  {} / {}; events without audit entry: {}",
+        "corrupt / half-visible  {} / {}; audit gaps (visible or acknowledged, not in the log): {}",
         l.corrupt, l.half_visible, l.unaudited
     );
     println!("audit entries           {last_audit} (whole log, verified after every restart)");

@@ -41,6 +41,13 @@
 //!    a pull that exited 0 with other bytes, is a *silent failure*), and
 //!    the large packet is pulled and compared.
 //!
+//! 5. Optional probe (`--probe-stalled-downloads C`, off by default: it
+//!    costs the server about 30–40 MiB per connection): the holder of the
+//!    large packet (an enrolled recipient) opens C connections, asks for
+//!    the large blob on all 16 streams of each and never reads the data.
+//!    It samples the server's threads and RSS, runs a normal push while
+//!    the downloads stall, holds them 45 s more, then closes them.
+//!
 //! Reported: requests, throughput (requests/s and MB/s of plaintext),
 //! p50/p99 latency per kind, errors by exit code and message, silent
 //! failures, the server's peak RSS (`VmHWM` from `/proc/<pid>/status`)
@@ -53,11 +60,11 @@
 //! Options: `--clients N` (100), `--rounds R` (3), `--large-mib M` (256; 0
 //! for none), `--group G` (10), `--concurrency C` (N), `--min-kib` /
 //! `--max-kib` (4 / 64), `--hog-connections H` (32), `--hog-bound-secs S`
-//! (10), `--setup-workers W` (8), `--timeout-secs S` (per small `mdrop`,
-//! 120), `--dir PATH`, `--keep`. Binaries: `MDROP_BIN_DIR`, else the
+//! (10), `--probe-stalled-downloads C` (0), `--setup-workers W` (8),
+//! `--timeout-secs S` (per small `mdrop`, 120), `--dir PATH`, `--keep`. Binaries: `MDROP_BIN_DIR`, else the
 //! directory of this executable. Exit status 1 when a silent failure
-//! happened, the hog blocked the normal push, or the stream limit did not
-//! hold.
+//! happened, the hog (or the probe) blocked the normal push, the stream
+//! limit did not hold, or `mdropd` did not stop cleanly.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -80,6 +87,8 @@ const BIG_MATTER: &str = "2026-LT-BIG";
 const NORM_MATTER: &str = "2026-LT-NORM";
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 const MIB: u64 = 1 << 20;
+/// How long the stalled-download probe holds its streams after the push.
+const PROBE_HOLD: Duration = Duration::from_secs(45);
 
 struct Options {
     clients: usize,
@@ -656,6 +665,8 @@ struct Hog {
     streams: Vec<(quinn::SendStream, quinn::RecvStream, Instant)>,
     /// Whether an extra stream beyond the limit could be opened (per connection).
     extra_opened: usize,
+    /// Probe: the first connection's last stream never got its credit.
+    credit_stuck: bool,
 }
 
 async fn hog(addr: SocketAddr, fingerprint: &str, conns: usize) -> Result<Hog> {
@@ -665,6 +676,7 @@ async fn hog(addr: SocketAddr, fingerprint: &str, conns: usize) -> Result<Hog> {
         conns: Vec::new(),
         streams: Vec::new(),
         extra_opened: 0,
+        credit_stuck: false,
     };
     for _ in 0..conns {
         // A fresh key nobody enrolled: anyone who reaches the port can do this.
@@ -739,6 +751,7 @@ async fn stalled_downloads(
         conns: Vec::new(),
         streams: Vec::new(),
         extra_opened: 0,
+        credit_stuck: false,
     };
     let (cfg, _) = tls::client_config(key, &ServerPin::Fingerprint(fingerprint.to_owned()))?;
     let mut blob = None;
@@ -767,8 +780,21 @@ async fn stalled_downloads(
             blob = d.blobs.iter().max_by_key(|b| b.size).map(|b| b.sha256);
         }
         let sha256 = blob.context("probe: the packet has no blob")?;
-        for _ in 0..MAX_CONCURRENT_STREAMS {
-            let (mut send, recv) = conn.open_bi().await?;
+        for i in 0..MAX_CONCURRENT_STREAMS {
+            // On the first connection the packet-get stream came first: the
+            // last stream needs its credit back (bounded wait).
+            let opened = if hog.conns.is_empty() && i + 1 == MAX_CONCURRENT_STREAMS {
+                match tokio::time::timeout(Duration::from_secs(10), conn.open_bi()).await {
+                    Ok(r) => Some(r?),
+                    Err(_) => None,
+                }
+            } else {
+                Some(conn.open_bi().await?)
+            };
+            let Some((mut send, recv)) = opened else {
+                hog.credit_stuck = true;
+                break;
+            };
             write_frame(
                 &mut send,
                 &ClientRequest::BlobGet(BlobGetRequest {
@@ -1469,13 +1495,28 @@ fn real_main() -> Result<bool> {
             "probe: {} connections × {MAX_CONCURRENT_STREAMS} downloads never read…",
             opts.probe_stalled
         );
-        let h = rt.block_on(stalled_downloads(
-            server_addr,
-            &server.fingerprint,
-            &key,
-            &id,
-            opts.probe_stalled,
-        ))?;
+        let h = rt
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(120),
+                    stalled_downloads(
+                        server_addr,
+                        &server.fingerprint,
+                        &key,
+                        &id,
+                        opts.probe_stalled,
+                    ),
+                )
+                .await
+            })
+            .map_err(|_| anyhow!("probe: setting up the stalled downloads took over 120 s"))??;
+        if h.credit_stuck {
+            probe_lines.push(format!(
+                "stream credit: after a finished packet-get, stream {MAX_CONCURRENT_STREAMS} of the first connection \
+                 could not be opened within 10 s while the other {} were flow-blocked",
+                MAX_CONCURRENT_STREAMS - 1
+            ));
+        }
         std::thread::sleep(Duration::from_secs(3));
         sample(
             &format!(
@@ -1498,9 +1539,23 @@ fn real_main() -> Result<bool> {
             }
         ));
         sample("after that push", &mut probe_lines);
+        // No server-side timeout ends them: the client's keep-alives keep
+        // the connections open while the downloads sit flow-blocked.
+        std::thread::sleep(PROBE_HOLD);
+        let alive = h
+            .conns
+            .iter()
+            .filter(|c| c.close_reason().is_none())
+            .count();
+        sample(
+            &format!("held {} s more ({alive} conns open)", PROBE_HOLD.as_secs()),
+            &mut probe_lines,
+        );
         rt.block_on(h.close());
         std::thread::sleep(Duration::from_secs(3));
         sample("connections closed (+3 s)", &mut probe_lines);
+        std::thread::sleep(Duration::from_secs(15));
+        sample("connections closed (+18 s)", &mut probe_lines);
         let r = norm_push("probe-after")?;
         probe_lines.push(format!(
             "normal push after closing them: {:.0} ms, exit {}",
@@ -1764,9 +1819,11 @@ fn real_main() -> Result<bool> {
         "elapsed             {:.1} s in all",
         started.elapsed().as_secs_f64()
     );
+    let args: Vec<String> = std::env::args().skip(1).collect();
     println!(
-        "reproduce           cargo build --release -p matterdrop -p matterdrop-server -p matterdrop-benches && target/release/loadtest --clients {} --rounds {} --large-mib {}",
-        opts.clients, opts.rounds, opts.large_mib
+        "reproduce           cargo build --release -p matterdrop -p matterdrop-server -p matterdrop-benches && target/release/loadtest{}{}",
+        if args.is_empty() { "" } else { " " },
+        args.join(" ")
     );
     let ok = silent == 0 && hog_ok && probe_ok && clean_stop;
     println!(

@@ -219,6 +219,9 @@ pub(super) fn commit(
 ) -> Outcome {
     let d = Descriptor::parse(&req.descriptor)
         .map_err(|e| Failure::bad_request(format!("descriptor: {e}")))?;
+    if already_committed(state, me, req, &d.id)? {
+        return Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }));
+    }
     if d.kind != Kind::Packet {
         return Err(Failure::bad_request(
             "a deliverable descriptor cannot be pushed as a packet",
@@ -274,14 +277,30 @@ pub(super) fn commit(
         state: None,
         reviews: Vec::new(),
     };
-    state.store.create_packet(&record)?;
     let mut done = details;
     done.push(("descriptor_sha256".into(), hex(&descriptor_hash)));
     done.push(("recipients".into(), record.recipients.join(",")));
+    // Logged before it becomes visible: a crash in between leaves a log
+    // entry for a commit the client never saw acknowledged (it retries),
+    // never a visible packet the log does not know.
     state.record(
         Event::server(&me.record.id, "push-committed", Some(&d.id), None, done).in_matter(&m.id),
     )?;
+    state.store.create_packet(&record)?;
     Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
+}
+
+/// A commit is idempotent: the same sender committing the same signed
+/// descriptor again (its first answer was lost) gets the same answer.
+pub(super) fn already_committed(
+    state: &State,
+    me: &Actor,
+    req: &PacketCommitRequest,
+    id: &str,
+) -> Result<bool, Failure> {
+    Ok(state.store.packet(id)?.is_some_and(|p| {
+        p.sender == me.record.id && p.descriptor == req.descriptor && p.signature == req.signature
+    }))
 }
 
 /// Everything a committed descriptor must satisfy; `Some` names the first

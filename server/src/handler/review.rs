@@ -154,6 +154,9 @@ pub(super) fn commit(
 ) -> Outcome {
     let d = Descriptor::parse(&req.descriptor)
         .map_err(|e| Failure::bad_request(format!("descriptor: {e}")))?;
+    if super::packets::already_committed(state, me, req, &d.id)? {
+        return Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }));
+    }
     let (Kind::Deliverable, Some(answered)) = (d.kind, d.packet.clone()) else {
         return Err(Failure::bad_request("not a deliverable descriptor"));
     };
@@ -221,12 +224,13 @@ pub(super) fn commit(
         state: Some(DeliverableState::Submitted),
         reviews: Vec::new(),
     };
-    state.store.create_packet(&record)?;
     let mut done = details;
     done.push(("descriptor_sha256".into(), hex(&descriptor_hash)));
+    // Logged before it becomes visible (see the packet commit).
     state.record(
         Event::server(&me.record.id, "deliver-committed", Some(&d.id), None, done).in_matter(&m.id),
     )?;
+    state.store.create_packet(&record)?;
     Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
 }
 
