@@ -1,0 +1,7 @@
+//! Fuzz target `audit_entry`: see `matterdrop_fuzz::audit_entry` (fuzz/src/lib.rs), the
+//! same function `common/tests/fuzz_corpus.rs` replays the corpus through.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| matterdrop_fuzz::audit_entry(data));
