@@ -136,6 +136,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         log_vkey,
         writes: std::sync::Mutex::new(()),
         blobs,
+        per_key: Default::default(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

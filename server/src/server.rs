@@ -24,6 +24,44 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// A stream must deliver its request frame within this time.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Connections one key may hold at once, so one client cannot take every
+/// connection slot from the others.
+pub const MAX_CONNECTIONS_PER_KEY: usize = 8;
+
+/// Open connections per client key.
+pub type PerKey = std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>;
+
+/// One connection's place in the per-key count; freed on drop.
+struct KeySlot<'a> {
+    map: &'a PerKey,
+    key: [u8; 32],
+}
+
+impl<'a> KeySlot<'a> {
+    fn take(map: &'a PerKey, key: [u8; 32]) -> Option<Self> {
+        let mut m = map.lock().ok()?;
+        let n = m.entry(key).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_KEY {
+            return None;
+        }
+        *n += 1;
+        Some(Self { map, key })
+    }
+}
+
+impl Drop for KeySlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(n) = m.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
 /// A bound, not yet serving, endpoint.
 #[derive(Debug)]
 pub struct Server {
@@ -120,6 +158,11 @@ async fn serve_connection(
         return;
     };
     tracing::Span::current().record("peer", ed25519_fingerprint(&key).as_str());
+    let Some(_slot) = KeySlot::take(&state.per_key, key.to_bytes()) else {
+        warn!("too many connections for one key; refusing");
+        conn.close(2u32.into(), b"too many connections for this key");
+        return;
+    };
     debug!("connected");
     loop {
         let stream = tokio::select! {

@@ -498,3 +498,51 @@ fn revoked_keys_stop_at_once_and_the_id_can_enroll_a_new_key() {
         ])
         .code(1);
 }
+
+#[test]
+fn one_key_cannot_take_every_connection() {
+    use matterdrop_common::proto::{ClientRequest, ServerResponse};
+    use matterdrop_tests::RawClient;
+    let w = World::new();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            let c = RawClient::connect_with(&w.server, key.clone()).await;
+            // Each of the first eight is served (unenrolled: refused, but answered).
+            assert!(matches!(
+                c.request(&ClientRequest::WhoAmI).await,
+                ServerResponse::Error(_)
+            ));
+            held.push(c);
+        }
+        let ninth = RawClient::connect_with(&w.server, key.clone()).await;
+        let refused = match ninth.conn.open_bi().await {
+            Err(_) => true,
+            Ok((mut send, mut recv)) => {
+                let frame = matterdrop_common::proto::encode(&ClientRequest::WhoAmI).unwrap();
+                let _ = send.write_all(&frame).await;
+                let _ = send.finish();
+                recv.read_to_end(1 << 20).await.is_err()
+            }
+        };
+        assert!(refused, "a ninth connection with the same key was served");
+        let reason = ninth
+            .conn
+            .close_reason()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        assert!(reason.contains("too many connections"), "{reason}");
+        // Closing one frees a slot.
+        held.pop().unwrap().close().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = RawClient::connect_with(&w.server, key).await;
+        assert!(matches!(
+            again.request(&ClientRequest::WhoAmI).await,
+            ServerResponse::Error(_)
+        ));
+    });
+    // Other keys are unaffected.
+    assert_eq!(w.admin.json(&["whoami"])["id"], "admin@operator");
+}

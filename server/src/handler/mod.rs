@@ -36,6 +36,8 @@ pub struct State {
     pub writes: Mutex<()>,
     /// Ciphertext blobs.
     pub blobs: crate::store::blobs::BlobStore,
+    /// Open connections per client key.
+    pub per_key: crate::server::PerKey,
 }
 
 impl State {
