@@ -40,7 +40,8 @@
 //! A push that failed is retried with the same file by the same client in
 //! its next turn: the client reuses its spool (same ciphertext, same packet
 //! id) and resumes the upload. If the failed attempt's commit had in fact
-//! landed, the retry is refused with "packet … already exists"; the packet
+//! landed, the retry is answered with the same id (commits are idempotent;
+//! older servers refused it with "packet … already exists"); the packet
 //! is then recorded as *committed without acknowledgment* and checked like
 //! the others (it must pull byte-identical).
 //!
@@ -733,9 +734,12 @@ fn client_loop(k: usize, st: &mut ClientState, cx: &LoadCtx) -> Result<()> {
                         verified: false,
                     },
                 );
-                if prev.is_some() {
+                // A retry of a push whose commit landed earlier is answered
+                // with the same id (commits are idempotent); the same id for
+                // other content would be a real failure.
+                if prev.is_some_and(|p| p.payload.sha256 != payload.sha256) {
                     l.fail(format!(
-                        "push of {} acknowledged id {id} twice",
+                        "id {id} acknowledged for {} and for other content",
                         payload.name
                     ));
                 }
