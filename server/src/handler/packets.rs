@@ -53,16 +53,36 @@ fn packet_recipients(
     m: &MatterRecord,
     sender: &Actor,
 ) -> Result<Vec<RecipientKey>, Failure> {
+    let ack = m.ack_version();
+    let mut out = member_recipients(state, m, |ms, _| ms.receives_packets(ack))?;
+    if !out.iter().any(|r| r.principal == sender.record.id) {
+        out.push(RecipientKey {
+            principal: sender.record.id.clone(),
+            role: "sender".into(),
+            signing_key: sender.record.signing_key,
+            age: sender.record.age_recipient.clone(),
+        });
+        out.sort_by(|a, b| a.principal.cmp(&b.principal));
+    }
+    Ok(out)
+}
+
+/// The matter's current members for whom `include(membership, principal)`
+/// holds, with their keys, sorted by id. Revoked keys are never included.
+pub(super) fn member_recipients(
+    state: &State,
+    m: &MatterRecord,
+    include: impl Fn(&crate::policy::Membership, &str) -> bool,
+) -> Result<Vec<RecipientKey>, Failure> {
     let mut out = Vec::new();
     for row in &m.members {
-        if !membership(m, &row.principal)?.receives_packets(m.ack_version()) {
+        if !include(&membership(m, &row.principal)?, &row.principal) {
             continue;
         }
         let Some(p) = state.store.principal(&row.principal)? else {
             continue;
         };
         if p.revoked_at.is_some() {
-            // Nothing is encrypted to a revoked key.
             continue;
         }
         out.push(RecipientKey {
@@ -70,14 +90,6 @@ fn packet_recipients(
             role: row.role.clone(),
             signing_key: p.signing_key,
             age: p.age_recipient,
-        });
-    }
-    if !out.iter().any(|r| r.principal == sender.record.id) {
-        out.push(RecipientKey {
-            principal: sender.record.id.clone(),
-            role: "sender".into(),
-            signing_key: sender.record.signing_key,
-            age: sender.record.age_recipient.clone(),
         });
     }
     out.sort_by(|a, b| a.principal.cmp(&b.principal));

@@ -11,7 +11,7 @@ use matterdrop_common::proto::{
 use matterdrop_common::receipt::{self, Decision, ReceiptStatement};
 
 use super::matters::{allowed, authorize, decision, membership, require};
-use super::packets::{authorize_pull, check_commit, recovery};
+use super::packets::{authorize_pull, check_commit, member_recipients, recovery};
 use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
 use crate::datadir::now;
@@ -112,27 +112,9 @@ fn deliverable_recipients(
     m: &MatterRecord,
     me: &Actor,
 ) -> Result<Vec<RecipientKey>, Failure> {
-    let mut out = Vec::new();
-    for row in &m.members {
-        let is_me = row.principal == me.record.id;
-        if !membership(m, &row.principal)?.receives_deliverables(is_me) {
-            continue;
-        }
-        let Some(p) = state.store.principal(&row.principal)? else {
-            continue;
-        };
-        if p.revoked_at.is_some() {
-            continue;
-        }
-        out.push(RecipientKey {
-            principal: p.id,
-            role: row.role.clone(),
-            signing_key: p.signing_key,
-            age: p.age_recipient,
-        });
-    }
-    out.sort_by(|a, b| a.principal.cmp(&b.principal));
-    Ok(out)
+    member_recipients(state, m, |ms, principal| {
+        ms.receives_deliverables(principal == me.record.id)
+    })
 }
 
 pub(super) fn deliver_prepare(state: &State, me: &Actor, req: &DeliverPrepareRequest) -> Outcome {
