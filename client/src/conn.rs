@@ -149,7 +149,7 @@ impl Session {
                 ))
             })?;
         match resp {
-            Ok(ServerResponse::Error(e)) => Err(Fail::new(e.code.exit_code(), e.message)),
+            Ok(ServerResponse::Error(e)) => Err(Fail::from_server(e)),
             Ok(other) => Ok((other, recv)),
             Err(FrameError::Proto(p)) => Err(Fail::other(format!(
                 "unreadable answer from the server: {p}"
@@ -201,7 +201,7 @@ impl Session {
                 ))
             })?;
         match resp {
-            Ok(ServerResponse::Error(e)) => Err(Fail::new(e.code.exit_code(), e.message)),
+            Ok(ServerResponse::Error(e)) => Err(Fail::from_server(e)),
             Ok(other) => Ok(other),
             Err(FrameError::Proto(p)) => Err(Fail::other(format!(
                 "unreadable answer from the server: {p}"

@@ -90,10 +90,17 @@ use thiserror::Error;
 use crate::ids::{self, IdError};
 use crate::sign::{self, Canonical, Domain, SIGNATURE_LEN, SignError};
 
-/// Most files (blobs) in one packet or deliverable.
+/// Most files in one packet or deliverable.
 pub const MAX_FILES: usize = 10_000;
+/// Most file blobs (parts) in one packet or deliverable.
+pub const MAX_BLOBS: usize = 65_536;
+/// Plaintext bytes per part: a file is encrypted as consecutive age files
+/// ("parts") of this many plaintext bytes (the last one shorter; an empty
+/// file is one empty part). Parts let a push upload one part while it
+/// encrypts the next, and let an interrupted pull resume at a part boundary.
+pub const PART_SIZE: u64 = 32 << 20;
 /// Largest accepted manifest (plaintext JSON), in bytes.
-pub const MAX_MANIFEST: usize = 4 << 20;
+pub const MAX_MANIFEST: usize = 8 << 20;
 /// Longest accepted file name (whole relative path), in bytes.
 pub const MAX_PATH: usize = 4096;
 /// Longest accepted path component, in bytes.
@@ -108,8 +115,8 @@ pub const MAX_DESCRIPTOR: usize = 8 << 20;
 pub const MAX_RECIPIENTS: usize = 1024;
 /// Longest accepted packet/deliverable id and task type, in bytes.
 pub const MAX_ID_FIELD: usize = 128;
-/// The only manifest version this code reads and writes.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The only manifest version this code reads and writes (2: files in parts).
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// Length of the error excerpts quoted from untrusted input.
 const EXCERPT: usize = 64;
@@ -320,9 +327,15 @@ pub enum PacketError {
     /// An age key is listed twice (among recipients and recovery).
     #[error("age recipient {0} is listed twice")]
     DuplicateAgeKey(String),
-    /// Too many files or blobs.
+    /// Too many files.
     #[error("{0} files, more than the limit of {MAX_FILES}")]
     TooManyFiles(usize),
+    /// Too many blobs (file parts).
+    #[error("{0} blobs, more than the limit of {MAX_BLOBS}")]
+    TooManyBlobs(usize),
+    /// A manifest file lists no blob.
+    #[error("file {0:?} has no blob")]
+    NoBlob(String),
     /// A ciphertext hash appears twice among the manifest and the blobs.
     #[error("blob {0} is listed twice")]
     DuplicateBlob(String),
@@ -435,6 +448,57 @@ mod hex32 {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+mod hex32_list {
+    use serde::ser::SerializeSeq as _;
+    use serde::{Deserializer, Serializer, de};
+    use std::fmt;
+
+    struct Hex<'a>(&'a [u8; 32]);
+
+    impl serde::Serialize for Hex<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            super::hex32::serialize(self.0, s)
+        }
+    }
+
+    struct Item([u8; 32]);
+
+    impl<'de> serde::Deserialize<'de> for Item {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            super::hex32::deserialize(d).map(Item)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &[[u8; 32]], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(v.len()))?;
+        for h in v {
+            seq.serialize_element(&Hex(h))?;
+        }
+        seq.end()
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[u8; 32]>, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Vec<[u8; 32]>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a list of at most {} SHA-256 hashes", super::MAX_BLOBS)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Item(h)) = seq.next_element()? {
+                    if out.len() == super::MAX_BLOBS {
+                        return Err(de::Error::custom("too many blobs"));
+                    }
+                    out.push(h);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
     }
 }
 
@@ -658,8 +722,8 @@ impl Descriptor {
                 return Err(PacketError::DuplicateAgeKey(rec.clone()));
             }
         }
-        if self.blobs.len() > MAX_FILES {
-            return Err(PacketError::TooManyFiles(self.blobs.len()));
+        if self.blobs.len() > MAX_BLOBS {
+            return Err(PacketError::TooManyBlobs(self.blobs.len()));
         }
         let mut hashes = HashSet::with_capacity(self.blobs.len() + 1);
         for b in std::iter::once(&self.manifest).chain(&self.blobs) {
@@ -770,7 +834,7 @@ impl Descriptor {
         }
         let recovery = r.take_opt("recovery")?.map(str::to_owned);
         let manifest = parse_blob("manifest", r.take("manifest")?)?;
-        let m = parse_count("blobs", r.take("blobs")?, MAX_FILES)?;
+        let m = parse_count("blobs", r.take("blobs")?, MAX_BLOBS)?;
         let mut blobs = Vec::new();
         for i in 0..m {
             let name = format!("blob-{i}");
@@ -964,9 +1028,18 @@ pub struct ManifestFile {
     /// SHA-256 of the plaintext (lowercase hex in JSON).
     #[serde(with = "hex32")]
     pub sha256: [u8; 32],
-    /// SHA-256 of the file's ciphertext blob (lowercase hex in JSON).
-    #[serde(with = "hex32")]
-    pub blob: [u8; 32],
+    /// SHA-256 of each of the file's ciphertext blobs (parts), in order
+    /// (lowercase hex in JSON). Decrypted and concatenated, the parts are
+    /// the file.
+    #[serde(with = "hex32_list")]
+    pub blobs: Vec<[u8; 32]>,
+}
+
+impl ManifestFile {
+    /// How many parts a file of `size` plaintext bytes is cut into.
+    pub fn parts_for(size: u64) -> u64 {
+        size.div_ceil(PART_SIZE).max(1)
+    }
 }
 
 /// SHA-256 of exact manifest bytes.
@@ -1002,6 +1075,16 @@ impl Manifest {
         }
         if self.files.len() > MAX_FILES {
             return Err(PacketError::TooManyFiles(self.files.len()));
+        }
+        let mut blobs = 0usize;
+        for f in &self.files {
+            if f.blobs.is_empty() {
+                return Err(PacketError::NoBlob(f.path.clone()));
+            }
+            blobs += f.blobs.len();
+        }
+        if blobs > MAX_BLOBS {
+            return Err(PacketError::TooManyBlobs(blobs));
         }
         let mut keys = Vec::with_capacity(self.files.len());
         for (i, f) in self.files.iter().enumerate() {
@@ -1073,7 +1156,7 @@ impl Manifest {
     }
 
     /// Checks that the manifest's files and the descriptor's blobs match one
-    /// to one: the multiset of the files' `blob` hashes equals the multiset
+    /// to one: the multiset of the files' `blobs` hashes equals the multiset
     /// of `d.blobs` hashes (every file's blob is listed, every listed blob
     /// belongs to a file, none is used twice).
     pub fn check_against(&self, d: &Descriptor) -> Result<(), PacketError> {
@@ -1082,13 +1165,15 @@ impl Manifest {
             *left.entry(b.sha256).or_insert(0) += 1;
         }
         for f in &self.files {
-            match left.get_mut(&f.blob) {
-                Some(n) if *n > 0 => *n -= 1,
-                _ => {
-                    return Err(PacketError::MissingBlob {
-                        path: f.path.clone(),
-                        blob: hex(&f.blob),
-                    });
+            for blob in &f.blobs {
+                match left.get_mut(blob) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    _ => {
+                        return Err(PacketError::MissingBlob {
+                            path: f.path.clone(),
+                            blob: hex(blob),
+                        });
+                    }
                 }
             }
         }
@@ -1673,7 +1758,7 @@ mod tests {
             ),
             (
                 Descriptor {
-                    blobs: (0..=MAX_FILES as u32)
+                    blobs: (0..=MAX_BLOBS as u32)
                         .map(|i| {
                             let mut h = [0u8; 32];
                             h[..4].copy_from_slice(&i.to_be_bytes());
@@ -1682,7 +1767,7 @@ mod tests {
                         .collect(),
                     ..packet()
                 },
-                |e| matches!(e, PacketError::TooManyFiles(_)),
+                |e| matches!(e, PacketError::TooManyBlobs(_)),
             ),
             (
                 Descriptor {
@@ -1944,7 +2029,7 @@ mod tests {
             path: path.to_owned(),
             size: u64::from(blob) * 100,
             sha256: [blob ^ 0xff; 32],
-            blob: [blob; 32],
+            blobs: vec![[blob; 32]],
         }
     }
 
@@ -1987,7 +2072,7 @@ mod tests {
         assert_eq!(
             s,
             format!(
-                "{{\"version\":1,\"note\":\"hi\",\"files\":[{{\"path\":\"a/b.txt\",\"size\":100,\"sha256\":\"{}\",\"blob\":\"{}\"}}]}}",
+                "{{\"version\":2,\"note\":\"hi\",\"files\":[{{\"path\":\"a/b.txt\",\"size\":100,\"sha256\":\"{}\",\"blobs\":[\"{}\"]}}]}}",
                 "fe".repeat(32),
                 "01".repeat(32)
             )
@@ -1996,7 +2081,7 @@ mod tests {
 
     fn json_with(path: &str) -> Vec<u8> {
         format!(
-            "{{\"version\":1,\"note\":\"\",\"files\":[{{\"path\":{},\"size\":1,\"sha256\":\"{}\",\"blob\":\"{}\"}}]}}",
+            "{{\"version\":2,\"note\":\"\",\"files\":[{{\"path\":{},\"size\":1,\"sha256\":\"{}\",\"blobs\":[\"{}\"]}}]}}",
             serde_json::to_string(path).unwrap(),
             "00".repeat(32),
             "01".repeat(32)
@@ -2082,12 +2167,23 @@ mod tests {
         let good = String::from_utf8(manifest().to_bytes().unwrap()).unwrap();
         let h = "dd".repeat(32);
         for bad in [
-            good.replacen("{\"version\":1,", "{\"version\":1,\"extra\":0,", 1),
+            good.replacen("{\"version\":2,", "{\"version\":2,\"extra\":0,", 1),
             good.replacen("\"size\":", "\"mode\":420,\"size\":", 1),
-            good.replacen("\"version\":1", "\"version\":2", 1),
-            good.replacen("\"version\":1", "\"version\":0", 1),
-            good.replacen("\"version\":1,", "\"version\":1,\"version\":1,", 1),
-            good.replacen("\"version\":1,", "", 1),
+            good.replacen("\"version\":2", "\"version\":1", 1),
+            good.replacen("\"version\":2", "\"version\":3", 1),
+            good.replacen("\"version\":2,", "\"version\":2,\"version\":2,", 1),
+            good.replacen("\"version\":2,", "", 1),
+            good.replacen("\"blobs\":[", "\"blob\":[", 1),
+            good.replacen(
+                &format!("\"blobs\":[\"{}\"]", "22".repeat(32)),
+                "\"blobs\":[]",
+                1,
+            ),
+            good.replacen(
+                &format!("\"blobs\":[\"{}\"]", "22".repeat(32)),
+                &format!("\"blobs\":\"{}\"", "22".repeat(32)),
+                1,
+            ),
             good.replacen(&h, &h.to_uppercase(), 1),
             good.replacen(&h, &h[..62], 1),
             good.replacen(&h, &format!("{h}00"), 1),
@@ -2109,14 +2205,14 @@ mod tests {
         }
         assert_eq!(
             Manifest::parse(
-                good.replacen("\"version\":1", "\"version\":2", 1)
+                good.replacen("\"version\":2", "\"version\":1", 1)
                     .as_bytes()
             ),
-            Err(PacketError::ManifestVersion(2))
+            Err(PacketError::ManifestVersion(1))
         );
         assert!(matches!(
             Manifest::parse(
-                good.replacen("{\"version\":1,", "{\"version\":1,\"extra\":0,", 1)
+                good.replacen("{\"version\":2,", "{\"version\":2,\"extra\":0,", 1)
                     .as_bytes()
             ),
             Err(PacketError::Json(m)) if m.contains("extra")
@@ -2144,18 +2240,18 @@ mod tests {
                 path: format!("f{i}"),
                 size: 0,
                 sha256: [0; 32],
-                blob: [0; 32],
+                blobs: vec![[0; 32]],
             })
             .collect();
         let m = Manifest::new("", files);
         assert_eq!(m.validate(), Err(PacketError::TooManyFiles(MAX_FILES + 1)));
-        // Too many bytes once serialised (long paths).
+        // Too many bytes once serialised (many parts).
         let files: Vec<ManifestFile> = (0..MAX_FILES)
             .map(|i| ManifestFile {
-                path: format!("{i}/{}", "x".repeat(250)),
+                path: format!("{i}/{}/{}", "x".repeat(250), "y".repeat(250)),
                 size: 0,
                 sha256: [0; 32],
-                blob: [0; 32],
+                blobs: vec![[0; 32]; MAX_BLOBS / MAX_FILES],
             })
             .collect();
         let m = Manifest::new("", files);
@@ -2190,14 +2286,14 @@ mod tests {
         );
         // Two files sharing one listed blob.
         let mut shared = m.clone();
-        shared.files[1].blob = shared.files[0].blob;
+        shared.files[1].blobs = shared.files[0].blobs.clone();
         assert!(matches!(
             shared.check_against(&d),
             Err(PacketError::MissingBlob { .. })
         ));
         // The manifest's own blob is not a file blob.
         let mut own = m;
-        own.files[0].blob = d.manifest.sha256;
+        own.files[0].blobs = vec![d.manifest.sha256];
         assert!(own.check_against(&d).is_err());
     }
 
@@ -2282,7 +2378,7 @@ mod tests {
                             path,
                             size,
                             sha256,
-                            blob,
+                            blobs: vec![blob],
                         })
                         .collect(),
                 )

@@ -126,7 +126,7 @@ fn manifests() -> Vec<(&'static str, Manifest)> {
         path: path.into(),
         size,
         sha256: h(path),
-        blob: h(&format!("blob:{path}")),
+        blobs: vec![h(&format!("blob:{path}"))],
     };
     vec![
         ("empty", Manifest::new("", vec![])),

@@ -250,6 +250,7 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let consumer = tokio::task::spawn_blocking(move || sink(rx));
+    let mut received = 0u64;
     loop {
         let chunk = match tokio::time::timeout(CHUNK_TIMEOUT, recv.read_chunk(CHUNK, true)).await {
             Err(_) => Err("upload stalled".to_owned()),
@@ -257,6 +258,9 @@ async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerRespons
             Ok(Ok(None)) => break,
             Ok(Err(e)) => Err(format!("upload interrupted: {e}")),
         };
+        if let Ok(c) = &chunk {
+            received += c.len() as u64;
+        }
         let failed = chunk.is_err();
         if tx.send(chunk).await.is_err() || failed {
             // The sink stopped early (it refused the data) or the stream broke.
@@ -264,10 +268,16 @@ async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerRespons
         }
     }
     drop(tx);
-    consumer.await.unwrap_or_else(|e| {
+    let resp = consumer.await.unwrap_or_else(|e| {
         warn!(error = %e, "upload handler panicked");
         ServerResponse::error(ErrorCode::Internal, "internal error")
-    })
+    });
+    let outcome = match &resp {
+        ServerResponse::Error(e) => format!("{:?}", e.code),
+        _ => "ok".into(),
+    };
+    info!(bytes = received, outcome, "upload ended");
+    resp
 }
 
 /// Size of the chunks a body is cut into on its way to the stream.

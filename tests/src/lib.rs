@@ -235,6 +235,21 @@ impl User {
         cmd.output().expect("run mdrop").into()
     }
 
+    /// Starts `mdrop --home HOME args…` without waiting for it (output
+    /// discarded), to be killed or waited for.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(bin("mdrop"))
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .env_remove("MDROP_PASSPHRASE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mdrop")
+    }
+
     /// Runs with `--json` and expects success.
     #[track_caller]
     pub fn json(&self, args: &[&str]) -> Value {

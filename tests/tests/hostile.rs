@@ -206,7 +206,7 @@ async fn craft_packet(c: &RawClient, tmp: &Path, sender: &str, files: &[CraftFil
             path: f.path.clone(),
             size: f.plain.len() as u64,
             sha256: sha(&f.plain),
-            blob: sha(&cipher),
+            blobs: vec![sha(&cipher)],
         });
         blobs.push(cipher);
     }
@@ -1064,7 +1064,7 @@ fn crafted_manifests_with_dangerous_names_are_refused_at_pull() {
                 path: bad.into(),
                 size: 0,
                 sha256: [0; 32],
-                blob: [1; 32],
+                blobs: vec![[1; 32]],
             }],
         );
         let json = serde_json::to_vec(&m).unwrap();

@@ -420,51 +420,128 @@ fn repoint(user: &User, server: &Server) {
     std::fs::write(&path, v.to_string()).unwrap();
 }
 
+/// Bytes the server's log says it received in uploads, over all its runs
+/// (`… upload ended bytes=N …` lines).
+fn upload_bytes(server: &Server) -> u64 {
+    server
+        .log()
+        .lines()
+        .filter_map(|l| l.split_once("upload ended bytes=").map(|(_, rest)| rest))
+        .map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().expect("a byte count")
+        })
+        .sum()
+}
+
+/// Bytes in the files of `dir` whose names end with `suffix`.
+fn bytes_named(dir: &Path, suffix: &str) -> u64 {
+    walk(dir)
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 #[test]
 fn interrupted_push_and_pull_resume_where_they_stopped() {
     let mut t = team();
     t.bob.json(&["ack", MATTER, "--yes"]);
+    // 200 MiB: seven parts. Tiles of random data, each tagged with its
+    // index, so a part out of order would show.
     let big = t.w.tmp.path().join("big.bin");
-    let data = pseudo_random(24 << 20, 11);
+    let tile = pseudo_random(8 << 20, 11);
+    let mut data = Vec::with_capacity(200 << 20);
+    for i in 0u64..25 {
+        data.extend_from_slice(&i.to_be_bytes());
+        data.extend_from_slice(&tile[8..]);
+    }
     std::fs::write(&big, &data).unwrap();
     let data_dir = t.w.server.data.clone();
-
-    // Push; kill the server once part of the ciphertext is on its disk.
-    let alice = t.alice.clone();
-    let big2 = big.clone();
-    let pusher = std::thread::spawn(move || {
-        alice.run(&[
-            "--json",
+    let push_args = |file: &Path| {
+        [
             "push",
             MATTER,
-            big2.to_str().unwrap(),
+            file.to_str().unwrap(),
             "--task",
             "document-review",
-        ])
+        ]
+        .map(str::to_owned)
+    };
+    let args = push_args(&big);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // 1. kill -9 the client once two parts are stored and a third is on
+    // its way; run the push again. The dead client's upload stays open on
+    // the server until its connection times out; the new run waits for it
+    // and continues from what the server holds.
+    let mut client = t.alice.spawn(&args);
+    wait_until("two stored parts and a partial one", || {
+        dir_bytes(&data_dir.join("blobs")) > (64 << 20)
+            && dir_bytes(&data_dir.join("staging")) > (1 << 20)
     });
-    wait_until("a partial upload", || {
-        dir_bytes(&data_dir.join("staging")) > (2 << 20)
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let stored = dir_bytes(&data_dir.join("blobs"));
+    let pushed = t.alice.json(&args);
+    let resumed = pushed["resumed_bytes"].as_u64().unwrap();
+    assert!(resumed >= stored, "did not resume: {pushed}");
+    let size = pushed["size"].as_u64().unwrap();
+    // Every upload has ended by now (the dead one timed out first), so the
+    // log accounts for every byte the server received.
+    let received = upload_bytes(&t.w.server);
+    assert!(
+        received >= size,
+        "the server log must account for every byte: {received} < {size}"
+    );
+    assert!(
+        received < size + size / 2,
+        "the server received {received} bytes in all for {size}"
+    );
+    assert!(walk(&t.alice.home.join("spool")).is_empty());
+    let id = pushed["id"].as_str().unwrap().to_owned();
+
+    // 2. kill -9 the server mid-upload of another file: nothing becomes
+    // visible, and the push run again succeeds from where it was.
+    let second = t.w.tmp.path().join("second.bin");
+    std::fs::write(&second, &data[..80 << 20]).unwrap();
+    let args2 = push_args(&second);
+    let alice = t.alice.clone();
+    let blobs_before = dir_bytes(&data_dir.join("blobs"));
+    let pusher = std::thread::spawn(move || {
+        let a: Vec<&str> = args2.iter().map(String::as_str).collect();
+        alice.run(&a)
+    });
+    wait_until("a stored part of the second file", || {
+        dir_bytes(&data_dir.join("blobs")) > blobs_before + (32 << 20)
     });
     t.w.server.kill();
-    let first = pusher.join().unwrap();
-    assert_ne!(first.code, 0, "the push cannot have finished: {first:?}");
-    let server = Server::start(&data_dir);
+    let killed = pusher.join().unwrap();
+    assert_ne!(killed.code, 0, "the push cannot have finished: {killed:?}");
+    let mut server = Server::start(&data_dir);
     repoint(&t.alice, &server);
     repoint(&t.bob, &server);
-    let again = t.alice.json(&[
-        "push",
-        MATTER,
-        big.to_str().unwrap(),
-        "--task",
-        "document-review",
-    ]);
+    let inbox = t.bob.json(&["inbox"]);
+    let items = inbox["items"].as_array().unwrap();
+    assert_eq!(
+        items.len(),
+        1,
+        "only the finished packet is visible: {inbox}"
+    );
+    assert_eq!(items[0]["id"], id.as_str());
+    let again = t.alice.json(
+        &push_args(&second)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert!(
-        again["resumed_bytes"].as_u64().unwrap() >= (2 << 20),
+        again["resumed_bytes"].as_u64().unwrap() >= (32 << 20),
         "did not resume: {again}"
     );
-    let id = again["id"].as_str().unwrap().to_owned();
 
-    // Pull; kill the server once part of the download is in bob's home.
+    // 3. Pull; kill the server once a part is verified in bob's home.
     let partial = t.bob.home.join("partial").join(&id);
     let out = t.w.tmp.path().join("pulled");
     let bob = t.bob.clone();
@@ -472,8 +549,9 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     let puller = std::thread::spawn(move || {
         bob.run(&["--json", "pull", &id2, "--out", out2.to_str().unwrap()])
     });
-    let mut server = server;
-    wait_until("a partial download", || dir_bytes(&partial) > (2 << 20));
+    wait_until("a verified part", || {
+        bytes_named(&partial, ".state") > 0 && bytes_named(&partial, ".plain") > (40 << 20)
+    });
     server.kill();
     let first = puller.join().unwrap();
     assert_ne!(first.code, 0, "the pull cannot have finished: {first:?}");
@@ -485,9 +563,10 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     repoint(&t.bob, &server);
     let pulled = t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
     assert!(
-        pulled["resumed_bytes"].as_u64().unwrap() >= (2 << 20),
+        pulled["resumed_bytes"].as_u64().unwrap() >= (32 << 20),
         "did not resume: {pulled}"
     );
     assert!(std::fs::read(out.join("big.bin")).unwrap() == data);
+    assert!(walk(&partial).is_empty());
     drop(server);
 }

@@ -804,47 +804,41 @@ fn span(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     Some(b?.saturating_sub(a?))
 }
 
-/// Push phases from [spool bytes, server staging bytes].
+/// Push phases from [bytes the server holds for this push (staging and
+/// new blobs), spool bytes]. Encryption and upload overlap (the client
+/// encrypts one part while the previous ones upload), so they share a row.
 fn push_phases(p: &Proc, n: u64) -> Phases {
     let zero = Duration::ZERO;
-    let enc0 = p.first(zero, |v| v[0] > 0);
-    let enc1 = p.first(zero, |v| v[0] >= n);
-    let up0 = p.first(zero, |v| v[1] > BIG);
-    let up1 = p.first(zero, |v| v[1] >= n);
-    let stored = up1.and_then(|t| p.first(t, |v| v[1] < BIG));
+    let up0 = p.first(zero, |v| v[0] > BIG);
+    let up1 = p.first(zero, |v| v[0] >= n);
     vec![
-        ("start, connect, prepare", enc0),
+        ("start, connect, prepare, encrypt first chunk", up0),
         (
-            "encrypt into spool (read, age, 2x SHA-256, write)",
-            span(enc0, enc1),
+            "encrypt + upload + store, overlapped (parts of 32 MiB)",
+            span(up0, up1),
         ),
-        ("spool fsync, blob status", span(enc1, up0)),
-        ("upload (QUIC; server SHA-256 + write)", span(up0, up1)),
-        ("server fsync + rename", span(up1, stored)),
         (
-            "commit, close, delete spool, exit",
-            span(stored, Some(p.wall)),
+            "last part fsync + rename, commit, close, exit",
+            span(up1, Some(p.wall)),
         ),
     ]
 }
 
-/// Pull phases from [partial ciphertext bytes, partial plaintext bytes].
+/// Pull phases from [verified or decrypting plaintext bytes in the
+/// partial directory, unused]. Download, hashing and decryption overlap.
 fn pull_phases(p: &Proc, n: u64) -> Phases {
     let zero = Duration::ZERO;
     let dl0 = p.first(zero, |v| v[0] > BIG);
     let dl1 = p.first(zero, |v| v[0] >= n);
-    let dec0 = p.first(zero, |v| v[1] > 0);
-    let dec1 = p.first(zero, |v| v[1] >= n);
-    let moved = dec1.and_then(|t| p.first(t, |v| v[1] == 0));
     vec![
         ("start, connect, descriptor, manifest", dl0),
-        ("download (QUIC; client write)", span(dl0, dl1)),
-        ("fsync + re-read for SHA-256 check", span(dl1, dec0)),
-        ("decrypt (age, SHA-256, write)", span(dec0, dec1)),
-        ("fsync plaintext, move into place", span(dec1, moved)),
         (
-            "close, delete partial ciphertext, exit",
-            span(moved, Some(p.wall)),
+            "download + SHA-256 + decrypt + write, overlapped",
+            span(dl0, dl1),
+        ),
+        (
+            "fsync plaintext, move into place, close, exit",
+            span(dl1, Some(p.wall)),
         ),
     ]
 }
@@ -1141,14 +1135,18 @@ fn main() -> Result<()> {
                 }
                 Kind::Push => {
                     let spool = alice.join("spool");
-                    let st = staging.clone();
-                    let watch = move || {
+                    let (st, blobs) = (staging.clone(), root.join("data").join("blobs"));
+                    let count = |dir: &Path, suffix: &'static str| {
                         let mut v = [0u64; 2];
-                        let age = |n: &str| n.ends_with(".age").then_some(0);
-                        dir_bytes(&spool, &age, &mut v);
-                        let part = |n: &str| n.ends_with(".part").then_some(1);
-                        dir_bytes(&st, &part, &mut v);
-                        v
+                        dir_bytes(dir, &|n: &str| n.ends_with(suffix).then_some(0), &mut v);
+                        v[0]
+                    };
+                    let before = count(&blobs, "");
+                    let watch = move || {
+                        [
+                            (count(&st, ".part") + count(&blobs, "")).saturating_sub(before),
+                            count(&spool, ".age"),
+                        ]
                     };
                     let p = run_proc(
                         md.cmd(&alice, &["push", MATTER, payload_s, "--task", TASK]),
@@ -1176,16 +1174,8 @@ fn main() -> Result<()> {
                     let partial = bob.join("partial");
                     let watch = move || {
                         let mut v = [0u64; 2];
-                        let slot = |n: &str| {
-                            if n.ends_with(".age") {
-                                Some(0)
-                            } else if n.ends_with(".plain") {
-                                Some(1)
-                            } else {
-                                None
-                            }
-                        };
-                        dir_bytes(&partial, &slot, &mut v);
+                        let plain = |n: &str| n.ends_with(".plain").then_some(0);
+                        dir_bytes(&partial, &plain, &mut v);
                         v
                     };
                     let p = run_proc(

@@ -23,7 +23,7 @@ use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
 use matterdrop_common::proto::{
-    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
+    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, ErrorCode, InboxRequest,
     PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -118,7 +118,7 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+fn copy_big(r: &mut (impl Read + ?Sized), w: &mut (impl Write + ?Sized)) -> io::Result<u64> {
     let mut buf = vec![0u8; BUF];
     let mut total = 0;
     loop {
@@ -133,47 +133,48 @@ fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
     }
 }
 
-/// Encrypts `src` to `recipients` into `dst`: (plaintext sha, size, ciphertext ref).
-fn encrypt_file(
+/// Encrypts everything `src` yields to `recipients` into `dst` (not
+/// fsynced: the spool is a cache, the server verifies every byte).
+fn encrypt_to(
     src: &mut dyn Read,
     dst: &Path,
     recipients: &[age::x25519::Recipient],
-) -> io::Result<([u8; 32], u64, BlobRef)> {
+) -> io::Result<BlobRef> {
     let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
         .map_err(io::Error::other)?;
     let out = Hashing::new(BufWriter::with_capacity(BUF, File::create(dst)?));
     let mut w = enc.wrap_output(out)?;
-    let mut input = Hashing::new(src);
-    copy_big(&mut input, &mut w)?;
-    let (_, plain_sha, plain_size) = input.done();
+    copy_big(src, &mut w)?;
     let out = w.finish()?;
     let (mut file, sha256, size) = out.done();
     file.flush()?;
-    file.get_ref().sync_all()?;
-    Ok((plain_sha, plain_size, BlobRef { sha256, size }))
+    Ok(BlobRef { sha256, size })
 }
 
-/// The spool of one push: its ciphertext and what it was made from.
-#[derive(Debug, Serialize, Deserialize)]
+/// The spool of one push: what it was made from and how far encryption
+/// got. Part files (`F-P.age`) live next to it until the server holds
+/// them; the state lists every part encrypted so far, so a push run again
+/// after an interruption continues from there with the same packet id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Spool {
     packet: String,
     created_at: u64,
     due: Option<u64>,
-    manifest: SpoolBlob,
-    files: Vec<SpoolFile>,
     /// (principal, age recipient), sorted.
     recipients: Vec<(String, String)>,
     recovery: Option<String>,
+    files: Vec<SpoolFile>,
+    manifest: Option<SpoolBlob>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct SpoolBlob {
     sha256: [u8; 32],
     size: u64,
 }
 
-impl From<&SpoolBlob> for BlobRef {
-    fn from(b: &SpoolBlob) -> Self {
+impl From<SpoolBlob> for BlobRef {
+    fn from(b: SpoolBlob) -> Self {
         Self {
             sha256: b.sha256,
             size: b.size,
@@ -190,10 +191,16 @@ impl From<BlobRef> for SpoolBlob {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SpoolFile {
-    path: String,
-    blob: SpoolBlob,
+    /// Parts encrypted so far, in order.
+    parts: Vec<SpoolBlob>,
+    /// Plaintext size and SHA-256, once every part is encrypted.
+    done: Option<(u64, [u8; 32])>,
+}
+
+fn part_path(dir: &Path, file: usize, part: usize) -> PathBuf {
+    dir.join(format!("{file}-{part}.age"))
 }
 
 fn pairs(recipients: &[Recipient]) -> Vec<(String, String)> {
@@ -385,6 +392,32 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
     Ok(())
 }
 
+/// What the encryption thread reports, in order.
+#[derive(Debug)]
+enum Encrypted {
+    /// Part `part` of file `file` is in the spool.
+    Part {
+        file: usize,
+        part: usize,
+        blob: BlobRef,
+    },
+    /// Every part of `file` is encrypted.
+    File {
+        file: usize,
+        size: u64,
+        sha256: [u8; 32],
+    },
+    /// The manifest is encrypted (last).
+    Manifest(BlobRef),
+}
+
+/// One blob to upload: where its ciphertext is and what it must hash to.
+#[derive(Debug)]
+struct UploadJob {
+    path: PathBuf,
+    blob: BlobRef,
+}
+
 async fn push_inner(
     ctx: &Ctx,
     spec: &SendSpec,
@@ -440,87 +473,143 @@ async fn push_inner(
         })
         .collect();
     recipients.sort_by(|a, b| a.principal.cmp(&b.principal));
+    let keys = age_keys(&recipients, info.recovery.as_deref())?;
 
     let dir = ctx.home.path("spool").join(spool_key(server, spec, files)?);
     let state_path = dir.join("spool.json");
-    let spool: Spool = match fs::read(&state_path)
+    let mut spool: Spool = match fs::read(&state_path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Spool>(&b).ok())
     {
-        Some(s) if s.recipients == pairs(&recipients) && s.recovery == info.recovery => s,
+        Some(s)
+            if s.recipients == pairs(&recipients)
+                && s.recovery == info.recovery
+                && s.files.len() == files.len() =>
+        {
+            s
+        }
         _ => {
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir)?;
-            let due = spec.due.map(|d| now() + d.as_secs());
-            let note = spec.note.clone().unwrap_or_default();
-            let files = files.to_vec();
-            let recips = recipients.clone();
-            let recovery = info.recovery.clone();
-            let dir2 = dir.clone();
             let prefix = if spec.deliverable_for.is_some() {
                 "d"
             } else {
                 "p"
             };
-            let spool = tokio::task::spawn_blocking(move || {
-                encrypt_all(&dir2, &files, &recips, recovery, due, &note, prefix)
-            })
-            .await
-            .map_err(|e| Fail::other(e.to_string()))??;
-            let bytes = serde_json::to_vec(&spool).map_err(|e| Fail::other(e.to_string()))?;
-            crate::home::write_replace(&state_path, &bytes, 0o600)?;
-            spool
+            Spool {
+                packet: packet::new_id(prefix),
+                created_at: now(),
+                due: spec.due.map(|d| now() + d.as_secs()),
+                recipients: pairs(&recipients),
+                recovery: info.recovery.clone(),
+                files: vec![SpoolFile::default(); files.len()],
+                manifest: None,
+            }
         }
     };
+    save_spool(&state_path, &spool)?;
 
-    // Upload: manifest first, then each file, resuming where the server is.
-    let blobs: Vec<(PathBuf, &SpoolBlob)> =
-        std::iter::once((dir.join("manifest.age"), &spool.manifest))
-            .chain(
-                spool
-                    .files
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| (dir.join(format!("{i}.age")), &f.blob)),
-            )
-            .collect();
-    let total: u64 = blobs.iter().map(|(_, b)| b.size).sum();
-    let pb = bar(total, "uploading");
-    let mut resumed = 0u64;
-    for (path, blob) in &blobs {
-        let mut up = BlobUpload {
-            matter: spec.matter.clone(),
-            packet: spool.packet.clone(),
-            task: info.task.clone(),
-            sha256: blob.sha256,
-            size: blob.size,
-            offset: 0,
-            deliverable_for: spec.deliverable_for.clone(),
-        };
-        let resp = session
-            .request(&ClientRequest::BlobStatus(up.clone()))
-            .await?;
-        let ServerResponse::BlobOffset(status) = resp else {
-            return Err(unexpected(&resp));
-        };
-        if status.complete {
-            pb.inc(blob.size);
-            resumed += blob.size;
-            continue;
+    // Encryption runs on a blocking thread, a few parts ahead of the
+    // uploads; both continue from what the spool and the server hold.
+    let total: u64 = files
+        .iter()
+        .filter_map(|(_, p)| fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let pb = bar(total, "sending");
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Encrypted>(1);
+    let encryptor = {
+        let (dir, files, spool, note) = (
+            dir.clone(),
+            files.to_vec(),
+            spool.clone(),
+            spec.note.clone().unwrap_or_default(),
+        );
+        tokio::task::spawn_blocking(move || {
+            encrypt_parts(&dir, &files, &spool, &keys, &note, &ev_tx)
+        })
+    };
+    let (job_tx, job_rx) = tokio::sync::mpsc::channel::<UploadJob>(1);
+    let job_rx = tokio::sync::Mutex::new(job_rx);
+    let resumed = std::sync::atomic::AtomicU64::new(0);
+    let packet_id = spool.packet.clone();
+    let up = UploadCtx {
+        session,
+        spec,
+        packet: &packet_id,
+        task: &info.task,
+        pb: &pb,
+        resumed: &resumed,
+    };
+    let lane = || async {
+        loop {
+            let job = job_rx.lock().await.recv().await;
+            match job {
+                Some(job) => up.upload(&job).await?,
+                None => return Ok::<(), Fail>(()),
+            }
         }
-        up.offset = status.offset;
-        pb.inc(status.offset);
-        resumed += status.offset;
-        let mut file = tokio::fs::File::open(path).await?;
-        tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(status.offset)).await?;
-        let resp = session
-            .request_with_body(&ClientRequest::BlobPut(up), file, |n| pb.inc(n))
-            .await?;
-        if !matches!(resp, ServerResponse::BlobStored(_)) {
-            return Err(unexpected(&resp));
+    };
+    let feed = async {
+        // Parts encrypted by an earlier run go first.
+        for (i, f) in spool.files.iter().enumerate() {
+            for (j, b) in f.parts.iter().enumerate() {
+                let job = UploadJob {
+                    path: part_path(&dir, i, j),
+                    blob: (*b).into(),
+                };
+                if job_tx.send(job).await.is_err() {
+                    return Ok(());
+                }
+            }
         }
-    }
+        while let Some(ev) = ev_rx.recv().await {
+            let job = match ev {
+                Encrypted::Part { file, part, blob } => {
+                    let parts = &mut spool.files[file].parts;
+                    debug_assert_eq!(parts.len(), part);
+                    parts.push(blob.clone().into());
+                    UploadJob {
+                        path: part_path(&dir, file, part),
+                        blob,
+                    }
+                }
+                Encrypted::File { file, size, sha256 } => {
+                    spool.files[file].done = Some((size, sha256));
+                    save_spool(&state_path, &spool)?;
+                    continue;
+                }
+                Encrypted::Manifest(blob) => {
+                    spool.manifest = Some(blob.clone().into());
+                    UploadJob {
+                        path: dir.join("manifest.age"),
+                        blob,
+                    }
+                }
+            };
+            // Recorded before it is uploaded: a rerun reuses it.
+            save_spool(&state_path, &spool)?;
+            if job_tx.send(job).await.is_err() {
+                break;
+            }
+        }
+        drop(job_tx);
+        Ok::<(), Fail>(())
+    };
+    // Two upload lanes: one blob finishes on the server (fsync, rename)
+    // while the next streams.
+    let sent = tokio::try_join!(feed, lane(), lane());
+    // Unblocks the encryptor if the uploads stopped early.
+    drop(ev_rx);
+    let encrypted = encryptor.await.map_err(|e| Fail::other(e.to_string()))?;
+    // A failed upload stops the feed, which stops the encryptor: report
+    // the upload's error first, it is the cause.
+    sent?;
+    encrypted?;
     pb.finish_and_clear();
+    let manifest = spool
+        .manifest
+        .ok_or_else(|| Fail::other("the manifest was not encrypted"))?;
 
     let d = Descriptor {
         kind: if spec.deliverable_for.is_some() {
@@ -537,8 +626,12 @@ async fn push_inner(
         created_at: spool.created_at,
         recipients,
         recovery: info.recovery.clone(),
-        manifest: BlobRef::from(&spool.manifest),
-        blobs: spool.files.iter().map(|f| BlobRef::from(&f.blob)).collect(),
+        manifest: manifest.into(),
+        blobs: spool
+            .files
+            .iter()
+            .flat_map(|f| f.parts.iter().map(|b| BlobRef::from(*b)))
+            .collect(),
     };
     let descriptor = d
         .to_signed_bytes()
@@ -558,72 +651,207 @@ async fn push_inner(
     if !matches!(resp, ServerResponse::PacketCommitted(_)) {
         return Err(unexpected(&resp));
     }
-    Ok((d, dir, resumed))
+    Ok((d, dir, resumed.into_inner()))
 }
 
-fn encrypt_all(
-    dir: &Path,
-    files: &[(String, PathBuf)],
+fn save_spool(path: &Path, spool: &Spool) -> CmdResult {
+    let bytes = serde_json::to_vec(spool).map_err(|e| Fail::other(e.to_string()))?;
+    crate::home::write_replace(path, &bytes, 0o600)
+}
+
+/// What every upload of one push shares.
+struct UploadCtx<'a> {
+    session: &'a Session,
+    spec: &'a SendSpec,
+    packet: &'a str,
+    task: &'a str,
+    pb: &'a ProgressBar,
+    resumed: &'a std::sync::atomic::AtomicU64,
+}
+
+impl UploadCtx<'_> {
+    /// Uploads one blob from where the server is, then drops it from the
+    /// spool. While an upload of the same blob from a dead connection is
+    /// still open on the server (until that connection times out), waits
+    /// and asks again.
+    async fn upload(&self, job: &UploadJob) -> CmdResult {
+        let deadline = std::time::Instant::now() + BUSY_WAIT;
+        let held = loop {
+            match self.attempt(job).await {
+                Err(f)
+                    if f.server == Some(ErrorCode::Busy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
+        self.pb.inc(held);
+        self.resumed
+            .fetch_add(held, std::sync::atomic::Ordering::Relaxed);
+        // The server holds it durably: the spool copy is no longer needed.
+        let _ = fs::remove_file(&job.path);
+        Ok(())
+    }
+
+    /// One try: returns how many bytes the server already held.
+    async fn attempt(&self, job: &UploadJob) -> CmdResult<u64> {
+        let mut up = BlobUpload {
+            matter: self.spec.matter.clone(),
+            packet: self.packet.to_owned(),
+            task: self.task.to_owned(),
+            sha256: job.blob.sha256,
+            size: job.blob.size,
+            offset: 0,
+            deliverable_for: self.spec.deliverable_for.clone(),
+        };
+        let resp = self
+            .session
+            .request(&ClientRequest::BlobStatus(up.clone()))
+            .await?;
+        let ServerResponse::BlobOffset(status) = resp else {
+            return Err(unexpected(&resp));
+        };
+        if status.complete {
+            return Ok(job.blob.size);
+        }
+        up.offset = status.offset;
+        let mut file = match tokio::fs::File::open(&job.path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Uploaded once, then gone from the server: start over.
+                if let Some(dir) = job.path.parent() {
+                    let _ = fs::remove_dir_all(dir);
+                }
+                return Err(Fail::other(
+                    "the server no longer holds a part this push sent earlier; the spool was cleared",
+                )
+                .hint("run the push again to send everything anew"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(status.offset)).await?;
+        let resp = self
+            .session
+            .request_with_body(&ClientRequest::BlobPut(up), file, |n| self.pb.inc(n))
+            .await?;
+        if !matches!(resp, ServerResponse::BlobStored(_)) {
+            return Err(unexpected(&resp));
+        }
+        Ok(status.offset)
+    }
+}
+
+/// How long a push waits for the server to let go of an upload a dead
+/// connection left open (the transport's idle timeout, and some margin).
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn age_keys(
     recipients: &[Recipient],
-    recovery: Option<String>,
-    due: Option<u64>,
-    note: &str,
-    id_prefix: &str,
-) -> CmdResult<Spool> {
-    let mut keys = Vec::new();
-    for r in recipients
+    recovery: Option<&str>,
+) -> CmdResult<Vec<age::x25519::Recipient>> {
+    recipients
         .iter()
         .map(|r| r.age.as_str())
-        .chain(recovery.as_deref())
-    {
-        keys.push(age::x25519::Recipient::from_str(r).map_err(|e| {
-            verify_fail(format!(
-                "the server sent an invalid age recipient {r:?}: {e}"
-            ))
-        })?);
-    }
-    let total: u64 = files
-        .iter()
-        .filter_map(|(_, p)| fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let pb = bar(total, "encrypting");
-    let mut manifest = Manifest {
-        version: 1,
-        note: note.to_owned(),
-        files: Vec::new(),
-    };
-    let mut spooled = Vec::new();
+        .chain(recovery)
+        .map(|r| {
+            age::x25519::Recipient::from_str(r).map_err(|e| {
+                verify_fail(format!(
+                    "the server sent an invalid age recipient {r:?}: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Encrypts every file in parts of [`packet::PART_SIZE`] plaintext bytes,
+/// then the manifest, into `dir`, skipping what `spool` already lists, and
+/// reports each as it is done. Stops quietly when nobody listens any more.
+fn encrypt_parts(
+    dir: &Path,
+    files: &[(String, PathBuf)],
+    spool: &Spool,
+    keys: &[age::x25519::Recipient],
+    note: &str,
+    events: &tokio::sync::mpsc::Sender<Encrypted>,
+) -> CmdResult {
+    let gone = || Fail::other("the upload stopped");
+    let mut manifest = Manifest::new(note, Vec::new());
     for (i, (rel, abs)) in files.iter().enumerate() {
-        let mut src =
-            File::open(abs).map_err(|e| Fail::usage(format!("{}: {e}", abs.display())))?;
-        let mut src = pb.wrap_read(&mut src);
-        let (sha, size, blob) = encrypt_file(&mut src, &dir.join(format!("{i}.age")), &keys)?;
+        let state = &spool.files[i];
+        let mut blobs: Vec<[u8; 32]> = state.parts.iter().map(|b| b.sha256).collect();
+        let (size, sha256) = match state.done {
+            Some(done) => done,
+            None => {
+                let open_err = |e: io::Error| Fail::usage(format!("{}: {e}", abs.display()));
+                let file = File::open(abs).map_err(open_err)?;
+                let size = file.metadata().map_err(open_err)?.len();
+                let parts = ManifestFile::parts_for(size);
+                let mut input = Hashing::new(BufReader::with_capacity(BUF, file));
+                // Parts an earlier run encrypted: hash their plaintext only.
+                let done = state.parts.len() as u64;
+                let skip = (done * packet::PART_SIZE).min(size);
+                let n = copy_big(&mut (&mut input).take(skip), &mut io::sink())?;
+                if n != skip || done > parts {
+                    return Err(changed(abs));
+                }
+                for j in done..parts {
+                    let len = packet::PART_SIZE.min(size - j * packet::PART_SIZE);
+                    let j = usize::try_from(j).map_err(|e| Fail::other(e.to_string()))?;
+                    let path = part_path(dir, i, j);
+                    let mut part = (&mut input).take(len);
+                    let blob = encrypt_to(&mut part, &path, keys)?;
+                    if part.limit() != 0 {
+                        return Err(changed(abs));
+                    }
+                    blobs.push(blob.sha256);
+                    let ev = Encrypted::Part {
+                        file: i,
+                        part: j,
+                        blob,
+                    };
+                    events.blocking_send(ev).map_err(|_| gone())?;
+                }
+                // The file must end where its size said.
+                let mut probe = [0u8; 1];
+                if input.read(&mut probe)? != 0 {
+                    return Err(changed(abs));
+                }
+                let (_, sha256, read) = input.done();
+                debug_assert_eq!(read, size);
+                events
+                    .blocking_send(Encrypted::File {
+                        file: i,
+                        size,
+                        sha256,
+                    })
+                    .map_err(|_| gone())?;
+                (size, sha256)
+            }
+        };
         manifest.files.push(ManifestFile {
             path: rel.clone(),
             size,
-            sha256: sha,
-            blob: blob.sha256,
-        });
-        spooled.push(SpoolFile {
-            path: rel.clone(),
-            blob: blob.into(),
+            sha256,
+            blobs,
         });
     }
-    pb.finish_and_clear();
     let bytes = manifest
         .to_bytes()
         .map_err(|e| Fail::usage(e.to_string()))?;
-    let (_, _, manifest_blob) = encrypt_file(&mut &bytes[..], &dir.join("manifest.age"), &keys)?;
-    Ok(Spool {
-        packet: packet::new_id(id_prefix),
-        created_at: now(),
-        due,
-        manifest: manifest_blob.into(),
-        files: spooled,
-        recipients: pairs(recipients),
-        recovery,
-    })
+    let blob = encrypt_to(&mut &bytes[..], &dir.join("manifest.age"), keys)?;
+    events
+        .blocking_send(Encrypted::Manifest(blob))
+        .map_err(|_| gone())?;
+    Ok(())
+}
+
+fn changed(path: &Path) -> Fail {
+    Fail::usage(format!(
+        "{} changed while it was being sent; run the push again",
+        path.display()
+    ))
 }
 
 /// `mdrop inbox`.
@@ -677,107 +905,171 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
     Ok(())
 }
 
-/// Downloads a blob into `dst` (resuming a partial file) and checks its
-/// hash. Returns how many bytes were already there.
-async fn fetch(
+/// The bytes of one blob as they arrive from the server, read on a
+/// blocking thread; everything handed out is hashed and counted.
+#[derive(Debug)]
+pub struct Incoming {
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    cur: bytes::Bytes,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl Incoming {
+    fn new(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
+        Self {
+            rx,
+            cur: bytes::Bytes::new(),
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left and returns the SHA-256 and size of everything.
+    fn finish(mut self) -> io::Result<([u8; 32], u64)> {
+        copy_big(&mut self, &mut io::sink())?;
+        Ok((self.hasher.finalize().into(), self.bytes))
+    }
+}
+
+impl Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        let chunk = self.cur.split_to(n);
+        buf[..n].copy_from_slice(&chunk);
+        self.hasher.update(&chunk);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Why consuming a blob failed.
+#[derive(Debug)]
+pub enum ConsumeError {
+    /// The bytes are not what they should be (not age, not for this
+    /// identity, corrupted).
+    Invalid(String),
+    /// Writing the output failed.
+    Write(io::Error),
+}
+
+impl std::fmt::Display for ConsumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(e) => f.write_str(e),
+            Self::Write(e) => write!(f, "writing: {e}"),
+        }
+    }
+}
+
+/// Streams blob `blob` of `packet` into `consume`, which runs on a blocking
+/// thread and reads the bytes as they arrive, then checks that exactly the
+/// descriptor's bytes arrived (size and SHA-256). Whatever `consume` wrote
+/// is unverified until this returns `Ok`.
+async fn fetch_blob<T: Send + 'static>(
     session: &Session,
     packet: &str,
     blob: &BlobRef,
-    dst: &Path,
     pb: &ProgressBar,
-) -> CmdResult<u64> {
-    let have = fs::metadata(dst).map_or(0, |m| m.len());
-    if have > blob.size {
-        fs::remove_file(dst)?;
-    }
-    let offset = fs::metadata(dst).map_or(0, |m| m.len());
-    pb.inc(offset);
-    if offset < blob.size {
-        let (resp, mut recv) = session
-            .request_stream(&ClientRequest::BlobGet(BlobGetRequest {
-                packet: packet.to_owned(),
-                sha256: blob.sha256,
-                offset,
-            }))
-            .await?;
-        match resp {
-            ServerResponse::BlobData(info)
-                if info.sha256 == blob.sha256 && info.size == blob.size => {}
-            ServerResponse::BlobData(_) => {
-                return Err(verify_fail(
-                    "the server sent another blob than the descriptor names",
-                ));
-            }
-            other => return Err(unexpected(&other)),
+    consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
+) -> CmdResult<T> {
+    let (resp, mut recv) = session
+        .request_stream(&ClientRequest::BlobGet(BlobGetRequest {
+            packet: packet.to_owned(),
+            sha256: blob.sha256,
+            offset: 0,
+        }))
+        .await?;
+    match resp {
+        ServerResponse::BlobData(info) if info.sha256 == blob.sha256 && info.size == blob.size => {}
+        ServerResponse::BlobData(_) => {
+            return Err(verify_fail(
+                "the server sent another blob than the descriptor names",
+            ));
         }
-        let mut out = fs::OpenOptions::new().create(true).append(true).open(dst)?;
-        let mut written = offset;
-        loop {
-            match recv.read_chunk(BUF, true).await {
-                Ok(Some(chunk)) => {
-                    written += chunk.bytes.len() as u64;
-                    if written > blob.size {
-                        return Err(verify_fail(
-                            "the server sent more bytes than the descriptor declares",
-                        ));
-                    }
-                    out.write_all(&chunk.bytes)?;
-                    pb.inc(chunk.bytes.len() as u64);
+        other => return Err(unexpected(&other)),
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut input = Incoming::new(rx);
+        let out = consume(&mut input);
+        // Read whatever the consumer left, so the hash covers every byte.
+        (out, input.finish())
+    });
+    let mut received = 0u64;
+    let mut broken = None;
+    let mut too_long = false;
+    loop {
+        match recv.read_chunk(BUF, true).await {
+            Ok(Some(chunk)) => {
+                let n = chunk.bytes.len() as u64;
+                received += n;
+                if received > blob.size {
+                    too_long = true;
+                    break;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    out.sync_data()?;
-                    return Err(Fail::connect(format!(
-                        "download interrupted ({e}); run the pull again to resume"
-                    )));
+                pb.inc(n);
+                if tx.send(Ok(chunk.bytes)).await.is_err() {
+                    break;
                 }
             }
+            Ok(None) => break,
+            Err(e) => {
+                broken = Some(e.to_string());
+                let _ = tx.send(Err(e.to_string())).await;
+                break;
+            }
         }
-        out.sync_data()?;
     }
-    let size = fs::metadata(dst)?.len();
-    let mut h = Sha256::new();
-    let mut f = BufReader::with_capacity(BUF, File::open(dst)?);
-    copy_big(&mut f, &mut HashWrite(&mut h))?;
-    let got: [u8; 32] = h.finalize().into();
-    if size != blob.size || got != blob.sha256 {
-        let _ = fs::remove_file(dst);
-        return Err(verify_fail(format!(
-            "blob {} does not match the signed descriptor (tampered or swapped on the server)",
-            hex(&blob.sha256)
+    drop(tx);
+    let (out, hashed) = consumer.await.map_err(|e| Fail::other(e.to_string()))?;
+    if let Some(e) = broken {
+        return Err(Fail::connect(format!(
+            "download interrupted ({e}); run the pull again to resume"
         )));
     }
-    Ok(offset)
-}
-
-struct HashWrite<'a>(&'a mut Sha256);
-
-impl Write for HashWrite<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+    let tampered = || {
+        verify_fail(format!(
+            "blob {} does not match the signed descriptor (tampered or swapped on the server)",
+            hex(&blob.sha256)
+        ))
+    };
+    if too_long {
+        return Err(tampered());
     }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    match hashed {
+        Ok((sha, size)) if sha == blob.sha256 && size == blob.size => {}
+        Ok(_) => return Err(tampered()),
+        Err(e) => return Err(Fail::connect(format!("download interrupted ({e})"))),
     }
+    out.map_err(|e| match e {
+        ConsumeError::Invalid(e) => verify_fail(format!("cannot decrypt: {e}")),
+        ConsumeError::Write(e) => Fail::other(format!("cannot write the download: {e}")),
+    })
 }
 
 /// Largest age header accepted.
 const MAX_AGE_HEADER: usize = 64 * 1024;
 
-/// Checks the stanza framing of an age header strictly, as the age spec
-/// writes it: every stanza has a body whose last line is shorter than 64
-/// columns. (The age crate also accepts a legacy form without that final
-/// line; such a file is refused here.)
-fn check_age_header(r: &mut impl io::BufRead) -> Result<(), String> {
-    let mut seen = 0usize;
+/// Reads an age header, checking its stanza framing strictly as the age
+/// spec writes it: every stanza has a body whose last line is shorter than
+/// 64 columns. (The age crate also accepts a legacy form without that final
+/// line; such a file is refused here.) Returns the header's bytes.
+fn read_age_header(r: &mut impl io::BufRead) -> Result<Vec<u8>, String> {
+    let mut header = Vec::new();
     let mut line = String::new();
     let mut next = |line: &mut String| -> Result<bool, String> {
         line.clear();
         let n = r.read_line(line).map_err(|e| e.to_string())?;
-        seen += n;
-        if seen > MAX_AGE_HEADER {
+        header.extend_from_slice(line.as_bytes());
+        if header.len() > MAX_AGE_HEADER {
             return Err("age header too large".into());
         }
         if n == 0 || !line.ends_with('\n') {
@@ -798,7 +1090,7 @@ fn check_age_header(r: &mut impl io::BufRead) -> Result<(), String> {
             return Err("age header truncated".into());
         }
         if line.starts_with("--- ") {
-            return Ok(());
+            return Ok(header);
         }
         if !line.starts_with("-> ") {
             return Err("malformed age header line".into());
@@ -818,35 +1110,189 @@ fn check_age_header(r: &mut impl io::BufRead) -> Result<(), String> {
     }
 }
 
-/// Decrypts `src` into `dst`; returns the plaintext's SHA-256 and size.
+/// Remembers whether a write failed (to tell a full disk from bad input).
+struct WriteWatch<'a, W: ?Sized> {
+    inner: &'a mut W,
+    failed: bool,
+}
+
+impl<W: Write + ?Sized> Write for WriteWatch<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.failed |= r.is_err();
+        r
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.failed |= r.is_err();
+        r
+    }
+}
+
+/// Decrypts the age file `input` yields into `out`, streaming. This is the
+/// pull path's decryption: what it writes is released by age chunk by
+/// chunk and is trusted only once the whole file decrypted and the caller
+/// checked the hashes.
+pub fn decrypt_stream(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    id: &age::x25519::Identity,
+) -> Result<(), ConsumeError> {
+    let invalid = |e: &dyn std::fmt::Display| ConsumeError::Invalid(e.to_string());
+    let mut r = BufReader::with_capacity(BUF, input);
+    let header = read_age_header(&mut r).map_err(ConsumeError::Invalid)?;
+    let dec =
+        age::Decryptor::new_buffered(io::Cursor::new(header).chain(r)).map_err(|e| invalid(&e))?;
+    let mut plain = dec
+        .decrypt(std::iter::once(id as &dyn age::Identity))
+        .map_err(|e| invalid(&e))?;
+    let mut w = WriteWatch {
+        inner: out,
+        failed: false,
+    };
+    match copy_big(&mut plain, &mut w) {
+        Ok(_) => Ok(()),
+        Err(e) if w.failed => Err(ConsumeError::Write(e)),
+        Err(e) => Err(invalid(&e)),
+    }
+}
+
+/// Decrypts the age file `src` into `dst` with [`decrypt_stream`]; returns
+/// the plaintext's SHA-256 and size. On any failure `dst` is removed.
 pub fn decrypt_file(
     src: &Path,
     dst: &Path,
     id: &age::x25519::Identity,
 ) -> CmdResult<([u8; 32], u64)> {
-    let mut input = BufReader::with_capacity(BUF, File::open(src)?);
-    let result = (|| -> Result<([u8; 32], u64), String> {
-        check_age_header(&mut input)?;
-        io::Seek::seek(&mut input, io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-        let dec = age::Decryptor::new_buffered(input).map_err(|e| e.to_string())?;
-        let mut r = dec
-            .decrypt(std::iter::once(id as &dyn age::Identity))
-            .map_err(|e| e.to_string())?;
-        let mut out = Hashing::new(BufWriter::with_capacity(
-            BUF,
-            File::create(dst).map_err(|e| e.to_string())?,
-        ));
-        copy_big(&mut r, &mut out).map_err(|e| e.to_string())?;
+    let result = (|| -> Result<([u8; 32], u64), ConsumeError> {
+        let mut input = File::open(src).map_err(ConsumeError::Write)?;
+        let out = File::create(dst).map_err(ConsumeError::Write)?;
+        let mut out = Hashing::new(BufWriter::with_capacity(BUF, out));
+        decrypt_stream(&mut input, &mut out, id)?;
         let (mut file, sha, size) = out.done();
-        file.flush().map_err(|e| e.to_string())?;
-        file.get_ref().sync_all().map_err(|e| e.to_string())?;
+        file.flush().map_err(ConsumeError::Write)?;
+        file.get_ref().sync_all().map_err(ConsumeError::Write)?;
         Ok((sha, size))
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(dst);
-        verify_fail(format!("cannot decrypt: {e}"))
+        match e {
+            ConsumeError::Invalid(e) => verify_fail(format!("cannot decrypt: {e}")),
+            ConsumeError::Write(e) => Fail::other(e.to_string()),
+        }
     })
 }
+
+/// Where a file's download stands: parts verified and decrypted, and the
+/// plaintext bytes they produced (`partial/N.state`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FileProgress {
+    parts: usize,
+    bytes: u64,
+}
+
+/// Downloads, verifies and decrypts the parts of one file into `plain`,
+/// resuming after the parts an earlier run verified. Returns the
+/// plaintext's SHA-256 and size and how many ciphertext bytes were reused.
+#[allow(clippy::too_many_arguments)]
+async fn pull_file(
+    session: &Session,
+    packet: &str,
+    parts: &[BlobRef],
+    plain: &Path,
+    state: &Path,
+    id: &age::x25519::Identity,
+    pb: &ProgressBar,
+) -> CmdResult<([u8; 32], u64, u64)> {
+    let progress: FileProgress = fs::read(state)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(plain)?;
+    let progress = if progress.parts <= parts.len() && file.metadata()?.len() >= progress.bytes {
+        progress
+    } else {
+        FileProgress::default()
+    };
+    file.set_len(progress.bytes)?;
+    // Re-hash the plaintext of the parts already verified.
+    let mut prefix = Hashing::new(io::sink());
+    copy_big(&mut BufReader::with_capacity(BUF, &file), &mut prefix)?;
+    if prefix.bytes != progress.bytes {
+        return Err(Fail::other("the partial download changed while reading it"));
+    }
+    let resumed: u64 = parts[..progress.parts].iter().map(|b| b.size).sum();
+    pb.inc(resumed);
+    io::Seek::seek(&mut file, io::SeekFrom::Start(progress.bytes))?;
+    let mut out = Hashing {
+        inner: BufWriter::with_capacity(BUF, file),
+        hasher: prefix.hasher,
+        bytes: prefix.bytes,
+    };
+    for (j, blob) in parts.iter().enumerate().skip(progress.parts) {
+        let id = id.clone();
+        out = fetch_blob(session, packet, blob, pb, move |input| {
+            decrypt_stream(input, &mut out, &id)?;
+            out.flush().map_err(ConsumeError::Write)?;
+            Ok(out)
+        })
+        .await?;
+        let done = FileProgress {
+            parts: j + 1,
+            bytes: out.bytes,
+        };
+        let bytes = serde_json::to_vec(&done).map_err(|e| Fail::other(e.to_string()))?;
+        crate::home::write_replace(state, &bytes, 0o600)?;
+    }
+    let (file, sha, size) = out.done();
+    let file = file.into_inner().map_err(|e| Fail::other(e.to_string()))?;
+    file.sync_all()?;
+    Ok((sha, size, resumed))
+}
+
+/// Downloads one blob as it is stored into `dst` (through a temporary file,
+/// renamed only once verified), unless an earlier run already did.
+async fn pull_raw(
+    session: &Session,
+    packet: &str,
+    blob: &BlobRef,
+    dst: &Path,
+    pb: &ProgressBar,
+) -> CmdResult<u64> {
+    if fs::metadata(dst).is_ok_and(|m| m.len() == blob.size) {
+        pb.inc(blob.size);
+        return Ok(blob.size);
+    }
+    let tmp = dst.with_extension("tmp");
+    let file = File::create(&tmp)?;
+    let file = fetch_blob(session, packet, blob, pb, move |input| {
+        let mut out = BufWriter::with_capacity(BUF, file);
+        let mut w = WriteWatch {
+            inner: &mut out,
+            failed: false,
+        };
+        match copy_big(input, &mut w) {
+            Ok(_) => {}
+            Err(e) if w.failed => return Err(ConsumeError::Write(e)),
+            Err(e) => return Err(ConsumeError::Invalid(e.to_string())),
+        }
+        out.into_inner()
+            .map_err(|e| ConsumeError::Write(e.into_error()))
+    })
+    .await?;
+    file.sync_all()?;
+    fs::rename(&tmp, dst)?;
+    Ok(0)
+}
+
+/// Largest manifest ciphertext fetched (into memory).
+const MAX_MANIFEST_BLOB: u64 = 2 * packet::MAX_MANIFEST as u64;
 
 /// Renames, or copies when `src` and `dst` are on different filesystems.
 fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
@@ -976,11 +1422,23 @@ pub async fn pull_inner(
     fs::create_dir_all(partial)?;
 
     let pb = bar(d.total_size(), "downloading");
-    let manifest_path = partial.join("manifest.age");
-    let mut resumed = fetch(session, &d.id, &d.manifest, &manifest_path, &pb).await?;
-    let manifest_plain = partial.join("manifest.json");
-    decrypt_file(&manifest_path, &manifest_plain, &ident)?;
-    let bytes = fs::read(&manifest_plain)?;
+    if d.manifest.size > MAX_MANIFEST_BLOB {
+        return Err(verify_fail(format!(
+            "the manifest blob of {} bytes exceeds the limit of {MAX_MANIFEST_BLOB}",
+            d.manifest.size
+        )));
+    }
+    let manifest_cipher = fetch_blob(session, &d.id, &d.manifest, &pb, |input| {
+        let mut v = Vec::new();
+        input
+            .read_to_end(&mut v)
+            .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+        Ok(v)
+    })
+    .await?;
+    let mut bytes = Vec::new();
+    decrypt_stream(&mut &manifest_cipher[..], &mut bytes, &ident)
+        .map_err(|e| verify_fail(format!("cannot decrypt the manifest: {e}")))?;
     let manifest = Manifest::parse(&bytes).map_err(|e| verify_fail(format!("manifest: {e}")))?;
     manifest
         .check_against(&d)
@@ -988,33 +1446,47 @@ pub async fn pull_inner(
 
     let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(&d.id));
     let mut staged = Vec::new();
+    let mut resumed = 0;
     for (i, f) in manifest.files.iter().enumerate() {
-        let blob = d.blobs.iter().find(|b| b.sha256 == f.blob).ok_or_else(|| {
-            verify_fail(format!(
-                "manifest names a blob the descriptor lacks for {}",
-                f.path
-            ))
-        })?;
-        let cipher = partial.join(format!("{i}.age"));
-        resumed += fetch(session, &d.id, blob, &cipher, &pb).await?;
+        let parts = f
+            .blobs
+            .iter()
+            .map(|h| {
+                d.blobs.iter().find(|b| b.sha256 == *h).ok_or_else(|| {
+                    verify_fail(format!(
+                        "manifest names a blob the descriptor lacks for {}",
+                        f.path
+                    ))
+                })
+            })
+            .collect::<CmdResult<Vec<&BlobRef>>>()?;
         let rel: PathBuf = packet::sanitize_path(&f.path)
             .map_err(|e| verify_fail(e.to_string()))?
             .iter()
             .collect();
         if args.raw {
-            let mut name = rel.clone().into_os_string();
-            name.push(".age");
-            staged.push((cipher, PathBuf::from(name)));
+            let width = parts.len().saturating_sub(1).to_string().len().max(3);
+            for (j, blob) in parts.iter().enumerate() {
+                let cipher = partial.join(format!("{i}-{j}.age"));
+                resumed += pull_raw(session, &d.id, blob, &cipher, &pb).await?;
+                let mut name = rel.clone().into_os_string();
+                if parts.len() > 1 {
+                    name.push(format!(".{j:0width$}"));
+                }
+                name.push(".age");
+                staged.push((cipher, PathBuf::from(name)));
+            }
             continue;
         }
         let plain = partial.join(format!("{i}.plain"));
-        let ident = ident.clone();
-        let (c, p) = (cipher.clone(), plain.clone());
-        let (sha, size) = tokio::task::spawn_blocking(move || decrypt_file(&c, &p, &ident))
-            .await
-            .map_err(|e| Fail::other(e.to_string()))??;
+        let state = partial.join(format!("{i}.state"));
+        let parts: Vec<BlobRef> = parts.into_iter().cloned().collect();
+        let (sha, size, reused) =
+            pull_file(session, &d.id, &parts, &plain, &state, &ident, &pb).await?;
+        resumed += reused;
         if sha != f.sha256 || size != f.size {
             let _ = fs::remove_file(&plain);
+            let _ = fs::remove_file(&state);
             return Err(verify_fail(format!(
                 "{} does not match the hash in the signed manifest",
                 f.path
@@ -1024,7 +1496,9 @@ pub async fn pull_inner(
     }
     pb.finish_and_clear();
     if args.raw {
-        staged.push((manifest_path, PathBuf::from("manifest.age")));
+        let path = partial.join("manifest.age");
+        fs::write(&path, &manifest_cipher)?;
+        staged.push((path, PathBuf::from("manifest.age")));
     }
     // Everything verified: move into place, never over an existing file
     // unless --force.

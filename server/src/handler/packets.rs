@@ -34,6 +34,7 @@ pub(super) fn blob_failure(e: BlobError) -> Failure {
         BlobError::Hash | BlobError::Size { .. } => ErrorCode::Verification,
         BlobError::TooLarge(_) | BlobError::NoSpace { .. } => ErrorCode::TooLarge,
         BlobError::Offset { .. } => ErrorCode::Conflict,
+        BlobError::Busy => ErrorCode::Busy,
         BlobError::Io(err) => {
             tracing::error!(error = %err, "blob storage");
             return Failure::new(
@@ -213,11 +214,18 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
                 }
             }
         }
-        match upload.finish() {
-            Ok(()) => match store.claim_blob(&uploader, &req.sha256) {
-                Ok(()) => stored,
-                Err(e) => fail(e.into()),
-            },
+        // Claimed before it becomes visible: after a crash between the two,
+        // the uploader still holds the blob (a claim without its blob holds
+        // nothing).
+        let verified = match upload.verify() {
+            Ok(v) => v,
+            Err(e) => return fail(blob_failure(e)),
+        };
+        if let Err(e) = store.claim_blob(&uploader, &req.sha256) {
+            return fail(e.into());
+        }
+        match verified.publish() {
+            Ok(()) => stored,
             Err(e) => fail(blob_failure(e)),
         }
     })))

@@ -57,6 +57,12 @@ pub enum BlobError {
     /// Too large.
     #[error("blob of {0} bytes exceeds the limit of {MAX_BLOB} bytes")]
     TooLarge(u64),
+    /// An earlier upload of the same blob by the same uploader is still
+    /// open (its connection has not timed out yet).
+    #[error(
+        "an earlier upload of this blob from your key is still open on the server; it ends once its connection goes quiet, retry then"
+    )]
+    Busy,
     /// The storage quota would be exceeded.
     #[error("not enough storage: the blob needs {need} bytes, {free} are available")]
     NoSpace {
@@ -75,6 +81,23 @@ pub struct BlobStore {
     /// Bytes promised to uploads in progress, so concurrent uploads cannot
     /// overshoot the quota together.
     reserved: std::sync::Arc<std::sync::Mutex<u64>>,
+    /// Staging files an upload is writing to: one writer each.
+    active: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+}
+
+/// The claim of one upload on its staging file; released when dropped.
+#[derive(Debug)]
+struct Writer {
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+    path: PathBuf,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.path);
+        }
+    }
 }
 
 /// Space promised to one upload; given back when the upload ends.
@@ -112,6 +135,7 @@ impl BlobStore {
             root,
             quota,
             reserved: Default::default(),
+            active: Default::default(),
         })
     }
 
@@ -164,6 +188,21 @@ impl BlobStore {
             return Err(BlobError::TooLarge(size));
         }
         let path = self.staging(uploader, &sha256);
+        // One writer per staging file: a client that reconnects while its
+        // dead connection's upload is still open must not write beside it.
+        let writer = {
+            let mut set = self
+                .active
+                .lock()
+                .map_err(|_| io::Error::other("upload registry poisoned"))?;
+            if !set.insert(path.clone()) {
+                return Err(BlobError::Busy);
+            }
+            Writer {
+                set: self.active.clone(),
+                path: path.clone(),
+            }
+        };
         let have = fs::metadata(&path).map_or(0, |m| m.len());
         if have != offset || offset > size {
             return Err(BlobError::Offset { have, got: offset });
@@ -220,6 +259,7 @@ impl BlobStore {
             staging: path,
             dest: self.path(&sha256),
             _reservation: reservation,
+            _writer: writer,
         })
     }
 
@@ -257,6 +297,8 @@ pub struct Upload {
     staging: PathBuf,
     dest: PathBuf,
     _reservation: Option<Reservation>,
+    /// Last: released after the file is flushed and closed.
+    _writer: Writer,
 }
 
 impl Upload {
@@ -290,7 +332,13 @@ impl Upload {
 
     /// Verifies size and hash, fsyncs and moves the blob into place. On a
     /// mismatch the staged bytes are deleted and nothing becomes visible.
-    pub fn finish(mut self) -> Result<(), BlobError> {
+    pub fn finish(self) -> Result<(), BlobError> {
+        self.verify()?.publish()
+    }
+
+    /// Verifies size and hash and fsyncs the staged bytes. On a mismatch
+    /// the staged bytes are deleted and nothing becomes visible.
+    pub fn verify(mut self) -> Result<Verified, BlobError> {
         self.file.flush()?;
         if self.received != self.size {
             return Err(BlobError::Size {
@@ -306,6 +354,27 @@ impl Upload {
         }
         self.file.get_ref().sync_all()?;
         drop(self.file);
+        Ok(Verified {
+            staging: self.staging,
+            dest: self.dest,
+            _reservation: self._reservation,
+            _writer: self._writer,
+        })
+    }
+}
+
+/// A complete, verified, durable upload not yet in its content address.
+#[derive(Debug)]
+pub struct Verified {
+    staging: PathBuf,
+    dest: PathBuf,
+    _reservation: Option<Reservation>,
+    _writer: Writer,
+}
+
+impl Verified {
+    /// Moves the blob into its content address and fsyncs the directories.
+    pub fn publish(self) -> Result<(), BlobError> {
         let dir = self
             .dest
             .parent()
@@ -356,6 +425,22 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn one_writer_per_staging_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path(), None).unwrap();
+        let up = store.begin("a@x", [3; 32], 10, 0).unwrap();
+        assert!(matches!(
+            store.begin("a@x", [3; 32], 10, 0),
+            Err(BlobError::Busy)
+        ));
+        // Another uploader, or another blob, is not blocked.
+        drop(store.begin("b@x", [3; 32], 10, 0).unwrap());
+        drop(store.begin("a@x", [4; 32], 10, 0).unwrap());
+        drop(up);
+        store.begin("a@x", [3; 32], 10, 0).unwrap();
     }
 
     #[test]
