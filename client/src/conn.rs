@@ -192,7 +192,45 @@ impl Session {
         if !refused {
             let _ = send.finish();
         }
-        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(&mut recv))
+        self.answer(&mut recv).await
+    }
+
+    /// Sends a request followed by every chunk `body` yields until it is
+    /// closed (handed to QUIC without a copy), then waits for the answer.
+    /// `progress` is told about every chunk sent.
+    pub async fn request_with_chunks(
+        &self,
+        req: &ClientRequest,
+        mut body: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        mut progress: impl FnMut(u64),
+    ) -> CmdResult<ServerResponse> {
+        let (mut send, mut recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| self.connection_failure("cannot open a stream", e))?;
+        write_frame(&mut send, req)
+            .await
+            .map_err(|e| self.connection_failure("cannot send the request", e))?;
+        let mut refused = false;
+        while let Some(chunk) = body.recv().await {
+            let n = chunk.len() as u64;
+            if send.write_chunk(chunk).await.is_err() {
+                // The server stopped reading: its answer says why.
+                refused = true;
+                break;
+            }
+            progress(n);
+        }
+        drop(body);
+        if !refused {
+            let _ = send.finish();
+        }
+        self.answer(&mut recv).await
+    }
+
+    async fn answer(&self, recv: &mut quinn::RecvStream) -> CmdResult<ServerResponse> {
+        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(recv))
             .await
             .map_err(|_| {
                 Fail::connect(format!(

@@ -434,6 +434,35 @@ fn upload_bytes(server: &Server) -> u64 {
         .sum()
 }
 
+/// Uploads the server's log shows started and ended, over all its runs.
+fn uploads_started_ended(server: &Server) -> (usize, usize) {
+    let log = server.log();
+    let started = log
+        .lines()
+        .filter(|l| l.contains("request=\"blob-stream\"") && l.contains("outcome=\"ok\""))
+        .count();
+    (started, log.matches("upload ended").count())
+}
+
+/// Bytes of the parts the spools in `home` record as acknowledged.
+fn spooled_bytes(home: &Path) -> u64 {
+    walk(&home.join("spool"))
+        .iter()
+        .filter(|p| p.ends_with("spool.json"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .flat_map(|v| {
+            v["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|f| f["parts"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p["size"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 /// Bytes in the files of `dir` whose names end with `suffix`.
 fn bytes_named(dir: &Path, suffix: &str) -> u64 {
     walk(dir)
@@ -472,24 +501,26 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     let args = push_args(&big);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    // 1. kill -9 the client once two parts are stored and a third is on
-    // its way; run the push again. The dead client's upload stays open on
-    // the server until its connection times out; the new run waits for it
-    // and continues from what the server holds.
+    // 1. kill -9 the client once two parts are acknowledged and a third is
+    // on its way; run the push again: it sends only what the server lacks.
     let mut client = t.alice.spawn(&args);
-    wait_until("two stored parts and a partial one", || {
-        dir_bytes(&data_dir.join("blobs")) > (64 << 20)
+    wait_until("two acknowledged parts and a partial one", || {
+        spooled_bytes(&t.alice.home) >= (64 << 20)
             && dir_bytes(&data_dir.join("staging")) > (1 << 20)
     });
     client.kill().unwrap();
     client.wait().unwrap();
-    let stored = dir_bytes(&data_dir.join("blobs"));
+    let acknowledged = spooled_bytes(&t.alice.home);
     let pushed = t.alice.json(&args);
     let resumed = pushed["resumed_bytes"].as_u64().unwrap();
-    assert!(resumed >= stored, "did not resume: {pushed}");
+    assert!(resumed >= acknowledged, "did not resume: {pushed}");
     let size = pushed["size"].as_u64().unwrap();
-    // Every upload has ended by now (the dead one timed out first), so the
-    // log accounts for every byte the server received.
+    // The dead client's upload stays open on the server until its
+    // connection times out; then the log accounts for every byte received.
+    wait_until("every upload to end", || {
+        let (started, ended) = uploads_started_ended(&t.w.server);
+        started == ended
+    });
     let received = upload_bytes(&t.w.server);
     assert!(
         received >= size,
@@ -498,6 +529,10 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     assert!(
         received < size + size / 2,
         "the server received {received} bytes in all for {size}"
+    );
+    assert!(
+        walk(&data_dir.join("staging")).is_empty(),
+        "the dead upload left its staging file"
     );
     assert!(walk(&t.alice.home.join("spool")).is_empty());
     let id = pushed["id"].as_str().unwrap().to_owned();
@@ -508,13 +543,12 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     std::fs::write(&second, &data[..80 << 20]).unwrap();
     let args2 = push_args(&second);
     let alice = t.alice.clone();
-    let blobs_before = dir_bytes(&data_dir.join("blobs"));
     let pusher = std::thread::spawn(move || {
         let a: Vec<&str> = args2.iter().map(String::as_str).collect();
         alice.run(&a)
     });
-    wait_until("a stored part of the second file", || {
-        dir_bytes(&data_dir.join("blobs")) > blobs_before + (32 << 20)
+    wait_until("an acknowledged part of the second file", || {
+        spooled_bytes(&t.alice.home) >= (32 << 20)
     });
     t.w.server.kill();
     let killed = pusher.join().unwrap();

@@ -23,7 +23,7 @@ use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
 use matterdrop_common::proto::{
-    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, ErrorCode, InboxRequest,
+    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
     PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -133,28 +133,131 @@ fn copy_big(r: &mut (impl Read + ?Sized), w: &mut (impl Write + ?Sized)) -> io::
     }
 }
 
-/// Encrypts everything `src` yields to `recipients` into `dst` (not
-/// fsynced: the spool is a cache, the server verifies every byte).
-fn encrypt_to(
-    src: &mut dyn Read,
-    dst: &Path,
-    recipients: &[age::x25519::Recipient],
-) -> io::Result<BlobRef> {
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(io::Error::other)?;
-    let out = Hashing::new(BufWriter::with_capacity(BUF, File::create(dst)?));
-    let mut w = enc.wrap_output(out)?;
-    copy_big(src, &mut w)?;
-    let out = w.finish()?;
-    let (mut file, sha256, size) = out.done();
-    file.flush()?;
-    Ok(BlobRef { sha256, size })
+/// Bytes per message from the encryption thread to the upload.
+const CHUNK: usize = 256 * 1024;
+
+/// A [`Write`] that hands what is written to an upload in chunks of
+/// [`CHUNK`] bytes, and counts it.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    buf: Vec<u8>,
+    written: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
-/// The spool of one push: what it was made from and how far encryption
-/// got. Part files (`F-P.age`) live next to it until the server holds
-/// them; the state lists every part encrypted so far, so a push run again
-/// after an interruption continues from there with the same packet id.
+impl ChannelWriter {
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(bytes::Bytes::from(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.written.set(self.written.get() + n as u64);
+        if self.buf.len() == CHUNK {
+            self.send_buf()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Size of the age file of `len` plaintext bytes whose header (with the
+/// payload nonce) is `head` bytes: 64 KiB chunks, each with a 16-byte tag;
+/// an empty payload is one empty chunk.
+fn age_size(head: u64, len: u64) -> u64 {
+    const AGE_CHUNK: u64 = 64 * 1024;
+    head + len + 16 * len.div_ceil(AGE_CHUNK).max(1)
+}
+
+/// Encrypts `len` bytes of `src` to `recipients` and streams the age file
+/// to an upload: announces it (its exact size, a channel for its bytes, a
+/// promise of its hash) through `announce`, sends the bytes, then its
+/// SHA-256 as a 32-byte trailer. Returns `None` when nobody listens any
+/// more.
+fn encrypt_stream(
+    src: &mut dyn Read,
+    len: u64,
+    recipients: &[age::x25519::Recipient],
+    announce: impl FnOnce(PartStream) -> bool,
+) -> CmdResult<Option<BlobRef>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let written = std::rc::Rc::new(std::cell::Cell::new(0));
+    let sink = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(CHUNK),
+        written: written.clone(),
+    };
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| Fail::other(e.to_string()))?;
+    let mut w = enc.wrap_output(Hashing::new(sink))?;
+    // The header and payload nonce are written at once; the rest follows
+    // from the plaintext length.
+    let size = age_size(written.get(), len);
+    if !announce(PartStream {
+        size,
+        data: rx,
+        done: done_rx,
+    }) {
+        return Ok(None);
+    }
+    let mut part = src.take(len);
+    let copied = match copy_big(&mut part, &mut w) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if copied != len {
+        return Err(Fail::usage(
+            "a file shrank while it was being sent; run the push again",
+        ));
+    }
+    let hashing = match w.finish() {
+        Ok(h) => h,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (mut sink, sha256, n) = hashing.done();
+    if n != size {
+        return Err(Fail::other(format!(
+            "internal error: the age file has {n} bytes, {size} were announced"
+        )));
+    }
+    sink.buf.extend_from_slice(&sha256);
+    if sink.send_buf().is_err() {
+        return Ok(None);
+    }
+    let blob = BlobRef { sha256, size };
+    let _ = done_tx.send(blob.clone());
+    Ok(Some(blob))
+}
+
+/// One age file on its way to the server.
+#[derive(Debug)]
+struct PartStream {
+    /// Exact size of the age file.
+    size: u64,
+    /// Its bytes, then its SHA-256.
+    data: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    /// Its size and hash, once all is sent.
+    done: tokio::sync::oneshot::Receiver<BlobRef>,
+}
+
+/// The spool of one push: what it was made from and which parts the
+/// server acknowledged, so a push run again after an interruption continues
+/// with the same packet id and sends only the parts the server lacks (no
+/// ciphertext is kept on the client).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Spool {
     packet: String,
@@ -164,10 +267,9 @@ struct Spool {
     recipients: Vec<(String, String)>,
     recovery: Option<String>,
     files: Vec<SpoolFile>,
-    manifest: Option<SpoolBlob>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct SpoolBlob {
     sha256: [u8; 32],
     size: u64,
@@ -193,14 +295,8 @@ impl From<BlobRef> for SpoolBlob {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SpoolFile {
-    /// Parts encrypted so far, in order.
-    parts: Vec<SpoolBlob>,
-    /// Plaintext size and SHA-256, once every part is encrypted.
-    done: Option<(u64, [u8; 32])>,
-}
-
-fn part_path(dir: &Path, file: usize, part: usize) -> PathBuf {
-    dir.join(format!("{file}-{part}.age"))
+    /// Parts the server acknowledged, by index.
+    parts: Vec<Option<SpoolBlob>>,
 }
 
 fn pairs(recipients: &[Recipient]) -> Vec<(String, String)> {
@@ -392,31 +488,17 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
     Ok(())
 }
 
-/// What the encryption thread reports, in order.
-#[derive(Debug)]
-enum Encrypted {
-    /// Part `part` of file `file` is in the spool.
-    Part {
-        file: usize,
-        part: usize,
-        blob: BlobRef,
-    },
-    /// Every part of `file` is encrypted.
-    File {
-        file: usize,
-        size: u64,
-        sha256: [u8; 32],
-    },
-    /// The manifest is encrypted (last).
-    Manifest(BlobRef),
+/// What an age file being sent is.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Part `.1` of file `.0`.
+    Part(usize, usize),
+    /// The manifest.
+    Manifest,
 }
 
-/// One blob to upload: where its ciphertext is and what it must hash to.
-#[derive(Debug)]
-struct UploadJob {
-    path: PathBuf,
-    blob: BlobRef,
-}
+/// An age file the encryption thread has started to stream.
+type Job = (Target, PartStream);
 
 async fn push_inner(
     ctx: &Ctx,
@@ -503,113 +585,102 @@ async fn push_inner(
                 recipients: pairs(&recipients),
                 recovery: info.recovery.clone(),
                 files: vec![SpoolFile::default(); files.len()],
-                manifest: None,
             }
         }
     };
     save_spool(&state_path, &spool)?;
+    let up = UploadCtx {
+        session,
+        spec,
+        packet: &spool.packet.clone(),
+        task: &info.task,
+    };
 
-    // Encryption runs on a blocking thread, a few parts ahead of the
-    // uploads; both continue from what the spool and the server hold.
+    // Parts acknowledged by an earlier run count only if the server still
+    // holds them.
     let total: u64 = files
         .iter()
         .filter_map(|(_, p)| fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
     let pb = bar(total, "sending");
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<Encrypted>(1);
+    let mut resumed = 0;
+    for f in &mut spool.files {
+        for slot in &mut f.parts {
+            if let Some(b) = *slot {
+                if up.held(&b.into()).await? {
+                    resumed += b.size;
+                    pb.inc(b.size);
+                } else {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    // Encryption streams into the uploads from a blocking thread; two
+    // uploads are open at once, so one part finishes on the server (fsync,
+    // rename) while the next streams.
+    let (job_tx, job_rx) = tokio::sync::mpsc::channel::<Job>(1);
     let encryptor = {
-        let (dir, files, spool, note) = (
-            dir.clone(),
+        let (files, spool, note) = (
             files.to_vec(),
             spool.clone(),
             spec.note.clone().unwrap_or_default(),
         );
-        tokio::task::spawn_blocking(move || {
-            encrypt_parts(&dir, &files, &spool, &keys, &note, &ev_tx)
-        })
+        tokio::task::spawn_blocking(move || encrypt_parts(&files, &spool, &keys, &note, &job_tx))
     };
-    let (job_tx, job_rx) = tokio::sync::mpsc::channel::<UploadJob>(1);
+    let spool = std::cell::RefCell::new(spool);
+    let manifest = std::cell::Cell::new(None);
     let job_rx = tokio::sync::Mutex::new(job_rx);
-    let resumed = std::sync::atomic::AtomicU64::new(0);
-    let packet_id = spool.packet.clone();
-    let up = UploadCtx {
-        session,
-        spec,
-        packet: &packet_id,
-        task: &info.task,
-        pb: &pb,
-        resumed: &resumed,
-    };
     let lane = || async {
         loop {
             let job = job_rx.lock().await.recv().await;
-            match job {
-                Some(job) => up.upload(&job).await?,
-                None => return Ok::<(), Fail>(()),
-            }
-        }
-    };
-    let feed = async {
-        // Parts encrypted by an earlier run go first.
-        for (i, f) in spool.files.iter().enumerate() {
-            for (j, b) in f.parts.iter().enumerate() {
-                let job = UploadJob {
-                    path: part_path(&dir, i, j),
-                    blob: (*b).into(),
-                };
-                if job_tx.send(job).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        while let Some(ev) = ev_rx.recv().await {
-            let job = match ev {
-                Encrypted::Part { file, part, blob } => {
-                    let parts = &mut spool.files[file].parts;
-                    debug_assert_eq!(parts.len(), part);
-                    parts.push(blob.clone().into());
-                    UploadJob {
-                        path: part_path(&dir, file, part),
-                        blob,
-                    }
-                }
-                Encrypted::File { file, size, sha256 } => {
-                    spool.files[file].done = Some((size, sha256));
-                    save_spool(&state_path, &spool)?;
-                    continue;
-                }
-                Encrypted::Manifest(blob) => {
-                    spool.manifest = Some(blob.clone().into());
-                    UploadJob {
-                        path: dir.join("manifest.age"),
-                        blob,
-                    }
-                }
+            let Some((target, part)) = job else {
+                return Ok::<(), Fail>(());
             };
-            // Recorded before it is uploaded: a rerun reuses it.
-            save_spool(&state_path, &spool)?;
-            if job_tx.send(job).await.is_err() {
-                break;
+            let blob = up.stream(part, &pb).await?;
+            match target {
+                Target::Manifest => manifest.set(Some(blob)),
+                Target::Part(i, j) => {
+                    let mut s = spool.borrow_mut();
+                    let parts = &mut s.files[i].parts;
+                    if parts.len() <= j {
+                        parts.resize(j + 1, None);
+                    }
+                    parts[j] = Some(blob.into());
+                    save_spool(&state_path, &s)?;
+                }
             }
         }
-        drop(job_tx);
-        Ok::<(), Fail>(())
     };
-    // Two upload lanes: one blob finishes on the server (fsync, rename)
-    // while the next streams.
-    let sent = tokio::try_join!(feed, lane(), lane());
+    let sent = tokio::try_join!(lane(), lane());
     // Unblocks the encryptor if the uploads stopped early.
-    drop(ev_rx);
+    drop(job_rx);
     let encrypted = encryptor.await.map_err(|e| Fail::other(e.to_string()))?;
-    // A failed upload stops the feed, which stops the encryptor: report
-    // the upload's error first, it is the cause.
-    sent?;
-    encrypted?;
+    // An encryption failure is the cause of any upload failure it led to.
+    let manifest_plain = match (encrypted, sent) {
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        (Ok(None), Ok(_)) => return Err(Fail::other("encryption stopped early")),
+        (Ok(Some(m)), Ok(_)) => m,
+    };
     pb.finish_and_clear();
-    let manifest = spool
-        .manifest
-        .ok_or_else(|| Fail::other("the manifest was not encrypted"))?;
+    let spool = spool.into_inner();
+    let manifest = manifest
+        .into_inner()
+        .ok_or_else(|| Fail::other("the manifest was not sent"))?;
+    let mut blobs = Vec::new();
+    for (mf, sf) in manifest_plain.files.iter().zip(&spool.files) {
+        if sf.parts.len() != mf.blobs.len() {
+            return Err(Fail::other("internal error: a part was not sent"));
+        }
+        for (want, got) in mf.blobs.iter().zip(&sf.parts) {
+            match got {
+                Some(b) if b.sha256 == *want => blobs.push(BlobRef::from(*b)),
+                _ => return Err(Fail::other("internal error: a part was not sent")),
+            }
+        }
+    }
 
     let d = Descriptor {
         kind: if spec.deliverable_for.is_some() {
@@ -626,12 +697,8 @@ async fn push_inner(
         created_at: spool.created_at,
         recipients,
         recovery: info.recovery.clone(),
-        manifest: manifest.into(),
-        blobs: spool
-            .files
-            .iter()
-            .flat_map(|f| f.parts.iter().map(|b| BlobRef::from(*b)))
-            .collect(),
+        manifest,
+        blobs,
     };
     let descriptor = d
         .to_signed_bytes()
@@ -651,7 +718,7 @@ async fn push_inner(
     if !matches!(resp, ServerResponse::PacketCommitted(_)) {
         return Err(unexpected(&resp));
     }
-    Ok((d, dir, resumed.into_inner()))
+    Ok((d, dir, resumed))
 }
 
 fn save_spool(path: &Path, spool: &Spool) -> CmdResult {
@@ -665,87 +732,52 @@ struct UploadCtx<'a> {
     spec: &'a SendSpec,
     packet: &'a str,
     task: &'a str,
-    pb: &'a ProgressBar,
-    resumed: &'a std::sync::atomic::AtomicU64,
 }
 
 impl UploadCtx<'_> {
-    /// Uploads one blob from where the server is, then drops it from the
-    /// spool. While an upload of the same blob from a dead connection is
-    /// still open on the server (until that connection times out), waits
-    /// and asks again.
-    async fn upload(&self, job: &UploadJob) -> CmdResult {
-        let deadline = std::time::Instant::now() + BUSY_WAIT;
-        let held = loop {
-            match self.attempt(job).await {
-                Err(f)
-                    if f.server == Some(ErrorCode::Busy)
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                other => break other?,
-            }
-        };
-        self.pb.inc(held);
-        self.resumed
-            .fetch_add(held, std::sync::atomic::Ordering::Relaxed);
-        // The server holds it durably: the spool copy is no longer needed.
-        let _ = fs::remove_file(&job.path);
-        Ok(())
-    }
-
-    /// One try: returns how many bytes the server already held.
-    async fn attempt(&self, job: &UploadJob) -> CmdResult<u64> {
-        let mut up = BlobUpload {
+    fn request(&self, sha256: [u8; 32], size: u64) -> BlobUpload {
+        BlobUpload {
             matter: self.spec.matter.clone(),
             packet: self.packet.to_owned(),
             task: self.task.to_owned(),
-            sha256: job.blob.sha256,
-            size: job.blob.size,
+            sha256,
+            size,
             offset: 0,
             deliverable_for: self.spec.deliverable_for.clone(),
-        };
+        }
+    }
+
+    /// Whether the server holds `blob` from this uploader, complete.
+    async fn held(&self, blob: &BlobRef) -> CmdResult<bool> {
+        let req = ClientRequest::BlobStatus(self.request(blob.sha256, blob.size));
+        match self.session.request(&req).await? {
+            ServerResponse::BlobOffset(status) => Ok(status.complete),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Streams one age file and checks that the server stored exactly it.
+    async fn stream(&self, part: PartStream, pb: &ProgressBar) -> CmdResult<BlobRef> {
+        let req = ClientRequest::BlobStream(self.request([0; 32], part.size));
         let resp = self
             .session
-            .request(&ClientRequest::BlobStatus(up.clone()))
+            .request_with_chunks(&req, part.data, |n| pb.inc(n))
             .await?;
-        let ServerResponse::BlobOffset(status) = resp else {
+        let ServerResponse::BlobStored(stored) = resp else {
             return Err(unexpected(&resp));
         };
-        if status.complete {
-            return Ok(job.blob.size);
+        let sent = part
+            .done
+            .await
+            .map_err(|_| Fail::other("encryption stopped early"))?;
+        if stored.sha256 != sent.sha256 || stored.size != sent.size {
+            return Err(verify_fail(
+                "the server acknowledged other bytes than were sent",
+            ));
         }
-        up.offset = status.offset;
-        let mut file = match tokio::fs::File::open(&job.path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Uploaded once, then gone from the server: start over.
-                if let Some(dir) = job.path.parent() {
-                    let _ = fs::remove_dir_all(dir);
-                }
-                return Err(Fail::other(
-                    "the server no longer holds a part this push sent earlier; the spool was cleared",
-                )
-                .hint("run the push again to send everything anew"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(status.offset)).await?;
-        let resp = self
-            .session
-            .request_with_body(&ClientRequest::BlobPut(up), file, |n| self.pb.inc(n))
-            .await?;
-        if !matches!(resp, ServerResponse::BlobStored(_)) {
-            return Err(unexpected(&resp));
-        }
-        Ok(status.offset)
+        Ok(sent)
     }
 }
-
-/// How long a push waits for the server to let go of an upload a dead
-/// connection left open (the transport's idle timeout, and some margin).
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn age_keys(
     recipients: &[Recipient],
@@ -766,70 +798,49 @@ fn age_keys(
 }
 
 /// Encrypts every file in parts of [`packet::PART_SIZE`] plaintext bytes,
-/// then the manifest, into `dir`, skipping what `spool` already lists, and
-/// reports each as it is done. Stops quietly when nobody listens any more.
+/// then the manifest, streaming each into `events` as it goes, and skips
+/// the parts `spool` lists as held by the server (their plaintext is only
+/// hashed). Returns the manifest, or `None` when nobody listens any more.
 fn encrypt_parts(
-    dir: &Path,
     files: &[(String, PathBuf)],
     spool: &Spool,
     keys: &[age::x25519::Recipient],
     note: &str,
-    events: &tokio::sync::mpsc::Sender<Encrypted>,
-) -> CmdResult {
-    let gone = || Fail::other("the upload stopped");
+    events: &tokio::sync::mpsc::Sender<Job>,
+) -> CmdResult<Option<Manifest>> {
     let mut manifest = Manifest::new(note, Vec::new());
     for (i, (rel, abs)) in files.iter().enumerate() {
-        let state = &spool.files[i];
-        let mut blobs: Vec<[u8; 32]> = state.parts.iter().map(|b| b.sha256).collect();
-        let (size, sha256) = match state.done {
-            Some(done) => done,
-            None => {
-                let open_err = |e: io::Error| Fail::usage(format!("{}: {e}", abs.display()));
-                let file = File::open(abs).map_err(open_err)?;
-                let size = file.metadata().map_err(open_err)?.len();
-                let parts = ManifestFile::parts_for(size);
-                let mut input = Hashing::new(BufReader::with_capacity(BUF, file));
-                // Parts an earlier run encrypted: hash their plaintext only.
-                let done = state.parts.len() as u64;
-                let skip = (done * packet::PART_SIZE).min(size);
-                let n = copy_big(&mut (&mut input).take(skip), &mut io::sink())?;
-                if n != skip || done > parts {
+        let open_err = |e: io::Error| Fail::usage(format!("{}: {e}", abs.display()));
+        let file = File::open(abs).map_err(open_err)?;
+        let size = file.metadata().map_err(open_err)?.len();
+        let parts = usize::try_from(ManifestFile::parts_for(size))
+            .map_err(|e| Fail::other(e.to_string()))?;
+        let held = &spool.files[i].parts;
+        let mut input = Hashing::new(BufReader::with_capacity(BUF, file));
+        let mut blobs = Vec::with_capacity(parts);
+        for j in 0..parts {
+            let len = packet::PART_SIZE.min(size - j as u64 * packet::PART_SIZE);
+            if let Some(Some(b)) = held.get(j) {
+                // The server has this part: only hash its plaintext.
+                let n = copy_big(&mut (&mut input).take(len), &mut io::sink())?;
+                if n != len {
                     return Err(changed(abs));
                 }
-                for j in done..parts {
-                    let len = packet::PART_SIZE.min(size - j * packet::PART_SIZE);
-                    let j = usize::try_from(j).map_err(|e| Fail::other(e.to_string()))?;
-                    let path = part_path(dir, i, j);
-                    let mut part = (&mut input).take(len);
-                    let blob = encrypt_to(&mut part, &path, keys)?;
-                    if part.limit() != 0 {
-                        return Err(changed(abs));
-                    }
-                    blobs.push(blob.sha256);
-                    let ev = Encrypted::Part {
-                        file: i,
-                        part: j,
-                        blob,
-                    };
-                    events.blocking_send(ev).map_err(|_| gone())?;
-                }
-                // The file must end where its size said.
-                let mut probe = [0u8; 1];
-                if input.read(&mut probe)? != 0 {
-                    return Err(changed(abs));
-                }
-                let (_, sha256, read) = input.done();
-                debug_assert_eq!(read, size);
-                events
-                    .blocking_send(Encrypted::File {
-                        file: i,
-                        size,
-                        sha256,
-                    })
-                    .map_err(|_| gone())?;
-                (size, sha256)
+                blobs.push(b.sha256);
+                continue;
             }
-        };
+            let sent = encrypt_stream(&mut input, len, keys, |part| {
+                events.blocking_send((Target::Part(i, j), part)).is_ok()
+            })?;
+            let Some(blob) = sent else { return Ok(None) };
+            blobs.push(blob.sha256);
+        }
+        // The file must end where its size said.
+        let mut probe = [0u8; 1];
+        if input.read(&mut probe)? != 0 {
+            return Err(changed(abs));
+        }
+        let (_, sha256, _) = input.done();
         manifest.files.push(ManifestFile {
             path: rel.clone(),
             size,
@@ -840,11 +851,10 @@ fn encrypt_parts(
     let bytes = manifest
         .to_bytes()
         .map_err(|e| Fail::usage(e.to_string()))?;
-    let blob = encrypt_to(&mut &bytes[..], &dir.join("manifest.age"), keys)?;
-    events
-        .blocking_send(Encrypted::Manifest(blob))
-        .map_err(|_| gone())?;
-    Ok(())
+    let sent = encrypt_stream(&mut &bytes[..], bytes.len() as u64, keys, |part| {
+        events.blocking_send((Target::Manifest, part)).is_ok()
+    })?;
+    Ok(sent.map(|_| manifest))
 }
 
 fn changed(path: &Path) -> Fail {

@@ -59,10 +59,15 @@ pub enum ClientRequest {
     Report(ReportRequest),
     /// 25: revoke a principal's key (admins).
     KeyRevoke(KeyRevokeRequest),
+    /// 26: upload a blob whose hash is not known in advance: exactly
+    /// `size` bytes follow the frame, then the 32-byte SHA-256 of those
+    /// bytes. `sha256` and `offset` must be zero; there is no resume (the
+    /// client re-sends the whole blob).
+    BlobStream(BlobUpload),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 26;
+    const KINDS: u32 = 27;
 }
 
 impl ClientRequest {
@@ -95,6 +100,7 @@ impl ClientRequest {
             Self::ReviewSubmit(_) => "review",
             Self::Report(_) => "report",
             Self::KeyRevoke(_) => "key-revoke",
+            Self::BlobStream(_) => "blob-stream",
         }
     }
 }

@@ -209,6 +209,7 @@ fn dispatch(
     match req {
         ClientRequest::AuditExport(r) => export::export(state, me, &r),
         ClientRequest::BlobPut(r) => packets::blob_put(state, me, r),
+        ClientRequest::BlobStream(r) => packets::blob_stream(state, me, r),
         ClientRequest::BlobGet(r) => packets::blob_get(state, me, &r),
         other => dispatch_simple(state, me, key, other).map(Reply::from),
     }
@@ -242,9 +243,10 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::ReviewSubmit(r) => review::review(state, me, key, &r),
         ClientRequest::Report(r) => review::report(state, me, &r),
         ClientRequest::KeyRevoke(r) => identity::revoke(state, me, &r),
-        ClientRequest::AuditExport(_) | ClientRequest::BlobPut(_) | ClientRequest::BlobGet(_) => {
-            Err(Failure::new(ErrorCode::Internal, "misrouted request"))
-        }
+        ClientRequest::AuditExport(_)
+        | ClientRequest::BlobPut(_)
+        | ClientRequest::BlobStream(_)
+        | ClientRequest::BlobGet(_) => Err(Failure::new(ErrorCode::Internal, "misrouted request")),
     }
 }
 

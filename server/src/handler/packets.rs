@@ -22,7 +22,7 @@ use super::{Actor, Failure, Outcome, Reply, State};
 use crate::audit::Event;
 use crate::datadir::now;
 use crate::policy::{Operation, Task};
-use crate::store::blobs::{BlobError, MAX_BLOB, hex};
+use crate::store::blobs::{BlobError, MAX_BLOB, Upload, hex};
 use crate::store::{DeliverableState, MatterRecord, PacketKind, PacketRecord};
 
 pub(super) fn task(name: &str) -> Result<Task, Failure> {
@@ -136,10 +136,12 @@ fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), F
             req.packet
         )));
     }
-    let details = vec![
-        ("blob".into(), hex(&req.sha256)),
-        ("size".into(), req.size.to_string()),
-    ];
+    let blob = if req.sha256 == [0; 32] {
+        "streamed (hash after the bytes)".to_owned()
+    } else {
+        hex(&req.sha256)
+    };
+    let details = vec![("blob".into(), blob), ("size".into(), req.size.to_string())];
     authorize(
         state,
         me,
@@ -227,6 +229,84 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
         match verified.publish() {
             Ok(()) => stored,
             Err(e) => fail(blob_failure(e)),
+        }
+    })))
+}
+
+/// A blob streamed with its hash after its bytes (`BlobStream`): stored
+/// under a fresh staging name, verified against the trailing hash, claimed,
+/// then moved into its content address. An interrupted stream leaves
+/// nothing behind.
+pub(super) fn blob_stream(state: &State, me: &Actor, req: BlobUpload) -> Result<Reply, Failure> {
+    if req.offset != 0 || req.sha256 != [0; 32] {
+        return Err(Failure::bad_request(
+            "a streamed blob starts at offset 0 and names its hash after its bytes",
+        ));
+    }
+    authorize_upload(state, me, &req)?;
+    let store = state.store.clone();
+    let uploader = me.record.id.clone();
+    let size = req.size;
+    let mut upload = state
+        .blobs
+        .begin_stream(&me.record.id, size)
+        .map_err(blob_failure)?;
+    Ok(Reply::Upload(Box::new(move |mut rx| {
+        let fail = |upload: Upload, f: Failure| {
+            upload.discard();
+            ServerResponse::error(f.code, f.message)
+        };
+        let mut trailer = Vec::with_capacity(32);
+        while let Some(chunk) = rx.blocking_recv() {
+            let bytes = match chunk {
+                Ok(bytes) => bytes,
+                Err(why) => return fail(upload, Failure::bad_request(why)),
+            };
+            let room = usize::try_from(size - upload.received()).unwrap_or(usize::MAX);
+            let (body, rest) = bytes.split_at(room.min(bytes.len()));
+            if let Err(e) = upload.write(body) {
+                return fail(upload, blob_failure(e));
+            }
+            if trailer.len() + rest.len() > 32 {
+                return fail(
+                    upload,
+                    Failure::new(
+                        ErrorCode::Verification,
+                        format!("more than the declared {size} bytes and a 32-byte hash arrived"),
+                    ),
+                );
+            }
+            trailer.extend_from_slice(rest);
+        }
+        let Ok(sha256) = <[u8; 32]>::try_from(trailer.as_slice()) else {
+            let received = upload.received();
+            return fail(
+                upload,
+                blob_failure(BlobError::Size {
+                    declared: size,
+                    received,
+                }),
+            );
+        };
+        upload.seal(sha256);
+        // Claimed before it becomes visible (see `blob_put`).
+        let verified = match upload.verify() {
+            Ok(v) => v,
+            Err(e) => {
+                let f = blob_failure(e);
+                return ServerResponse::error(f.code, f.message);
+            }
+        };
+        if let Err(e) = store.claim_blob(&uploader, &sha256) {
+            let f: Failure = e.into();
+            return ServerResponse::error(f.code, f.message);
+        }
+        match verified.publish() {
+            Ok(()) => ServerResponse::BlobStored(BlobRefInfo { sha256, size }),
+            Err(e) => {
+                let f = blob_failure(e);
+                ServerResponse::error(f.code, f.message)
+            }
         }
     })))
 }

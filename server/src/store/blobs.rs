@@ -184,10 +184,19 @@ impl BlobStore {
         size: u64,
         offset: u64,
     ) -> Result<Upload, BlobError> {
+        self.start(self.staging(uploader, &sha256), sha256, size, offset)
+    }
+
+    fn start(
+        &self,
+        path: PathBuf,
+        sha256: [u8; 32],
+        size: u64,
+        offset: u64,
+    ) -> Result<Upload, BlobError> {
         if size > MAX_BLOB {
             return Err(BlobError::TooLarge(size));
         }
-        let path = self.staging(uploader, &sha256);
         // One writer per staging file: a client that reconnects while its
         // dead connection's upload is still open must not write beside it.
         let writer = {
@@ -263,6 +272,17 @@ impl BlobStore {
         })
     }
 
+    /// Starts an upload whose hash comes after its bytes (see
+    /// [`Upload::seal`]), in a staging file of its own: it cannot be
+    /// resumed, and [`Upload::discard`] removes it.
+    pub fn begin_stream(&self, uploader: &str, size: u64) -> Result<Upload, BlobError> {
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let who = hex(&Sha256::digest(uploader.as_bytes())[..8]);
+        let name = format!("{who}-stream-{}.part", hex(&nonce));
+        self.start(self.root.join("staging").join(name), [0; 32], size, 0)
+    }
+
     /// Opens a complete blob for reading.
     pub fn open_blob(&self, sha256: &[u8; 32]) -> io::Result<File> {
         File::open(self.path(sha256))
@@ -315,6 +335,26 @@ impl Upload {
         self.hasher.update(data);
         self.received = after;
         Ok(())
+    }
+
+    /// Names the hash the bytes must have (for [`BlobStore::begin_stream`]
+    /// uploads, once their trailing hash arrived).
+    pub fn seal(&mut self, sha256: [u8; 32]) {
+        self.sha256 = sha256;
+        self.dest = self
+            .dest
+            .parent()
+            .and_then(Path::parent)
+            .map_or_else(PathBuf::new, |blobs| {
+                let h = hex(&sha256);
+                blobs.join(&h[..2]).join(&h)
+            });
+    }
+
+    /// Abandons the upload and deletes its staged bytes.
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.staging);
     }
 
     /// Bytes received so far (including a resumed prefix).
