@@ -16,5 +16,6 @@ pub mod packet;
 pub mod proto;
 pub mod receipt;
 pub mod sign;
+pub mod streamfile;
 pub mod tlog;
 pub mod tls;

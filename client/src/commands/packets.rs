@@ -26,6 +26,7 @@ use matterdrop_common::proto::{
     BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
     PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
+use matterdrop_common::streamfile::StreamFile;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -1241,7 +1242,7 @@ async fn pull_file(
     pb.inc(resumed);
     io::Seek::seek(&mut file, io::SeekFrom::Start(progress.bytes))?;
     let mut out = Hashing {
-        inner: BufWriter::with_capacity(BUF, file),
+        inner: BufWriter::with_capacity(BUF, StreamFile::new(file, progress.bytes)),
         hasher: prefix.hasher,
         bytes: prefix.bytes,
     };
@@ -1262,7 +1263,8 @@ async fn pull_file(
     }
     let (file, sha, size) = out.done();
     let file = file.into_inner().map_err(|e| Fail::other(e.to_string()))?;
-    file.sync_all()?;
+    file.get_ref().sync_all()?;
+    file.drop_cache();
     Ok((sha, size, resumed))
 }
 

@@ -655,6 +655,7 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         }),
         Box::new(move |w| {
             file.seek(SeekFrom::Start(offset))?;
+            let mut file = matterdrop_common::streamfile::StreamRead::new(file, offset);
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 let n = file.read(&mut buf)?;

@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use matterdrop_common::streamfile::StreamFile;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -260,7 +261,7 @@ impl BlobStore {
         }
         file.seek(SeekFrom::Start(offset))?;
         Ok(Upload {
-            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            file: BufWriter::with_capacity(WRITE_BUFFER, StreamFile::new(file, offset)),
             hasher,
             received: offset,
             size,
@@ -309,7 +310,7 @@ impl BlobStore {
 /// An upload in progress (blocking I/O; run it off the async executor).
 #[derive(Debug)]
 pub struct Upload {
-    file: BufWriter<File>,
+    file: BufWriter<StreamFile>,
     hasher: Sha256,
     received: u64,
     size: u64,
@@ -366,7 +367,7 @@ impl Upload {
     /// retry resumes from them).
     pub fn persist_partial(mut self) -> Result<u64, BlobError> {
         self.file.flush()?;
-        self.file.get_ref().sync_data()?;
+        self.file.get_ref().get_ref().sync_data()?;
         Ok(self.received)
     }
 
@@ -392,7 +393,8 @@ impl Upload {
             let _ = fs::remove_file(&self.staging);
             return Err(BlobError::Hash);
         }
-        self.file.get_ref().sync_all()?;
+        self.file.get_ref().get_ref().sync_all()?;
+        self.file.get_ref().drop_cache();
         drop(self.file);
         Ok(Verified {
             staging: self.staging,
