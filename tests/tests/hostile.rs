@@ -941,6 +941,123 @@ fn a_push_declaring_one_tebibyte_is_refused_before_a_byte_is_stored() {
     assert_alive(&mut t.w);
 }
 
+/// A blob streamed with its hash after its bytes (`BlobStream`) is stored
+/// only when exactly the declared bytes and their true hash arrive;
+/// anything else is refused and leaves nothing behind.
+#[test]
+fn streamed_blobs_must_end_with_their_true_hash() {
+    let mut t = team();
+    let data = t.w.server.data.clone();
+    let blobs_before = walk(&data.join("blobs"));
+    let rt = runtime();
+    rt.block_on(async {
+        let c = RawClient::connect(&t.w.server, &t.alice).await;
+        let id = packet::new_id("p");
+        let body = pseudo_random(300_000, 9);
+        let upload = |size: u64, sha256: [u8; 32], offset: u64| {
+            frame(&ClientRequest::BlobStream(BlobUpload {
+                matter: MATTER.into(),
+                packet: id.clone(),
+                task: TASK.into(),
+                sha256,
+                size,
+                offset,
+                deliverable_for: None,
+            }))
+        };
+        let n = body.len() as u64;
+        let cases: Vec<(&str, Vec<u8>, ErrorCode, &str)> = vec![
+            (
+                "wrong trailing hash",
+                [upload(n, [0; 32], 0), body.clone(), vec![7; 32]].concat(),
+                ErrorCode::Verification,
+                "hash mismatch",
+            ),
+            (
+                "bytes missing",
+                [
+                    upload(n + 10, [0; 32], 0),
+                    body.clone(),
+                    sha(&body).to_vec(),
+                ]
+                .concat(),
+                ErrorCode::Verification,
+                "ended before",
+            ),
+            (
+                "bytes after the hash",
+                [
+                    upload(n, [0; 32], 0),
+                    body.clone(),
+                    sha(&body).to_vec(),
+                    vec![0; 9],
+                ]
+                .concat(),
+                ErrorCode::Verification,
+                "more than the declared",
+            ),
+            (
+                "a hash named in advance",
+                [upload(n, sha(&body), 0), body.clone(), sha(&body).to_vec()].concat(),
+                ErrorCode::BadRequest,
+                "names its hash after its bytes",
+            ),
+            (
+                "an offset",
+                [
+                    upload(n, [0; 32], 5),
+                    body[5..].to_vec(),
+                    sha(&body).to_vec(),
+                ]
+                .concat(),
+                ErrorCode::BadRequest,
+                "starts at offset 0",
+            ),
+            (
+                "a 1 TiB declaration",
+                [upload(1 << 40, [0; 32], 0), body.clone()].concat(),
+                ErrorCode::TooLarge,
+                "exceeds the limit",
+            ),
+        ];
+        for (what, bytes, code, says) in cases {
+            let answer = exchange_all(&c.conn, &bytes).await;
+            let msg = refused(&answer, code);
+            assert!(msg.contains(says), "{what}: {msg}");
+        }
+        // The same bytes with their true hash are stored, and count as held.
+        let good = [upload(n, [0; 32], 0), body.clone(), sha(&body).to_vec()].concat();
+        let (resp, _) = exchange_all(&c.conn, &good).await;
+        match resp {
+            ServerResponse::BlobStored(b) => assert!(b.sha256 == sha(&body) && b.size == n),
+            other => panic!("{other:?}"),
+        }
+        let status = c
+            .request(&ClientRequest::BlobStatus(BlobUpload {
+                matter: MATTER.into(),
+                packet: id.clone(),
+                task: TASK.into(),
+                sha256: sha(&body),
+                size: n,
+                offset: 0,
+                deliverable_for: None,
+            }))
+            .await;
+        assert!(
+            matches!(&status, ServerResponse::BlobOffset(s) if s.complete),
+            "{status:?}"
+        );
+        c.close().await;
+    });
+    assert!(
+        walk(&data.join("staging")).is_empty(),
+        "refused streams leave nothing: {:?}",
+        walk(&data.join("staging"))
+    );
+    assert_eq!(walk(&data.join("blobs")).len(), blobs_before.len() + 1);
+    assert_alive(&mut t.w);
+}
+
 // ---------------------------------------------------------------------------
 // Path-traversal names
 // ---------------------------------------------------------------------------

@@ -279,13 +279,14 @@ pub(super) fn blob_stream(state: &State, me: &Actor, req: BlobUpload) -> Result<
             trailer.extend_from_slice(rest);
         }
         let Ok(sha256) = <[u8; 32]>::try_from(trailer.as_slice()) else {
-            let received = upload.received();
             return fail(
                 upload,
-                blob_failure(BlobError::Size {
-                    declared: size,
-                    received,
-                }),
+                Failure::new(
+                    ErrorCode::Verification,
+                    format!(
+                        "the stream ended before its declared {size} bytes and their 32-byte hash; nothing was stored"
+                    ),
+                ),
             );
         };
         upload.seal(sha256);
