@@ -1413,11 +1413,11 @@ fn report(r: &Report<'_>) {
     for (k, what) in [
         (
             Kind::Push,
-            "push phases (median over rounds; from spool and staging file sizes sampled every 10 ms)",
+            "push phases (median over rounds; from the bytes the server holds for the push, sampled every 10 ms)",
         ),
         (
             Kind::Pull,
-            "pull phases (median over rounds; from partial file sizes sampled every 10 ms)",
+            "pull phases (median over rounds; from the plaintext bytes in the partial directory, sampled every 10 ms)",
         ),
     ] {
         let runs: Vec<&Op> = of(k).collect();
