@@ -158,43 +158,6 @@ impl Session {
         }
     }
 
-    /// Sends a request followed by the bytes of `body`, then waits for the
-    /// answer. `progress` is told about every chunk sent.
-    pub async fn request_with_body(
-        &self,
-        req: &ClientRequest,
-        mut body: impl tokio::io::AsyncRead + Unpin,
-        mut progress: impl FnMut(u64),
-    ) -> CmdResult<ServerResponse> {
-        use tokio::io::AsyncReadExt as _;
-        let (mut send, mut recv) = self
-            .conn
-            .open_bi()
-            .await
-            .map_err(|e| self.connection_failure("cannot open a stream", e))?;
-        write_frame(&mut send, req)
-            .await
-            .map_err(|e| self.connection_failure("cannot send the request", e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut refused = false;
-        loop {
-            let n = body.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            if send.write_all(&buf[..n]).await.is_err() {
-                // The server stopped reading: its answer says why.
-                refused = true;
-                break;
-            }
-            progress(n as u64);
-        }
-        if !refused {
-            let _ = send.finish();
-        }
-        self.answer(&mut recv).await
-    }
-
     /// Sends a request followed by every chunk `body` yields until it is
     /// closed (handed to QUIC without a copy), then waits for the answer.
     /// `progress` is told about every chunk sent.

@@ -26,8 +26,6 @@ pub struct Fail {
     pub message: String,
     /// What to do next.
     pub hint: Option<String>,
-    /// The server's error class, when the server refused.
-    pub server: Option<matterdrop_common::proto::ErrorCode>,
 }
 
 impl Fail {
@@ -37,16 +35,12 @@ impl Fail {
             code,
             message: message.into(),
             hint: None,
-            server: None,
         }
     }
 
     /// The failure for an error answer from the server.
     pub fn from_server(e: matterdrop_common::proto::ErrorResponse) -> Self {
-        Self {
-            server: Some(e.code),
-            ..Self::new(e.code.exit_code(), e.message)
-        }
+        Self::new(e.code.exit_code(), e.message)
     }
 
     /// Exit code 1.

@@ -289,16 +289,19 @@ impl BlobStore {
         File::open(self.path(sha256))
     }
 
-    /// Removes staging files untouched for `max_age`.
+    /// Removes staging files untouched for `max_age`, and every streamed
+    /// upload's (those cannot be resumed: call this only while no upload
+    /// runs, at start-up).
     pub fn sweep_staging(&self, max_age: std::time::Duration) -> io::Result<usize> {
         let mut removed = 0;
         for e in fs::read_dir(self.root.join("staging"))?.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > max_age);
+            let streamed = e.file_name().to_string_lossy().contains("-stream-");
+            let old = streamed
+                || e.metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > max_age);
             if old && fs::remove_file(e.path()).is_ok() {
                 removed += 1;
             }
@@ -467,6 +470,22 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, data);
+    }
+
+    #[test]
+    fn streamed_uploads_are_swept_at_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(tmp.path(), None).unwrap();
+        let mut s = store.begin_stream("a@x", 10).unwrap();
+        s.write(b"abc").unwrap();
+        drop(s);
+        let mut p = store.begin("a@x", [5; 32], 10, 0).unwrap();
+        p.write(b"abc").unwrap();
+        p.persist_partial().unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(store.sweep_staging(day).unwrap(), 1);
+        // The resumable one stays.
+        assert_eq!(store.staged("a@x", &[5; 32]), 3);
     }
 
     #[test]
