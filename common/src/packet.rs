@@ -92,8 +92,10 @@ use crate::sign::{self, Canonical, Domain, SIGNATURE_LEN, SignError};
 
 /// Most files in one packet or deliverable.
 pub const MAX_FILES: usize = 10_000;
-/// Most file blobs (parts) in one packet or deliverable.
-pub const MAX_BLOBS: usize = 65_536;
+/// Most file blobs (parts) in one packet or deliverable: their descriptor
+/// lines (about 85 bytes each) must fit in one 1 MiB protocol frame with up
+/// to [`MAX_RECIPIENTS`] recipients.
+pub const MAX_BLOBS: usize = 10_000;
 /// Plaintext bytes per part: a file is encrypted as consecutive age files
 /// ("parts") of this many plaintext bytes (the last one shorter; an empty
 /// file is one empty part). Parts let a push upload one part while it
@@ -2248,7 +2250,12 @@ mod tests {
         // Too many bytes once serialised (many parts).
         let files: Vec<ManifestFile> = (0..MAX_FILES)
             .map(|i| ManifestFile {
-                path: format!("{i}/{}/{}", "x".repeat(250), "y".repeat(250)),
+                path: format!(
+                    "{i}/{}/{}/{}",
+                    "x".repeat(250),
+                    "y".repeat(250),
+                    "z".repeat(250)
+                ),
                 size: 0,
                 sha256: [0; 32],
                 blobs: vec![[0; 32]; MAX_BLOBS / MAX_FILES],

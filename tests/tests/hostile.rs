@@ -158,6 +158,8 @@ struct CraftFile {
     path: String,
     plain: Vec<u8>,
     edit: Edit,
+    /// How many age files (parts) the plaintext is cut into.
+    parts: usize,
 }
 
 /// What a hostile sender does to a ciphertext.
@@ -169,6 +171,7 @@ impl CraftFile {
             path: path.to_owned(),
             plain,
             edit: |c| c,
+            parts: 1,
         }
     }
 }
@@ -201,14 +204,20 @@ async fn craft_packet(c: &RawClient, tmp: &Path, sender: &str, files: &[CraftFil
     let mut blobs = Vec::new();
     let mut entries = Vec::new();
     for f in files {
-        let cipher = (f.edit)(age_encrypt(tmp, &f.plain, &ages));
+        let step = f.plain.len().div_ceil(f.parts).max(1);
+        let mut hashes = Vec::new();
+        for i in 0..f.parts {
+            let chunk = f.plain.get(i * step..((i + 1) * step).min(f.plain.len()));
+            let cipher = (f.edit)(age_encrypt(tmp, chunk.unwrap_or_default(), &ages));
+            hashes.push(sha(&cipher));
+            blobs.push(cipher);
+        }
         entries.push(ManifestFile {
             path: f.path.clone(),
             size: f.plain.len() as u64,
             sha256: sha(&f.plain),
-            blobs: vec![sha(&cipher)],
+            blobs: hashes,
         });
-        blobs.push(cipher);
     }
     // serde_json directly: `Manifest::to_bytes` would validate the names.
     let manifest = Manifest {
@@ -1194,6 +1203,45 @@ fn crafted_manifests_with_dangerous_names_are_refused_at_pull() {
 // Truncated age files
 // ---------------------------------------------------------------------------
 
+/// Parts are concatenated in the manifest's order whatever their sizes, and
+/// `--raw` refuses to save two parts onto one name (`a` in two parts gives
+/// `a.000.age`, which a one-part file `a.000` would also give).
+#[test]
+fn parts_reassemble_and_raw_names_never_collide() {
+    let mut t = team();
+    let tmp = t.w.tmp.path().to_path_buf();
+    let rt = runtime();
+    let alice = rt.block_on(RawClient::connect(&t.w.server, &t.alice));
+    let a = pseudo_random(200_000, 31);
+    let b = pseudo_random(1000, 32);
+    let id = rt.block_on(craft_packet(
+        &alice,
+        &tmp,
+        "alice@firm-a",
+        &[
+            CraftFile {
+                parts: 3,
+                ..CraftFile::new("a", a.clone())
+            },
+            CraftFile::new("a.000", b.clone()),
+        ],
+    ));
+    let out = tmp.join("joined");
+    t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert!(std::fs::read(out.join("a")).unwrap() == a);
+    assert!(std::fs::read(out.join("a.000")).unwrap() == b);
+    let raw = tmp.join("raw");
+    let r = t
+        .bob
+        .run(&["pull", &id, "--raw", "--out", raw.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("would be saved as"), "{r:?}");
+    assert!(walk(&raw).is_empty(), "{:?}", walk(&raw));
+    assert!(walk(&t.bob.home.join("partial")).is_empty());
+    rt.block_on(alice.close());
+    assert_alive(&mut t.w);
+}
+
 #[test]
 fn truncated_age_files_are_refused_and_nothing_is_written() {
     let mut t = team();
@@ -1257,6 +1305,7 @@ fn truncated_age_files_are_refused_and_nothing_is_written() {
                 path: "t.bin".into(),
                 plain: plain.clone(),
                 edit,
+                parts: 1,
             }],
         ));
         let out = tmp.join("out-sender");

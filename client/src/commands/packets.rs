@@ -268,6 +268,11 @@ struct Spool {
     recipients: Vec<(String, String)>,
     recovery: Option<String>,
     files: Vec<SpoolFile>,
+    /// The signed descriptor and its signature, once every blob is sent:
+    /// a run after a commit whose answer was lost sends exactly these again
+    /// (the server accepts an identical commit twice).
+    #[serde(default)]
+    commit: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,9 +384,23 @@ fn spool_key(server: &str, spec: &SendSpec, files: &[(String, PathBuf)]) -> CmdR
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos());
-        h.update(format!("{rel}\0{}\0{mtime}\0", m.len()).as_bytes());
+        h.update(format!("{rel}\0{}\0{mtime}\0{}\0", m.len(), changed_stamp(&m)).as_bytes());
     }
     Ok(hex(&h.finalize()[..16]))
+}
+
+/// What changes whenever a file's content may have: its inode and status
+/// change time, which (unlike the modification time) `cp -p`, `rsync -t` or
+/// `touch -r` cannot set back. A spool is only reused for identical files.
+#[cfg(unix)]
+fn changed_stamp(m: &fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    format!("{}:{}:{}.{}", m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+#[cfg(not(unix))]
+fn changed_stamp(_: &fs::Metadata) -> String {
+    String::new()
 }
 
 /// `mdrop push`.
@@ -449,6 +468,18 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
         )));
     }
     let files = collect(&spec.files)?;
+    let parts: u64 = files
+        .iter()
+        .map(|(_, p)| fs::metadata(p).map(|m| ManifestFile::parts_for(m.len())))
+        .sum::<io::Result<u64>>()?;
+    if parts > packet::MAX_BLOBS as u64 {
+        return Err(Fail::usage(format!(
+            "these files make {parts} parts of {} MiB, more than the {} one packet may hold",
+            packet::PART_SIZE >> 20,
+            packet::MAX_BLOBS
+        ))
+        .hint("send them in several pushes"));
+    }
     let key = identity::signing_key(&ctx.home)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let result = push_inner(
@@ -586,6 +617,7 @@ async fn push_inner(
                 recipients: pairs(&recipients),
                 recovery: info.recovery.clone(),
                 files: vec![SpoolFile::default(); files.len()],
+                commit: None,
             }
         }
     };
@@ -596,6 +628,21 @@ async fn push_inner(
         packet: &spool.packet.clone(),
         task: &info.task,
     };
+
+    // A run after the blobs were all sent: the same commit again.
+    if let Some((descriptor, signature)) = spool.commit.clone() {
+        let d = Descriptor::parse(&descriptor).map_err(|e| Fail::other(e.to_string()))?;
+        let mut held = true;
+        for b in std::iter::once(&d.manifest).chain(&d.blobs) {
+            held &= up.held(b).await?;
+        }
+        if held {
+            let resumed = d.total_size();
+            commit(session, spec, descriptor, signature).await?;
+            return Ok((d, dir, resumed));
+        }
+        spool.commit = None;
+    }
 
     // Parts acknowledged by an earlier run count only if the server still
     // holds them.
@@ -704,10 +751,26 @@ async fn push_inner(
     let descriptor = d
         .to_signed_bytes()
         .map_err(|e| Fail::other(e.to_string()))?;
-    let signature = d.sign(key).map_err(|e| Fail::other(e.to_string()))?;
+    let signature = d
+        .sign(key)
+        .map_err(|e| Fail::other(e.to_string()))?
+        .to_vec();
+    let mut spool = spool;
+    spool.commit = Some((descriptor.clone(), signature.clone()));
+    save_spool(&state_path, &spool)?;
+    commit(session, spec, descriptor, signature).await?;
+    Ok((d, dir, resumed))
+}
+
+async fn commit(
+    session: &Session,
+    spec: &SendSpec,
+    descriptor: Vec<u8>,
+    signature: Vec<u8>,
+) -> CmdResult {
     let commit = PacketCommitRequest {
         descriptor,
-        signature: signature.to_vec(),
+        signature,
     };
     let resp = session
         .request(&if spec.deliverable_for.is_some() {
@@ -719,7 +782,7 @@ async fn push_inner(
     if !matches!(resp, ServerResponse::PacketCommitted(_)) {
         return Err(unexpected(&resp));
     }
-    Ok((d, dir, resumed))
+    Ok(())
 }
 
 fn save_spool(path: &Path, spool: &Spool) -> CmdResult {
@@ -1251,6 +1314,12 @@ async fn pull_file(
         out = fetch_blob(session, packet, blob, pb, move |input| {
             decrypt_stream(input, &mut out, &id)?;
             out.flush().map_err(ConsumeError::Write)?;
+            // Durable before the progress file vouches for it.
+            out.inner
+                .get_ref()
+                .get_ref()
+                .sync_data()
+                .map_err(ConsumeError::Write)?;
             Ok(out)
         })
         .await?;
@@ -1513,7 +1582,18 @@ pub async fn pull_inner(
         staged.push((path, PathBuf::from("manifest.age")));
     }
     // Everything verified: move into place, never over an existing file
-    // unless --force.
+    // unless --force, and never two files onto one name (`--raw` adds
+    // suffixes; names are compared ignoring case).
+    let mut targets = std::collections::BTreeSet::new();
+    for (_, rel) in &staged {
+        if !targets.insert(rel.to_string_lossy().to_lowercase()) {
+            return Err(verify_fail(format!(
+                "two files of the packet would be saved as {}",
+                rel.display()
+            ))
+            .hint("pull without --raw"));
+        }
+    }
     for (_, rel) in &staged {
         let target = out_dir.join(rel);
         if target.exists() && !args.force {

@@ -290,24 +290,24 @@ pub(super) fn blob_stream(state: &State, me: &Actor, req: BlobUpload) -> Result<
             );
         };
         upload.seal(sha256);
+        // From here a failure must still remove the staging file: a
+        // streamed upload is never resumed.
+        let staging = upload.staging_path().to_owned();
+        let failed = |f: Failure| {
+            let _ = std::fs::remove_file(&staging);
+            ServerResponse::error(f.code, f.message)
+        };
         // Claimed before it becomes visible (see `blob_put`).
         let verified = match upload.verify() {
             Ok(v) => v,
-            Err(e) => {
-                let f = blob_failure(e);
-                return ServerResponse::error(f.code, f.message);
-            }
+            Err(e) => return failed(blob_failure(e)),
         };
         if let Err(e) = store.claim_blob(&uploader, &sha256) {
-            let f: Failure = e.into();
-            return ServerResponse::error(f.code, f.message);
+            return failed(e.into());
         }
         match verified.publish() {
             Ok(()) => ServerResponse::BlobStored(BlobRefInfo { sha256, size }),
-            Err(e) => {
-                let f = blob_failure(e);
-                ServerResponse::error(f.code, f.message)
-            }
+            Err(e) => failed(blob_failure(e)),
         }
     })))
 }

@@ -355,6 +355,11 @@ impl Upload {
             });
     }
 
+    /// Where the bytes are staged.
+    pub fn staging_path(&self) -> &Path {
+        &self.staging
+    }
+
     /// Abandons the upload and deletes its staged bytes.
     pub fn discard(self) {
         drop(self.file);
