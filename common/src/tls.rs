@@ -38,9 +38,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Clients ping this often so a slow local step does not idle them out.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Per-stream receive window.
-pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const STREAM_WINDOW: u32 = 4 << 20;
 /// Per-connection receive window.
-pub const CONNECTION_WINDOW: u32 = 16 << 20;
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
 /// Connection attempts the server keeps in its handshake queue.
 pub const MAX_INCOMING: usize = 256;
 
