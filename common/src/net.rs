@@ -3,6 +3,9 @@
 //! Thin async adapters around [`crate::proto`]: the frame's length is read
 //! and checked against [`MAX_FRAME`] before its body is allocated.
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use serde::Serialize;
 use thiserror::Error;
@@ -48,4 +51,50 @@ pub async fn write_frame<T: Serialize>(send: &mut SendStream, msg: &T) -> Result
     send.write_all(&frame)
         .await
         .map_err(|e| FrameError::Stream(e.to_string()))
+}
+
+/// Why a batch could not be read.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// Nothing arrived for this long.
+    #[error("nothing arrived for {} s", .0.as_secs())]
+    Stalled(Duration),
+    /// The stream or connection failed.
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+}
+
+/// Reads what arrives on `recv` in batches of at least `target` bytes
+/// (fewer only at the end of the stream), `None` at its end.
+///
+/// QUIC hands over one packet's payload (about 1.2 KB) per chunk; a
+/// consumer on another thread that is woken for each of them spends more
+/// time switching than working. Batching costs no copy: the chunks are
+/// slices of the received datagrams. `stall` bounds the wait for each
+/// packet, not for the whole batch, so a slow but steady sender is not
+/// cut off. What a failed call had gathered is dropped with it.
+pub async fn read_batch(
+    recv: &mut RecvStream,
+    target: usize,
+    stall: Option<Duration>,
+) -> Result<Option<Vec<Bytes>>, BatchError> {
+    let mut batch = Vec::new();
+    let mut len = 0;
+    let mut bufs: [Bytes; 32] = std::array::from_fn(|_| Bytes::new());
+    while len < target {
+        let read = recv.read_chunks(&mut bufs);
+        let got = match stall {
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| BatchError::Stalled(limit))??,
+            None => read.await?,
+        };
+        let Some(n) = got else { break };
+        for b in &mut bufs[..n] {
+            len += b.len();
+            batch.push(std::mem::take(b));
+        }
+    }
+    Ok((!batch.is_empty()).then_some(batch))
 }

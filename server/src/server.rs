@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::keys::ed25519_fingerprint;
-use matterdrop_common::net::{FrameError, read_frame, write_frame};
+use matterdrop_common::net::{BatchError, FrameError, read_batch, read_frame, write_frame};
 use matterdrop_common::proto::{ALPN, ClientRequest, ErrorCode, ProtoError, ServerResponse};
 use matterdrop_common::tls;
 use tokio::sync::Semaphore;
@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::audit::Body;
-use crate::handler::{self, Reply, Sink, State};
+use crate::handler::{self, Incoming, Reply, Sink, State};
 
 /// Connections served at once; more are refused at the handshake.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -248,21 +248,21 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Feeds the bytes that follow the request frame to `sink` on a blocking
 /// thread, through a small bounded queue, and returns its answer.
 async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let consumer = tokio::task::spawn_blocking(move || sink(rx));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let consumer = tokio::task::spawn_blocking(move || sink(Incoming::new(rx)));
     let mut received = 0u64;
     loop {
-        let chunk = match tokio::time::timeout(CHUNK_TIMEOUT, recv.read_chunk(CHUNK, true)).await {
-            Err(_) => Err("upload stalled".to_owned()),
-            Ok(Ok(Some(c))) => Ok(c.bytes),
-            Ok(Ok(None)) => break,
-            Ok(Err(e)) => Err(format!("upload interrupted: {e}")),
+        let batch = match read_batch(recv, CHUNK, Some(CHUNK_TIMEOUT)).await {
+            Ok(Some(batch)) => Ok(batch),
+            Ok(None) => break,
+            Err(BatchError::Stalled(_)) => Err("upload stalled".to_owned()),
+            Err(e) => Err(format!("upload interrupted: {e}")),
         };
-        if let Ok(c) = &chunk {
-            received += c.len() as u64;
+        if let Ok(b) = &batch {
+            received += b.iter().map(|c| c.len() as u64).sum::<u64>();
         }
-        let failed = chunk.is_err();
-        if tx.send(chunk).await.is_err() || failed {
+        let failed = batch.is_err();
+        if tx.send(batch).await.is_err() || failed {
             // The sink stopped early (it refused the data) or the stream broke.
             break;
         }
@@ -297,7 +297,9 @@ async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Resul
     });
     while let Some(chunk) = rx.recv().await {
         // A reader that stops reading is cut off, not waited for forever.
-        match tokio::time::timeout(CHUNK_TIMEOUT, send.write_all(&chunk)).await {
+        // Handed to quinn as it is (no copy).
+        match tokio::time::timeout(CHUNK_TIMEOUT, send.write_chunk(bytes::Bytes::from(chunk))).await
+        {
             Ok(r) => r.map_err(std::io::Error::other)?,
             Err(_) => {
                 return Err(std::io::Error::new(

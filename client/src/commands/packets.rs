@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use matterdrop_common::net::read_batch;
 use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
@@ -26,7 +27,7 @@ use matterdrop_common::proto::{
     BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
     PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
-use matterdrop_common::streamfile::StreamFile;
+use matterdrop_common::streamfile::DirectFile;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -136,6 +137,9 @@ fn copy_big(r: &mut (impl Read + ?Sized), w: &mut (impl Write + ?Sized)) -> io::
 
 /// Bytes per message from the encryption thread to the upload.
 const CHUNK: usize = 256 * 1024;
+
+/// Bytes per hand-over from a download to its consumer thread.
+const BATCH: usize = 256 * 1024;
 
 /// A [`Write`] that hands what is written to an upload in chunks of
 /// [`CHUNK`] bytes, and counts it.
@@ -983,16 +987,18 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
 /// blocking thread; everything handed out is hashed and counted.
 #[derive(Debug)]
 pub struct Incoming {
-    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, String>>,
+    batch: std::vec::IntoIter<bytes::Bytes>,
     cur: bytes::Bytes,
     hasher: Sha256,
     bytes: u64,
 }
 
 impl Incoming {
-    fn new(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
+    fn new(rx: tokio::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, String>>) -> Self {
         Self {
             rx,
+            batch: Vec::new().into_iter(),
             cur: bytes::Bytes::new(),
             hasher: Sha256::new(),
             bytes: 0,
@@ -1001,25 +1007,46 @@ impl Incoming {
 
     /// Reads what is left and returns the SHA-256 and size of everything.
     fn finish(mut self) -> io::Result<([u8; 32], u64)> {
-        copy_big(&mut self, &mut io::sink())?;
-        Ok((self.hasher.finalize().into(), self.bytes))
+        loop {
+            let n = io::BufRead::fill_buf(&mut self)?.len();
+            if n == 0 {
+                return Ok((self.hasher.finalize().into(), self.bytes));
+            }
+            io::BufRead::consume(&mut self, n);
+        }
+    }
+}
+
+impl io::BufRead for Incoming {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.cur.is_empty() {
+            if let Some(b) = self.batch.next() {
+                self.cur = b;
+                continue;
+            }
+            match self.rx.blocking_recv() {
+                None => break,
+                Some(Ok(batch)) => self.batch = batch.into_iter(),
+                Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)),
+            }
+        }
+        Ok(&self.cur)
+    }
+
+    fn consume(&mut self, n: usize) {
+        let chunk = self.cur.split_to(n.min(self.cur.len()));
+        // Everything handed out is hashed, whoever reads it.
+        self.hasher.update(&chunk);
+        self.bytes += chunk.len() as u64;
     }
 }
 
 impl Read for Incoming {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        let chunk = self.cur.split_to(n);
-        buf[..n].copy_from_slice(&chunk);
-        self.hasher.update(&chunk);
-        self.bytes += n as u64;
+        let avail = io::BufRead::fill_buf(self)?;
+        let n = buf.len().min(avail.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        io::BufRead::consume(self, n);
         Ok(n)
     }
 }
@@ -1081,16 +1108,16 @@ async fn fetch_blob<T: Send + 'static>(
     let mut broken = None;
     let mut too_long = false;
     loop {
-        match recv.read_chunk(BUF, true).await {
-            Ok(Some(chunk)) => {
-                let n = chunk.bytes.len() as u64;
+        match read_batch(&mut recv, BATCH, None).await {
+            Ok(Some(batch)) => {
+                let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
                 received += n;
                 if received > blob.size {
                     too_long = true;
                     break;
                 }
                 pb.inc(n);
-                if tx.send(Ok(chunk.bytes)).await.is_err() {
+                if tx.send(Ok(batch)).await.is_err() {
                     break;
                 }
             }
@@ -1136,7 +1163,7 @@ const MAX_AGE_HEADER: usize = 64 * 1024;
 /// spec writes it: every stanza has a body whose last line is shorter than
 /// 64 columns. (The age crate also accepts a legacy form without that final
 /// line; such a file is refused here.) Returns the header's bytes.
-fn read_age_header(r: &mut impl io::BufRead) -> Result<Vec<u8>, String> {
+fn read_age_header(r: &mut (impl io::BufRead + ?Sized)) -> Result<Vec<u8>, String> {
     let mut header = Vec::new();
     let mut line = String::new();
     let mut next = |line: &mut String| -> Result<bool, String> {
@@ -1209,15 +1236,14 @@ impl<W: Write + ?Sized> Write for WriteWatch<'_, W> {
 /// chunk and is trusted only once the whole file decrypted and the caller
 /// checked the hashes.
 pub fn decrypt_stream(
-    input: &mut dyn Read,
+    input: &mut dyn io::BufRead,
     out: &mut dyn Write,
     id: &age::x25519::Identity,
 ) -> Result<(), ConsumeError> {
     let invalid = |e: &dyn std::fmt::Display| ConsumeError::Invalid(e.to_string());
-    let mut r = BufReader::with_capacity(BUF, input);
-    let header = read_age_header(&mut r).map_err(ConsumeError::Invalid)?;
-    let dec =
-        age::Decryptor::new_buffered(io::Cursor::new(header).chain(r)).map_err(|e| invalid(&e))?;
+    let header = read_age_header(input).map_err(ConsumeError::Invalid)?;
+    let dec = age::Decryptor::new_buffered(io::Cursor::new(header).chain(input))
+        .map_err(|e| invalid(&e))?;
     let mut plain = dec
         .decrypt(std::iter::once(id as &dyn age::Identity))
         .map_err(|e| invalid(&e))?;
@@ -1240,7 +1266,8 @@ pub fn decrypt_file(
     id: &age::x25519::Identity,
 ) -> CmdResult<([u8; 32], u64)> {
     let result = (|| -> Result<([u8; 32], u64), ConsumeError> {
-        let mut input = File::open(src).map_err(ConsumeError::Write)?;
+        let mut input =
+            BufReader::with_capacity(BUF, File::open(src).map_err(ConsumeError::Write)?);
         let out = File::create(dst).map_err(ConsumeError::Write)?;
         let mut out = Hashing::new(BufWriter::with_capacity(BUF, out));
         decrypt_stream(&mut input, &mut out, id)?;
@@ -1305,7 +1332,7 @@ async fn pull_file(
     pb.inc(resumed);
     io::Seek::seek(&mut file, io::SeekFrom::Start(progress.bytes))?;
     let mut out = Hashing {
-        inner: BufWriter::with_capacity(BUF, StreamFile::new(file, progress.bytes)),
+        inner: DirectFile::new(file, progress.bytes, BUF),
         hasher: prefix.hasher,
         bytes: prefix.bytes,
     };
@@ -1316,7 +1343,6 @@ async fn pull_file(
             out.flush().map_err(ConsumeError::Write)?;
             // Durable before the progress file vouches for it.
             out.inner
-                .get_ref()
                 .get_ref()
                 .sync_data()
                 .map_err(ConsumeError::Write)?;
@@ -1330,8 +1356,8 @@ async fn pull_file(
         let bytes = serde_json::to_vec(&done).map_err(|e| Fail::other(e.to_string()))?;
         crate::home::write_replace(state, &bytes, 0o600)?;
     }
-    let (file, sha, size) = out.done();
-    let file = file.into_inner().map_err(|e| Fail::other(e.to_string()))?;
+    let (mut file, sha, size) = out.done();
+    file.flush()?;
     file.get_ref().sync_all()?;
     file.drop_cache();
     Ok((sha, size, resumed))

@@ -6,7 +6,7 @@
 //! descriptor is committed after every blob is complete and verified.
 
 use std::collections::BTreeSet;
-use std::io::{Read as _, Seek as _, SeekFrom};
+use std::io::{Seek as _, SeekFrom};
 use std::str::FromStr as _;
 
 use ed25519_dalek::VerifyingKey;
@@ -656,14 +656,13 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         }),
         Box::new(move |w| {
             file.seek(SeekFrom::Start(offset))?;
-            let mut file = matterdrop_common::streamfile::StreamRead::new(file, offset);
-            let mut buf = vec![0u8; 1 << 20];
+            let mut file = matterdrop_common::streamfile::DirectRead::new(file, offset, 1 << 20);
             loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
+                let chunk = file.next_chunk()?;
+                if chunk.is_empty() {
                     return Ok(());
                 }
-                w.write_all(&buf[..n])?;
+                w.write_all(chunk)?;
             }
         }),
     ))

@@ -13,10 +13,10 @@
 //! trusted without its content.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use matterdrop_common::streamfile::StreamFile;
+use matterdrop_common::streamfile::DirectFile;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -261,7 +261,7 @@ impl BlobStore {
         }
         file.seek(SeekFrom::Start(offset))?;
         Ok(Upload {
-            file: BufWriter::with_capacity(WRITE_BUFFER, StreamFile::new(file, offset)),
+            file: DirectFile::new(file, offset, WRITE_BUFFER),
             hasher,
             received: offset,
             size,
@@ -313,7 +313,7 @@ impl BlobStore {
 /// An upload in progress (blocking I/O; run it off the async executor).
 #[derive(Debug)]
 pub struct Upload {
-    file: BufWriter<StreamFile>,
+    file: DirectFile,
     hasher: Sha256,
     received: u64,
     size: u64,
@@ -375,7 +375,7 @@ impl Upload {
     /// retry resumes from them).
     pub fn persist_partial(mut self) -> Result<u64, BlobError> {
         self.file.flush()?;
-        self.file.get_ref().get_ref().sync_data()?;
+        self.file.get_ref().sync_data()?;
         Ok(self.received)
     }
 
@@ -401,8 +401,8 @@ impl Upload {
             let _ = fs::remove_file(&self.staging);
             return Err(BlobError::Hash);
         }
-        self.file.get_ref().get_ref().sync_all()?;
-        self.file.get_ref().drop_cache();
+        self.file.get_ref().sync_all()?;
+        self.file.drop_cache();
         drop(self.file);
         Ok(Verified {
             staging: self.staging,
