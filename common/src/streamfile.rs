@@ -97,7 +97,7 @@ struct Sink {
 impl Sink {
     /// Leaves `O_DIRECT` for good (for an unaligned tail, or a file system
     /// that refuses it).
-    fn to_cache(&mut self) {
+    fn leave_direct(&mut self) {
         if self.direct {
             set_direct(&self.file, false);
             self.direct = false;
@@ -115,7 +115,7 @@ impl Sink {
                         if n % ALIGN != 0 {
                             // A short write off a block boundary (a full
                             // disk, say): carry on through the cache.
-                            self.to_cache();
+                            self.leave_direct();
                         }
                     } else {
                         self.cache.advance(&self.file, n);
@@ -124,7 +124,7 @@ impl Sink {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if self.direct && e.raw_os_error() == Some(EINVAL) => {
                     // The file system does not take O_DIRECT after all.
-                    self.to_cache();
+                    self.leave_direct();
                 }
                 Err(e) => return Err(e),
             }
@@ -341,7 +341,7 @@ impl Write for DirectFile {
         let r = self.settle().and_then(|sink| {
             sink.write(&cur.window()[..whole])?;
             if whole < len {
-                sink.to_cache();
+                sink.leave_direct();
                 sink.write(&cur.window()[whole..len])?;
             }
             Ok(())
