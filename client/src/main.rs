@@ -56,8 +56,7 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx, command: Command) -> CmdResult {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Fail::other(format!("starting the async runtime: {e}")))?;

@@ -79,7 +79,7 @@ impl Server {
     ) -> Result<Self> {
         let cfg = tls::server_config(vec![cert], tls_key)?;
         let endpoint =
-            quinn::Endpoint::server(cfg, listen).with_context(|| format!("binding {listen}"))?;
+            tls::endpoint(listen, Some(cfg)).with_context(|| format!("binding {listen}"))?;
         Ok(Self { endpoint, state })
     }
 

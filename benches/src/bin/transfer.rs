@@ -640,7 +640,7 @@ impl RawServer {
                 };
                 rt.block_on(async move {
                     let ep =
-                        match quinn::Endpoint::server(cfg, SocketAddr::from(([127, 0, 0, 1], 0))) {
+                        match tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), Some(cfg)) {
                             Ok(ep) => ep,
                             Err(e) => {
                                 let _ = tx.send(Err(e.into()));
@@ -735,7 +735,7 @@ async fn raw_copy(
     buf: &[u8],
 ) -> Result<Duration> {
     let start = Instant::now();
-    let ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let ep = tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
     let conn = ep.connect_with(cfg, addr, "localhost")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&[mode]).await?;
