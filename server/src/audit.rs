@@ -306,7 +306,7 @@ impl AuditLog {
                 };
                 drop(inner);
                 let this = self.clone();
-                let body: Body = Box::new(move |w: &mut dyn Write| {
+                let body: Body = Box::new(move |w: &mut dyn BodyOut| {
                     let mut start = 0;
                     while start < size {
                         let end = (start + EXPORT_CHUNK).min(size);
@@ -362,7 +362,7 @@ impl AuditLog {
                     exported_by: exported_by.to_owned(),
                     consistency,
                 };
-                let body: Body = Box::new(move |w: &mut dyn Write| {
+                let body: Body = Box::new(move |w: &mut dyn BodyOut| {
                     let tree = Levels::new(leaves);
                     for (i, rec) in indices.iter().zip(&records) {
                         bundle::write_record(w, *i, rec, Some(&tree.inclusion_proof(*i)))?;
@@ -378,8 +378,16 @@ impl AuditLog {
 /// Records read per lock while streaming a full export.
 const EXPORT_CHUNK: u64 = 4096;
 
-/// Writes the records of a bundle onto a stream.
-pub type Body = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
+/// Where a response body goes: bytes to copy, or whole buffers handed on
+/// as they are.
+pub trait BodyOut: Write {
+    /// Hands `chunk` on without copying it (after what was written).
+    fn send(&mut self, chunk: bytes::Bytes) -> std::io::Result<()>;
+}
+
+/// Produces a response body (the records of a bundle, a blob) onto a
+/// stream.
+pub type Body = Box<dyn FnOnce(&mut dyn BodyOut) -> std::io::Result<()> + Send>;
 
 /// Every level of a Merkle tree, for O(log n) inclusion proofs. An
 /// unpaired last node moves up a level unchanged, which yields exactly the

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use crate::audit::Body;
+use crate::audit::{Body, BodyOut};
 use crate::handler::{self, Incoming, Reply, Sink, State};
 
 /// Connections served at once; more are refused at the handshake.
@@ -248,7 +248,7 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Feeds the bytes that follow the request frame to `sink` on a blocking
 /// thread, through a small bounded queue, and returns its answer.
 async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
     let consumer = tokio::task::spawn_blocking(move || sink(Incoming::new(rx)));
     let mut received = 0u64;
     loop {
@@ -286,7 +286,7 @@ const CHUNK: usize = 256 * 1024;
 /// Runs `body` on a blocking thread and copies what it writes onto `send`,
 /// with a small bounded queue between them (memory stays flat).
 async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let producer = tokio::task::spawn_blocking(move || {
         let mut w = ChunkWriter {
             tx,
@@ -298,8 +298,7 @@ async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Resul
     while let Some(chunk) = rx.recv().await {
         // A reader that stops reading is cut off, not waited for forever.
         // Handed to quinn as it is (no copy).
-        match tokio::time::timeout(CHUNK_TIMEOUT, send.write_chunk(bytes::Bytes::from(chunk))).await
-        {
+        match tokio::time::timeout(CHUNK_TIMEOUT, send.write_chunk(chunk)).await {
             Ok(r) => r.map_err(std::io::Error::other)?,
             Err(_) => {
                 return Err(std::io::Error::new(
@@ -313,7 +312,7 @@ async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Resul
 }
 
 struct ChunkWriter {
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
     buf: Vec<u8>,
 }
 
@@ -323,6 +322,10 @@ impl ChunkWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.pass(bytes::Bytes::from(chunk))
+    }
+
+    fn pass(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
         self.tx
             .blocking_send(chunk)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "peer went away"))
@@ -340,6 +343,16 @@ impl std::io::Write for ChunkWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.flush_chunk()
+    }
+}
+
+impl BodyOut for ChunkWriter {
+    fn send(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
+        self.flush_chunk()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.pass(chunk)
     }
 }
 

@@ -639,14 +639,13 @@ impl RawServer {
                     }
                 };
                 rt.block_on(async move {
-                    let ep =
-                        match tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), Some(cfg)) {
-                            Ok(ep) => ep,
-                            Err(e) => {
-                                let _ = tx.send(Err(e.into()));
-                                return;
-                            }
-                        };
+                    let ep = match tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), Some(cfg)) {
+                        Ok(ep) => ep,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
+                    };
                     let _ = tx.send(Ok(ep.clone()));
                     while let Some(incoming) = ep.accept().await {
                         let sink = sink.clone();

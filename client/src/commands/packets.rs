@@ -196,7 +196,7 @@ fn encrypt_stream(
     recipients: &[age::x25519::Recipient],
     announce: impl FnOnce(PartStream) -> bool,
 ) -> CmdResult<Option<BlobRef>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let written = std::rc::Rc::new(std::cell::Cell::new(0));
     let sink = ChannelWriter {

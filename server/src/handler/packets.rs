@@ -656,13 +656,17 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         }),
         Box::new(move |w| {
             file.seek(SeekFrom::Start(offset))?;
-            let mut file = matterdrop_common::streamfile::DirectRead::new(file, offset, 1 << 20);
+            let mut file = matterdrop_common::streamfile::DirectRead::new(
+                file,
+                offset,
+                matterdrop_common::streamfile::POOLED,
+            );
             loop {
                 let chunk = file.next_chunk()?;
                 if chunk.is_empty() {
                     return Ok(());
                 }
-                w.write_all(chunk)?;
+                w.send(chunk)?;
             }
         }),
     ))
