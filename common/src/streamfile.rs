@@ -580,6 +580,28 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn a_failed_background_write_fails_the_writer() {
+        // /dev/full refuses every write with ENOSPC: the full buffers go
+        // to the writer thread, and its failure must come back to the
+        // caller (before anyone fsyncs and acknowledges).
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut w = DirectFile::new(full, 0, 64 * 1024);
+        let data = pattern(1 << 20);
+        let wrote = w.write_all(&data);
+        let flushed = w.flush();
+        assert!(
+            wrote.is_err() || flushed.is_err(),
+            "writing to /dev/full reported success"
+        );
+        // And it stays failed.
+        assert!(w.write_all(&data[..ALIGN]).is_err() || w.flush().is_err());
+    }
+
+    #[test]
     fn unflushed_bytes_are_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

@@ -828,7 +828,12 @@ fn push_phases(p: &Proc, n: u64) -> Phases {
 fn pull_phases(p: &Proc, n: u64) -> Phases {
     let zero = Duration::ZERO;
     let dl0 = p.first(zero, |v| v[0] > BIG);
-    let dl1 = p.first(zero, |v| v[0] >= n);
+    // The last buffers land just before the fsync and the move out of the
+    // partial directory, and a 10 ms sample can miss the complete file:
+    // its disappearance marks the end as well.
+    let dl1 = p
+        .first(zero, |v| v[0] >= n)
+        .or_else(|| p.first(dl0?, |v| v[0] == 0));
     vec![
         ("start, connect, descriptor, manifest", dl0),
         (
