@@ -56,10 +56,28 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx, command: Command) -> CmdResult {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Fail::other(format!("starting the async runtime: {e}")))?;
+    // One worker: QUIC's connection and endpoint tasks keep running (pings,
+    // acknowledgments) while a command blocks (a prompt, a passphrase, a
+    // re-hash), and a transfer wakes few threads.
+    // `push` runs on one thread: QUIC's tasks, the upload lanes and the
+    // spool bookkeeping share it, and a gigabyte push wakes far fewer
+    // threads (less CPU per byte). Nothing in `push` blocks that thread
+    // once the session is open (keys are loaded before it, encryption
+    // runs on a blocking thread). Every other command gets one worker
+    // thread besides the caller's, so QUIC keeps answering (pings,
+    // acknowledgments) while a command blocks: a prompt, a passphrase,
+    // a re-hash of a partial download.
+    let rt = if matches!(command, Command::Push(_)) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| Fail::other(format!("starting the async runtime: {e}")))?;
     match command {
         Command::Keygen(a) => commands::identity::keygen(ctx, &a),
         Command::Enroll(a) => rt.block_on(commands::identity::enroll(ctx, &a)),

@@ -68,21 +68,25 @@ pub enum BatchError {
 /// Reads what arrives on `recv` in batches of at least `target` bytes
 /// (fewer only at the end of the stream), `None` at its end.
 ///
-/// QUIC hands over one packet's payload (about 1.2 KB) per chunk; a
+/// QUIC hands over one packet's payload (about 1.4 KB) per chunk; a
 /// consumer on another thread that is woken for each of them spends more
-/// time switching than working. Batching costs no copy: the chunks are
-/// slices of the received datagrams. `stall` bounds the wait for each
-/// packet, not for the whole batch, so a slow but steady sender is not
-/// cut off. What a failed call had gathered is dropped with it.
+/// time switching than working, so chunks are gathered into one buffer
+/// per batch. They are copied, not kept: each chunk is a slice of a whole
+/// receive buffer (up to 64 datagrams), and a peer sending tiny frames
+/// could make kept slices pin a hundred times their size. A batch holds
+/// exactly its bytes.
+///
+/// `stall` bounds the wait for each packet, not for the whole batch, so a
+/// slow but steady sender is not cut off. What a failed call had gathered
+/// is dropped with it.
 pub async fn read_batch(
     recv: &mut RecvStream,
     target: usize,
     stall: Option<Duration>,
-) -> Result<Option<Vec<Bytes>>, BatchError> {
-    let mut batch = Vec::new();
-    let mut len = 0;
+) -> Result<Option<Bytes>, BatchError> {
+    let mut batch = bytes::BytesMut::new();
     let mut bufs: [Bytes; 32] = std::array::from_fn(|_| Bytes::new());
-    while len < target {
+    while batch.len() < target {
         let read = recv.read_chunks(&mut bufs);
         let got = match stall {
             Some(limit) => tokio::time::timeout(limit, read)
@@ -92,9 +96,12 @@ pub async fn read_batch(
         };
         let Some(n) = got else { break };
         for b in &mut bufs[..n] {
-            len += b.len();
-            batch.push(std::mem::take(b));
+            if batch.capacity() == 0 {
+                batch.reserve(target.max(b.len()));
+            }
+            batch.extend_from_slice(b);
+            *b = Bytes::new();
         }
     }
-    Ok((!batch.is_empty()).then_some(batch))
+    Ok((!batch.is_empty()).then(|| batch.freeze()))
 }

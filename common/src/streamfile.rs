@@ -112,6 +112,12 @@ struct Dropper {
 }
 
 impl Dropper {
+    /// `n` bytes went past the cache (O_DIRECT): nothing to drop there.
+    fn skip(&mut self, n: usize) {
+        self.pos += n as u64;
+        self.dropped = self.pos;
+    }
+
     fn advance(&mut self, file: &File, n: usize) {
         self.pos += n as u64;
         if self.pos >= self.dropped + LAG + EVERY {
@@ -155,6 +161,7 @@ impl Sink {
                 Ok(n) => {
                     data = &data[n..];
                     if self.direct {
+                        self.cache.skip(n);
                         if n % ALIGN != 0 {
                             // A short write off a block boundary (a full
                             // disk, say): carry on through the cache.
@@ -173,6 +180,33 @@ impl Sink {
             }
         }
         Ok(())
+    }
+}
+
+/// Writer threads at most in the process (each [`DirectFile`] larger than
+/// one buffer starts one); beyond, writes happen on the caller's thread.
+const MAX_WRITERS: usize = 64;
+static WRITERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_WRITERS`] writer threads, released on drop.
+#[derive(Debug)]
+struct WriterSlot;
+
+impl WriterSlot {
+    fn take() -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        WRITERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WRITERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        WRITERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -241,14 +275,6 @@ impl DirectFile {
         }
     }
 
-    /// Whether writes currently bypass the page cache.
-    pub fn is_direct(&self) -> bool {
-        match &self.writer {
-            Writer::Idle(sink) => sink.direct,
-            _ => false,
-        }
-    }
-
     /// The file (what has not been flushed is not in it yet).
     pub fn get_ref(&self) -> &File {
         &self.file
@@ -276,12 +302,20 @@ impl DirectFile {
     }
 
     /// Starts the writer thread with the sink.
-    fn start(&mut self) -> io::Result<()> {
-        if !matches!(self.writer, Writer::Idle(_)) {
-            return Ok(());
+    /// Whether a writer thread runs (or was started now). Beyond
+    /// [`MAX_WRITERS`] in the process, none is started and the caller
+    /// writes its buffers itself.
+    fn start(&mut self) -> io::Result<bool> {
+        match self.writer {
+            Writer::Busy { .. } => return Ok(true),
+            Writer::Gone => return Err(stopped()),
+            Writer::Idle(_) => {}
         }
+        let Some(slot) = WriterSlot::take() else {
+            return Ok(false);
+        };
         let Writer::Idle(mut sink) = std::mem::replace(&mut self.writer, Writer::Gone) else {
-            return Ok(());
+            return Err(stopped());
         };
         let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(DEPTH);
         let (tx, done) = std::sync::mpsc::channel::<Done>();
@@ -290,6 +324,7 @@ impl DirectFile {
         let thread = std::thread::Builder::new()
             .name("direct-write".into())
             .spawn(move || {
+                let _slot = slot;
                 let mut ok = true;
                 while let Ok((buf, len)) = rx.recv() {
                     let r = if ok {
@@ -305,13 +340,22 @@ impl DirectFile {
                 sink
             })?;
         self.writer = Writer::Busy { jobs, done, thread };
-        Ok(())
+        Ok(true)
     }
 
     /// Hands the full buffer to the writer thread and takes an empty one.
     fn submit(&mut self) -> io::Result<()> {
         self.check()?;
-        self.start()?;
+        if !self.start()? {
+            // No thread to spare: write it here.
+            let len = std::mem::take(&mut self.len);
+            let Writer::Idle(sink) = &mut self.writer else {
+                return Err(stopped());
+            };
+            let r = sink.write(&self.cur.window()[..len]);
+            self.note(r);
+            return self.check();
+        }
         let next = if let Some(b) = self.spare.pop() {
             b
         } else if self.buffers < DEPTH {
@@ -435,11 +479,6 @@ impl DirectRead {
         }
     }
 
-    /// Whether reads currently bypass the page cache.
-    pub fn is_direct(&self) -> bool {
-        self.direct
-    }
-
     /// The next chunk; empty at the end of the file.
     pub fn next_chunk(&mut self) -> io::Result<Bytes> {
         let mut buf = Aligned::new(self.cap);
@@ -468,7 +507,9 @@ impl DirectRead {
             }
         };
         self.pos += n as u64;
-        if !self.direct {
+        if self.direct {
+            self.cache.skip(n);
+        } else {
             self.cache.advance(&self.file, n);
         }
         Ok(Bytes::from_owner(Filled { buf, len: n }))
@@ -599,6 +640,34 @@ mod tests {
         );
         // And it stays failed.
         assert!(w.write_all(&data[..ALIGN]).is_err() || w.flush().is_err());
+    }
+
+    #[test]
+    fn beyond_the_writer_threads_buffers_are_written_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(5 * 8192 + 100);
+        let mut open: Vec<DirectFile> = (0..MAX_WRITERS + 6)
+            .map(|i| {
+                let f = File::create(dir.path().join(i.to_string())).unwrap();
+                let mut w = DirectFile::new(f, 0, 8192);
+                w.write_all(&data).unwrap();
+                w
+            })
+            .collect();
+        // Every slot is taken (by these files, perhaps some by other tests):
+        // the last files wrote their buffers on this thread.
+        assert_eq!(
+            WRITERS.load(std::sync::atomic::Ordering::Acquire),
+            MAX_WRITERS
+        );
+        for w in &mut open {
+            w.flush().unwrap();
+        }
+        drop(open);
+        for i in 0..MAX_WRITERS + 6 {
+            let back = std::fs::read(dir.path().join(i.to_string())).unwrap();
+            assert!(back == data, "file {i} differs");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use crate::audit::{Body, BodyOut};
-use crate::handler::{self, Incoming, Reply, Sink, State};
+use crate::handler::{self, Reply, Sink, State};
 
 /// Connections served at once; more are refused at the handshake.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -248,8 +248,8 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Feeds the bytes that follow the request frame to `sink` on a blocking
 /// thread, through a small bounded queue, and returns its answer.
 async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let consumer = tokio::task::spawn_blocking(move || sink(Incoming::new(rx)));
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let consumer = tokio::task::spawn_blocking(move || sink(rx));
     let mut received = 0u64;
     loop {
         let batch = match read_batch(recv, CHUNK, Some(CHUNK_TIMEOUT)).await {
@@ -259,7 +259,7 @@ async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerRespons
             Err(e) => Err(format!("upload interrupted: {e}")),
         };
         if let Ok(b) = &batch {
-            received += b.iter().map(|c| c.len() as u64).sum::<u64>();
+            received += b.len() as u64;
         }
         let failed = batch.is_err();
         if tx.send(batch).await.is_err() || failed {

@@ -987,18 +987,16 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
 /// blocking thread; everything handed out is hashed and counted.
 #[derive(Debug)]
 pub struct Incoming {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, String>>,
-    batch: std::vec::IntoIter<bytes::Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
     cur: bytes::Bytes,
     hasher: Sha256,
     bytes: u64,
 }
 
 impl Incoming {
-    fn new(rx: tokio::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, String>>) -> Self {
+    fn new(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
         Self {
             rx,
-            batch: Vec::new().into_iter(),
             cur: bytes::Bytes::new(),
             hasher: Sha256::new(),
             bytes: 0,
@@ -1020,13 +1018,9 @@ impl Incoming {
 impl io::BufRead for Incoming {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.cur.is_empty() {
-            if let Some(b) = self.batch.next() {
-                self.cur = b;
-                continue;
-            }
             match self.rx.blocking_recv() {
                 None => break,
-                Some(Ok(batch)) => self.batch = batch.into_iter(),
+                Some(Ok(b)) => self.cur = b,
                 Some(Err(e)) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, e)),
             }
         }
@@ -1110,7 +1104,7 @@ async fn fetch_blob<T: Send + 'static>(
     loop {
         match read_batch(&mut recv, BATCH, None).await {
             Ok(Some(batch)) => {
-                let n: u64 = batch.iter().map(|c| c.len() as u64).sum();
+                let n = batch.len() as u64;
                 received += n;
                 if received > blob.size {
                     too_long = true;

@@ -159,36 +159,9 @@ impl From<Denial> for Failure {
 
 type Outcome = Result<ServerResponse, Failure>;
 
-/// Bytes the client sends after its request frame, in chunks, as the
-/// connection task hands them over in batches (or why they stopped).
-#[derive(Debug)]
-pub struct Incoming {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, String>>,
-    batch: std::vec::IntoIter<bytes::Bytes>,
-}
-
-impl Incoming {
-    /// Wraps the receiving end of the connection task's queue.
-    pub fn new(rx: tokio::sync::mpsc::Receiver<Result<Vec<bytes::Bytes>, String>>) -> Self {
-        Self {
-            rx,
-            batch: Vec::new().into_iter(),
-        }
-    }
-
-    /// The next chunk, waiting for it; `None` at the end of the body.
-    pub fn blocking_recv(&mut self) -> Option<Result<bytes::Bytes, String>> {
-        loop {
-            if let Some(b) = self.batch.next() {
-                return Some(Ok(b));
-            }
-            match self.rx.blocking_recv()? {
-                Ok(batch) => self.batch = batch.into_iter(),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-    }
-}
+/// Bytes the client sends after its request frame, in chunks (or why
+/// they stopped).
+pub type Incoming = tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>;
 
 /// Consumes an upload on a blocking thread and produces the answer.
 pub type Sink = Box<dyn FnOnce(Incoming) -> ServerResponse + Send>;
