@@ -72,7 +72,7 @@ impl Session {
                 .parse()
                 .map_err(|_| Fail::other("bind address"))?
         };
-        let endpoint = tls::endpoint(bind, None)
+        let (endpoint, _) = tls::endpoint(bind, None)
             .map_err(|e| Fail::connect(format!("cannot open a UDP socket: {e}")))?;
         let connecting = endpoint
             .connect_with(config, addr, &host)

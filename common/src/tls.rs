@@ -103,18 +103,22 @@ pub fn transport_config() -> TransportConfig {
 
 /// A QUIC endpoint on a UDP socket bound to `bind`, with
 /// [`SOCKET_BUFFER`]-sized socket buffers: a server when `server` is
-/// given, else a client. Call from within a Tokio runtime.
+/// given, else a client. Call from within a Tokio runtime. Also returns
+/// the receive buffer the kernel granted (Linux reports twice the usable
+/// size), so a server can say when `net.core.rmem_max` cut it short.
 pub fn endpoint(
     bind: std::net::SocketAddr,
     server: Option<quinn::ServerConfig>,
-) -> std::io::Result<quinn::Endpoint> {
+) -> std::io::Result<(quinn::Endpoint, usize)> {
     let socket = std::net::UdpSocket::bind(bind)?;
     // Best effort: a smaller buffer costs speed, not correctness.
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, SOCKET_BUFFER);
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&socket, SOCKET_BUFFER);
+    let granted = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap_or(0);
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
+    Ok((endpoint, granted))
 }
 
 /// Reads the Ed25519 key out of a certificate.

@@ -78,8 +78,18 @@ impl Server {
         state: Arc<State>,
     ) -> Result<Self> {
         let cfg = tls::server_config(vec![cert], tls_key)?;
-        let endpoint =
+        let (endpoint, granted) =
             tls::endpoint(listen, Some(cfg)).with_context(|| format!("binding {listen}"))?;
+        if granted < tls::SOCKET_BUFFER {
+            warn!(
+                granted,
+                wanted = tls::SOCKET_BUFFER,
+                "the kernel granted a small UDP receive buffer; fast uploads may drop packets \
+                 (raise net.core.rmem_max and net.core.wmem_max to at least 4 MiB)"
+            );
+        } else {
+            debug!(granted, "UDP receive buffer");
+        }
         Ok(Self { endpoint, state })
     }
 

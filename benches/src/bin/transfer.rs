@@ -639,7 +639,9 @@ impl RawServer {
                     }
                 };
                 rt.block_on(async move {
-                    let ep = match tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), Some(cfg)) {
+                    let ep = match tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), Some(cfg))
+                        .map(|(ep, _)| ep)
+                    {
                         Ok(ep) => ep,
                         Err(e) => {
                             let _ = tx.send(Err(e.into()));
@@ -734,7 +736,7 @@ async fn raw_copy(
     buf: &[u8],
 ) -> Result<Duration> {
     let start = Instant::now();
-    let ep = tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
+    let (ep, _) = tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
     let conn = ep.connect_with(cfg, addr, "localhost")?.await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&[mode]).await?;
