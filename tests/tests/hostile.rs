@@ -115,6 +115,19 @@ async fn exchange_all(conn: &quinn::Connection, bytes: &[u8]) -> (ServerResponse
     (resp, all[end..].to_vec())
 }
 
+/// An upload request for a blob of `packet` in `MATTER`, task `TASK`.
+fn blob_upload(packet: &str, sha256: [u8; 32], size: u64, offset: u64) -> BlobUpload {
+    BlobUpload {
+        matter: MATTER.into(),
+        packet: packet.into(),
+        task: TASK.into(),
+        sha256,
+        size,
+        offset,
+        deliverable_for: None,
+    }
+}
+
 fn frame(req: &ClientRequest) -> Vec<u8> {
     proto::encode(req).expect("encode")
 }
@@ -233,15 +246,12 @@ async fn craft_packet(c: &RawClient, tmp: &Path, sender: &str, files: &[CraftFil
 
     let id = packet::new_id("p");
     for cipher in std::iter::once(&manifest_cipher).chain(&blobs) {
-        let put = frame(&ClientRequest::BlobPut(BlobUpload {
-            matter: MATTER.into(),
-            packet: id.clone(),
-            task: TASK.into(),
-            sha256: sha(cipher),
-            size: cipher.len() as u64,
-            offset: 0,
-            deliverable_for: None,
-        }));
+        let put = frame(&ClientRequest::BlobPut(blob_upload(
+            &id,
+            sha(cipher),
+            cipher.len() as u64,
+            0,
+        )));
         let (resp, _) = exchange_all(&c.conn, &[put, cipher.clone()].concat()).await;
         assert!(matches!(resp, ServerResponse::BlobStored(_)), "{resp:?}");
     }
@@ -792,12 +802,7 @@ fn a_blob_of_another_matter_cannot_be_adopted_by_hash() {
         let c = RawClient::connect(&t.w.server, &carol).await;
         let upload = |packet: &str, sha256: [u8; 32], size: u64| BlobUpload {
             matter: "2026-CAROL-1".into(),
-            packet: packet.into(),
-            task: TASK.into(),
-            sha256,
-            size,
-            offset: 0,
-            deliverable_for: None,
+            ..blob_upload(packet, sha256, size, 0)
         };
         let id = packet::new_id("p");
         // Existence oracle: does the server hold this blob?
@@ -903,15 +908,7 @@ fn a_push_declaring_one_tebibyte_is_refused_before_a_byte_is_stored() {
     rt.block_on(async {
         let c = RawClient::connect(&t.w.server, &t.alice).await;
         let id = packet::new_id("p");
-        let upload = |size: u64, offset: u64| BlobUpload {
-            matter: MATTER.into(),
-            packet: id.clone(),
-            task: TASK.into(),
-            sha256: [0x5a; 32],
-            size,
-            offset,
-            deliverable_for: None,
-        };
+        let upload = |size: u64, offset: u64| blob_upload(&id, [0x5a; 32], size, offset);
         let tib = 1u64 << 40;
         for req in [
             ClientRequest::BlobStatus(upload(tib, 0)),
@@ -964,15 +961,9 @@ fn streamed_blobs_must_end_with_their_true_hash() {
         let id = packet::new_id("p");
         let body = pseudo_random(300_000, 9);
         let upload = |size: u64, sha256: [u8; 32], offset: u64| {
-            frame(&ClientRequest::BlobStream(BlobUpload {
-                matter: MATTER.into(),
-                packet: id.clone(),
-                task: TASK.into(),
-                sha256,
-                size,
-                offset,
-                deliverable_for: None,
-            }))
+            frame(&ClientRequest::BlobStream(blob_upload(
+                &id, sha256, size, offset,
+            )))
         };
         let n = body.len() as u64;
         let cases: Vec<(&str, Vec<u8>, ErrorCode, &str)> = vec![
@@ -1042,15 +1033,12 @@ fn streamed_blobs_must_end_with_their_true_hash() {
             other => panic!("{other:?}"),
         }
         let status = c
-            .request(&ClientRequest::BlobStatus(BlobUpload {
-                matter: MATTER.into(),
-                packet: id.clone(),
-                task: TASK.into(),
-                sha256: sha(&body),
-                size: n,
-                offset: 0,
-                deliverable_for: None,
-            }))
+            .request(&ClientRequest::BlobStatus(blob_upload(
+                &id,
+                sha(&body),
+                n,
+                0,
+            )))
             .await;
         assert!(
             matches!(&status, ServerResponse::BlobOffset(s) if s.complete),
@@ -1436,15 +1424,7 @@ fn every_request_after_key_revocation_is_refused_and_reads_nothing() {
         "bob@lpo-1"
     );
     rt.block_on(async {
-        let upload = BlobUpload {
-            matter: MATTER.into(),
-            packet: packet::new_id("p"),
-            task: TASK.into(),
-            sha256: [7; 32],
-            size: 10,
-            offset: 0,
-            deliverable_for: None,
-        };
+        let upload = blob_upload(&packet::new_id("p"), [7; 32], 10, 0);
         let requests = [
             ClientRequest::PacketGet(PacketRef { id: id.clone() }),
             ClientRequest::BlobGet(BlobGetRequest {
@@ -1750,15 +1730,12 @@ fn concurrent_uploads_cannot_overshoot_the_quota() {
         let mut streams = Vec::new();
         for b in &blobs {
             let (mut send, recv) = conn.open_bi().await.unwrap();
-            let put = frame(&ClientRequest::BlobPut(BlobUpload {
-                matter: MATTER.into(),
-                packet: id.clone(),
-                task: TASK.into(),
-                sha256: sha(b),
-                size: b.len() as u64,
-                offset: 0,
-                deliverable_for: None,
-            }));
+            let put = frame(&ClientRequest::BlobPut(blob_upload(
+                &id,
+                sha(b),
+                b.len() as u64,
+                0,
+            )));
             send.write_all(&put).await.unwrap();
             tokio::time::sleep(Duration::from_millis(500)).await;
             streams.push((send, recv));
