@@ -59,15 +59,16 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
     // One worker: QUIC's connection and endpoint tasks keep running (pings,
     // acknowledgments) while a command blocks (a prompt, a passphrase, a
     // re-hash), and a transfer wakes few threads.
-    // `push` runs on one thread: QUIC's tasks, the upload lanes and the
-    // spool bookkeeping share it, and a gigabyte push wakes far fewer
-    // threads (less CPU per byte). Nothing in `push` blocks that thread
-    // once the session is open (keys are loaded before it, encryption
-    // runs on a blocking thread). Every other command gets one worker
+    // `push` and `pull` run on one thread: QUIC's tasks and the transfer
+    // share it, and a gigabyte transfer wakes far fewer threads (less CPU
+    // per byte). Nothing in them blocks that thread once the session is
+    // open: keys are loaded before it, and encryption, decryption,
+    // re-hashing and moving files run on blocking threads. Every other
+    // command gets one worker
     // thread besides the caller's, so QUIC keeps answering (pings,
     // acknowledgments) while a command blocks: a prompt, a passphrase,
     // a re-hash of a partial download.
-    let rt = if matches!(command, Command::Push(_)) {
+    let rt = if matches!(command, Command::Push(_) | Command::Pull(_)) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1304,7 +1304,7 @@ async fn pull_file(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let mut file = fs::OpenOptions::new()
+    let file = fs::OpenOptions::new()
         .create(true)
         .read(true)
         .write(true)
@@ -1316,9 +1316,16 @@ async fn pull_file(
         FileProgress::default()
     };
     file.set_len(progress.bytes)?;
-    // Re-hash the plaintext of the parts already verified.
-    let mut prefix = Hashing::new(io::sink());
-    copy_big(&mut BufReader::with_capacity(BUF, &file), &mut prefix)?;
+    // Re-hash the plaintext of the parts already verified (gigabytes,
+    // perhaps: off the runtime thread, which keeps the connection alive).
+    let (file, prefix) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+        let mut prefix = Hashing::new(io::sink());
+        copy_big(&mut BufReader::with_capacity(BUF, &file), &mut prefix)?;
+        Ok((file, prefix))
+    })
+    .await
+    .map_err(|e| Fail::other(e.to_string()))??;
+    let mut file = file;
     if prefix.bytes != progress.bytes {
         return Err(Fail::other("the partial download changed while reading it"));
     }
@@ -1350,10 +1357,16 @@ async fn pull_file(
         let bytes = serde_json::to_vec(&done).map_err(|e| Fail::other(e.to_string()))?;
         crate::home::write_replace(state, &bytes, 0o600)?;
     }
-    let (mut file, sha, size) = out.done();
-    file.flush()?;
-    file.get_ref().sync_all()?;
-    file.drop_cache();
+    let (file, sha, size) = out.done();
+    tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let mut file = file;
+        file.flush()?;
+        file.get_ref().sync_all()?;
+        file.drop_cache();
+        Ok(())
+    })
+    .await
+    .map_err(|e| Fail::other(e.to_string()))??;
     Ok((sha, size, resumed))
 }
 
@@ -1409,10 +1422,13 @@ fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
 
 /// `mdrop pull`.
 pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
+    // Both keys before the session opens: a passphrase prompt must not
+    // hold up the connection.
     let key = identity::signing_key(&ctx.home)?;
+    let keys = OwnKeys::load(ctx, &key)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let partial = ctx.home.path("partial").join(&args.id);
-    let result = pull_inner(ctx, args, &session, &server.principal, &partial).await;
+    let result = pull_inner(ctx, args, &session, &server.principal, &keys, &partial).await;
     session.close().await;
     match result {
         Ok(Pulled { json: done, .. }) => {
@@ -1459,12 +1475,40 @@ pub struct Pulled {
     pub manifest: Manifest,
 }
 
+/// This client's keys, as `pull` needs them (loaded before a session
+/// opens, so a passphrase prompt does not stall the connection).
+pub struct OwnKeys {
+    /// The Ed25519 key this client signs with.
+    pub signing: ed25519_dalek::VerifyingKey,
+    /// The age identity packets are encrypted to.
+    pub age: age::x25519::Identity,
+}
+
+impl OwnKeys {
+    /// Loads the age identity beside the already loaded signing key.
+    pub fn load(ctx: &Ctx, key: &ed25519_dalek::SigningKey) -> CmdResult<Self> {
+        Ok(Self {
+            signing: key.verifying_key(),
+            age: identity::age_identity(&ctx.home)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for OwnKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnKeys")
+            .field("signing", &self.signing)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Pulls into `args.out` with `session`, keeping partial data in `partial`.
 pub async fn pull_inner(
     ctx: &Ctx,
     args: &PullArgs,
     session: &Session,
     me: &str,
+    keys: &OwnKeys,
     partial: &Path,
 ) -> CmdResult<Pulled> {
     let resp = session
@@ -1494,9 +1538,7 @@ pub async fn pull_inner(
     }
     let sender_key = ed25519_dalek::VerifyingKey::from_bytes(&info.sender_key)
         .map_err(|_| verify_fail("the sender's key is invalid"))?;
-    if d.sender == me
-        && sender_key.to_bytes() != identity::signing_key(&ctx.home)?.verifying_key().to_bytes()
-    {
+    if d.sender == me && sender_key.to_bytes() != keys.signing.to_bytes() {
         return Err(verify_fail(
             "the server claims this client sent the packet with another key",
         ));
@@ -1519,7 +1561,7 @@ pub async fn pull_inner(
             format!("packet {} is not encrypted to {me}", d.id),
         ));
     }
-    let ident = identity::age_identity(&ctx.home)?;
+    let ident = keys.age.clone();
     fs::create_dir_all(partial)?;
 
     let pb = bar(d.total_size(), "downloading");
@@ -1629,7 +1671,11 @@ pub async fn pull_inner(
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)?;
         }
-        move_file(src, &target)?;
+        // A move across file systems copies: off the runtime thread.
+        let (from, to) = (src.clone(), target.clone());
+        tokio::task::spawn_blocking(move || move_file(&from, &to))
+            .await
+            .map_err(|e| Fail::other(e.to_string()))??;
         names.push(rel.display().to_string());
     }
     Ok(Pulled {

@@ -17,7 +17,7 @@ use matterdrop_common::tlog::{self, NoteVerifier};
 use serde_json::json;
 
 use super::Ctx;
-use super::packets::{Pulled, pull_inner};
+use super::packets::{OwnKeys, Pulled, pull_inner};
 use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, TurnaroundArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
@@ -65,6 +65,7 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
         ));
     }
     let key = identity::signing_key(&ctx.home)?;
+    let keys = OwnKeys::load(ctx, &key)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let log_key =
         NoteVerifier::from_vkey(&server.log_key).map_err(|e| Fail::other(e.to_string()))?;
@@ -82,7 +83,8 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             force: true,
             accept_key_change: args.accept_key_change,
         };
-        let pulled: Pulled = pull_inner(ctx, &pull, &session, &server.principal, &partial).await?;
+        let pulled: Pulled =
+            pull_inner(ctx, &pull, &session, &server.principal, &keys, &partial).await?;
         let d = Descriptor::parse(&pulled.descriptor).map_err(|e| bad(e.to_string()))?;
         let (Kind::Deliverable, Some(packet)) = (d.kind, d.packet.clone()) else {
             return Err(Fail::usage(format!(
