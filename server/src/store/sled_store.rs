@@ -42,19 +42,39 @@ fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// How long [`SledStore::open`] waits for a lock that sled itself is still
+/// releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl SledStore {
     /// Opens (or creates) the database at `path`. Fails if another process
     /// holds it.
+    ///
+    /// sled releases its file lock only when its background I/O threads
+    /// let go of the file, a moment after the last handle is dropped; so a
+    /// reopen in the same process (`init` then `load`) can find the lock
+    /// still held. A held lock is retried for up to [`LOCK_WAIT`] before it
+    /// is reported as another process's.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StoreError::Backend(format!(
-                    "database {} is in use by another process (is mdropd running?)",
-                    path.display()
-                ))
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Ok(db) => break db,
+                // sled reports a held lock as `Other` with this text.
+                Err(sled::Error::Io(io))
+                    if io.to_string().starts_with("could not acquire lock") =>
+                {
+                    if started.elapsed() >= LOCK_WAIT {
+                        return Err(StoreError::Backend(format!(
+                            "database {} is in use by another process (is mdropd running?)",
+                            path.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(other) => return Err(backend(other)),
             }
-            other => backend(other),
-        })?;
+        };
         Ok(Self {
             principals: db.open_tree("principals").map_err(backend)?,
             keys: db.open_tree("keys").map_err(backend)?,
@@ -304,6 +324,24 @@ mod tests {
             expires_at,
             used_by: None,
         }
+    }
+
+    #[test]
+    fn reopen_right_after_drop_and_a_held_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Dropping and reopening at once is what `init` then `load` does;
+        // sled lets go of its lock asynchronously (CI once caught it held).
+        for i in 0..20u8 {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.create_invite(&[i; 32], &invite(None, 100)).unwrap();
+        }
+        let held = SledStore::open(dir.path()).unwrap();
+        let err = match SledStore::open(dir.path()) {
+            Ok(_) => panic!("a second handle opened a held database"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("in use by another process"), "{err}");
+        drop(held);
     }
 
     #[test]
