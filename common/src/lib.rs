@@ -15,6 +15,7 @@ pub mod net;
 pub mod packet;
 pub mod proto;
 pub mod receipt;
+pub mod sha256pair;
 pub mod sign;
 pub mod streamfile;
 pub mod tlog;

@@ -54,6 +54,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use matterdrop_common::sha256pair::{Sha256Lane, update_pair};
 use matterdrop_common::tls;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -895,6 +896,23 @@ fn components(size: u64, payload: &Path, dir: &Path) -> Result<Vec<(String, f64)
     }
     let _ = h.finalize();
     out.push(("SHA-256 (memory)".to_owned(), mbps(size, t.elapsed())));
+
+    // What push and pull do: two streams hashed side by side.
+    let t = Instant::now();
+    let (mut a, mut b) = (Sha256Lane::new(), Sha256Lane::new());
+    let half = BUF / 2;
+    let mut left = size;
+    while left > 0 {
+        let n = usize::try_from(left.min(BUF as u64))?;
+        let (x, y) = buf[..n].split_at(half.min(n));
+        update_pair(&mut a, x, &mut b, y);
+        left -= n as u64;
+    }
+    let _ = (a.finalize(), b.finalize());
+    out.push((
+        "SHA-256 of two streams, paired (memory)".to_owned(),
+        mbps(size, t.elapsed()),
+    ));
 
     let t = Instant::now();
     let (_, n) = sha256_file(payload)?;

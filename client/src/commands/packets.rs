@@ -27,6 +27,7 @@ use matterdrop_common::proto::{
     BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
     PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
+use matterdrop_common::sha256pair::{Sha256Lane, update_pair};
 use matterdrop_common::streamfile::DirectFile;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -120,6 +121,20 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// A [`Write`] that only hashes.
+struct LaneWriter<'a>(&'a mut Sha256Lane);
+
+impl Write for LaneWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.update(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn copy_big(r: &mut (impl Read + ?Sized), w: &mut (impl Write + ?Sized)) -> io::Result<u64> {
     let mut buf = vec![0u8; BUF];
     let mut total = 0;
@@ -141,35 +156,61 @@ const CHUNK: usize = 256 * 1024;
 /// Bytes per hand-over from a download to its consumer thread.
 const BATCH: usize = 256 * 1024;
 
-/// A [`Write`] that hands what is written to an upload in chunks of
-/// [`CHUNK`] bytes, and counts it.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+/// The age file of one part as age writes it, until the encryption loop
+/// hashes it (paired with the plaintext it came from) and sends it.
+struct Outbox {
+    /// Ciphertext not sent yet; `buf[..hashed]` is hashed.
     buf: Vec<u8>,
-    written: std::rc::Rc<std::cell::Cell<u64>>,
+    hashed: usize,
+    /// SHA-256 of the ciphertext.
+    lane: Sha256Lane,
+    /// Bytes sent.
+    sent: u64,
 }
 
-impl ChannelWriter {
-    fn send_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+impl Outbox {
+    fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(OUTBOX),
+            hashed: 0,
+            lane: Sha256Lane::new(),
+            sent: 0,
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(bytes::Bytes::from(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    /// Hashes the ciphertext not hashed yet beside `plain`, the plaintext
+    /// it came from, into `plain_lane`.
+    fn hash_with(&mut self, plain_lane: &mut Sha256Lane, plain: &[u8]) {
+        update_pair(plain_lane, plain, &mut self.lane, &self.buf[self.hashed..]);
+        self.hashed = self.buf.len();
+    }
+
+    /// Sends what is hashed. `false` when nobody listens any more.
+    fn send(&mut self, tx: &tokio::sync::mpsc::Sender<bytes::Bytes>) -> bool {
+        let rest = self.buf.split_off(self.hashed);
+        let full = std::mem::replace(&mut self.buf, rest);
+        self.buf.reserve(OUTBOX.saturating_sub(self.buf.len()));
+        self.hashed = 0;
+        if full.is_empty() {
+            return true;
+        }
+        self.sent += full.len() as u64;
+        tx.blocking_send(bytes::Bytes::from(full)).is_ok()
     }
 }
 
-impl Write for ChannelWriter {
+/// What the encryption loop sends at once (about [`CHUNK`] bytes: it
+/// reads that much plaintext at a time, age adds 16 bytes per 64 KiB and
+/// may hold one chunk back).
+const OUTBOX: usize = CHUNK + 2 * 65_552;
+
+/// The [`Write`] age encrypts into: appends to the shared [`Outbox`].
+struct OutboxWriter(std::rc::Rc<std::cell::RefCell<Outbox>>);
+
+impl Write for OutboxWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        self.written.set(self.written.get() + n as u64);
-        if self.buf.len() == CHUNK {
-            self.send_buf()?;
-        }
-        Ok(n)
+        self.0.borrow_mut().buf.extend_from_slice(data);
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -188,28 +229,25 @@ fn age_size(head: u64, len: u64) -> u64 {
 /// Encrypts `len` bytes of `src` to `recipients` and streams the age file
 /// to an upload: announces it (its exact size, a channel for its bytes, a
 /// promise of its hash) through `announce`, sends the bytes, then its
-/// SHA-256 as a 32-byte trailer. Returns `None` when nobody listens any
-/// more.
+/// SHA-256 as a 32-byte trailer. The plaintext read is hashed into `plain`
+/// (paired with the ciphertext's hash: [`update_pair`]). Returns `None`
+/// when nobody listens any more.
 fn encrypt_stream(
     src: &mut dyn Read,
     len: u64,
+    plain: &mut Sha256Lane,
     recipients: &[age::x25519::Recipient],
     announce: impl FnOnce(PartStream) -> bool,
 ) -> CmdResult<Option<BlobRef>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let written = std::rc::Rc::new(std::cell::Cell::new(0));
-    let sink = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-        written: written.clone(),
-    };
+    let outbox = std::rc::Rc::new(std::cell::RefCell::new(Outbox::new()));
     let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
         .map_err(|e| Fail::other(e.to_string()))?;
-    let mut w = enc.wrap_output(Hashing::new(sink))?;
+    let mut w = enc.wrap_output(OutboxWriter(outbox.clone()))?;
     // The header and payload nonce are written at once; the rest follows
     // from the plaintext length.
-    let size = age_size(written.get(), len);
+    let size = age_size(outbox.borrow().buf.len() as u64, len);
     if !announce(PartStream {
         size,
         data: rx,
@@ -218,29 +256,41 @@ fn encrypt_stream(
         return Ok(None);
     }
     let mut part = src.take(len);
-    let copied = match copy_big(&mut part, &mut w) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut copied = 0u64;
+    loop {
+        let n = match part.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        w.write_all(&buf[..n])?;
+        copied += n as u64;
+        let mut out = outbox.borrow_mut();
+        out.hash_with(plain, &buf[..n]);
+        if out.buf.len() >= CHUNK && !out.send(&tx) {
+            return Ok(None);
+        }
+    }
     if copied != len {
         return Err(Fail::usage(
             "a file shrank while it was being sent; run the push again",
         ));
     }
-    let hashing = match w.finish() {
-        Ok(h) => h,
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let (mut sink, sha256, n) = hashing.done();
-    if n != size {
+    w.finish()?;
+    let mut out = outbox.borrow_mut();
+    out.hash_with(plain, &[]);
+    let total = out.sent + out.buf.len() as u64;
+    if total != size {
         return Err(Fail::other(format!(
-            "internal error: the age file has {n} bytes, {size} were announced"
+            "internal error: the age file has {total} bytes, {size} were announced"
         )));
     }
-    sink.buf.extend_from_slice(&sha256);
-    if sink.send_buf().is_err() {
+    let sha256 = std::mem::take(&mut out.lane).finalize();
+    out.buf.extend_from_slice(&sha256);
+    out.hashed = out.buf.len();
+    if !out.send(&tx) {
         return Ok(None);
     }
     let blob = BlobRef { sha256, size };
@@ -884,20 +934,21 @@ fn encrypt_parts(
         let parts = usize::try_from(ManifestFile::parts_for(size))
             .map_err(|e| Fail::other(e.to_string()))?;
         let held = &spool.files[i].parts;
-        let mut input = Hashing::new(BufReader::with_capacity(BUF, file));
+        let mut input = file;
+        let mut plain = Sha256Lane::new();
         let mut blobs = Vec::with_capacity(parts);
         for j in 0..parts {
             let len = packet::PART_SIZE.min(size - j as u64 * packet::PART_SIZE);
             if let Some(Some(b)) = held.get(j) {
                 // The server has this part: only hash its plaintext.
-                let n = copy_big(&mut (&mut input).take(len), &mut io::sink())?;
+                let n = copy_big(&mut (&mut input).take(len), &mut LaneWriter(&mut plain))?;
                 if n != len {
                     return Err(changed(abs));
                 }
                 blobs.push(b.sha256);
                 continue;
             }
-            let sent = encrypt_stream(&mut input, len, keys, |part| {
+            let sent = encrypt_stream(&mut input, len, &mut plain, keys, |part| {
                 events.blocking_send((Target::Part(i, j), part)).is_ok()
             })?;
             let Some(blob) = sent else { return Ok(None) };
@@ -908,7 +959,10 @@ fn encrypt_parts(
         if input.read(&mut probe)? != 0 {
             return Err(changed(abs));
         }
-        let (_, sha256, _) = input.done();
+        if plain.len() != size {
+            return Err(changed(abs));
+        }
+        let sha256 = plain.finalize();
         manifest.files.push(ManifestFile {
             path: rel.clone(),
             size,
@@ -919,9 +973,14 @@ fn encrypt_parts(
     let bytes = manifest
         .to_bytes()
         .map_err(|e| Fail::usage(e.to_string()))?;
-    let sent = encrypt_stream(&mut &bytes[..], bytes.len() as u64, keys, |part| {
-        events.blocking_send((Target::Manifest, part)).is_ok()
-    })?;
+    let mut unused = Sha256Lane::new();
+    let sent = encrypt_stream(
+        &mut &bytes[..],
+        bytes.len() as u64,
+        &mut unused,
+        keys,
+        |part| events.blocking_send((Target::Manifest, part)).is_ok(),
+    )?;
     Ok(sent.map(|_| manifest))
 }
 
@@ -983,13 +1042,76 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
     Ok(())
 }
 
+/// The ciphertext side of a download's hashing. What the download hands
+/// out waits here, as slices of the received batches (no copy), until the
+/// plaintext it decrypts to is written: then both are hashed together
+/// ([`update_pair`]). What nobody pairs (raw pulls, the manifest) is hashed
+/// alone once more than [`UNPAIRED`] bytes wait.
+#[derive(Debug, Default)]
+pub struct CipherHash {
+    lane: Sha256Lane,
+    queue: std::collections::VecDeque<bytes::Bytes>,
+    queued: usize,
+}
+
+/// Most ciphertext bytes waiting for their plaintext (age holds back one
+/// 64 KiB chunk; a reader may hold a batch).
+const UNPAIRED: usize = 2 * BATCH;
+
+impl CipherHash {
+    fn push(&mut self, chunk: bytes::Bytes) {
+        self.queued += chunk.len();
+        self.queue.push_back(chunk);
+        while self.queued > UNPAIRED {
+            let Some(old) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued -= old.len();
+            self.lane.update(&old);
+        }
+    }
+
+    /// Hashes `plain` into `plain_lane`, beside waiting ciphertext.
+    fn pair(&mut self, plain_lane: &mut Sha256Lane, mut plain: &[u8]) {
+        while !plain.is_empty() {
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
+            let k = front.len().min(plain.len());
+            update_pair(plain_lane, &plain[..k], &mut self.lane, &front[..k]);
+            bytes::Buf::advance(front, k);
+            self.queued -= k;
+            if front.is_empty() {
+                self.queue.pop_front();
+            }
+            plain = &plain[k..];
+        }
+        plain_lane.update(plain);
+    }
+
+    /// The SHA-256 of everything pushed.
+    fn finish(&mut self) -> [u8; 32] {
+        for chunk in self.queue.drain(..) {
+            self.lane.update(&chunk);
+        }
+        self.queued = 0;
+        std::mem::take(&mut self.lane).finalize()
+    }
+}
+
+type SharedCipherHash = std::sync::Arc<std::sync::Mutex<CipherHash>>;
+
+fn lock(h: &SharedCipherHash) -> std::sync::MutexGuard<'_, CipherHash> {
+    h.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The bytes of one blob as they arrive from the server, read on a
 /// blocking thread; everything handed out is hashed and counted.
 #[derive(Debug)]
 pub struct Incoming {
     rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
     cur: bytes::Bytes,
-    hasher: Sha256,
+    hash: SharedCipherHash,
     bytes: u64,
 }
 
@@ -998,9 +1120,15 @@ impl Incoming {
         Self {
             rx,
             cur: bytes::Bytes::new(),
-            hasher: Sha256::new(),
+            hash: SharedCipherHash::default(),
             bytes: 0,
         }
+    }
+
+    /// Where the bytes handed out wait to be hashed: a [`PlainOut`]
+    /// attached to it hashes the plaintext beside them.
+    fn cipher_hash(&self) -> SharedCipherHash {
+        self.hash.clone()
     }
 
     /// Reads what is left and returns the SHA-256 and size of everything.
@@ -1008,7 +1136,7 @@ impl Incoming {
         loop {
             let n = io::BufRead::fill_buf(&mut self)?.len();
             if n == 0 {
-                return Ok((self.hasher.finalize().into(), self.bytes));
+                return Ok((lock(&self.hash).finish(), self.bytes));
             }
             io::BufRead::consume(&mut self, n);
         }
@@ -1030,8 +1158,8 @@ impl io::BufRead for Incoming {
     fn consume(&mut self, n: usize) {
         let chunk = self.cur.split_to(n.min(self.cur.len()));
         // Everything handed out is hashed, whoever reads it.
-        self.hasher.update(&chunk);
         self.bytes += chunk.len() as u64;
+        lock(&self.hash).push(chunk);
     }
 }
 
@@ -1279,6 +1407,29 @@ pub fn decrypt_file(
     })
 }
 
+/// The plaintext a pull writes, hashed as it goes (beside the ciphertext it
+/// came from, when attached to a download's [`CipherHash`]).
+struct PlainOut<W> {
+    inner: W,
+    lane: Sha256Lane,
+    pair: Option<SharedCipherHash>,
+}
+
+impl<W: Write> Write for PlainOut<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        match &self.pair {
+            Some(h) => lock(h).pair(&mut self.lane, &data[..n]),
+            None => self.lane.update(&data[..n]),
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Where a file's download stands: parts verified and decrypted, and the
 /// plaintext bytes they produced (`partial/N.state`).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -1319,28 +1470,31 @@ async fn pull_file(
     // Re-hash the plaintext of the parts already verified (gigabytes,
     // perhaps: off the runtime thread, which keeps the connection alive).
     let (file, prefix) = tokio::task::spawn_blocking(move || -> io::Result<_> {
-        let mut prefix = Hashing::new(io::sink());
-        copy_big(&mut BufReader::with_capacity(BUF, &file), &mut prefix)?;
+        let mut prefix = Sha256Lane::new();
+        copy_big(&mut &file, &mut LaneWriter(&mut prefix))?;
         Ok((file, prefix))
     })
     .await
     .map_err(|e| Fail::other(e.to_string()))??;
     let mut file = file;
-    if prefix.bytes != progress.bytes {
+    if prefix.len() != progress.bytes {
         return Err(Fail::other("the partial download changed while reading it"));
     }
     let resumed: u64 = parts[..progress.parts].iter().map(|b| b.size).sum();
     pb.inc(resumed);
     io::Seek::seek(&mut file, io::SeekFrom::Start(progress.bytes))?;
-    let mut out = Hashing {
+    let mut out = PlainOut {
         inner: DirectFile::new(file, progress.bytes, BUF),
-        hasher: prefix.hasher,
-        bytes: prefix.bytes,
+        lane: prefix,
+        pair: None,
     };
     for (j, blob) in parts.iter().enumerate().skip(progress.parts) {
         let id = id.clone();
         out = fetch_blob(session, packet, blob, pb, move |input| {
-            decrypt_stream(input, &mut out, &id)?;
+            out.pair = Some(input.cipher_hash());
+            let decrypted = decrypt_stream(input, &mut out, &id);
+            out.pair = None;
+            decrypted?;
             out.flush().map_err(ConsumeError::Write)?;
             // Durable before the progress file vouches for it.
             out.inner
@@ -1352,12 +1506,13 @@ async fn pull_file(
         .await?;
         let done = FileProgress {
             parts: j + 1,
-            bytes: out.bytes,
+            bytes: out.lane.len(),
         };
         let bytes = serde_json::to_vec(&done).map_err(|e| Fail::other(e.to_string()))?;
         crate::home::write_replace(state, &bytes, 0o600)?;
     }
-    let (file, sha, size) = out.done();
+    let (file, size) = (out.inner, out.lane.len());
+    let sha = out.lane.finalize();
     tokio::task::spawn_blocking(move || -> io::Result<()> {
         let mut file = file;
         file.flush()?;
