@@ -554,6 +554,17 @@ fn advise_dont_need(_: &File, _: u64, _: Option<std::num::NonZeroU64>) {}
 mod tests {
     use super::*;
 
+    /// Writer threads are counted process-wide ([`WRITERS`]): the tests
+    /// that start them run one at a time, so one test's count is not
+    /// another's.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -576,6 +587,7 @@ mod tests {
 
     #[test]
     fn aligned_and_unaligned_writes_and_reads_round_trip() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let data = pattern(3 * (1 << 20) + 4097);
         // Start offsets: aligned, unaligned; chunk sizes that straddle the
@@ -623,6 +635,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn a_failed_background_write_fails_the_writer() {
+        let _serial = serial();
         // /dev/full refuses every write with ENOSPC: the full buffers go
         // to the writer thread, and its failure must come back to the
         // caller (before anyone fsyncs and acknowledges).
@@ -644,6 +657,7 @@ mod tests {
 
     #[test]
     fn beyond_the_writer_threads_buffers_are_written_inline() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let data = pattern(5 * 8192 + 100);
         let mut open: Vec<DirectFile> = (0..MAX_WRITERS + 6)
@@ -654,8 +668,8 @@ mod tests {
                 w
             })
             .collect();
-        // Every slot is taken (by these files, perhaps some by other tests):
-        // the last files wrote their buffers on this thread.
+        // Every slot is taken by these files: the last ones wrote their
+        // buffers on this thread.
         assert_eq!(
             WRITERS.load(std::sync::atomic::Ordering::Acquire),
             MAX_WRITERS
@@ -672,6 +686,7 @@ mod tests {
 
     #[test]
     fn unflushed_bytes_are_not_written() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let mut w = DirectFile::new(File::create(&path).unwrap(), 0, 8192);

@@ -108,7 +108,8 @@ impl Server {
         }
     }
 
-    /// Sends SIGTERM and waits; returns whether it exited successfully.
+    /// Sends SIGTERM and waits (up to 30 s: the shutdown grace, the final
+    /// flushes, a loaded machine); returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
             return false;
@@ -117,7 +118,7 @@ impl Server {
             .arg("-TERM")
             .arg(child.id().to_string())
             .status();
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.success();
             }

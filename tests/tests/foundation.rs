@@ -534,10 +534,28 @@ fn one_key_cannot_take_every_connection() {
             .map(|r| r.to_string())
             .unwrap_or_default();
         assert!(reason.contains("too many connections"), "{reason}");
-        // Closing one frees a slot.
+        // Closing one frees a slot, once the server has seen the close
+        // (a loaded machine may take a while: retry up to 30 s).
         held.pop().unwrap().close().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let again = RawClient::connect_with(&w.server, key).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let again = loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let again = RawClient::connect_with(&w.server, key.clone()).await;
+            if again.conn.close_reason().is_none() {
+                if let Ok((mut send, mut recv)) = again.conn.open_bi().await {
+                    let frame = matterdrop_common::proto::encode(&ClientRequest::WhoAmI).unwrap();
+                    let _ = send.write_all(&frame).await;
+                    let _ = send.finish();
+                    if recv.read_to_end(1 << 20).await.is_ok_and(|b| !b.is_empty()) {
+                        break again;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the freed slot was never given to a new connection"
+            );
+        };
         assert!(matches!(
             again.request(&ClientRequest::WhoAmI).await,
             ServerResponse::Error(_)

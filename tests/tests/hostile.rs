@@ -1670,7 +1670,12 @@ fn a_full_disk_refuses_the_push_that_does_not_fit_and_keeps_the_rest() {
     assert!(r.stderr.contains("storage"), "{r:?}");
     server.assert_running();
     // Nothing half-stored: no staging file, blobs within the quota, and no
-    // packet for bob.
+    // packet for bob. (The server may still be ending the other upload lane
+    // the client dropped when it exited: give it time to clean up.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(35);
+    while !walk(&server.data.join("staging")).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         walk(&server.data.join("staging")).is_empty(),
         "{:?}",

@@ -1203,7 +1203,19 @@ async fn fetch_blob<T: Send + 'static>(
     pb: &ProgressBar,
     consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
 ) -> CmdResult<T> {
-    let (resp, mut recv) = session
+    let recv = open_blob(session, packet, blob).await?;
+    receive_blob(recv, blob, pb, consume).await.finish().await
+}
+
+/// Asks the server for blob `blob` of `packet`; returns the stream its
+/// bytes arrive on (they start flowing at once, up to the stream's flow
+/// control window, whether or not anyone reads them yet).
+async fn open_blob(
+    session: &Session,
+    packet: &str,
+    blob: &BlobRef,
+) -> CmdResult<quinn::RecvStream> {
+    let (resp, recv) = session
         .request_stream(&ClientRequest::BlobGet(BlobGetRequest {
             packet: packet.to_owned(),
             sha256: blob.sha256,
@@ -1211,14 +1223,34 @@ async fn fetch_blob<T: Send + 'static>(
         }))
         .await?;
     match resp {
-        ServerResponse::BlobData(info) if info.sha256 == blob.sha256 && info.size == blob.size => {}
-        ServerResponse::BlobData(_) => {
-            return Err(verify_fail(
-                "the server sent another blob than the descriptor names",
-            ));
+        ServerResponse::BlobData(info) if info.sha256 == blob.sha256 && info.size == blob.size => {
+            Ok(recv)
         }
-        other => return Err(unexpected(&other)),
+        ServerResponse::BlobData(_) => Err(verify_fail(
+            "the server sent another blob than the descriptor names",
+        )),
+        other => Err(unexpected(&other)),
     }
+}
+
+/// A blob whose bytes all arrived (or stopped arriving), while `consume`
+/// may still be working through them.
+struct Received<T> {
+    consumer: tokio::task::JoinHandle<(Result<T, ConsumeError>, io::Result<([u8; 32], u64)>)>,
+    broken: Option<String>,
+    too_long: bool,
+    blob: BlobRef,
+}
+
+/// Receives the bytes of `blob` from `recv` into `consume`, which runs on
+/// a blocking thread. Returns once the network part is over; see
+/// [`Received::finish`].
+async fn receive_blob<T: Send + 'static>(
+    mut recv: quinn::RecvStream,
+    blob: &BlobRef,
+    pb: &ProgressBar,
+    consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
+) -> Received<T> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let consumer = tokio::task::spawn_blocking(move || {
         let mut input = Incoming::new(rx);
@@ -1252,7 +1284,37 @@ async fn fetch_blob<T: Send + 'static>(
         }
     }
     drop(tx);
-    let (out, hashed) = consumer.await.map_err(|e| Fail::other(e.to_string()))?;
+    Received {
+        consumer,
+        broken,
+        too_long,
+        blob: blob.clone(),
+    }
+}
+
+impl<T> Received<T> {
+    /// Waits for the consumer, then checks that exactly the descriptor's
+    /// bytes arrived (size and SHA-256). Whatever the consumer wrote is
+    /// unverified until this returns `Ok`.
+    async fn finish(self) -> CmdResult<T> {
+        let Self {
+            consumer,
+            broken,
+            too_long,
+            blob,
+        } = self;
+        let (out, hashed) = consumer.await.map_err(|e| Fail::other(e.to_string()))?;
+        finish_blob(&blob, out, hashed, broken, too_long)
+    }
+}
+
+fn finish_blob<T>(
+    blob: &BlobRef,
+    out: Result<T, ConsumeError>,
+    hashed: io::Result<([u8; 32], u64)>,
+    broken: Option<String>,
+    too_long: bool,
+) -> CmdResult<T> {
     if let Some(e) = broken {
         return Err(Fail::connect(format!(
             "download interrupted ({e}); run the pull again to resume"
@@ -1488,9 +1550,16 @@ async fn pull_file(
         lane: prefix,
         pair: None,
     };
+    let mut next = match parts.get(progress.parts) {
+        Some(blob) => Some(open_blob(session, packet, blob).await?),
+        None => None,
+    };
     for (j, blob) in parts.iter().enumerate().skip(progress.parts) {
+        let Some(recv) = next.take() else {
+            break;
+        };
         let id = id.clone();
-        out = fetch_blob(session, packet, blob, pb, move |input| {
+        let received = receive_blob(recv, blob, pb, move |input| {
             out.pair = Some(input.cipher_hash());
             let decrypted = decrypt_stream(input, &mut out, &id);
             out.pair = None;
@@ -1503,7 +1572,13 @@ async fn pull_file(
                 .map_err(ConsumeError::Write)?;
             Ok(out)
         })
-        .await?;
+        .await;
+        // While this part is decrypted and made durable, the next one
+        // already streams in (up to the stream's flow-control window).
+        if let Some(blob) = parts.get(j + 1) {
+            next = Some(open_blob(session, packet, blob).await?);
+        }
+        out = received.finish().await?;
         let done = FileProgress {
             parts: j + 1,
             bytes: out.lane.len(),
