@@ -1233,10 +1233,13 @@ async fn open_blob(
     }
 }
 
+/// SHA-256 and size of what a download received.
+type Hashed = ([u8; 32], u64);
+
 /// A blob whose bytes all arrived (or stopped arriving), while `consume`
 /// may still be working through them.
 struct Received<T> {
-    consumer: tokio::task::JoinHandle<(Result<T, ConsumeError>, io::Result<([u8; 32], u64)>)>,
+    consumer: tokio::task::JoinHandle<(Result<T, ConsumeError>, io::Result<Hashed>)>,
     broken: Option<String>,
     too_long: bool,
     blob: BlobRef,
