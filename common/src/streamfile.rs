@@ -255,7 +255,7 @@ impl DirectFile {
     /// Wraps `file`, whose next write lands at offset `start`, with
     /// buffers of about `cap` bytes.
     pub fn new(file: File, start: u64, cap: usize) -> Self {
-        let direct = start % ALIGN as u64 == 0 && set_direct(&file, true);
+        let direct = start.is_multiple_of(ALIGN as u64) && set_direct(&file, true);
         let file = Arc::new(file);
         Self {
             cur: Aligned::new(cap),

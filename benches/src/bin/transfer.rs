@@ -412,7 +412,7 @@ fn run_proc(
         if let Some(k) = proc_kib(pid, "VmHWM:") {
             peak = peak.max(k);
         }
-        if let Some(w) = watch.filter(|_| tick % 2 == 0) {
+        if let Some(w) = watch.filter(|_| tick.is_multiple_of(2)) {
             timeline.push((start.elapsed(), w()));
         }
         match rx.recv_timeout(TICK) {

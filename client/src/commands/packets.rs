@@ -199,9 +199,11 @@ impl Outbox {
     }
 }
 
-/// What the encryption loop sends at once (about [`CHUNK`] bytes: it
-/// reads that much plaintext at a time, age adds 16 bytes per 64 KiB and
-/// may hold one chunk back).
+/// Capacity of the outbox. The encryption loop reads [`CHUNK`] bytes of
+/// plaintext at a time and sends once at least [`CHUNK`] bytes of
+/// ciphertext wait: about 262 KB each time (age adds 16 bytes per 64 KiB),
+/// except the first of each part, which also carries the header and the
+/// chunk age held back (about 460 KB; the buffer grows once for it).
 const OUTBOX: usize = CHUNK + 2 * 65_552;
 
 /// The [`Write`] age encrypts into: appends to the shared [`Outbox`].
@@ -1559,7 +1561,7 @@ async fn pull_file(
     };
     for (j, blob) in parts.iter().enumerate().skip(progress.parts) {
         let Some(recv) = next.take() else {
-            break;
+            return Err(Fail::other("internal error: no stream for the next part"));
         };
         let id = id.clone();
         let received = receive_blob(recv, blob, pb, move |input| {
@@ -1577,10 +1579,14 @@ async fn pull_file(
         })
         .await;
         // While this part is decrypted and made durable, the next one
-        // already streams in (up to the stream's flow-control window).
-        if let Some(blob) = parts.get(j + 1) {
-            next = Some(open_blob(session, packet, blob).await?);
-        }
+        // already streams in (up to the stream's flow-control window; the
+        // server waits up to 30 s for it to be read). This part's outcome
+        // comes first: a tampered part is reported as such, and a verified
+        // one is recorded even if asking for the next one failed.
+        let opened = match parts.get(j + 1) {
+            Some(blob) => Some(open_blob(session, packet, blob).await),
+            None => None,
+        };
         out = received.finish().await?;
         let done = FileProgress {
             parts: j + 1,
@@ -1588,6 +1594,7 @@ async fn pull_file(
         };
         let bytes = serde_json::to_vec(&done).map_err(|e| Fail::other(e.to_string()))?;
         crate::home::write_replace(state, &bytes, 0o600)?;
+        next = opened.transpose()?;
     }
     let (file, size) = (out.inner, out.lane.len());
     let sha = out.lane.finalize();
@@ -1920,4 +1927,75 @@ pub async fn pull_inner(
         manifest_bytes: bytes,
         manifest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sha(data: &[u8]) -> [u8; 32] {
+        Sha256::digest(data).into()
+    }
+
+    proptest! {
+        /// However a download's ciphertext is consumed and however the
+        /// plaintext is written beside it (paired, alone, past the unpaired
+        /// bound), both digests are those of the bytes.
+        #[test]
+        fn cipher_hash_pairs_without_losing_or_repeating_bytes(
+            cipher_len in 0usize..(3 * UNPAIRED),
+            plain_len in 0usize..200_000,
+            cuts in proptest::collection::vec((1usize..300_000, 0usize..100_000), 1..12),
+        ) {
+            let cipher: Vec<u8> = (0..cipher_len).map(|i| (i * 7 + 3) as u8).collect();
+            let plain: Vec<u8> = (0..plain_len).map(|i| (i * 11 + 5) as u8).collect();
+            let mut h = CipherHash::default();
+            let mut lane = Sha256Lane::new();
+            let (mut c, mut p) = (&cipher[..], &plain[..]);
+            for (take_c, take_p) in cuts {
+                let k = take_c.min(c.len());
+                h.push(bytes::Bytes::copy_from_slice(&c[..k]));
+                c = &c[k..];
+                prop_assert!(h.queued <= UNPAIRED);
+                let k = take_p.min(p.len());
+                h.pair(&mut lane, &p[..k]);
+                p = &p[k..];
+            }
+            h.push(bytes::Bytes::copy_from_slice(c));
+            h.pair(&mut lane, p);
+            prop_assert_eq!(h.finish(), sha(&cipher));
+            prop_assert_eq!(lane.finalize(), sha(&plain));
+        }
+    }
+
+    #[test]
+    fn the_outbox_sends_exactly_what_it_hashed_and_hashes_everything() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let mut out = Outbox::new();
+        let mut plain_lane = Sha256Lane::new();
+        let (mut cipher, mut plain) = (Vec::new(), Vec::new());
+        for i in 0..40usize {
+            let c: Vec<u8> = (0..(i * 9_973) % 300_000).map(|j| (i + j) as u8).collect();
+            let p: Vec<u8> = (0..(i * 7_919) % 270_000).map(|j| (i * j) as u8).collect();
+            out.buf.extend_from_slice(&c);
+            out.hash_with(&mut plain_lane, &p);
+            cipher.extend_from_slice(&c);
+            plain.extend_from_slice(&p);
+            if out.buf.len() >= CHUNK {
+                assert!(out.send(&tx));
+            }
+        }
+        out.hash_with(&mut plain_lane, &[]);
+        assert!(out.send(&tx));
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(b) = rx.blocking_recv() {
+            sent.extend_from_slice(&b);
+        }
+        assert_eq!(out.sent, cipher.len() as u64);
+        assert!(sent == cipher, "the outbox sent other bytes");
+        assert_eq!(std::mem::take(&mut out.lane).finalize(), sha(&cipher));
+        assert_eq!(plain_lane.finalize(), sha(&plain));
+    }
 }
