@@ -300,6 +300,58 @@ fn blob_files(data: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn a_tampered_part_is_caught_while_the_next_part_streams_in() {
+    // `pull` asks for part j + 1 before part j is verified: a bad part must
+    // still end the pull with exit 4 and write nothing, whether it is the
+    // first (the next one already streaming in) or the last (after two
+    // good ones were decrypted).
+    let t = team();
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let part = usize::try_from(matterdrop_common::packet::PART_SIZE).unwrap();
+    let f = t.w.tmp.path().join("scan.pdf");
+    let data = pseudo_random(2 * part + 300_000, 17);
+    std::fs::write(&f, &data).unwrap();
+    let before: Vec<_> = blob_files(&t.w.server.data);
+    let id = push(&t.alice, &[&f], "document-review")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut blobs: Vec<_> = blob_files(&t.w.server.data)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(blobs.len(), 4, "manifest and three parts");
+    // Smallest first: manifest, last part, then the two full parts.
+    blobs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let out = t.w.tmp.path().join("out");
+    for bad in [&blobs[2..4], &blobs[1..2]] {
+        let originals: Vec<_> = bad.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        for (p, original) in bad.iter().zip(&originals) {
+            let mut flipped = original.clone();
+            flipped[original.len() - 100] ^= 0x40;
+            std::fs::write(p, &flipped).unwrap();
+        }
+        let r = t
+            .bob
+            .run(&["pull", &id, "--out", out.to_str().unwrap()])
+            .code(4);
+        assert!(
+            r.stderr.contains("does not match the signed descriptor"),
+            "{r:?}"
+        );
+        assert!(walk(&out).is_empty(), "no output file may be written");
+        for (p, original) in bad.iter().zip(&originals) {
+            std::fs::write(p, original).unwrap();
+        }
+    }
+    t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert!(
+        std::fs::read(out.join("scan.pdf")).unwrap() == data,
+        "the pulled file differs"
+    );
+}
+
+#[test]
 fn tampered_blobs_and_descriptors_are_detected() {
     let mut t = team();
     t.bob.json(&["ack", MATTER, "--yes"]);
