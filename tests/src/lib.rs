@@ -202,6 +202,40 @@ impl From<Output> for Run {
     }
 }
 
+/// Every file under `dir`, sorted (none if it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `mdrop pull ID --out OUT` as `user` and checks it is refused as
+/// tampered: exit 4, the descriptor mismatch named, nothing written under
+/// `out`. `what` says which tampering, for the failure message.
+pub fn pull_refused_as_tampered(user: &User, id: &str, out: &Path, what: &str) -> Run {
+    let r = user.run(&["pull", id, "--out", out.to_str().expect("utf-8 path")]);
+    assert_eq!(r.code, 4, "{what}: {r:?}");
+    assert!(
+        r.stderr.contains("does not match the signed descriptor"),
+        "{what}: {r:?}"
+    );
+    assert!(
+        walk(out).is_empty(),
+        "{what}: no output file may be written"
+    );
+    r
+}
+
 /// A user with a client home.
 #[derive(Debug, Clone)]
 pub struct User {

@@ -22,7 +22,7 @@ use matterdrop_common::proto::{
     PacketRef, PushPrepareRequest, ServerResponse,
 };
 use matterdrop_common::tls;
-use matterdrop_tests::{RawClient, User, World, bin, error_code};
+use matterdrop_tests::{RawClient, User, World, bin, error_code, pull_refused_as_tampered, walk};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -65,21 +65,6 @@ fn pseudo_random(n: usize, seed: u32) -> Vec<u8> {
 
 fn sha(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd {
-            let p = e.expect("dir entry").path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn signing_key(user: &User) -> SigningKey {
@@ -1252,15 +1237,7 @@ fn truncated_age_files_are_refused_and_nothing_is_written() {
     let out = tmp.join("out-disk");
     for cut in [original.len() / 2, 10, 0] {
         std::fs::write(&path, &original[..cut]).unwrap();
-        let r = t
-            .bob
-            .run(&["pull", &id, "--out", out.to_str().unwrap()])
-            .code(4);
-        assert!(
-            r.stderr.contains("does not match the signed descriptor"),
-            "cut at {cut}: {r:?}"
-        );
-        assert!(walk(&out).is_empty(), "cut at {cut}");
+        pull_refused_as_tampered(&t.bob, &id, &out, &format!("cut at {cut}"));
         assert!(walk(&t.bob.home.join("partial")).is_empty());
     }
     // Restored, it pulls: the refusals changed nothing.

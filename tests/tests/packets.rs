@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use matterdrop_tests::{Server, User, World};
+use matterdrop_tests::{Server, User, World, pull_refused_as_tampered, walk};
 
 const MATTER: &str = "2026-PI-0042";
 
@@ -97,21 +97,6 @@ fn push(user: &User, files: &[&Path], task: &str) -> serde_json::Value {
         "Please chronologize",
     ]);
     user.json(&args)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -331,15 +316,7 @@ fn a_tampered_part_is_caught_while_the_next_part_streams_in() {
             flipped[original.len() - 100] ^= 0x40;
             std::fs::write(p, &flipped).unwrap();
         }
-        let r = t
-            .bob
-            .run(&["pull", &id, "--out", out.to_str().unwrap()])
-            .code(4);
-        assert!(
-            r.stderr.contains("does not match the signed descriptor"),
-            "{r:?}"
-        );
-        assert!(walk(&out).is_empty(), "no output file may be written");
+        pull_refused_as_tampered(&t.bob, &id, &out, &format!("{} bad parts", bad.len()));
         for (p, original) in bad.iter().zip(&originals) {
             std::fs::write(p, original).unwrap();
         }
@@ -385,15 +362,7 @@ fn tampered_blobs_and_descriptors_are_detected() {
     let mut flipped = original.clone();
     flipped[original.len() / 2] ^= 1;
     std::fs::write(&big, &flipped).unwrap();
-    let r = t
-        .bob
-        .run(&["pull", &id, "--out", out.to_str().unwrap()])
-        .code(4);
-    assert!(
-        r.stderr.contains("does not match the signed descriptor"),
-        "{r:?}"
-    );
-    assert!(walk(&out).is_empty(), "no output file may be written");
+    pull_refused_as_tampered(&t.bob, &id, &out, "one flipped byte");
 
     // Another blob swapped in.
     let other_blob = blob_files(&t.w.server.data)
