@@ -4,23 +4,9 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
-use matterdrop_tests::{User, World};
+use matterdrop_tests::{User, World, walk};
 
 const MATTER: &str = "2026-PI-0042";
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
 
 fn write(path: &Path, text: &str) -> String {
     std::fs::write(path, text).unwrap();
