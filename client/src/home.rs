@@ -128,9 +128,53 @@ pub fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> CmdResult {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     write_new(&tmp, bytes, mode)?;
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
+    fs::rename(&tmp, path)
+        .map_err(|e| Fail::other(format!("moving {} into place: {e}", path.display())))?;
+    let dir = parent_dir(path);
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Fail::other(format!("syncing {}: {e}", dir.display())))
+}
+
+/// The directory `path` lives in: `.` for a bare file name (whose
+/// `Path::parent` is the empty path, which no system call accepts).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
-    Ok(())
+}
+
+/// Checks, before anything irreversible happens, that a file can later be
+/// written at `path`: its directory exists and takes a new file, and `path`
+/// is not a directory.
+pub fn check_writable(path: &Path) -> CmdResult {
+    if path.is_dir() {
+        return Err(Fail::usage(format!(
+            "{} is a directory; name a file",
+            path.display()
+        )));
+    }
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(Fail::usage(format!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    let probe = dir.join(format!(".mdrop-probe-{}", std::process::id()));
+    let made = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe);
+    let _ = fs::remove_file(&probe);
+    made.map(drop).map_err(|e| {
+        Fail::usage(format!(
+            "cannot write {}: the folder {} does not take new files ({e})",
+            path.display(),
+            dir.display()
+        ))
+    })
 }

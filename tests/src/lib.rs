@@ -52,46 +52,21 @@ impl Server {
     /// fresh directory).
     pub fn start(data: &Path) -> Self {
         let log = data.with_extension(format!("log.{}", std::process::id()));
-        let logfile = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let mut child = Command::new(bin("mdropd"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--json",
-                "--shutdown-grace",
-                "5s",
-                "--data",
-            ])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(logfile)
-            .spawn()
-            .expect("spawn mdropd");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut cmd = Command::new(bin("mdropd"));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--shutdown-grace",
+            "5s",
+            "--data",
+        ])
+        .arg(data);
+        let (child, lines) = spawn_server(cmd, &log);
         let mut invite = None;
         loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "mdropd did not start; log:\n{}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    )
-                });
+            let line = next_line(&lines, &log);
             let v: Value = serde_json::from_str(&line).expect("mdropd --json line");
             if let Some(i) = v["invite"].as_str() {
                 invite = Some(i.to_owned());
@@ -105,6 +80,44 @@ impl Server {
                 log,
                 child: Some(child),
             };
+        }
+    }
+
+    /// Starts `mdropd serve` as a person would, in `dir`, with its embedded
+    /// defaults (data in `dir/mdrop-data`) except the address
+    /// (`127.0.0.1:0`), and reads the address, fingerprint and bootstrap
+    /// invite from its human-readable output.
+    pub fn start_human(dir: &Path) -> Self {
+        let data = dir.join("mdrop-data");
+        let log = dir.with_extension(format!("mdropd-log.{}", std::process::id()));
+        let mut cmd = Command::new(bin("mdropd"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env_remove("MDROPD_DATA");
+        let (child, lines) = spawn_server(cmd, &log);
+        let (mut invite, mut addr) = (None, None);
+        let mut invite_next = false;
+        loop {
+            let line = next_line(&lines, &log);
+            if invite_next {
+                invite = Some(line.trim().to_owned());
+                invite_next = false;
+            } else if line.contains("bootstrap admin invite") {
+                invite_next = true;
+            } else if let Some(a) = line.strip_prefix("mdropd listening on ") {
+                addr = Some(a.trim().to_owned());
+            } else if let (Some(addr), Some(fp)) =
+                (&addr, line.strip_prefix("server fingerprint: "))
+            {
+                return Self {
+                    data,
+                    addr: addr.clone(),
+                    fingerprint: fp.trim().to_owned(),
+                    invite,
+                    log,
+                    child: Some(child),
+                };
+            }
         }
     }
 
@@ -157,6 +170,44 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// Spawns `cmd` (an `mdropd serve`) with stderr appended to `log`; its
+/// stdout lines arrive on the channel.
+fn spawn_server(mut cmd: Command, log: &Path) -> (Child, mpsc::Receiver<String>) {
+    let logfile = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(logfile)
+        .spawn()
+        .expect("spawn mdropd");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The next line `mdropd` printed, waiting up to 60 s for it to start.
+fn next_line(lines: &mpsc::Receiver<String>, log: &Path) -> String {
+    lines
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "mdropd did not start; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })
 }
 
 /// Result of one `mdrop` run.

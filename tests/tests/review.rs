@@ -115,6 +115,22 @@ fn full_review_workflow_with_receipts() {
     let r = bob.run(&["report", "turnaround"]).code(3);
     assert!(r.stderr.contains("provider"), "{r:?}");
 
+    // A receipt that could not be saved is refused before anything is
+    // signed or recorded: the deliverable still awaits review.
+    let nowhere = tmp.join("no-such-folder").join("r.json");
+    let r = alice
+        .run(&[
+            "review",
+            "return",
+            &d1,
+            "--note",
+            "dates are wrong",
+            "--receipt",
+            nowhere.to_str().unwrap(),
+        ])
+        .code(2);
+    assert!(r.stderr.contains("does not exist"), "{r:?}");
+
     // Return, deliver again, approve.
     let ret = tmp.join("receipt-return.json");
     let v = alice.json(&[

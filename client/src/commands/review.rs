@@ -21,7 +21,7 @@ use super::packets::{OwnKeys, Pulled, pull_inner};
 use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, TurnaroundArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
-use crate::home::write_replace;
+use crate::home::{check_writable, write_replace};
 use crate::identity;
 use crate::pins::Pins;
 
@@ -64,6 +64,14 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             "returning a deliverable requires --note saying what to correct",
         ));
     }
+    // Where the receipt goes is checked before anything is signed: the
+    // server records the decision once, and a receipt that cannot be saved
+    // afterwards would be lost.
+    let path = args
+        .receipt
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("receipt-{}.json", args.id)));
+    check_writable(&path)?;
     let key = identity::signing_key(&ctx.home)?;
     let keys = OwnKeys::load(ctx, &key)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
@@ -153,10 +161,6 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
     .await;
     session.close().await;
     let (file, state) = result?;
-    let path = args
-        .receipt
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("receipt-{}.json", args.id)));
     let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Fail::other(e.to_string()))?;
     write_replace(&path, &bytes, 0o644)?;
     let _ = std::fs::remove_dir_all(&partial);
