@@ -47,6 +47,40 @@ pub fn normalize_fingerprint(input: &str) -> String {
     format!("SHA256:{body}")
 }
 
+/// Domain separation for [`safety_code`].
+const SAFETY_CODE_DOMAIN: &[u8] = b"matterdrop/safety-code/v1\n";
+
+/// A principal's safety code: twelve digits in groups of four, derived from
+/// both of its public keys, for people to compare by voice or on paper
+/// before one of them vouches for the other's keys (`matter add`).
+///
+/// The code is the first 8 bytes of SHA-256(`matterdrop/safety-code/v1\n`
+/// ‖ Ed25519 key ‖ age recipient string), read as a big-endian integer,
+/// modulo 10¹²: about 40 bits, so a second key pair with the same code
+/// takes about 2⁴⁰ key generations to find.
+pub fn safety_code(signing_key: &[u8; 32], age_recipient: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(SAFETY_CODE_DOMAIN);
+    h.update(signing_key);
+    h.update(age_recipient.as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    let n = u64::from_be_bytes(first) % 1_000_000_000_000;
+    let s = format!("{n:012}");
+    format!("{} {} {}", &s[0..4], &s[4..8], &s[8..12])
+}
+
+/// Normalizes a safety code typed by a person: only its digits count.
+pub fn normalize_safety_code(input: &str) -> String {
+    let digits: String = input.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() == 12 {
+        format!("{} {} {}", &digits[0..4], &digits[4..8], &digits[8..12])
+    } else {
+        input.trim().to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

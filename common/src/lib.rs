@@ -15,6 +15,8 @@ pub mod net;
 pub mod packet;
 pub mod proto;
 pub mod receipt;
+pub mod roles;
+pub mod roster;
 pub mod sha256pair;
 pub mod sign;
 pub mod streamfile;

@@ -89,16 +89,19 @@ pub enum Domain {
     Receipt,
     /// An audit log entry.
     AuditEntry,
+    /// A statement of a matter's signed roster.
+    Roster,
 }
 
 impl Domain {
     /// Every domain, in declaration order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Ack,
         Self::PacketDescriptor,
         Self::DeliverableDescriptor,
         Self::Receipt,
         Self::AuditEntry,
+        Self::Roster,
     ];
 
     /// The exact prefix line (including its terminating `\n`) that starts
@@ -110,6 +113,7 @@ impl Domain {
             Self::DeliverableDescriptor => b"matterdrop/deliverable-descriptor/v1\n",
             Self::Receipt => b"matterdrop/receipt/v1\n",
             Self::AuditEntry => b"matterdrop/audit-entry/v1\n",
+            Self::Roster => b"matterdrop/roster/v1\n",
         }
     }
 }

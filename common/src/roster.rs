@@ -1,0 +1,1173 @@
+//! The signed matter roster: who may read a matter's files, decided by its
+//! attorneys, never by the server.
+//!
+//! A matter's membership, roles, member keys, scope, acknowledgment version
+//! and recovery recipient are the result of a hash chain of *statements*.
+//! The first (`create`) is signed by the matter's creator; every later one
+//! by a key that the chain up to that point makes an attorney of the
+//! matter. The server validates, stores and logs statements but cannot make
+//! one: a client verifies the chain itself and computes the recipients of a
+//! packet from it ([`Roster::packet_recipients`]).
+//!
+//! # Statement format (version 1)
+//!
+//! A statement is a canonical message ([`crate::sign`]) with the domain
+//! prefix `matterdrop/roster/v1`, then these fields in this order:
+//!
+//! ```text
+//! matter=<matter id>
+//! seq=<0 for the first statement, then 1, 2, …>
+//! prev=<SHA-256 of the previous statement's bytes, 64 hex; empty for seq 0>
+//! time=<Unix seconds; never earlier than the previous statement's>
+//! signer=<principal id>
+//! signer-key=<the signer's Ed25519 public key, 64 hex>
+//! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey>
+//! …the change's own fields, in the order below…
+//! ```
+//!
+//! | change | fields |
+//! |---|---|
+//! | `create` | `title` (percent-encoded UTF-8), `firm`, `scope` (comma-separated task types), `ack-version` (1), `ack-sha256`, `recovery-type`, `recovery`, `age-type`, `age` (the creator's own age recipient; the creator becomes an attorney with `signer-key`) |
+//! | `add` | `member`, `role`, `member-key`, `age-type`, `age` |
+//! | `remove` | `member` |
+//! | `set-role` | `member`, `role` |
+//! | `set-ack` | `ack-version` (the next one), `ack-sha256` |
+//! | `set-scope` | `scope` |
+//! | `set-recovery` | `recovery-type`, `recovery` (both empty: no recovery recipient) |
+//! | `rekey` | `member`, `member-key`, `age-type`, `age` |
+//!
+//! Age recipients are typed (`age-type=x25519`, `age=age1…`) so that a
+//! post-quantum recipient type can be added without a new statement
+//! version; an unknown type is refused. The SHA-256 of a statement's bytes
+//! is its hash; the next statement names it in `prev`. The signature is
+//! plain Ed25519 over the bytes (checked with `verify_strict`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr as _;
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::ids;
+use crate::roles::{Role, Task};
+use crate::sign::{self, AckStatement, Canonical, Domain, SignError};
+
+/// Longest statement accepted, in bytes.
+pub const MAX_STATEMENT: usize = 8 * 1024;
+/// Most statements one matter's roster may hold.
+pub const MAX_STATEMENTS: u64 = 100_000;
+/// Longest matter title, in bytes of UTF-8.
+pub const MAX_TITLE: usize = 200;
+
+/// Why a statement or a chain was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RosterError {
+    /// The bytes are not a well-formed version-1 statement.
+    #[error("roster statement {seq}: malformed: {why}")]
+    Malformed {
+        /// Its sequence number, if it could be read (else `?`).
+        seq: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The statement does not extend the chain where it should.
+    #[error("roster statement {seq}: {why}")]
+    Chain {
+        /// Its sequence number.
+        seq: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// The signature does not verify with the signer's key.
+    #[error("roster statement {seq}: the signature does not verify with {signer}'s key")]
+    BadSignature {
+        /// Its sequence number.
+        seq: u64,
+        /// The claimed signer.
+        signer: String,
+    },
+    /// The signer may not make this statement.
+    #[error("roster statement {seq}: {why}")]
+    NotAllowed {
+        /// Its sequence number.
+        seq: u64,
+        /// The rule that refused it.
+        why: String,
+    },
+    /// A statement could not be encoded.
+    #[error("roster statement: {0}")]
+    Encode(#[from] SignError),
+}
+
+impl RosterError {
+    fn malformed(seq: Option<u64>, why: impl Into<String>) -> Self {
+        Self::Malformed {
+            seq: seq.map_or_else(|| "?".to_owned(), |s| s.to_string()),
+            why: why.into(),
+        }
+    }
+}
+
+/// An age recipient, typed so that other recipient kinds can be added.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AgeKey {
+    /// A native age X25519 recipient, `age1…`.
+    X25519(String),
+}
+
+impl AgeKey {
+    /// Parses a recipient given its type name.
+    pub fn parse(kind: &str, value: &str) -> Result<Self, String> {
+        match kind {
+            "x25519" => {
+                value
+                    .parse::<age::x25519::Recipient>()
+                    .map_err(|e| format!("invalid x25519 age recipient {value:?}: {e}"))?;
+                Ok(Self::X25519(value.to_owned()))
+            }
+            other => Err(format!("unknown age recipient type {other:?}")),
+        }
+    }
+
+    /// Parses a recipient string, inferring its type from its prefix.
+    pub fn from_recipient(value: &str) -> Result<Self, String> {
+        if value.starts_with("age1") {
+            Self::parse("x25519", value)
+        } else {
+            Err(format!("unsupported age recipient {value:?}"))
+        }
+    }
+
+    /// The type name (`x25519`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::X25519(_) => "x25519",
+        }
+    }
+
+    /// The recipient string (`age1…`).
+    pub fn recipient(&self) -> &str {
+        match self {
+            Self::X25519(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for AgeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.recipient())
+    }
+}
+
+/// A member's two public keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MemberKeys {
+    /// Ed25519 public key (identity, signatures).
+    pub signing_key: [u8; 32],
+    /// age recipient (encryption).
+    pub age: AgeKey,
+}
+
+impl MemberKeys {
+    /// The safety code of these keys ([`crate::keys::safety_code`]).
+    pub fn safety_code(&self) -> String {
+        crate::keys::safety_code(&self.signing_key, self.age.recipient())
+    }
+}
+
+/// One change to a matter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The first statement: the matter and its creator (an attorney).
+    Create {
+        /// Title.
+        title: String,
+        /// The owning firm (the creator's organization).
+        firm: String,
+        /// Task types providers may be given.
+        scope: Vec<Task>,
+        /// SHA-256 of acknowledgment text version 1.
+        ack_sha256: [u8; 32],
+        /// Offline recovery recipient, if the firm uses one.
+        recovery: Option<AgeKey>,
+        /// The creator's age recipient.
+        age: AgeKey,
+    },
+    /// A new member (or a removed one, again).
+    Add {
+        /// Principal id.
+        member: String,
+        /// Role.
+        role: Role,
+        /// Its keys, as the attorney checked them (safety code).
+        keys: MemberKeys,
+    },
+    /// Ends a membership.
+    Remove {
+        /// Principal id.
+        member: String,
+    },
+    /// Changes a current member's role.
+    SetRole {
+        /// Principal id.
+        member: String,
+        /// New role.
+        role: Role,
+    },
+    /// Publishes a new acknowledgment version.
+    SetAck {
+        /// The new version (current + 1).
+        version: u32,
+        /// SHA-256 of its text.
+        sha256: [u8; 32],
+    },
+    /// Replaces the scope.
+    SetScope {
+        /// Task types.
+        scope: Vec<Task>,
+    },
+    /// Sets or clears the recovery recipient.
+    SetRecovery {
+        /// The recipient, or none.
+        recovery: Option<AgeKey>,
+    },
+    /// Replaces a current member's keys (a lost laptop), after the attorney
+    /// checked the new safety code.
+    Rekey {
+        /// Principal id.
+        member: String,
+        /// The new keys.
+        keys: MemberKeys,
+    },
+}
+
+impl Change {
+    /// The `change=` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::Add { .. } => "add",
+            Self::Remove { .. } => "remove",
+            Self::SetRole { .. } => "set-role",
+            Self::SetAck { .. } => "set-ack",
+            Self::SetScope { .. } => "set-scope",
+            Self::SetRecovery { .. } => "set-recovery",
+            Self::Rekey { .. } => "rekey",
+        }
+    }
+
+    /// The member a change is about, if any.
+    pub fn member(&self) -> Option<&str> {
+        match self {
+            Self::Add { member, .. }
+            | Self::Remove { member }
+            | Self::SetRole { member, .. }
+            | Self::Rekey { member, .. } => Some(member),
+            Self::Create { .. }
+            | Self::SetAck { .. }
+            | Self::SetScope { .. }
+            | Self::SetRecovery { .. } => None,
+        }
+    }
+}
+
+/// One roster statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Matter id.
+    pub matter: String,
+    /// Position in the chain, from 0.
+    pub seq: u64,
+    /// Hash of the previous statement; `None` only for seq 0.
+    pub prev: Option<[u8; 32]>,
+    /// Unix seconds.
+    pub time: u64,
+    /// Who signs it.
+    pub signer: String,
+    /// The key it is signed with.
+    pub signer_key: [u8; 32],
+    /// What it changes.
+    pub change: Change,
+}
+
+/// A statement's bytes and its signature, as stored and sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedStatement {
+    /// The canonical statement bytes.
+    pub statement: Vec<u8>,
+    /// Ed25519 signature over them.
+    pub signature: Vec<u8>,
+}
+
+impl SignedStatement {
+    /// SHA-256 of the statement bytes: what the next statement's `prev`
+    /// names.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(&self.statement).into()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex32(seq: Option<u64>, field: &str, s: &str) -> Result<[u8; 32], RosterError> {
+    let bad = || RosterError::malformed(seq, format!("{field} is not 64 lowercase hex digits"));
+    if s.len() != 64
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Percent-encodes a title: bytes outside printable ASCII, and `%`, become
+/// `%XX` (uppercase hex), so any UTF-8 title fits a canonical field and an
+/// ASCII one reads as itself.
+pub fn encode_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_text`], refusing anything it would not produce.
+pub fn decode_text(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s
+                .get(i + 1..i + 3)
+                .filter(|h| {
+                    h.bytes()
+                        .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+                })
+                .ok_or("bad percent escape")?;
+            out.push(u8::from_str_radix(h, 16).map_err(|_| "bad percent escape")?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(out).map_err(|_| "not UTF-8")?;
+    if encode_text(&text) != s {
+        return Err("not in canonical percent-encoding".into());
+    }
+    Ok(text)
+}
+
+fn scope_str(scope: &[Task]) -> String {
+    scope
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Checks a title: 1 to [`MAX_TITLE`] bytes, no control characters, not
+/// only spaces.
+pub fn check_title(title: &str) -> Result<(), String> {
+    if title.trim().is_empty() || title.len() > MAX_TITLE || title.chars().any(char::is_control) {
+        return Err(format!(
+            "a title must be 1 to {MAX_TITLE} bytes without control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a scope: at least one task type, no repeats, only task types
+/// providers may do.
+pub fn check_scope(scope: &[Task]) -> Result<(), String> {
+    if scope.is_empty() {
+        return Err("a scope needs at least one task type".into());
+    }
+    for (i, t) in scope.iter().enumerate() {
+        if !t.allowed_for_providers() {
+            return Err(format!(
+                "task type {t} stays in-house and cannot be in a matter's scope"
+            ));
+        }
+        if scope[..i].contains(t) {
+            return Err(format!("task type {t} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_scope(seq: Option<u64>, s: &str) -> Result<Vec<Task>, RosterError> {
+    s.split(',')
+        .map(|n| Task::from_str(n).map_err(|e| RosterError::malformed(seq, e.to_string())))
+        .collect()
+}
+
+impl Statement {
+    /// The canonical bytes to sign.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RosterError> {
+        let mut c = Canonical::new(Domain::Roster);
+        c.str("matter", &self.matter)?
+            .u64("seq", self.seq)?
+            .str("prev", &self.prev.map(|p| hex(&p)).unwrap_or_default())?
+            .u64("time", self.time)?
+            .str("signer", &self.signer)?
+            .bytes("signer-key", &self.signer_key)?
+            .str("change", self.change.name())?;
+        fn age(c: &mut Canonical, a: &AgeKey) -> Result<(), SignError> {
+            c.str("age-type", a.kind())?.str("age", a.recipient())?;
+            Ok(())
+        }
+        fn recovery(c: &mut Canonical, r: Option<&AgeKey>) -> Result<(), SignError> {
+            c.str("recovery-type", r.map_or("", AgeKey::kind))?
+                .str("recovery", r.map_or("", AgeKey::recipient))?;
+            Ok(())
+        }
+        match &self.change {
+            Change::Create {
+                title,
+                firm,
+                scope,
+                ack_sha256,
+                recovery: r,
+                age: a,
+            } => {
+                c.str("title", &encode_text(title))?
+                    .str("firm", firm)?
+                    .str("scope", &scope_str(scope))?
+                    .u64("ack-version", 1)?
+                    .hash("ack-sha256", ack_sha256)?;
+                recovery(&mut c, r.as_ref())?;
+                age(&mut c, a)?;
+            }
+            Change::Add { member, role, keys } => {
+                c.str("member", member)?
+                    .str("role", role.as_str())?
+                    .bytes("member-key", &keys.signing_key)?;
+                age(&mut c, &keys.age)?;
+            }
+            Change::Remove { member } => {
+                c.str("member", member)?;
+            }
+            Change::SetRole { member, role } => {
+                c.str("member", member)?.str("role", role.as_str())?;
+            }
+            Change::SetAck { version, sha256 } => {
+                c.u64("ack-version", u64::from(*version))?
+                    .hash("ack-sha256", sha256)?;
+            }
+            Change::SetScope { scope } => {
+                c.str("scope", &scope_str(scope))?;
+            }
+            Change::SetRecovery { recovery: r } => recovery(&mut c, r.as_ref())?,
+            Change::Rekey { member, keys } => {
+                c.str("member", member)?
+                    .bytes("member-key", &keys.signing_key)?;
+                age(&mut c, &keys.age)?;
+            }
+        }
+        Ok(c.finish())
+    }
+
+    /// Signs the statement.
+    pub fn sign(&self, key: &SigningKey) -> Result<SignedStatement, RosterError> {
+        if key.verifying_key().to_bytes() != self.signer_key {
+            return Err(RosterError::NotAllowed {
+                seq: self.seq,
+                why: "the statement names another signer key than the one signing it".into(),
+            });
+        }
+        let statement = self.to_bytes()?;
+        let signature = sign::sign(key, &statement).to_vec();
+        Ok(SignedStatement {
+            statement,
+            signature,
+        })
+    }
+
+    /// Parses canonical statement bytes (nothing is verified but the form).
+    pub fn parse(bytes: &[u8]) -> Result<Self, RosterError> {
+        if bytes.len() > MAX_STATEMENT {
+            return Err(RosterError::malformed(None, "longer than 8 KiB"));
+        }
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| RosterError::malformed(None, "not UTF-8"))?;
+        let prefix = std::str::from_utf8(Domain::Roster.prefix()).unwrap_or_default();
+        let body = text
+            .strip_prefix(prefix)
+            .ok_or_else(|| RosterError::malformed(None, "not a matterdrop/roster/v1 statement"))?;
+        let mut f = Fields {
+            lines: body.split_terminator('\n'),
+            seq: None,
+        };
+        let matter = f.take("matter")?.to_owned();
+        let n: u64 = f
+            .take("seq")?
+            .parse()
+            .map_err(|_| RosterError::malformed(None, "seq is not a number"))?;
+        f.seq = Some(n);
+        let prev = match f.take("prev")? {
+            "" => None,
+            p => Some(unhex32(f.seq, "prev", p)?),
+        };
+        let time = f.number("time")?;
+        let signer = f.take("signer")?.to_owned();
+        let signer_key = f.hash("signer-key")?;
+        let change = match f.take("change")? {
+            "create" => {
+                let title = decode_text(f.take("title")?)
+                    .map_err(|e| RosterError::malformed(f.seq, format!("title: {e}")))?;
+                let firm = f.take("firm")?.to_owned();
+                let scope = parse_scope(f.seq, f.take("scope")?)?;
+                if f.take("ack-version")? != "1" {
+                    return Err(RosterError::malformed(
+                        f.seq,
+                        "create must set ack-version 1",
+                    ));
+                }
+                Change::Create {
+                    title,
+                    firm,
+                    scope,
+                    ack_sha256: f.hash("ack-sha256")?,
+                    recovery: f.recovery()?,
+                    age: f.age()?,
+                }
+            }
+            "add" => Change::Add {
+                member: f.take("member")?.to_owned(),
+                role: f.role()?,
+                keys: MemberKeys {
+                    signing_key: f.hash("member-key")?,
+                    age: f.age()?,
+                },
+            },
+            "remove" => Change::Remove {
+                member: f.take("member")?.to_owned(),
+            },
+            "set-role" => Change::SetRole {
+                member: f.take("member")?.to_owned(),
+                role: f.role()?,
+            },
+            "set-ack" => Change::SetAck {
+                version: u32::try_from(f.number("ack-version")?)
+                    .map_err(|_| RosterError::malformed(f.seq, "ack-version is too large"))?,
+                sha256: f.hash("ack-sha256")?,
+            },
+            "set-scope" => Change::SetScope {
+                scope: parse_scope(f.seq, f.take("scope")?)?,
+            },
+            "set-recovery" => Change::SetRecovery {
+                recovery: f.recovery()?,
+            },
+            "rekey" => Change::Rekey {
+                member: f.take("member")?.to_owned(),
+                keys: MemberKeys {
+                    signing_key: f.hash("member-key")?,
+                    age: f.age()?,
+                },
+            },
+            other => {
+                return Err(RosterError::malformed(
+                    f.seq,
+                    format!("unknown change {other:?}"),
+                ));
+            }
+        };
+        if f.lines.next().is_some() {
+            return Err(RosterError::malformed(f.seq, "trailing fields"));
+        }
+        let s = Self {
+            matter,
+            seq: n,
+            prev,
+            time,
+            signer,
+            signer_key,
+            change,
+        };
+        if s.to_bytes()? != bytes {
+            return Err(RosterError::malformed(f.seq, "not in canonical form"));
+        }
+        Ok(s)
+    }
+}
+
+/// The fields of a statement being parsed, in order.
+struct Fields<'a> {
+    lines: std::str::SplitTerminator<'a, char>,
+    seq: Option<u64>,
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, name: &str) -> Result<&'a str, RosterError> {
+        let line = self
+            .lines
+            .next()
+            .ok_or_else(|| RosterError::malformed(self.seq, format!("missing field {name}")))?;
+        match line.split_once('=') {
+            Some((k, v)) if k == name => Ok(v),
+            _ => Err(RosterError::malformed(
+                self.seq,
+                format!("expected field {name}, found {line:?}"),
+            )),
+        }
+    }
+
+    fn number(&mut self, name: &str) -> Result<u64, RosterError> {
+        let v = self.take(name)?;
+        v.parse()
+            .map_err(|_| RosterError::malformed(self.seq, format!("{name} is not a number")))
+    }
+
+    fn hash(&mut self, name: &str) -> Result<[u8; 32], RosterError> {
+        let v = self.take(name)?;
+        unhex32(self.seq, name, v)
+    }
+
+    fn role(&mut self) -> Result<Role, RosterError> {
+        let v = self.take("role")?;
+        Role::from_str(v).map_err(|e| RosterError::malformed(self.seq, e.to_string()))
+    }
+
+    fn age(&mut self) -> Result<AgeKey, RosterError> {
+        let kind = self.take("age-type")?;
+        let value = self.take("age")?;
+        AgeKey::parse(kind, value).map_err(|e| RosterError::malformed(self.seq, e))
+    }
+
+    fn recovery(&mut self) -> Result<Option<AgeKey>, RosterError> {
+        let kind = self.take("recovery-type")?;
+        let value = self.take("recovery")?;
+        match (kind, value) {
+            ("", "") => Ok(None),
+            (k, v) => AgeKey::parse(k, v)
+                .map(Some)
+                .map_err(|e| RosterError::malformed(self.seq, e)),
+        }
+    }
+}
+
+/// A current member of a matter, per its roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Role.
+    pub role: Role,
+    /// Keys.
+    pub keys: MemberKeys,
+    /// Sequence number of the statement that made this membership (or its
+    /// keys) current.
+    pub since: u64,
+}
+
+/// A principal a packet is encrypted to, per the roster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RosterRecipient {
+    /// Principal id.
+    pub principal: String,
+    /// Role on the matter, or `sender`.
+    pub role: String,
+    /// Its Ed25519 key.
+    pub signing_key: [u8; 32],
+    /// Its age recipient.
+    pub age: AgeKey,
+}
+
+/// A provider member's acknowledgment, as the server stores and sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAck {
+    /// Who signed.
+    pub principal: String,
+    /// Version signed.
+    pub version: u32,
+    /// SHA-256 of the text signed.
+    pub text_sha256: [u8; 32],
+    /// Time in the signed statement.
+    pub signed_at: u64,
+    /// The Ed25519 signature.
+    pub signature: Vec<u8>,
+}
+
+/// The state a verified chain leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roster {
+    /// Matter id.
+    pub matter: String,
+    /// Title.
+    pub title: String,
+    /// Owning firm.
+    pub firm: String,
+    /// Scope.
+    pub scope: Vec<Task>,
+    /// Current acknowledgment version.
+    pub ack_version: u32,
+    /// SHA-256 of its text.
+    pub ack_sha256: [u8; 32],
+    /// Recovery recipient.
+    pub recovery: Option<AgeKey>,
+    /// Current members by id.
+    pub members: BTreeMap<String, Member>,
+    /// The creator (the trust root clients pin) and its key.
+    pub creator: (String, [u8; 32]),
+    /// Statements applied.
+    pub len: u64,
+    /// Hash of the last statement.
+    pub head: [u8; 32],
+    /// Time of the last statement.
+    pub time: u64,
+    /// Every (member, keys) the chain ever made current, for checking
+    /// packets pushed under an earlier roster.
+    pub ever: BTreeSet<(String, MemberKeys)>,
+    /// Every recovery recipient the chain ever set.
+    pub ever_recovery: BTreeSet<AgeKey>,
+}
+
+/// Whether a signature is checked when applying (statements from this
+/// client's own verified cache need not be checked again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Verify every signature.
+    Signatures,
+    /// The statements were verified before (a local cache).
+    Cached,
+}
+
+fn org_of(id: &str) -> Option<&str> {
+    ids::validate_principal(id).ok()
+}
+
+impl Roster {
+    /// Verifies the first statement and returns the roster it creates.
+    pub fn genesis(entry: &SignedStatement, check: Check) -> Result<Self, RosterError> {
+        let s = Statement::parse(&entry.statement)?;
+        let not = |why: String| RosterError::NotAllowed { seq: s.seq, why };
+        if s.seq != 0 || s.prev.is_some() {
+            return Err(RosterError::Chain {
+                seq: s.seq,
+                why: "the first statement must have seq 0 and no prev".into(),
+            });
+        }
+        let Change::Create {
+            title,
+            firm,
+            scope,
+            ack_sha256,
+            recovery,
+            age,
+        } = &s.change
+        else {
+            return Err(not(format!(
+                "the first statement must create the matter, not {}",
+                s.change.name()
+            )));
+        };
+        ids::validate_matter(&s.matter).map_err(|e| not(e.to_string()))?;
+        check_title(title).map_err(not)?;
+        check_scope(scope).map_err(not)?;
+        if org_of(&s.signer) != Some(firm.as_str()) {
+            return Err(not(format!(
+                "the creator {} is not a member of the owning firm {firm}",
+                s.signer
+            )));
+        }
+        verify_sig(&s, entry, check)?;
+        let keys = MemberKeys {
+            signing_key: s.signer_key,
+            age: age.clone(),
+        };
+        let mut r = Self {
+            matter: s.matter.clone(),
+            title: title.clone(),
+            firm: firm.clone(),
+            scope: scope.clone(),
+            ack_version: 1,
+            ack_sha256: *ack_sha256,
+            recovery: recovery.clone(),
+            members: BTreeMap::new(),
+            creator: (s.signer.clone(), s.signer_key),
+            len: 1,
+            head: entry.hash(),
+            time: s.time,
+            ever: BTreeSet::new(),
+            ever_recovery: recovery.iter().cloned().collect(),
+        };
+        r.ever.insert((s.signer.clone(), keys.clone()));
+        r.members.insert(
+            s.signer.clone(),
+            Member {
+                role: Role::Attorney,
+                keys,
+                since: 0,
+            },
+        );
+        Ok(r)
+    }
+
+    /// Verifies a whole chain from its first statement.
+    pub fn from_chain(chain: &[SignedStatement], check: Check) -> Result<Self, RosterError> {
+        let (first, rest) = chain.split_first().ok_or_else(|| RosterError::Chain {
+            seq: 0,
+            why: "the roster is empty".into(),
+        })?;
+        let mut r = Self::genesis(first, check)?;
+        for e in rest {
+            r.apply(e, check)?;
+        }
+        Ok(r)
+    }
+
+    /// Checks that `entry` validly extends this roster and applies it.
+    /// Nothing changes on an error.
+    pub fn apply(&mut self, entry: &SignedStatement, check: Check) -> Result<(), RosterError> {
+        let s = Statement::parse(&entry.statement)?;
+        let seq = s.seq;
+        let chain = |why: String| RosterError::Chain { seq, why };
+        let not = |why: String| RosterError::NotAllowed { seq, why };
+        if s.matter != self.matter {
+            return Err(chain(format!(
+                "is about matter {}, not {}",
+                s.matter, self.matter
+            )));
+        }
+        if s.seq != self.len {
+            return Err(chain(format!(
+                "does not follow statement {} (a gap, a replay or a fork)",
+                self.len - 1
+            )));
+        }
+        if self.len >= MAX_STATEMENTS {
+            return Err(not(format!(
+                "a roster holds at most {MAX_STATEMENTS} statements"
+            )));
+        }
+        if s.prev != Some(self.head) {
+            return Err(chain(format!(
+                "does not name statement {}'s hash as prev (a fork or a rewritten history)",
+                self.len - 1
+            )));
+        }
+        if s.time < self.time {
+            return Err(chain("is dated before the statement it follows".into()));
+        }
+        match self.members.get(&s.signer) {
+            Some(m) if m.role == Role::Attorney && m.keys.signing_key == s.signer_key => {}
+            Some(m) if m.role == Role::Attorney => {
+                return Err(not(format!(
+                    "signed by {} with a key the roster does not give them",
+                    s.signer
+                )));
+            }
+            _ => {
+                return Err(not(format!(
+                    "signed by {}, who is not an attorney of matter {}",
+                    s.signer, self.matter
+                )));
+            }
+        }
+        verify_sig(&s, entry, check)?;
+        let mut next = self.clone();
+        next.change(&s).map_err(not)?;
+        next.len += 1;
+        next.head = entry.hash();
+        next.time = s.time;
+        *self = next;
+        Ok(())
+    }
+
+    fn attorneys(&self) -> usize {
+        self.members
+            .values()
+            .filter(|m| m.role == Role::Attorney)
+            .count()
+    }
+
+    fn role_fits(&self, member: &str, role: Role) -> Result<(), String> {
+        let org = org_of(member).ok_or_else(|| format!("{member:?} is not a principal id"))?;
+        match role {
+            Role::Attorney | Role::Paralegal if org != self.firm => Err(format!(
+                "{member} cannot be {}: attorneys and paralegals belong to the matter's firm {}",
+                role.with_article(),
+                self.firm
+            )),
+            Role::Provider if org == self.firm => Err(format!(
+                "{member} cannot be a provider: providers belong to an organization other than the firm {}",
+                self.firm
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_keys(&self, member: &str, keys: &MemberKeys) -> Result<(), String> {
+        sign::verifying_key_from_bytes(&keys.signing_key)
+            .map_err(|e| format!("{member}'s signing key: {e}"))?;
+        if let Some((other, _)) = self
+            .members
+            .iter()
+            .find(|(id, m)| id.as_str() != member && m.keys.signing_key == keys.signing_key)
+        {
+            return Err(format!("{member}'s signing key is already {other}'s"));
+        }
+        Ok(())
+    }
+
+    fn change(&mut self, s: &Statement) -> Result<(), String> {
+        match &s.change {
+            Change::Create { .. } => Err("a matter is created only once".into()),
+            Change::Add { member, role, keys } => {
+                if self.members.contains_key(member) {
+                    return Err(format!("{member} is already a member (use set-role)"));
+                }
+                self.role_fits(member, *role)?;
+                self.check_keys(member, keys)?;
+                self.ever.insert((member.clone(), keys.clone()));
+                self.members.insert(
+                    member.clone(),
+                    Member {
+                        role: *role,
+                        keys: keys.clone(),
+                        since: s.seq,
+                    },
+                );
+                Ok(())
+            }
+            Change::Remove { member } => {
+                let m = self
+                    .members
+                    .get(member)
+                    .ok_or_else(|| format!("{member} is not a member"))?;
+                if m.role == Role::Attorney && self.attorneys() == 1 {
+                    return Err(format!("{member} is the matter's last attorney"));
+                }
+                self.members.remove(member);
+                Ok(())
+            }
+            Change::SetRole { member, role } => {
+                let current = self
+                    .members
+                    .get(member)
+                    .ok_or_else(|| format!("{member} is not a member"))?
+                    .role;
+                if current == *role {
+                    return Err(format!("{member} is already {}", role.with_article()));
+                }
+                if current == Role::Attorney && self.attorneys() == 1 {
+                    return Err(format!("{member} is the matter's last attorney"));
+                }
+                self.role_fits(member, *role)?;
+                if let Some(m) = self.members.get_mut(member) {
+                    m.role = *role;
+                    m.since = s.seq;
+                }
+                Ok(())
+            }
+            Change::SetAck { version, sha256 } => {
+                if *version != self.ack_version + 1 {
+                    return Err(format!(
+                        "acknowledgment version {version} does not follow version {}",
+                        self.ack_version
+                    ));
+                }
+                self.ack_version = *version;
+                self.ack_sha256 = *sha256;
+                Ok(())
+            }
+            Change::SetScope { scope } => {
+                check_scope(scope)?;
+                self.scope = scope.clone();
+                Ok(())
+            }
+            Change::SetRecovery { recovery } => {
+                if let Some(r) = recovery {
+                    self.ever_recovery.insert(r.clone());
+                }
+                self.recovery = recovery.clone();
+                Ok(())
+            }
+            Change::Rekey { member, keys } => {
+                let old = self
+                    .members
+                    .get(member)
+                    .ok_or_else(|| format!("{member} is not a member"))?;
+                if old.keys.signing_key == keys.signing_key && old.keys.age == keys.age {
+                    return Err(format!("{member} already has these keys"));
+                }
+                self.check_keys(member, keys)?;
+                self.ever.insert((member.clone(), keys.clone()));
+                if let Some(m) = self.members.get_mut(member) {
+                    m.keys = keys.clone();
+                    m.since = s.seq;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The current member `id` with exactly this signing key, if any.
+    pub fn member_with_key(&self, id: &str, signing_key: &[u8; 32]) -> Option<&Member> {
+        self.members
+            .get(id)
+            .filter(|m| &m.keys.signing_key == signing_key)
+    }
+
+    /// Whether `ack` is a valid acknowledgment of the current version by
+    /// `member`, checked with the member's roster key.
+    pub fn ack_verifies(&self, ack: &SignedAck) -> bool {
+        let Some(m) = self.members.get(&ack.principal) else {
+            return false;
+        };
+        if m.role != Role::Provider
+            || ack.version != self.ack_version
+            || ack.text_sha256 != self.ack_sha256
+        {
+            return false;
+        }
+        let Ok(key) = sign::verifying_key_from_bytes(&m.keys.signing_key) else {
+            return false;
+        };
+        AckStatement {
+            matter: self.matter.clone(),
+            version: ack.version,
+            text_sha256: ack.text_sha256,
+            principal: ack.principal.clone(),
+            signed_at: ack.signed_at,
+        }
+        .verify(&key, &ack.signature)
+        .is_ok()
+    }
+
+    /// Who a packet `sender` pushes now must be encrypted to: the
+    /// attorneys and paralegals, every provider whose acknowledgment of the
+    /// current version verifies with its roster key, and the sender (the
+    /// recovery recipient is [`Roster::recovery`]). Sorted by id. The
+    /// sender must be a current attorney or paralegal with `sender_key`.
+    pub fn packet_recipients(
+        &self,
+        sender: &str,
+        sender_key: &[u8; 32],
+        acks: &[SignedAck],
+    ) -> Result<Vec<RosterRecipient>, String> {
+        match self.member_with_key(sender, sender_key) {
+            Some(m) if matches!(m.role, Role::Attorney | Role::Paralegal) => {}
+            Some(m) => {
+                return Err(format!(
+                    "{sender} is {} of matter {}; only attorneys and paralegals push packets",
+                    m.role.with_article(),
+                    self.matter
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "the roster of matter {} has no member {sender} with this client's key",
+                    self.matter
+                ));
+            }
+        }
+        let acked: BTreeSet<&str> = acks
+            .iter()
+            .filter(|a| self.ack_verifies(a))
+            .map(|a| a.principal.as_str())
+            .collect();
+        Ok(self
+            .members
+            .iter()
+            .filter(|(id, m)| match m.role {
+                Role::Attorney | Role::Paralegal => true,
+                Role::Provider => acked.contains(id.as_str()),
+                Role::Auditor => false,
+            })
+            .map(|(id, m)| self.recipient(id, m))
+            .collect())
+    }
+
+    /// Who a deliverable from provider `sender` must be encrypted to: the
+    /// attorneys and paralegals and the sender itself. The sender must be
+    /// a current provider with `sender_key` whose acknowledgment of the
+    /// current version verifies.
+    pub fn deliverable_recipients(
+        &self,
+        sender: &str,
+        sender_key: &[u8; 32],
+        acks: &[SignedAck],
+    ) -> Result<Vec<RosterRecipient>, String> {
+        match self.member_with_key(sender, sender_key) {
+            Some(m) if m.role == Role::Provider => {}
+            Some(m) => {
+                return Err(format!(
+                    "{sender} is {} of matter {}; only providers deliver",
+                    m.role.with_article(),
+                    self.matter
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "the roster of matter {} has no member {sender} with this client's key",
+                    self.matter
+                ));
+            }
+        }
+        if !acks
+            .iter()
+            .any(|a| a.principal == sender && self.ack_verifies(a))
+        {
+            return Err(format!(
+                "{sender} has no valid acknowledgment of version {} of matter {}",
+                self.ack_version, self.matter
+            ));
+        }
+        Ok(self
+            .members
+            .iter()
+            .filter(|(id, m)| {
+                matches!(m.role, Role::Attorney | Role::Paralegal) || id.as_str() == sender
+            })
+            .map(|(id, m)| self.recipient(id, m))
+            .collect())
+    }
+
+    fn recipient(&self, id: &str, m: &Member) -> RosterRecipient {
+        RosterRecipient {
+            principal: id.to_owned(),
+            role: m.role.as_str().to_owned(),
+            signing_key: m.keys.signing_key,
+            age: m.keys.age.clone(),
+        }
+    }
+
+    /// Whether the chain ever made (`principal`, `age`) a member's keys:
+    /// what a packet pushed under an earlier roster may be encrypted to.
+    pub fn ever_sanctioned(&self, principal: &str, age: &str) -> bool {
+        self.ever
+            .iter()
+            .any(|(id, k)| id == principal && k.age.recipient() == age)
+    }
+}
+
+fn verify_sig(s: &Statement, entry: &SignedStatement, check: Check) -> Result<(), RosterError> {
+    if check == Check::Cached {
+        return Ok(());
+    }
+    let bad = || RosterError::BadSignature {
+        seq: s.seq,
+        signer: s.signer.clone(),
+    };
+    let key = sign::verifying_key_from_bytes(&s.signer_key).map_err(|_| bad())?;
+    sign::verify(&key, &entry.statement, &entry.signature).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+use ed25519_dalek::SigningKey;
+
+use super::*;
+
+const MATTER: &str = "2026-PI-0042";
+
+struct Person {
+    id: &'static str,
+    key: SigningKey,
+    age: AgeKey,
+}
+
+fn person(id: &'static str, seed: u8) -> Person {
+    let age = age::x25519::Identity::generate().to_public().to_string();
+    Person {
+        id,
+        key: SigningKey::from_bytes(&[seed; 32]),
+        age: AgeKey::X25519(age),
+    }
+}
+
+impl Person {
+    fn keys(&self) -> MemberKeys {
+        MemberKeys {
+            signing_key: self.key.verifying_key().to_bytes(),
+            age: self.age.clone(),
+        }
+    }
+}
+
+struct Chain {
+    entries: Vec<SignedStatement>,
+    roster: Roster,
+}
+
+impl Chain {
+    fn new(alice: &Person) -> Self {
+        let s = Statement {
+            matter: MATTER.into(),
+            seq: 0,
+            prev: None,
+            time: 100,
+            signer: alice.id.into(),
+            signer_key: alice.key.verifying_key().to_bytes(),
+            change: Change::Create {
+                title: "Doe v. Roe — Müller".into(),
+                firm: "firm-a".into(),
+                scope: vec![Task::MedicalChronology],
+                ack_sha256: [1; 32],
+                recovery: None,
+                age: alice.age.clone(),
+            },
+        };
+        let e = s.sign(&alice.key).unwrap();
+        let roster = Roster::genesis(&e, Check::Signatures).unwrap();
+        Self {
+            entries: vec![e],
+            roster,
+        }
+    }
+
+    fn statement(&self, by: &Person, change: Change) -> Statement {
+        Statement {
+            matter: MATTER.into(),
+            seq: self.roster.len,
+            prev: Some(self.roster.head),
+            time: self.roster.time + 1,
+            signer: by.id.into(),
+            signer_key: by.key.verifying_key().to_bytes(),
+            change,
+        }
+    }
+
+    fn push(&mut self, by: &Person, change: Change) -> Result<(), RosterError> {
+        let e = self.statement(by, change).sign(&by.key)?;
+        self.roster.apply(&e, Check::Signatures)?;
+        self.entries.push(e);
+        Ok(())
+    }
+}
+
+fn ack(p: &Person, version: u32, sha: [u8; 32]) -> SignedAck {
+    let st = AckStatement {
+        matter: MATTER.into(),
+        version,
+        text_sha256: sha,
+        principal: p.id.into(),
+        signed_at: 5,
+    };
+    SignedAck {
+        principal: p.id.into(),
+        version,
+        text_sha256: sha,
+        signed_at: 5,
+        signature: st.sign(&p.key).unwrap().to_vec(),
+    }
+}
+
+#[test]
+fn every_change_round_trips_and_only_canonical_bytes_parse() {
+    let alice = person("alice@firm-a", 1);
+    let bob = person("bob@lpo-1", 2);
+    let c = Chain::new(&alice);
+    let changes = [
+        Change::Add {
+            member: bob.id.into(),
+            role: Role::Provider,
+            keys: bob.keys(),
+        },
+        Change::Remove {
+            member: bob.id.into(),
+        },
+        Change::SetRole {
+            member: bob.id.into(),
+            role: Role::Auditor,
+        },
+        Change::SetAck {
+            version: 2,
+            sha256: [9; 32],
+        },
+        Change::SetScope {
+            scope: vec![Task::Drafting, Task::DocumentReview],
+        },
+        Change::SetRecovery {
+            recovery: Some(bob.age.clone()),
+        },
+        Change::SetRecovery { recovery: None },
+        Change::Rekey {
+            member: bob.id.into(),
+            keys: bob.keys(),
+        },
+    ];
+    let first = Statement::parse(&c.entries[0].statement).unwrap();
+    assert!(
+        matches!(&first.change, Change::Create { title, .. } if title == "Doe v. Roe — Müller")
+    );
+    for change in changes {
+        let s = c.statement(&alice, change);
+        let bytes = s.to_bytes().unwrap();
+        assert_eq!(Statement::parse(&bytes).unwrap(), s);
+        // Any one byte changed: refused or a different statement.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            if let Ok(other) = Statement::parse(&b) {
+                assert_ne!(other, s, "byte {i} flipped parses as the same statement");
+            }
+        }
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b"extra=1\n");
+        assert!(Statement::parse(&extra).is_err());
+        assert!(Statement::parse(&bytes[..bytes.len() - 1]).is_err());
+    }
+    let mut unknown = c.entries[0].statement.clone();
+    let at = unknown.windows(8).position(|w| w == b"x25519\na").unwrap();
+    unknown[at..at + 6].copy_from_slice(b"mlkem7");
+    let e = Statement::parse(&unknown).unwrap_err().to_string();
+    assert!(e.contains("unknown age recipient type"), "{e}");
+}
+
+#[test]
+fn recipients_come_from_the_roster_and_verified_acknowledgments() {
+    let alice = person("alice@firm-a", 1);
+    let pat = person("pat@firm-a", 3);
+    let bob = person("bob@lpo-1", 2);
+    let carl = person("carl@lpo-1", 4);
+    let audrey = person("audrey@audit-co", 5);
+    let mut c = Chain::new(&alice);
+    for (p, role) in [
+        (&pat, Role::Paralegal),
+        (&bob, Role::Provider),
+        (&carl, Role::Provider),
+        (&audrey, Role::Auditor),
+    ] {
+        c.push(
+            &alice,
+            Change::Add {
+                member: p.id.into(),
+                role,
+                keys: p.keys(),
+            },
+        )
+        .unwrap();
+    }
+    let alice_key = alice.key.verifying_key().to_bytes();
+    // Bob acknowledged version 1; Carl signed with a wrong key; no one else.
+    let mut forged = ack(&carl, 1, [1; 32]);
+    forged.signature = ack(&bob, 1, [1; 32]).signature;
+    let acks = [ack(&bob, 1, [1; 32]), forged];
+    let ids = |r: Vec<RosterRecipient>| r.into_iter().map(|r| r.principal).collect::<Vec<_>>();
+    assert_eq!(
+        ids(c
+            .roster
+            .packet_recipients(alice.id, &alice_key, &acks)
+            .unwrap()),
+        ["alice@firm-a", "bob@lpo-1", "pat@firm-a"]
+    );
+    // A new acknowledgment version drops Bob until he signs it.
+    c.push(
+        &alice,
+        Change::SetAck {
+            version: 2,
+            sha256: [2; 32],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        ids(c
+            .roster
+            .packet_recipients(alice.id, &alice_key, &acks)
+            .unwrap()),
+        ["alice@firm-a", "pat@firm-a"]
+    );
+    let acks = [ack(&bob, 2, [2; 32])];
+    // Deliverables: the firm and the delivering provider only.
+    let bob_key = bob.key.verifying_key().to_bytes();
+    assert_eq!(
+        ids(c
+            .roster
+            .deliverable_recipients(bob.id, &bob_key, &acks)
+            .unwrap()),
+        ["alice@firm-a", "bob@lpo-1", "pat@firm-a"]
+    );
+    let carl_key = carl.key.verifying_key().to_bytes();
+    assert!(
+        c.roster
+            .deliverable_recipients(carl.id, &carl_key, &acks)
+            .is_err()
+    );
+    // A sender the roster does not know with this key is refused.
+    assert!(
+        c.roster
+            .packet_recipients(alice.id, &bob_key, &acks)
+            .is_err()
+    );
+    assert!(c.roster.packet_recipients(bob.id, &bob_key, &acks).is_err());
+    // A rekeyed member's old acknowledgment no longer counts.
+    let bob2 = person("bob@lpo-1", 12);
+    c.push(
+        &alice,
+        Change::Rekey {
+            member: bob.id.into(),
+            keys: bob2.keys(),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        ids(c
+            .roster
+            .packet_recipients(alice.id, &alice_key, &acks)
+            .unwrap()),
+        ["alice@firm-a", "pat@firm-a"]
+    );
+    assert!(c.roster.ever_sanctioned(bob.id, bob.age.recipient()));
+    assert!(c.roster.ever_sanctioned(bob.id, bob2.age.recipient()));
+    assert!(!c.roster.ever_sanctioned(bob.id, carl.age.recipient()));
+}
+
+#[test]
+fn only_current_attorneys_with_their_roster_key_sign() {
+    let alice = person("alice@firm-a", 1);
+    let pat = person("pat@firm-a", 3);
+    let bob = person("bob@lpo-1", 2);
+    let mut c = Chain::new(&alice);
+    c.push(
+        &alice,
+        Change::Add {
+            member: pat.id.into(),
+            role: Role::Paralegal,
+            keys: pat.keys(),
+        },
+    )
+    .unwrap();
+    let add_bob = Change::Add {
+        member: bob.id.into(),
+        role: Role::Provider,
+        keys: bob.keys(),
+    };
+    // A paralegal cannot add members.
+    let e = c.push(&pat, add_bob.clone()).unwrap_err();
+    assert!(e.to_string().contains("not an attorney"), "{e}");
+    // Alice's id with another key (a re-enrolled key) cannot either.
+    let mallory = person("alice@firm-a", 66);
+    let e = c.push(&mallory, add_bob.clone()).unwrap_err();
+    assert!(
+        e.to_string().contains("key the roster does not give"),
+        "{e}"
+    );
+    // A signature by another key over Alice's statement.
+    let mut e = c
+        .statement(&alice, add_bob.clone())
+        .sign(&alice.key)
+        .unwrap();
+    e.signature = sign::sign(&mallory.key, &e.statement).to_vec();
+    assert!(matches!(
+        c.roster.apply(&e, Check::Signatures),
+        Err(RosterError::BadSignature { .. })
+    ));
+    // Promoted, Pat can.
+    c.push(
+        &alice,
+        Change::SetRole {
+            member: pat.id.into(),
+            role: Role::Attorney,
+        },
+    )
+    .unwrap();
+    c.push(&pat, add_bob).unwrap();
+    // Role rules.
+    let dana = person("dana@lpo-1", 7);
+    let e = c
+        .push(
+            &alice,
+            Change::Add {
+                member: dana.id.into(),
+                role: Role::Paralegal,
+                keys: dana.keys(),
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("belong to the matter's firm"), "{e}");
+    let e = c
+        .push(
+            &alice,
+            Change::SetScope {
+                scope: vec![Task::LegalAdvice],
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("in-house"), "{e}");
+    // The last attorney stays.
+    c.push(
+        &alice,
+        Change::Remove {
+            member: pat.id.into(),
+        },
+    )
+    .unwrap();
+    let e = c
+        .push(
+            &alice,
+            Change::Remove {
+                member: alice.id.into(),
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("last attorney"), "{e}");
+    // The removed attorney signs nothing any more.
+    let e = c
+        .push(
+            &pat,
+            Change::SetScope {
+                scope: vec![Task::Drafting],
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("not an attorney"), "{e}");
+}
+
+#[test]
+fn forks_replays_and_gaps_are_refused() {
+    let alice = person("alice@firm-a", 1);
+    let bob = person("bob@lpo-1", 2);
+    let mut c = Chain::new(&alice);
+    c.push(
+        &alice,
+        Change::SetScope {
+            scope: vec![Task::Drafting],
+        },
+    )
+    .unwrap();
+    let before = c.roster.clone();
+    // A replay of statement 1.
+    let e = c
+        .roster
+        .apply(&c.entries[1].clone(), Check::Signatures)
+        .unwrap_err();
+    assert!(matches!(e, RosterError::Chain { seq: 1, .. }), "{e}");
+    // A statement 2 that names the wrong prev: a fork.
+    let mut s = c.statement(
+        &alice,
+        Change::Add {
+            member: bob.id.into(),
+            role: Role::Provider,
+            keys: bob.keys(),
+        },
+    );
+    s.prev = Some(c.entries[0].hash());
+    let e = c
+        .roster
+        .apply(&s.sign(&alice.key).unwrap(), Check::Signatures)
+        .unwrap_err();
+    assert!(e.to_string().contains("fork"), "{e}");
+    // A gap.
+    let mut s = c.statement(&alice, Change::SetRecovery { recovery: None });
+    s.seq += 1;
+    assert!(
+        c.roster
+            .apply(&s.sign(&alice.key).unwrap(), Check::Signatures)
+            .is_err()
+    );
+    // A statement dated before the last one.
+    let mut s = c.statement(&alice, Change::SetRecovery { recovery: None });
+    s.time = 1;
+    assert!(
+        c.roster
+            .apply(&s.sign(&alice.key).unwrap(), Check::Signatures)
+            .is_err()
+    );
+    assert_eq!(c.roster, before, "refused statements change nothing");
+    // The whole chain verifies from the start, and a cached one without
+    // signatures gives the same state.
+    assert_eq!(
+        Roster::from_chain(&c.entries, Check::Signatures).unwrap(),
+        c.roster
+    );
+    assert_eq!(
+        Roster::from_chain(&c.entries, Check::Cached).unwrap(),
+        c.roster
+    );
+    // Another matter's statement.
+    let mut other = Chain::new(&alice);
+    other.roster.matter = "OTHER".into();
+    assert!(
+        other
+            .roster
+            .apply(&c.entries[1], Check::Signatures)
+            .is_err()
+    );
+}
+
+#[test]
+fn genesis_rules() {
+    let alice = person("alice@firm-a", 1);
+    let mk = |firm: &str, scope: Vec<Task>, title: &str| Statement {
+        matter: MATTER.into(),
+        seq: 0,
+        prev: None,
+        time: 1,
+        signer: alice.id.into(),
+        signer_key: alice.key.verifying_key().to_bytes(),
+        change: Change::Create {
+            title: title.into(),
+            firm: firm.into(),
+            scope,
+            ack_sha256: [0; 32],
+            recovery: None,
+            age: alice.age.clone(),
+        },
+    };
+    let ok = mk("firm-a", vec![Task::Drafting], "T");
+    assert!(Roster::genesis(&ok.sign(&alice.key).unwrap(), Check::Signatures).is_ok());
+    for bad in [
+        mk("firm-b", vec![Task::Drafting], "T"),
+        mk("firm-a", vec![], "T"),
+        mk("firm-a", vec![Task::Drafting, Task::Drafting], "T"),
+        mk("firm-a", vec![Task::Drafting], "bad\u{1b}[2Jtitle"),
+        mk("firm-a", vec![Task::Drafting], " "),
+    ] {
+        assert!(
+            Roster::genesis(&bad.sign(&alice.key).unwrap(), Check::Signatures).is_err(),
+            "{bad:?}"
+        );
+    }
+    let mut not_first = ok.clone();
+    not_first.seq = 1;
+    assert!(Roster::genesis(&not_first.sign(&alice.key).unwrap(), Check::Signatures).is_err());
+}
+
+#[test]
+fn titles_percent_encode_reversibly() {
+    for t in ["Doe v. Roe", "100% Müller", "日本", "a%b"] {
+        let e = encode_text(t);
+        assert!(e.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+        assert_eq!(decode_text(&e).unwrap(), t);
+    }
+    assert!(
+        decode_text("%41").is_err(),
+        "not canonical: A needs no escape"
+    );
+    assert!(decode_text("%e2").is_err(), "lowercase hex");
+    assert!(decode_text("%").is_err());
+}
