@@ -83,9 +83,6 @@ pub struct DeliverArgs {
     /// A note for the firm (encrypted).
     #[arg(long)]
     pub note: Option<String>,
-    /// Accept recipients whose keys differ from the ones pinned here.
-    #[arg(long)]
-    pub accept_key_change: bool,
 }
 
 /// `mdrop review …`.
@@ -111,9 +108,6 @@ pub struct ReviewArgs {
     /// Where to save the receipt (default: ./receipt-ID.json).
     #[arg(long)]
     pub receipt: Option<PathBuf>,
-    /// Accept a provider whose key differs from the one pinned here.
-    #[arg(long)]
-    pub accept_key_change: bool,
 }
 
 /// `mdrop receipt …`.
@@ -171,9 +165,6 @@ pub struct PushArgs {
     /// A note for the recipients (encrypted; the server never sees it).
     #[arg(long)]
     pub note: Option<String>,
-    /// Accept recipients whose keys differ from the ones pinned here.
-    #[arg(long)]
-    pub accept_key_change: bool,
 }
 
 /// `mdrop inbox`.
@@ -201,9 +192,6 @@ pub struct PullArgs {
     /// Replace existing files.
     #[arg(long)]
     pub force: bool,
-    /// Accept a sender whose key differs from the one pinned here.
-    #[arg(long)]
-    pub accept_key_change: bool,
 }
 
 /// `mdrop audit …`.
@@ -274,6 +262,34 @@ pub enum MatterCommand {
     SetAck(MatterSetAckArgs),
     /// Replace the scope (attorneys).
     SetScope(MatterSetScopeArgs),
+    /// Set or clear the recovery recipient every later packet is also
+    /// encrypted to (attorneys).
+    SetRecovery(MatterSetRecoveryArgs),
+    /// Give a member the new keys they enrolled (a lost laptop), after
+    /// comparing their new safety code (attorneys).
+    Rekey(MatterRekeyArgs),
+}
+
+/// `mdrop matter set-recovery`.
+#[derive(Debug, Args)]
+pub struct MatterSetRecoveryArgs {
+    /// Matter id.
+    pub id: String,
+    /// The firm's offline recovery recipient (age1…), or `none`.
+    pub recipient: String,
+}
+
+/// `mdrop matter rekey`.
+#[derive(Debug, Args)]
+pub struct MatterRekeyArgs {
+    /// Matter id.
+    pub id: String,
+    /// The member.
+    pub principal: String,
+    /// The safety code the member read to you from `mdrop whoami` (asked
+    /// for on the terminal otherwise).
+    #[arg(long)]
+    pub expect_code: Option<String>,
 }
 
 /// A matter id.
@@ -298,6 +314,10 @@ pub struct MatterCreateArgs {
     /// (document-review, legal-research, drafting, medical-chronology, client-intake).
     #[arg(long, value_delimiter = ',', required = true)]
     pub scope: Vec<String>,
+    /// The firm's offline recovery recipient (age1…): every packet and
+    /// deliverable of the matter is also encrypted to it.
+    #[arg(long)]
+    pub recovery_recipient: Option<String>,
 }
 
 /// `mdrop matter add`.
@@ -310,6 +330,10 @@ pub struct MatterAddArgs {
     /// attorney, paralegal, provider or auditor.
     #[arg(long)]
     pub role: String,
+    /// The safety code the new member read to you from `mdrop whoami`
+    /// (without it, the code is shown and you are asked to confirm it).
+    #[arg(long)]
+    pub expect_code: Option<String>,
 }
 
 /// `mdrop matter remove`.
@@ -418,10 +442,6 @@ pub struct OrgCreateArgs {
     /// firm or provider.
     #[arg(long)]
     pub kind: String,
-    /// Offline recovery recipient (age1…) added to every packet of the
-    /// organization's matters.
-    #[arg(long)]
-    pub recovery_recipient: Option<String>,
 }
 
 /// `mdrop admin invite`.

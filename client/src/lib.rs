@@ -13,3 +13,4 @@ pub mod home;
 pub mod identity;
 pub mod output;
 pub mod pins;
+pub mod roster;

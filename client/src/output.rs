@@ -24,3 +24,39 @@ impl Output {
         let _ = out.flush();
     }
 }
+
+/// Text from another party (a note, a title, an id), made safe for a
+/// terminal: control characters (C0, DEL, C1) and the Unicode bidirectional
+/// formatting characters become `\u{…}` escapes, so that such text can
+/// neither move the cursor, rewrite the screen, nor reorder what is shown.
+/// Newlines are kept when `keep_newlines` (multi-line notes and
+/// acknowledgment texts).
+pub fn escape(text: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        if (c == '\n' && keep_newlines) || !(c.is_control() || bidi) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        assert_eq!(escape("a\u{1b}[2Jb", false), "a\\u{1b}[2Jb");
+        assert_eq!(escape("x\u{202e}y\u{9b}", false), "x\\u{202e}y\\u{9b}");
+        assert_eq!(escape("one\ntwo\r", true), "one\ntwo\\u{d}");
+        assert_eq!(escape("one\ntwo", false), "one\\u{a}two");
+        assert_eq!(escape("Müller v. 日本", false), "Müller v. 日本");
+    }
+}

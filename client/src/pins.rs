@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use matterdrop_common::keys::ed25519_fingerprint;
+use matterdrop_common::roster::MemberKeys;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CmdResult, Fail, exit};
@@ -100,6 +101,69 @@ impl Pins {
         self.keys.insert(principal.to_owned(), new);
         self.dirty = true;
         Ok(())
+    }
+
+    /// Checks a roster member's current keys against the pin. No pin: the
+    /// roster's keys are pinned (an attorney vouched for them in a signed
+    /// statement). A pin the chain itself replaced (an earlier key of this
+    /// member in `history`, changed by an attorney-signed statement) moves to
+    /// the current keys. Any other difference is exit 4: the roster gives
+    /// this principal keys this client never saw it use, and no flag
+    /// overrides that (an attorney must sign a `rekey` after checking the new
+    /// safety code).
+    pub fn check_roster_member(
+        &mut self,
+        principal: &str,
+        current: &MemberKeys,
+        history: &[MemberKeys],
+    ) -> CmdResult {
+        let matches = |pin: &Pin, k: &MemberKeys| {
+            pin.signing_key == fp(&k.signing_key)
+                && pin.age.as_deref().is_none_or(|a| a == k.age.recipient())
+        };
+        let new = Pin {
+            signing_key: fp(&current.signing_key),
+            age: Some(current.age.recipient().to_owned()),
+        };
+        match self.keys.get(principal) {
+            Some(old) if matches(old, current) => {
+                if old.age.is_none() {
+                    self.keys.insert(principal.to_owned(), new);
+                    self.dirty = true;
+                }
+                Ok(())
+            }
+            Some(old) if !history.iter().any(|k| matches(old, k)) => Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "the roster gives {principal} the signing key {}, but this client knows \
+                     {principal} by {}",
+                    new.signing_key, old.signing_key
+                ),
+            )),
+            _ => {
+                self.keys.insert(principal.to_owned(), new);
+                self.dirty = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The pinned signing-key fingerprint of `principal`, if any.
+    pub fn signing_key_fingerprint(&self, principal: &str) -> Option<&str> {
+        self.keys.get(principal).map(|p| p.signing_key.as_str())
+    }
+
+    /// Forgets a principal's pin.
+    pub fn forget(&mut self, principal: &str) -> bool {
+        let had = self.keys.remove(principal).is_some();
+        self.dirty |= had;
+        had
+    }
+
+    /// Every pin.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &Pin)> {
+        self.keys.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Writes the pin file if anything changed.

@@ -402,7 +402,7 @@ pub fn check_scope(scope: &[Task]) -> Result<(), String> {
     for (i, t) in scope.iter().enumerate() {
         if !t.allowed_for_providers() {
             return Err(format!(
-                "task type {t} stays in-house and cannot be in a matter's scope"
+                "task {t} stays in-house and cannot be in a matter's scope"
             ));
         }
         if scope[..i].contains(t) {
@@ -1015,6 +1015,39 @@ impl Roster {
                 Ok(())
             }
         }
+    }
+
+    /// Whether `signer` with `key` may sign the roster's next statement
+    /// (a current attorney with the key the roster gives it).
+    pub fn may_sign(&self, signer: &str, key: &[u8; 32]) -> Result<(), String> {
+        match self.members.get(signer) {
+            Some(m) if m.role == Role::Attorney && &m.keys.signing_key == key => Ok(()),
+            Some(m) if m.role == Role::Attorney => Err(format!(
+                "the roster of matter {} gives {signer} another key than this client's",
+                self.matter
+            )),
+            Some(m) => Err(format!(
+                "only an attorney of matter {} may change its roster; {signer} is {}",
+                self.matter,
+                m.role.with_article()
+            )),
+            None => Err(format!(
+                "only an attorney of matter {} may change its roster; {signer} is not a member",
+                self.matter
+            )),
+        }
+    }
+
+    /// Whether `member` may be added with `role` (before its keys are
+    /// fetched and vouched for).
+    pub fn check_new_member(&self, member: &str, role: Role) -> Result<(), String> {
+        if self.members.contains_key(member) {
+            return Err(format!(
+                "{member} is already a member of matter {}",
+                self.matter
+            ));
+        }
+        self.role_fits(member, role)
     }
 
     /// The current member `id` with exactly this signing key, if any.

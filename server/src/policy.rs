@@ -268,6 +268,19 @@ pub enum Operation<'a> {
         /// The new scope.
         scope: &'a [Task],
     },
+    /// `matter set-recovery`: set or clear the recovery recipient.
+    SetRecovery,
+    /// `matter rekey`: give a current member new keys (after a lost
+    /// laptop; the attorney checked the new safety code).
+    Rekey {
+        /// The member.
+        target: &'a str,
+        /// Its current role; `None` if not a current member.
+        target_role: Option<Role>,
+    },
+    /// Read the matter's signed roster (what clients verify and compute
+    /// recipients from).
+    ReadRoster,
     /// `push`: send a packet of this task type.
     Push {
         /// The packet's task type.
@@ -320,6 +333,9 @@ impl Operation<'_> {
             Self::RemoveMember { .. } => "member-remove",
             Self::SetAck => "ack-set",
             Self::SetScope { .. } => "scope-set",
+            Self::SetRecovery => "recovery-set",
+            Self::Rekey { .. } => "member-rekey",
+            Self::ReadRoster => "roster-read",
             Self::Push { .. } => "push",
             Self::Inbox => "inbox",
             Self::PullPacket { .. } => "pull-packet",
@@ -342,6 +358,9 @@ impl Operation<'_> {
             Self::RemoveMember { .. } => "remove members",
             Self::SetAck => "change the acknowledgment text",
             Self::SetScope { .. } => "change the scope",
+            Self::SetRecovery => "change the recovery recipient",
+            Self::Rekey { .. } => "change a member's keys",
+            Self::ReadRoster => "read its roster",
             Self::Push { .. } => "push packets",
             Self::Inbox => "have an inbox",
             Self::PullPacket { .. } => "pull packets",
@@ -364,12 +383,14 @@ impl Operation<'_> {
         const AUDITOR: &[Role] = &[Role::Auditor];
         const OVERSIGHT: &[Role] = &[Role::Attorney, Role::Auditor];
         match self {
-            Self::ShowMatter | Self::ListMatters | Self::ReadAckText => EVERYONE,
+            Self::ShowMatter | Self::ListMatters | Self::ReadAckText | Self::ReadRoster => EVERYONE,
             Self::SignAck | Self::Deliver => PROVIDER,
             Self::AddMember { .. }
             | Self::RemoveMember { .. }
             | Self::SetAck
             | Self::SetScope { .. }
+            | Self::SetRecovery
+            | Self::Rekey { .. }
             | Self::Review { .. } => ATTORNEY,
             Self::Push { .. } => FIRM,
             Self::Inbox | Self::PullPacket { .. } | Self::PullDeliverable { .. } => READERS,
@@ -381,7 +402,10 @@ impl Operation<'_> {
     /// Whether a provider member may do this before signing the current
     /// acknowledgment version.
     fn open_before_acknowledgment(&self) -> bool {
-        matches!(self, Self::ListMatters | Self::ReadAckText | Self::SignAck)
+        matches!(
+            self,
+            Self::ListMatters | Self::ReadAckText | Self::SignAck | Self::ReadRoster
+        )
     }
 }
 
@@ -739,6 +763,8 @@ fn decide_inner(
         | Operation::ReadAckText
         | Operation::SignAck
         | Operation::SetAck
+        | Operation::SetRecovery
+        | Operation::ReadRoster
         | Operation::Inbox
         | Operation::Deliver
         | Operation::ExportAudit
@@ -761,6 +787,16 @@ fn decide_inner(
             attorney_count,
         } => check_remove_member(matter, target, target_role, attorney_count),
         Operation::SetScope { scope } => validate_scope(scope),
+        Operation::Rekey {
+            target,
+            target_role,
+        } => match target_role {
+            Some(_) => Ok(()),
+            None => Err(Denial::new(
+                Rule::TargetNotMember,
+                format!("{target} is not a member of matter {}", matter.id),
+            )),
+        },
         Operation::Push { task } => check_push_task(matter, task),
         Operation::PullPacket { packet, recipient } => {
             check_recipient(principal, matter, "packet", packet, recipient)
@@ -1156,7 +1192,7 @@ mod tests {
 
     /// Number of [`Operation`] variants; [`variant_index`] must map onto
     /// `0..VARIANTS` and [`all_operations`] must cover every index.
-    const VARIANTS: usize = 16;
+    const VARIANTS: usize = 19;
 
     /// Exhaustive on purpose (no wildcard): a new variant does not compile
     /// until it gets an index here, a row in [`all_operations`] and arms in
@@ -1179,6 +1215,9 @@ mod tests {
             Operation::Review { .. } => 13,
             Operation::ExportAudit => 14,
             Operation::Report => 15,
+            Operation::SetRecovery => 16,
+            Operation::Rekey { .. } => 17,
+            Operation::ReadRoster => 18,
         }
     }
 
@@ -1273,6 +1312,18 @@ mod tests {
             });
         }
         ops.extend([Operation::ExportAudit, Operation::Report]);
+        ops.extend([
+            Operation::SetRecovery,
+            Operation::Rekey {
+                target: "pia@lpo-2",
+                target_role: Some(Role::Provider),
+            },
+            Operation::Rekey {
+                target: "nobody@lpo-9",
+                target_role: None,
+            },
+            Operation::ReadRoster,
+        ]);
         ops
     }
 
@@ -1303,6 +1354,7 @@ mod tests {
             (Op::ShowMatter, Provider) => acked("allow"),
             (Op::ListMatters, _) => "allow",
             (Op::ReadAckText, _) => "allow",
+            (Op::ReadRoster, _) => "allow",
             (Op::SignAck, Provider) => "allow",
             (Op::SignAck, Attorney | Paralegal | Auditor) => "role-cannot",
 
@@ -1312,9 +1364,19 @@ mod tests {
                 | Op::RemoveMember { .. }
                 | Op::SetAck
                 | Op::SetScope { .. }
+                | Op::SetRecovery
+                | Op::Rekey { .. }
                 | Op::Review { .. },
                 Paralegal | Provider | Auditor,
             ) => "not-attorney",
+            (Op::SetRecovery, Attorney) => "allow",
+            (
+                Op::Rekey {
+                    target_role: None, ..
+                },
+                Attorney,
+            ) => "target-not-member",
+            (Op::Rekey { .. }, Attorney) => "allow",
 
             // AddMember by an attorney: the new role must fit the target's
             // organization (carl@firm-a: the matter's firm, dave@firm-b:

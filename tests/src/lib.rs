@@ -142,6 +142,17 @@ impl Server {
         false
     }
 
+    /// Stops the server gracefully, lets `edit` change its stopped data
+    /// directory (as an operator could), and starts it again on the same
+    /// data (on a new port: repoint clients with [`User::repoint`]).
+    pub fn restart_after(&mut self, edit: impl FnOnce(&Path)) {
+        assert!(self.stop(), "mdropd did not stop cleanly");
+        edit(&self.data);
+        // The same data directory appends to the same log file.
+        let data = self.data.clone();
+        *self = Self::start(&data);
+    }
+
     /// Kills the process with SIGKILL (no chance to clean up).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -342,6 +353,42 @@ impl User {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         self.run(&all).ok().json()
+    }
+
+    /// Points this user's home at `server`'s (new) address.
+    pub fn repoint(&self, server: &Server) {
+        let path = self.home.join("server.json");
+        let mut v: Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("server.json")).expect("JSON");
+        v["server"] = server.addr.clone().into();
+        std::fs::write(&path, v.to_string()).expect("write server.json");
+    }
+
+    /// This user's safety code, as `mdrop whoami` shows it (what they read
+    /// to an attorney who adds them to a matter).
+    #[track_caller]
+    pub fn code(&self) -> String {
+        self.json(&["whoami"])["safety_code"]
+            .as_str()
+            .expect("safety code")
+            .to_owned()
+    }
+
+    /// `matter add MATTER ID --role ROLE` run by this user (an attorney),
+    /// with `target`'s safety code.
+    #[track_caller]
+    pub fn add_member(&self, matter: &str, target: &Self, id: &str, role: &str) -> Run {
+        let code = target.code();
+        self.run(&[
+            "matter",
+            "add",
+            matter,
+            id,
+            "--role",
+            role,
+            "--expect-code",
+            &code,
+        ])
     }
 
     /// keygen + enroll with `invite`.

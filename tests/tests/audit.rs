@@ -38,15 +38,10 @@ fn scene() -> Scene {
         "--scope",
         "document-review",
     ]);
-    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
-    alice.json(&[
-        "matter",
-        "add",
-        MATTER,
-        "audrey@firm-a",
-        "--role",
-        "auditor",
-    ]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
+    alice
+        .add_member(MATTER, &audrey, "audrey@firm-a", "auditor")
+        .ok();
     bob.run(&["matter", "show", MATTER]).code(3); // denied: not acknowledged
     bob.json(&["ack", MATTER, "--yes"]);
     bob.json(&["matter", "show", MATTER]);

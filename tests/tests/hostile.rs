@@ -315,7 +315,7 @@ fn team() -> Team {
             "document-review,medical-chronology",
         ]);
     }
-    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
     bob.json(&["ack", MATTER, "--yes"]);
     Team { w, alice, bob }
 }
@@ -1461,15 +1461,20 @@ fn every_request_after_key_revocation_is_refused_and_reads_nothing() {
     assert!(walk(&out).is_empty());
     assert!(walk(&t.bob.home.join("partial")).is_empty());
     t.bob.run(&["inbox"]).code(3);
-    // Bob enrolls a new key under his id: the old packet was encrypted to
-    // the revoked key, not this one, and the client says so.
+    // Bob enrolls a new key under his id: it is no member of the matter
+    // (the roster names the revoked key) until an attorney rekeys him, so
+    // it can neither acknowledge nor pull.
     let fresh = User::new(t.w.tmp.path(), "bob-new");
     fresh.enroll(&t.w.server, &invite, "bob@lpo-1");
-    fresh.json(&["ack", MATTER, "--yes"]);
+    let r = fresh.run(&["ack", MATTER, "--yes"]).code(3);
+    assert!(r.stderr.contains("not a member"), "{r:?}");
     let r = fresh
         .run(&["pull", &id, "--out", out.to_str().unwrap()])
         .code(3);
-    assert!(r.stderr.contains("not encrypted to"), "{r:?}");
+    assert!(
+        r.stderr.contains("not found or not addressed to you"),
+        "{r:?}"
+    );
     assert!(walk(&out).is_empty());
     assert_alive(&mut t.w);
 }
@@ -1482,6 +1487,18 @@ fn nothing_is_encrypted_to_a_revoked_key() {
     t.w.admin.json(&["admin", "revoke", "bob@lpo-1"]);
     let f = t.w.tmp.path().join("after.txt");
     std::fs::write(&f, "pushed after the revocation\n").unwrap();
+    // The roster still names Bob's key: the push refuses rather than
+    // encrypting to a revoked key, and says what to do.
+    let r = t
+        .alice
+        .run(&["push", MATTER, f.to_str().unwrap(), "--task", TASK])
+        .code(4);
+    assert!(
+        r.stderr.contains("leaves out") && r.stderr.contains("bob@lpo-1"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("matter remove"), "{r:?}");
+    t.alice.json(&["matter", "remove", MATTER, "bob@lpo-1"]);
     let pushed = t
         .alice
         .json(&["push", MATTER, f.to_str().unwrap(), "--task", TASK]);
@@ -1624,7 +1641,7 @@ fn quota_team(tmp: &Path, quota: u64) -> (QuotaServer, User, User, User) {
         "--scope",
         TASK,
     ]);
-    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
     bob.json(&["ack", MATTER, "--yes"]);
     (server, admin, alice, bob)
 }

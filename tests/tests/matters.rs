@@ -40,7 +40,7 @@ fn setup() -> Firm {
     assert_eq!(m["firm"], "firm-a");
     assert_eq!(m["members"][0]["principal"], "alice@firm-a");
     assert_eq!(m["members"][0]["role"], "attorney");
-    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
     Firm {
         w,
         alice,
@@ -110,7 +110,8 @@ fn only_attorneys_manage_and_roles_fit_organizations() {
     let f = setup();
     let pat = f.w.user("pat@firm-a");
     f.alice
-        .json(&["matter", "add", MATTER, "pat@firm-a", "--role", "paralegal"]);
+        .add_member(MATTER, &pat, "pat@firm-a", "paralegal")
+        .ok();
     let r = f.w.tmp.path().join("x");
     std::fs::write(&r, "x").unwrap();
     for args in [
@@ -145,7 +146,7 @@ fn only_attorneys_manage_and_roles_fit_organizations() {
         .run(&["matter", "add", MATTER, "carl@lpo-1", "--role", "paralegal"])
         .code(3);
     assert!(
-        out.stderr.contains("needs a member of its firm firm-a"),
+        out.stderr.contains("belong to the matter's firm firm-a"),
         "{out:?}"
     );
     let dana = f.w.user("dana@firm-a");
@@ -153,7 +154,11 @@ fn only_attorneys_manage_and_roles_fit_organizations() {
         .alice
         .run(&["matter", "add", MATTER, "dana@firm-a", "--role", "provider"])
         .code(3);
-    assert!(out.stderr.contains("provider organization"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("providers belong to an organization other than the firm"),
+        "{out:?}"
+    );
     drop((carl, dana));
 
     // Providers cannot create matters.
@@ -221,10 +226,13 @@ fn in_house_tasks_stay_in_house() {
         f.alice.json(&["matter", "show", MATTER])["scope"],
         serde_json::json!(["document-review", "medical-chronology"])
     );
-    // An unknown task type is a plain usage error of the request.
-    f.alice
+    // An unknown task type is a usage error, refused before anything is
+    // signed.
+    let out = f
+        .alice
         .run(&["matter", "set-scope", MATTER, "--scope", "astrology"])
-        .code(1);
+        .code(2);
+    assert!(out.stderr.contains("unknown task type"), "{out:?}");
 }
 
 #[test]
@@ -268,14 +276,9 @@ fn walls_hide_other_matters_entirely() {
     f.w.admin.run(&["matter", "show", MATTER]).code(3);
     // Auditors see the matter but may not manage it.
     let audrey = f.w.user("audrey@firm-a");
-    f.alice.json(&[
-        "matter",
-        "add",
-        MATTER,
-        "audrey@firm-a",
-        "--role",
-        "auditor",
-    ]);
+    f.alice
+        .add_member(MATTER, &audrey, "audrey@firm-a", "auditor")
+        .ok();
     f.audrey_checks(&audrey);
 }
 

@@ -35,15 +35,10 @@ fn team() -> Team {
         "--scope",
         "document-review,medical-chronology",
     ]);
-    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
-    alice.json(&[
-        "matter",
-        "add",
-        MATTER,
-        "audrey@firm-a",
-        "--role",
-        "auditor",
-    ]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
+    alice
+        .add_member(MATTER, &audrey, "audrey@firm-a", "auditor")
+        .ok();
     Team {
         w,
         alice,

@@ -38,16 +38,13 @@ fn full_review_workflow_with_receipts() {
         "--scope",
         "medical-chronology",
     ]);
-    alice.json(&["matter", "add", MATTER, "pat@firm-a", "--role", "paralegal"]);
-    alice.json(&["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"]);
-    alice.json(&[
-        "matter",
-        "add",
-        MATTER,
-        "audrey@firm-a",
-        "--role",
-        "auditor",
-    ]);
+    alice
+        .add_member(MATTER, &pat, "pat@firm-a", "paralegal")
+        .ok();
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
+    alice
+        .add_member(MATTER, &audrey, "audrey@firm-a", "auditor")
+        .ok();
     bob.json(&["ack", MATTER, "--yes"]);
 
     // Firm → provider.

@@ -1254,11 +1254,44 @@ fn real_main() -> Result<bool> {
             TASK,
         ],
     )?;
+    // Each new member's safety code, as they would read it to Alice.
+    let code = |home: &Path| -> Result<String> {
+        md.json(home, &["whoami"])?["safety_code"]
+            .as_str()
+            .map(str::to_owned)
+            .context("whoami without a safety code")
+    };
     for (k, id) in pusher_ids.iter().enumerate().skip(1) {
         let role = if k % 2 == 1 { "paralegal" } else { "attorney" };
-        md.json(alice, &["matter", "add", MATTER, id, "--role", role])?;
+        let c = code(&homes[k + 1])?;
+        md.json(
+            alice,
+            &[
+                "matter",
+                "add",
+                MATTER,
+                id,
+                "--role",
+                role,
+                "--expect-code",
+                &c,
+            ],
+        )?;
     }
-    md.json(alice, &["matter", "add", MATTER, BOB, "--role", "provider"])?;
+    let c = code(&bob)?;
+    md.json(
+        alice,
+        &[
+            "matter",
+            "add",
+            MATTER,
+            BOB,
+            "--role",
+            "provider",
+            "--expect-code",
+            &c,
+        ],
+    )?;
     md.json(&bob, &["ack", MATTER, "--yes"])?;
 
     let mut rng = Rng(opts.seed);

@@ -1204,9 +1204,22 @@ fn real_main() -> Result<bool> {
                 ],
             )?;
             for m in &members[1..] {
+                let code = md.json(&root.join(m), &["whoami"])?["safety_code"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("whoami without a safety code")?;
                 md.json(
                     &owner,
-                    &["matter", "add", &matter, m, "--role", "paralegal"],
+                    &[
+                        "matter",
+                        "add",
+                        &matter,
+                        m,
+                        "--role",
+                        "paralegal",
+                        "--expect-code",
+                        &code,
+                    ],
                 )?;
             }
             Ok(())

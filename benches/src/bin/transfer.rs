@@ -1093,9 +1093,22 @@ fn main() -> Result<()> {
             TASK,
         ],
     )?;
+    let code = md.json(&bob, &["whoami"])?["safety_code"]
+        .as_str()
+        .map(str::to_owned)
+        .context("whoami without a safety code")?;
     md.json(
         &alice,
-        &["matter", "add", MATTER, "bob@lpo-1", "--role", "provider"],
+        &[
+            "matter",
+            "add",
+            MATTER,
+            "bob@lpo-1",
+            "--role",
+            "provider",
+            "--expect-code",
+            &code,
+        ],
     )?;
     md.json(&bob, &["ack", MATTER, "--yes"])?;
     let server_base_rss = server.kib("VmRSS:");

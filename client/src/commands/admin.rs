@@ -21,7 +21,7 @@ pub async fn org_create(ctx: &Ctx, args: &OrgCreateArgs) -> CmdResult {
         .request(&ClientRequest::OrgCreate(OrgCreateRequest {
             id: args.id.clone(),
             kind,
-            recovery_recipient: args.recovery_recipient.clone(),
+            recovery_recipient: None,
         }))
         .await;
     session.close().await;
@@ -29,10 +29,10 @@ pub async fn org_create(ctx: &Ctx, args: &OrgCreateArgs) -> CmdResult {
         ServerResponse::OrgCreated(o) => o,
         other => return Err(unexpected(&other)),
     };
-    ctx.out.emit(
-        &json!({"id": org.id, "kind": org.kind.as_str(), "recovery_recipient": org.recovery_recipient}),
-        || format!("Created {} organization {}\n", org.kind.as_str(), org.id),
-    );
+    ctx.out
+        .emit(&json!({"id": org.id, "kind": org.kind.as_str()}), || {
+            format!("Created {} organization {}\n", org.kind.as_str(), org.id)
+        });
     Ok(())
 }
 

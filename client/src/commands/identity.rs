@@ -46,6 +46,7 @@ fn info_json(info: &PrincipalInfo, server: &str) -> serde_json::Value {
         "admin": info.admin,
         "signing_key_fingerprint": vk.as_ref().map(ed25519_fingerprint),
         "age_recipient": info.age_recipient,
+        "safety_code": matterdrop_common::keys::safety_code(&info.signing_key, &info.age_recipient),
         "log_key": info.log_key,
         "log_key_fingerprint": matterdrop_common::tlog::NoteVerifier::from_vkey(&info.log_key)
             .ok()
@@ -71,6 +72,7 @@ fn info_text(v: &serde_json::Value) -> String {
         ("admin", "admin"),
         ("signing key", "signing_key_fingerprint"),
         ("age recipient", "age_recipient"),
+        ("safety code", "safety_code"),
         ("audit log key", "log_key"),
         ("log key fp", "log_key_fingerprint"),
         ("enrolled", "enrolled_at"),
@@ -161,6 +163,17 @@ pub async fn whoami(ctx: &Ctx) -> CmdResult {
             format!(
                 "the server's audit-log key changed: pinned {}, server now reports {}",
                 server.log_key, info.log_key
+            ),
+        ));
+    }
+    if info.signing_key != key.verifying_key().to_bytes()
+        || info.age_recipient != identity::age_recipient(&ctx.home)?
+    {
+        return Err(Fail::new(
+            4,
+            format!(
+                "the server has other keys for {} than the ones in this home",
+                info.id
             ),
         ));
     }

@@ -3,11 +3,18 @@
 use std::fmt::Write as _;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
+use std::str::FromStr as _;
+
+use ed25519_dalek::SigningKey;
+use matterdrop_common::keys::{ed25519_fingerprint, normalize_safety_code};
 use matterdrop_common::proto::{
-    AckSignRequest, ClientRequest, MatterCreateRequest, MatterInfo, MatterMemberRequest, MatterRef,
-    MatterSetAckRequest, MatterSetScopeRequest, ServerResponse,
+    AckSignRequest, ClientRequest, MatterRef, PrincipalRef, ServerResponse,
 };
-use matterdrop_common::sign::AckStatement;
+use matterdrop_common::roles::{Role, Task};
+use matterdrop_common::roster::{
+    AgeKey, Change, Check, Member, MemberKeys, Roster, RosterError, SignedAck, Statement,
+};
+use matterdrop_common::sign::{self, AckStatement};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -16,6 +23,9 @@ use crate::cli::{AckArgs, MatterCommand};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
+use crate::output::escape;
+use crate::pins::Pins;
+use crate::roster::{self, Synced};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -40,161 +50,507 @@ pub async fn call(ctx: &Ctx, req: &ClientRequest) -> CmdResult<ServerResponse> {
     resp
 }
 
-fn matter_json(m: &MatterInfo) -> serde_json::Value {
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A refusal by the roster's own rules, found before anything is sent.
+fn rule(e: &RosterError) -> Fail {
+    Fail::new(exit::DENIED, e.to_string())
+}
+
+fn member_json(roster: &Roster, acks: &[SignedAck], id: &str, m: &Member) -> serde_json::Value {
+    let acked = acks
+        .iter()
+        .any(|a| a.principal == id && roster.ack_verifies(a));
     json!({
-        "id": m.id,
-        "title": m.title,
-        "firm": m.firm,
-        "scope": m.scope,
-        "ack_version": m.ack_version,
-        "ack_sha256": hex(&m.ack_sha256),
-        "members": m.members.iter().map(|x| json!({
-            "principal": x.principal, "role": x.role, "org": x.org,
-            "added_at": rfc3339(x.added_at),
-            "acked_version": x.acked_version,
-            "acknowledged_current": x.role != "provider" || x.acked_version == Some(m.ack_version),
-        })).collect::<Vec<_>>(),
-        "acknowledgments": m.acks.iter().map(|a| json!({
-            "principal": a.principal, "version": a.version,
-            "text_sha256": hex(&a.text_sha256), "signed_at": rfc3339(a.signed_at),
-        })).collect::<Vec<_>>(),
-        "created_by": m.created_by,
-        "created_at": rfc3339(m.created_at),
+        "principal": id,
+        "role": m.role.as_str(),
+        "safety_code": m.keys.safety_code(),
+        "age_recipient": m.keys.age.recipient(),
+        "signing_key_fingerprint": sign::verifying_key_from_bytes(&m.keys.signing_key)
+            .ok().as_ref().map(ed25519_fingerprint),
+        "since_statement": m.since,
+        "acknowledged_current": m.role != Role::Provider || acked,
     })
 }
 
-fn matter_text(m: &MatterInfo) -> String {
+fn roster_json(synced: &Synced) -> serde_json::Value {
+    let r = &synced.roster;
+    json!({
+        "id": r.matter,
+        "title": r.title,
+        "firm": r.firm,
+        "scope": r.scope.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        "ack_version": r.ack_version,
+        "ack_sha256": hex(&r.ack_sha256),
+        "recovery_recipient": r.recovery.as_ref().map(AgeKey::recipient),
+        "roster": {
+            "statements": r.len,
+            "head": hex(&r.head),
+            "creator": r.creator.0,
+            "verified": true,
+        },
+        "members": r.members.iter().map(|(id, m)| member_json(r, &synced.acks, id, m))
+            .collect::<Vec<_>>(),
+        "acknowledgments": synced.acks.iter().map(|a| json!({
+            "principal": a.principal, "version": a.version,
+            "text_sha256": hex(&a.text_sha256), "signed_at": rfc3339(a.signed_at),
+            "verified": r.ack_verifies(a),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn roster_text(synced: &Synced) -> String {
+    let r = &synced.roster;
     let mut s = String::new();
-    let _ = writeln!(s, "Matter {}: {}", m.id, m.title);
-    let _ = writeln!(s, "  firm:            {}", m.firm);
-    let _ = writeln!(s, "  scope:           {}", m.scope.join(", "));
+    let _ = writeln!(
+        s,
+        "Matter {}: {}",
+        escape(&r.matter, false),
+        escape(&r.title, false)
+    );
+    let _ = writeln!(s, "  firm:            {}", r.firm);
+    let scope: Vec<&str> = r.scope.iter().map(|t| t.as_str()).collect();
+    let _ = writeln!(s, "  scope:           {}", scope.join(", "));
     let _ = writeln!(
         s,
         "  acknowledgment:  v{} (sha256 {})",
-        m.ack_version,
-        hex(&m.ack_sha256)
+        r.ack_version,
+        hex(&r.ack_sha256)
     );
     let _ = writeln!(
         s,
-        "  created:         {} by {}",
-        rfc3339(m.created_at),
-        m.created_by
+        "  recovery:        {}",
+        r.recovery.as_ref().map_or("none", AgeKey::recipient)
     );
-    let _ = writeln!(s, "  members:");
-    for x in &m.members {
-        let ack = if x.role == "provider" {
-            match x.acked_version {
-                Some(v) if v == m.ack_version => format!("acknowledged v{v}"),
-                Some(v) => format!("NOT acknowledged (signed v{v}, current v{})", m.ack_version),
-                None => "NOT acknowledged".to_owned(),
+    let _ = writeln!(
+        s,
+        "  roster:          {} signed statements, verified by this client (created by {})",
+        r.len, r.creator.0
+    );
+    let _ = writeln!(s, "  members:                               safety code");
+    for (id, m) in &r.members {
+        let ack = if m.role == Role::Provider {
+            if synced
+                .acks
+                .iter()
+                .any(|a| &a.principal == id && r.ack_verifies(a))
+            {
+                format!("acknowledged v{}", r.ack_version)
+            } else {
+                "NOT acknowledged".to_owned()
             }
         } else {
             String::new()
         };
-        let _ = writeln!(s, "    {:<28} {:<10} {}", x.principal, x.role, ack);
-    }
-    if !m.acks.is_empty() {
-        let _ = writeln!(s, "  acknowledgments:");
-        for a in &m.acks {
-            let _ = writeln!(
-                s,
-                "    {:<28} v{:<3} signed {}",
-                a.principal,
-                a.version,
-                rfc3339(a.signed_at)
-            );
-        }
+        let _ = writeln!(
+            s,
+            "    {:<28} {:<10} {}  {ack}",
+            id,
+            m.role.as_str(),
+            m.keys.safety_code()
+        );
     }
     s
 }
 
-fn show(ctx: &Ctx, resp: ServerResponse, headline: &str) -> CmdResult {
-    match resp {
-        ServerResponse::Matter(m) => {
-            ctx.out.emit(&matter_json(&m), || {
-                format!("{headline}{}", matter_text(&m))
-            });
-            Ok(())
+fn emit_roster(ctx: &Ctx, synced: &Synced, headline: &str) {
+    ctx.out.emit(&roster_json(synced), || {
+        format!("{headline}{}", roster_text(synced))
+    });
+}
+
+/// An attorney's session on one matter: its verified roster, ready to
+/// extend with a signed statement.
+struct Editing {
+    key: SigningKey,
+    session: Session,
+    me: String,
+    synced: Synced,
+}
+
+impl Editing {
+    async fn open(ctx: &Ctx, matter: &str) -> CmdResult<Self> {
+        let key = identity::signing_key(&ctx.home)?;
+        let (session, server) = Session::open(&ctx.home, &key).await?;
+        match roster::sync(&ctx.home, &session, matter).await {
+            Ok(synced) => Ok(Self {
+                key,
+                session,
+                me: server.principal,
+                synced,
+            }),
+            Err(e) => {
+                session.close().await;
+                Err(e)
+            }
         }
-        other => Err(unexpected(&other)),
     }
+
+    /// Signs `change` as the roster's next statement, checks it against the
+    /// roster's rules here first, and sends it.
+    async fn sign(&mut self, ctx: &Ctx, change: Change, ack_text: Option<String>) -> CmdResult<()> {
+        let r = &self.synced.roster;
+        let my_key = self.key.verifying_key().to_bytes();
+        r.may_sign(&self.me, &my_key)
+            .map_err(|why| Fail::new(exit::DENIED, why))?;
+        let statement = Statement {
+            matter: r.matter.clone(),
+            seq: r.len,
+            prev: Some(r.head),
+            time: now().max(r.time),
+            signer: self.me.clone(),
+            signer_key: self.key.verifying_key().to_bytes(),
+            change,
+        };
+        let entry = statement.sign(&self.key).map_err(|e| rule(&e))?;
+        r.clone()
+            .apply(&entry, Check::Signatures)
+            .map_err(|e| rule(&e))?;
+        let matter = r.matter.clone();
+        self.synced = roster::append(&ctx.home, &self.session, &matter, entry, ack_text).await?;
+        Ok(())
+    }
+
+    async fn close(self) -> Synced {
+        self.session.close().await;
+        self.synced
+    }
+}
+
+/// Runs `f` on an open [`Editing`], closing its session either way.
+async fn edit<F>(ctx: &Ctx, matter: &str, f: F) -> CmdResult<Synced>
+where
+    F: AsyncFnOnce(&mut Editing) -> CmdResult<()>,
+{
+    let mut e = Editing::open(ctx, matter).await?;
+    let result = f(&mut e).await;
+    let synced = e.close().await;
+    result.map(|()| synced)
+}
+
+/// Looks up `principal`'s enrolled keys, shows their safety code and has
+/// the attorney confirm it (`expect` for scripts). A key that differs from
+/// the one this client pinned for `principal` is refused.
+async fn vouch(
+    ctx: &Ctx,
+    session: &Session,
+    principal: &str,
+    expect: Option<&str>,
+    rekey: bool,
+) -> CmdResult<MemberKeys> {
+    let resp = session
+        .request(&ClientRequest::PrincipalKeys(PrincipalRef {
+            id: principal.to_owned(),
+        }))
+        .await?;
+    let ServerResponse::PrincipalKeys(p) = resp else {
+        return Err(unexpected(&resp));
+    };
+    if p.id != principal {
+        return Err(Fail::new(
+            exit::VERIFY,
+            format!(
+                "asked for {principal}'s keys, the server answered for {}",
+                p.id
+            ),
+        ));
+    }
+    let keys = MemberKeys {
+        signing_key: p.signing_key,
+        age: AgeKey::from_recipient(&p.age_recipient).map_err(|e| Fail::new(exit::VERIFY, e))?,
+    };
+    sign::verifying_key_from_bytes(&keys.signing_key)
+        .map_err(|e| Fail::new(exit::VERIFY, format!("{principal}'s signing key: {e}")))?;
+    let code = keys.safety_code();
+    let pins = Pins::load(&ctx.home)?;
+    let fp = ed25519_fingerprint(
+        &sign::verifying_key_from_bytes(&keys.signing_key)
+            .map_err(|e| Fail::new(exit::VERIFY, e.to_string()))?,
+    );
+    if let Some(pinned) = pins.signing_key_fingerprint(principal).filter(|_| !rekey) {
+        if pinned != fp {
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "the server offers {principal} with signing key {fp}, but this client knows \
+                     {principal} by {pinned}"
+                ),
+            )
+            .hint("if they really have a new key, compare its safety code with them and use `mdrop matter rekey`"));
+        }
+    }
+    match expect {
+        Some(expected) => {
+            if normalize_safety_code(expected) != code {
+                return Err(Fail::new(
+                    exit::VERIFY,
+                    format!(
+                        "{principal}'s safety code is {code}, not {}: the keys the server \
+                         offers are not the ones {principal} has; nothing was signed",
+                        escape(expected.trim(), false)
+                    ),
+                ));
+            }
+        }
+        None => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "{principal} ({}): safety code {code}",
+                escape(&p.name, false)
+            );
+            if !std::io::stdin().is_terminal() {
+                return Err(Fail::usage(format!(
+                    "confirmation needed: compare the safety code with {principal}, then pass \
+                     --expect-code CODE (or run in a terminal)"
+                )));
+            }
+            let _ = write!(
+                err,
+                "Ask {principal} to read the safety code `mdrop whoami` shows them. \
+                 Type 'yes' if it is {code}: "
+            );
+            let _ = err.flush();
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if answer.trim() != "yes" {
+                return Err(Fail::other("not confirmed; nothing was signed"));
+            }
+        }
+    }
+    Ok(keys)
+}
+
+fn parse_scope(names: &[String]) -> CmdResult<Vec<Task>> {
+    names
+        .iter()
+        .map(|n| Task::from_str(n.trim()).map_err(|e| Fail::usage(e.to_string())))
+        .collect()
+}
+
+fn parse_role(name: &str) -> CmdResult<Role> {
+    Role::from_str(name).map_err(|e| Fail::usage(e.to_string()))
 }
 
 /// `mdrop matter …`.
 pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
     match cmd {
-        MatterCommand::Create(a) => {
-            let ack_text = read_text(&a.ack_file)?;
-            let resp = call(
-                ctx,
-                &ClientRequest::MatterCreate(MatterCreateRequest {
-                    id: a.id,
-                    title: a.title,
-                    ack_text,
-                    scope: a.scope,
-                }),
-            )
-            .await?;
-            show(ctx, resp, "Created.\n")
-        }
+        MatterCommand::Create(a) => create(ctx, a).await,
         MatterCommand::Add(a) => {
-            let resp = call(
-                ctx,
-                &ClientRequest::MatterAdd(MatterMemberRequest {
-                    matter: a.id,
-                    principal: a.principal.clone(),
-                    role: Some(a.role.clone()),
-                }),
-            )
+            let role = parse_role(&a.role)?;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let change = match e.synced.roster.members.get(&a.principal) {
+                    Some(m) if m.role == role => {
+                        return Err(Fail::new(
+                            exit::DENIED,
+                            format!(
+                                "{} is already {} of matter {}",
+                                a.principal,
+                                role.with_article(),
+                                a.id
+                            ),
+                        ));
+                    }
+                    Some(_) => Change::SetRole {
+                        member: a.principal.clone(),
+                        role,
+                    },
+                    None => {
+                        // The rules that need no keys, before anyone is asked
+                        // to compare a code.
+                        let r = &e.synced.roster;
+                        r.may_sign(&e.me, &e.key.verifying_key().to_bytes())
+                            .and_then(|()| r.check_new_member(&a.principal, role))
+                            .map_err(|why| Fail::new(exit::DENIED, why))?;
+                        Change::Add {
+                            member: a.principal.clone(),
+                            role,
+                            keys: vouch(
+                                ctx,
+                                &e.session,
+                                &a.principal,
+                                a.expect_code.as_deref(),
+                                false,
+                            )
+                            .await?,
+                        }
+                    }
+                };
+                e.sign(ctx, change, None).await
+            })
             .await?;
-            show(
+            emit_roster(
                 ctx,
-                resp,
-                &format!("Added {} as {}.\n", a.principal, a.role),
-            )
+                &synced,
+                &format!(
+                    "{} is now {} of the matter.\n",
+                    a.principal,
+                    role.with_article()
+                ),
+            );
+            Ok(())
+        }
+        MatterCommand::Rekey(a) => {
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                if !e.synced.roster.members.contains_key(&a.principal) {
+                    return Err(Fail::new(
+                        exit::DENIED,
+                        format!("{} is not a member of matter {}", a.principal, a.id),
+                    ));
+                }
+                // The new keys are vouched for by their safety code alone
+                // (the pin is of the old keys, which is why this is a
+                // rekey); once signed, the roster moves the pin along.
+                let keys = vouch(
+                    ctx,
+                    &e.session,
+                    &a.principal,
+                    a.expect_code.as_deref(),
+                    true,
+                )
+                .await?;
+                e.sign(
+                    ctx,
+                    Change::Rekey {
+                        member: a.principal.clone(),
+                        keys,
+                    },
+                    None,
+                )
+                .await
+            })
+            .await?;
+            emit_roster(
+                ctx,
+                &synced,
+                &format!("{} has new keys on the matter.\n", a.principal),
+            );
+            Ok(())
         }
         MatterCommand::Remove(a) => {
-            let resp = call(
-                ctx,
-                &ClientRequest::MatterRemove(MatterMemberRequest {
-                    matter: a.id,
-                    principal: a.principal.clone(),
-                    role: None,
-                }),
-            )
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                e.sign(
+                    ctx,
+                    Change::Remove {
+                        member: a.principal.clone(),
+                    },
+                    None,
+                )
+                .await
+            })
             .await?;
-            show(ctx, resp, &format!("Removed {}.\n", a.principal))
+            emit_roster(ctx, &synced, &format!("Removed {}.\n", a.principal));
+            Ok(())
         }
         MatterCommand::Show(a) => {
-            let resp = call(ctx, &ClientRequest::MatterShow(MatterRef { matter: a.id })).await?;
-            show(ctx, resp, "")
+            let key = identity::signing_key(&ctx.home)?;
+            let (session, _) = Session::open(&ctx.home, &key).await?;
+            // The server's answer decides access (and is logged); what is
+            // shown comes from the roster this client verifies.
+            let synced = async {
+                let resp = session
+                    .request(&ClientRequest::MatterShow(MatterRef {
+                        matter: a.id.clone(),
+                    }))
+                    .await?;
+                let ServerResponse::Matter(info) = resp else {
+                    return Err(unexpected(&resp));
+                };
+                Ok((roster::sync(&ctx.home, &session, &a.id).await?, info))
+            }
+            .await;
+            session.close().await;
+            let (synced, info) = synced?;
+            // What the server says about keys is only a warning: it can
+            // withhold, not add.
+            let stale: Vec<&str> = info
+                .members
+                .iter()
+                .filter(|m| !m.key_current && synced.roster.members.contains_key(&m.principal))
+                .map(|m| m.principal.as_str())
+                .collect();
+            let mut v = roster_json(&synced);
+            if let Some(members) = v["members"].as_array_mut() {
+                for m in members {
+                    let id = m["principal"].as_str().unwrap_or_default().to_owned();
+                    m["key_revoked"] = json!(stale.contains(&id.as_str()));
+                }
+            }
+            ctx.out.emit(&v, || {
+                let mut s = roster_text(&synced);
+                for id in &stale {
+                    let _ = writeln!(
+                        s,
+                        "  {id}: the server reports this key revoked or replaced; an attorney \
+                         should `matter remove` or `matter rekey` them (until then pushes refuse)"
+                    );
+                }
+                s
+            });
+            Ok(())
         }
         MatterCommand::SetAck(a) => {
             let ack_text = read_text(&a.ack_file)?;
-            let resp = call(
-                ctx,
-                &ClientRequest::MatterSetAck(MatterSetAckRequest {
-                    matter: a.id,
-                    ack_text,
-                }),
-            )
+            let sha: [u8; 32] = Sha256::digest(ack_text.as_bytes()).into();
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let version = e.synced.roster.ack_version + 1;
+                e.sign(
+                    ctx,
+                    Change::SetAck {
+                        version,
+                        sha256: sha,
+                    },
+                    Some(ack_text.clone()),
+                )
+                .await
+            })
             .await?;
-            show(
+            emit_roster(
                 ctx,
-                resp,
+                &synced,
                 "New acknowledgment version published; providers must sign it again.\n",
-            )
+            );
+            Ok(())
         }
         MatterCommand::SetScope(a) => {
-            let resp = call(
-                ctx,
-                &ClientRequest::MatterSetScope(MatterSetScopeRequest {
-                    matter: a.id,
-                    scope: a.scope,
-                }),
-            )
+            let scope = parse_scope(&a.scope)?;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                e.sign(
+                    ctx,
+                    Change::SetScope {
+                        scope: scope.clone(),
+                    },
+                    None,
+                )
+                .await
+            })
             .await?;
-            show(ctx, resp, "Scope updated.\n")
+            emit_roster(ctx, &synced, "Scope updated.\n");
+            Ok(())
+        }
+        MatterCommand::SetRecovery(a) => {
+            let recovery = match a.recipient.trim() {
+                "none" => None,
+                r => Some(AgeKey::from_recipient(r).map_err(Fail::usage)?),
+            };
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                e.sign(
+                    ctx,
+                    Change::SetRecovery {
+                        recovery: recovery.clone(),
+                    },
+                    None,
+                )
+                .await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Recovery recipient updated.\n");
+            Ok(())
         }
         MatterCommand::List => match call(ctx, &ClientRequest::MatterList).await? {
             ServerResponse::Matters(list) => {
@@ -212,7 +568,13 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                         } else {
                             ""
                         };
-                        let _ = writeln!(s, "{:<20} {:<10} {}{flag}", m.id, m.role, m.title);
+                        let _ = writeln!(
+                            s,
+                            "{:<20} {:<10} {}{flag}",
+                            escape(&m.id, false),
+                            m.role,
+                            escape(&m.title, false)
+                        );
                     }
                     s
                 });
@@ -221,6 +583,55 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             other => Err(unexpected(&other)),
         },
     }
+}
+
+/// `mdrop matter create`: the roster's first statement, signed here.
+async fn create(ctx: &Ctx, a: crate::cli::MatterCreateArgs) -> CmdResult {
+    let ack_text = read_text(&a.ack_file)?;
+    let scope = parse_scope(&a.scope)?;
+    let recovery = a
+        .recovery_recipient
+        .as_deref()
+        .map(|r| AgeKey::from_recipient(r.trim()).map_err(Fail::usage))
+        .transpose()?;
+    let age = AgeKey::from_recipient(&identity::age_recipient(&ctx.home)?).map_err(Fail::other)?;
+    let key = identity::signing_key(&ctx.home)?;
+    let server = ctx.home.server()?;
+    let firm = matterdrop_common::ids::validate_principal(&server.principal)
+        .map_err(|e| Fail::other(e.to_string()))?
+        .to_owned();
+    let statement = Statement {
+        matter: a.id.clone(),
+        seq: 0,
+        prev: None,
+        time: now(),
+        signer: server.principal.clone(),
+        signer_key: key.verifying_key().to_bytes(),
+        change: Change::Create {
+            title: a.title.trim().to_owned(),
+            firm,
+            scope,
+            ack_sha256: Sha256::digest(ack_text.as_bytes()).into(),
+            recovery,
+            age,
+        },
+    };
+    let entry = statement.sign(&key).map_err(|e| rule(&e))?;
+    Roster::genesis(&entry, Check::Signatures).map_err(|e| rule(&e))?;
+    let (session, _) = Session::open(&ctx.home, &key).await?;
+    let synced = roster::append(&ctx.home, &session, &a.id, entry, Some(ack_text)).await;
+    session.close().await;
+    let synced = synced?;
+    let me = &synced.roster.creator;
+    emit_roster(
+        ctx,
+        &synced,
+        &format!(
+            "Created. You are its attorney; your safety code is {}.\n",
+            matterdrop_common::keys::safety_code(&me.1, &identity::age_recipient(&ctx.home)?)
+        ),
+    );
+    Ok(())
 }
 
 /// `mdrop ack MATTER`.
@@ -237,12 +648,24 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
             ServerResponse::AckText(t) => t,
             other => return Err(unexpected(&other)),
         };
-        // Check the server sent the text it claims to.
+        // Check the server sent the text it claims to, and that it is the
+        // version the matter's attorneys signed into its roster.
         let sha: [u8; 32] = Sha256::digest(text.text.as_bytes()).into();
         if sha != text.text_sha256 {
             return Err(Fail::new(
                 exit::VERIFY,
                 "the acknowledgment text does not match its hash",
+            ));
+        }
+        let synced = roster::sync(&ctx.home, &session, &args.matter).await?;
+        if text.version != synced.roster.ack_version || sha != synced.roster.ack_sha256 {
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "the server offers acknowledgment v{} of matter {}, but the matter's signed \
+                     roster is at v{} with another text; nothing was signed",
+                    text.version, args.matter, synced.roster.ack_version
+                ),
             ));
         }
         let mut err = std::io::stderr().lock();
@@ -251,7 +674,7 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
             "Confidentiality acknowledgment for matter {} (version {}):\n",
             text.matter, text.version
         );
-        let _ = writeln!(err, "{}", text.text.trim_end());
+        let _ = writeln!(err, "{}", escape(text.text.trim_end(), true));
         let _ = writeln!(err, "\nSHA-256: {}", hex(&sha));
         if !args.yes {
             if !std::io::stdin().is_terminal() {

@@ -38,7 +38,6 @@ use crate::cli::{DeliverArgs, InboxArgs, PullArgs, PushArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
-use crate::pins::Pins;
 
 const BUF: usize = 1 << 20;
 
@@ -226,6 +225,56 @@ impl Write for OutboxWriter {
 fn age_size(head: u64, len: u64) -> u64 {
     const AGE_CHUNK: u64 = 64 * 1024;
     head + len + 16 * len.div_ceil(AGE_CHUNK).max(1)
+}
+
+/// Checks the server's recipient list against the one this client computed
+/// from the roster: any principal, key or recovery recipient the server adds
+/// or leaves out is exit 4, named.
+fn compare_recipients(
+    matter: &str,
+    decided: &[matterdrop_common::roster::RosterRecipient],
+    recovery: Option<&matterdrop_common::roster::AgeKey>,
+    server: &matterdrop_common::proto::RecipientsInfo,
+) -> CmdResult {
+    use std::collections::BTreeSet;
+    let ours: BTreeSet<(&str, &[u8; 32], &str)> = decided
+        .iter()
+        .map(|r| (r.principal.as_str(), &r.signing_key, r.age.recipient()))
+        .collect();
+    let theirs: BTreeSet<(&str, &[u8; 32], &str)> = server
+        .recipients
+        .iter()
+        .map(|r| (r.principal.as_str(), &r.signing_key, r.age.as_str()))
+        .collect();
+    let name = |set: Vec<&(&str, &[u8; 32], &str)>| {
+        set.iter()
+            .map(|(p, _, a)| format!("{p} ({a})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let added: Vec<_> = theirs.difference(&ours).collect();
+    let missing: Vec<_> = ours.difference(&theirs).collect();
+    if !added.is_empty() || theirs.len() != server.recipients.len() {
+        return Err(verify_fail(format!(
+            "the server lists recipients the signed roster of matter {matter} does not sanction: {}; nothing was encrypted",
+            name(added)
+        )));
+    }
+    if !missing.is_empty() {
+        return Err(verify_fail(format!(
+            "the server leaves out recipients the signed roster of matter {matter} names: {}; nothing was encrypted",
+            name(missing)
+        ))
+        .hint("if an admin revoked their key, an attorney removes them (`mdrop matter remove`) or gives them their new key (`mdrop matter rekey`)"));
+    }
+    if server.recovery.as_deref() != recovery.map(|r| r.recipient()) {
+        return Err(verify_fail(format!(
+            "the server's recovery recipient for matter {matter} ({}) is not the one in its signed roster ({}); nothing was encrypted",
+            server.recovery.as_deref().unwrap_or("none"),
+            recovery.map_or("none", |r| r.recipient())
+        )));
+    }
+    Ok(())
 }
 
 /// Encrypts `len` bytes of `src` to `recipients` and streams the age file
@@ -469,7 +518,6 @@ pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
             deliverable_for: None,
             due: args.due,
             note: args.note.clone(),
-            accept_key_change: args.accept_key_change,
             files: args.files.clone(),
         },
     )
@@ -486,7 +534,6 @@ pub async fn deliver(ctx: &Ctx, args: &DeliverArgs) -> CmdResult {
             deliverable_for: Some(args.packet.clone()),
             due: None,
             note: args.note.clone(),
-            accept_key_change: args.accept_key_change,
             files: args.files.clone(),
         },
     )
@@ -506,8 +553,6 @@ pub struct SendSpec {
     pub due: Option<std::time::Duration>,
     /// Note for the recipients.
     pub note: Option<String>,
-    /// Accept changed recipient keys.
-    pub accept_key_change: bool,
     /// Files and folders.
     pub files: Vec<PathBuf>,
 }
@@ -611,35 +656,38 @@ async fn push_inner(
     let ServerResponse::Recipients(info) = resp else {
         return Err(unexpected(&resp));
     };
-    // Every recipient's keys must match this client's pins.
-    let mut pins = Pins::load(&ctx.home)?;
-    for r in &info.recipients {
-        if r.principal != me {
-            pins.check(
-                &r.principal,
-                &r.signing_key,
-                Some(&r.age),
-                spec.accept_key_change,
-            )?;
-        }
+    // Recipients are decided here, from the matter's signed roster; the
+    // server's list must say the same, or nothing is encrypted.
+    let synced = crate::roster::sync(&ctx.home, session, &spec.matter).await?;
+    let my_key = key.verifying_key().to_bytes();
+    let decided = match &spec.deliverable_for {
+        None => synced.roster.packet_recipients(me, &my_key, &synced.acks),
+        Some(_) => synced
+            .roster
+            .deliverable_recipients(me, &my_key, &synced.acks),
     }
-    pins.save(&ctx.home)?;
+    .map_err(|e| verify_fail(format!("the matter's signed roster refuses this: {e}")))?;
     let own_age = identity::age_recipient(&ctx.home)?;
-    if !info
-        .recipients
+    if !decided
         .iter()
-        .any(|r| r.principal == me && r.age == own_age)
+        .any(|r| r.principal == me && r.age.recipient() == own_age)
     {
-        return Err(verify_fail(
-            "the server does not list this client's own key among the recipients",
-        ));
+        return Err(verify_fail(format!(
+            "the roster of matter {} does not give {me} this client's age key",
+            spec.matter
+        )));
     }
-    let mut recipients: Vec<Recipient> = info
-        .recipients
+    compare_recipients(
+        &spec.matter,
+        &decided,
+        synced.roster.recovery.as_ref(),
+        &info,
+    )?;
+    let mut recipients: Vec<Recipient> = decided
         .iter()
         .map(|r| Recipient {
             principal: r.principal.clone(),
-            age: r.age.clone(),
+            age: r.age.recipient().to_owned(),
         })
         .collect();
     recipients.sort_by(|a, b| a.principal.cmp(&b.principal));
@@ -1767,14 +1815,38 @@ pub async fn pull_inner(
             d.id, args.id
         )));
     }
-    let mut pins = Pins::load(&ctx.home)?;
-    if d.sender != me {
-        let age = d
-            .recipients
-            .iter()
-            .find(|r| r.principal == d.sender)
-            .map(|r| r.age.as_str());
-        pins.check(&d.sender, &info.sender_key, age, args.accept_key_change)?;
+    // The sender and every recipient must be ones the matter's signed
+    // roster sanctioned (then or since: a packet keeps the recipients it was
+    // pushed to).
+    let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
+    let roster = &synced.roster;
+    if !roster
+        .ever
+        .iter()
+        .any(|(id, k)| *id == d.sender && k.signing_key == info.sender_key)
+    {
+        return Err(verify_fail(format!(
+            "{} of matter {} is signed with a key the matter's roster never gave its sender {}",
+            d.id, d.matter, d.sender
+        )));
+    }
+    if let Some(r) = d
+        .recipients
+        .iter()
+        .find(|r| !roster.ever_sanctioned(&r.principal, &r.age))
+    {
+        return Err(verify_fail(format!(
+            "{} is encrypted to {} ({}), a key the signed roster of matter {} never sanctioned",
+            d.id, r.principal, r.age, d.matter
+        )));
+    }
+    if let Some(rec) = &d.recovery {
+        if !roster.ever_recovery.iter().any(|a| a.recipient() == rec) {
+            return Err(verify_fail(format!(
+                "{} is encrypted to a recovery recipient ({rec}) the signed roster of matter {} never set",
+                d.id, d.matter
+            )));
+        }
     }
     let sender_key = ed25519_dalek::VerifyingKey::from_bytes(&info.sender_key)
         .map_err(|_| verify_fail("the sender's key is invalid"))?;
@@ -1789,7 +1861,6 @@ pub async fn pull_inner(
             d.id, d.sender
         ))
     })?;
-    pins.save(&ctx.home)?;
     let own = identity::age_recipient(&ctx.home)?;
     if !d
         .recipients

@@ -89,7 +89,6 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             out: Some(out.clone()),
             raw: false,
             force: true,
-            accept_key_change: args.accept_key_change,
         };
         let pulled: Pulled =
             pull_inner(ctx, &pull, &session, &server.principal, &keys, &partial).await?;

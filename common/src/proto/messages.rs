@@ -15,19 +15,21 @@ pub enum ClientRequest {
     OrgCreate(OrgCreateRequest),
     /// 3: mint an invite (admins).
     InviteCreate(InviteCreateRequest),
-    /// 4: create a matter (firm members).
+    /// 4: removed since the signed roster (the server refuses it): a
+    /// matter is created by a `create` statement ([`ClientRequest::RosterAppend`]).
     MatterCreate(MatterCreateRequest),
-    /// 5: add a member to a matter, or change its role (attorneys).
+    /// 5: removed since the signed roster (refused): `add` and `set-role`
+    /// statements.
     MatterAdd(MatterMemberRequest),
-    /// 6: remove a member (attorneys).
+    /// 6: removed since the signed roster (refused): a `remove` statement.
     MatterRemove(MatterMemberRequest),
     /// 7: a matter's details (members who may see it).
     MatterShow(MatterRef),
     /// 8: the matters this principal belongs to.
     MatterList,
-    /// 9: new acknowledgment text, a new version (attorneys).
+    /// 9: removed since the signed roster (refused): a `set-ack` statement.
     MatterSetAck(MatterSetAckRequest),
-    /// 10: replace a matter's scope (attorneys).
+    /// 10: removed since the signed roster (refused): a `set-scope` statement.
     MatterSetScope(MatterSetScopeRequest),
     /// 11: the current acknowledgment text.
     AckGet(MatterRef),
@@ -64,10 +66,18 @@ pub enum ClientRequest {
     /// bytes. `sha256` and `offset` must be zero; there is no resume (the
     /// client re-sends the whole blob).
     BlobStream(BlobUpload),
+    /// 27: append an attorney's signed statement to a matter's roster (the
+    /// first one, `create`, creates the matter).
+    RosterAppend(RosterAppendRequest),
+    /// 28: a matter's roster statements from a position, and its
+    /// acknowledgments with their signatures.
+    RosterGet(RosterGetRequest),
+    /// 29: an enrolled principal's public keys (to add it to a matter).
+    PrincipalKeys(PrincipalRef),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 27;
+    const KINDS: u32 = 30;
 }
 
 impl ClientRequest {
@@ -101,6 +111,9 @@ impl ClientRequest {
             Self::Report(_) => "report",
             Self::KeyRevoke(_) => "key-revoke",
             Self::BlobStream(_) => "blob-stream",
+            Self::RosterAppend(_) => "roster-append",
+            Self::RosterGet(_) => "roster-get",
+            Self::PrincipalKeys(_) => "principal-keys",
         }
     }
 }
@@ -149,10 +162,69 @@ pub enum ServerResponse {
     Report(Vec<ReportRow>),
     /// 19: a key was revoked.
     Revoked(PrincipalRef),
+    /// 20: roster statements and acknowledgments.
+    Roster(RosterInfo),
+    /// 21: a principal's public keys.
+    PrincipalKeys(PrincipalKeysInfo),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 20;
+    const KINDS: u32 = 22;
+}
+
+/// Appends a statement to a matter's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterAppendRequest {
+    /// Matter id (the statement's).
+    pub matter: String,
+    /// The signed statement.
+    pub entry: crate::roster::SignedStatement,
+    /// The acknowledgment text, for `create` and `set-ack` statements (the
+    /// statement signs its SHA-256).
+    pub ack_text: Option<String>,
+}
+
+/// Asks for a matter's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterGetRequest {
+    /// Matter id.
+    pub matter: String,
+    /// First statement wanted (the number this client already holds).
+    pub from: u64,
+}
+
+/// A matter's roster statements from `from`, and every acknowledgment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterInfo {
+    /// Matter id.
+    pub matter: String,
+    /// Position of the first statement sent.
+    pub from: u64,
+    /// How many statements the roster holds.
+    pub total: u64,
+    /// Statements `from..total`.
+    pub statements: Vec<crate::roster::SignedStatement>,
+    /// Every acknowledgment recorded on the matter, with its signature.
+    pub acks: Vec<crate::roster::SignedAck>,
+}
+
+/// An enrolled principal's public keys, as the server has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalKeysInfo {
+    /// Principal id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Organization.
+    pub org: Option<String>,
+    /// Its kind.
+    pub org_kind: Option<OrgKind>,
+    /// Raw Ed25519 public key.
+    pub signing_key: [u8; 32],
+    /// age recipient.
+    pub age_recipient: String,
+    /// Unix seconds of enrollment.
+    pub enrolled_at: u64,
 }
 
 /// Registers the connection's Ed25519 key (proven by the TLS handshake) and
@@ -409,6 +481,10 @@ pub struct MemberInfo {
     pub added_at: u64,
     /// Latest acknowledgment version signed, if any.
     pub acked_version: Option<u32>,
+    /// Whether the key the roster gives this member is still the one the
+    /// server has enrolled for it (false once an admin revoked it or the id
+    /// enrolled another key: an attorney should remove or rekey it).
+    pub key_current: bool,
 }
 
 /// A recorded acknowledgment.

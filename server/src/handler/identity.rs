@@ -7,7 +7,7 @@ use ed25519_dalek::VerifyingKey;
 use matterdrop_common::ids;
 use matterdrop_common::proto::{
     EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, OrgCreateRequest, OrgInfo,
-    PrincipalInfo, PrincipalRef, ServerResponse,
+    PrincipalInfo, PrincipalKeysInfo, PrincipalRef, ServerResponse,
 };
 
 use super::{Actor, Failure, Outcome, State};
@@ -138,8 +138,12 @@ pub(super) fn authorize_server(
 pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Outcome {
     authorize_server(state, me, &ServerOperation::CreateOrganization, &req.id)?;
     ids::validate_org(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
-    if let Some(r) = &req.recovery_recipient {
-        check_age_recipient(r)?;
+    if req.recovery_recipient.is_some() {
+        // What the operator sets must never reach a packet.
+        return Err(Failure::bad_request(
+            "organizations have no recovery recipient any more: a matter's attorney sets one \
+             in its signed roster (mdrop matter create --recovery-recipient, matter set-recovery)",
+        ));
     }
     let org = OrgRecord {
         id: req.id,
@@ -214,4 +218,44 @@ pub(super) fn revoke(
     ))?;
     tracing::info!(principal = %p.id, by = %me.record.id, "key revoked");
     Ok(ServerResponse::Revoked(PrincipalRef { id: p.id }))
+}
+
+/// `PrincipalKeys`: an enrolled principal's public keys, for an attorney
+/// about to add it to a matter (its client shows the safety code to
+/// compare).
+pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> Outcome {
+    let found = state
+        .store
+        .principal(&req.id)?
+        .filter(|p| p.revoked_at.is_none());
+    state.record(Event::server(
+        &me.record.id,
+        "principal-keys",
+        Some(&req.id),
+        None,
+        vec![("found".into(), found.is_some().to_string())],
+    ))?;
+    let p = found.ok_or_else(|| {
+        Failure::new(
+            ErrorCode::NotFound,
+            format!(
+                "no principal {} is enrolled; a server admin can invite them \
+                 (mdrop admin invite --org ORG), then they enroll with their own keys",
+                req.id
+            ),
+        )
+    })?;
+    let org_kind = match &p.org {
+        Some(o) => state.store.org(o)?.map(|o| o.kind),
+        None => None,
+    };
+    Ok(ServerResponse::PrincipalKeys(PrincipalKeysInfo {
+        id: p.id,
+        name: p.name,
+        org: p.org,
+        org_kind,
+        signing_key: p.signing_key,
+        age_recipient: p.age_recipient,
+        enrolled_at: p.enrolled_at,
+    }))
 }

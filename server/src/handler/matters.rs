@@ -6,12 +6,16 @@
 
 use std::str::FromStr as _;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::ids;
 use matterdrop_common::proto::{
-    AckInfo, AckSignRequest, AckTextInfo, ErrorCode, MatterCreateRequest, MatterInfo,
-    MatterMemberRequest, MatterRef, MatterSetAckRequest, MatterSetScopeRequest, MatterSummary,
-    MemberInfo, ServerResponse,
+    AckInfo, AckSignRequest, AckTextInfo, ErrorCode, MatterInfo, MatterRef, MatterSummary,
+    MemberInfo, RosterAppendRequest, RosterGetRequest, RosterInfo, ServerResponse,
+};
+use matterdrop_common::roster::{
+    Change, Check, MemberKeys, Roster, SignedAck, SignedStatement, Statement,
 };
 use matterdrop_common::sign::AckStatement;
 use sha2::{Digest as _, Sha256};
@@ -23,20 +27,12 @@ use crate::policy::{
     self, Decision, MatterView, Membership, Operation, Role, ServerOperation, Task,
 };
 use crate::store::{AckRecord, AckVersion, MatterRecord, MemberRecord};
+use tracing::error;
 
 /// Longest acknowledgment text accepted.
 pub(super) const MAX_ACK_TEXT: usize = 64 * 1024;
-/// Longest matter title.
-pub(super) const MAX_TITLE: usize = 200;
 /// How far an acknowledgment's signed time may be from the server's clock.
 pub(super) const ACK_CLOCK_SKEW: u64 = 15 * 60;
-
-fn parse_scope(names: &[String]) -> Result<Vec<Task>, Failure> {
-    names
-        .iter()
-        .map(|n| Task::from_str(n.trim()).map_err(|e| Failure::bad_request(e.to_string())))
-        .collect()
-}
 
 fn stored_scope(m: &MatterRecord) -> Result<Vec<Task>, Failure> {
     m.scope
@@ -48,8 +44,15 @@ fn stored_scope(m: &MatterRecord) -> Result<Vec<Task>, Failure> {
         .collect()
 }
 
-pub(crate) fn membership(m: &MatterRecord, principal: &str) -> Result<Membership, Failure> {
-    let Some(row) = m.member(principal) else {
+/// `principal`'s relation to matter `m` when it authenticates with `key`:
+/// only the key the roster gives a member acts as that member (a new key
+/// enrolled for the same id starts with no memberships).
+pub(crate) fn membership(
+    m: &MatterRecord,
+    principal: &str,
+    key: &[u8; 32],
+) -> Result<Membership, Failure> {
+    let Some(row) = m.member(principal).filter(|r| &r.signing_key == key) else {
         return Ok(Membership::Never);
     };
     let role = Role::from_str(&row.role)
@@ -97,10 +100,31 @@ pub(crate) fn authorize<'a>(
                 firm: &m.firm,
                 ack_version: m.ack_version(),
                 scope: &scope,
-                membership: membership(m, &me.record.id)?,
+                membership: membership(m, &me.record.id, &me.record.signing_key)?,
             };
-            let op = op(m)?;
-            policy::decide(&principal, matter_id, Some(&view), &op)
+            match op(m) {
+                Ok(op) => policy::decide(&principal, matter_id, Some(&view), &op),
+                Err(failure) => {
+                    // The request names something that cannot be acted on
+                    // (a principal that is not enrolled, keys that are not
+                    // theirs): only a member may learn that, and the answer
+                    // is logged like every other one.
+                    let gate =
+                        policy::decide(&principal, matter_id, Some(&view), &Operation::ShowMatter);
+                    if gate.is_allowed() {
+                        state.record(Event::failed(
+                            me,
+                            action,
+                            matter_id,
+                            "bad-target",
+                            &failure.message,
+                            details,
+                        ))?;
+                        return Err(failure);
+                    }
+                    gate
+                }
+            }
         }
     };
     state.record(Event::matter(
@@ -137,7 +161,7 @@ pub(crate) fn decision(
         firm: &m.firm,
         ack_version: m.ack_version(),
         scope: &scope,
-        membership: membership(m, &me.record.id)?,
+        membership: membership(m, &me.record.id, &me.record.signing_key)?,
     };
     Ok(policy::decide(&me.view(), &m.id, Some(&view), op))
 }
@@ -149,13 +173,17 @@ pub(crate) fn require(record: Option<MatterRecord>) -> Result<MatterRecord, Fail
 fn info(state: &State, m: &MatterRecord) -> Result<MatterInfo, Failure> {
     let mut members = Vec::new();
     for row in m.members.iter().filter(|r| r.removed_at.is_none()) {
-        let org = state.store.principal(&row.principal)?.and_then(|p| p.org);
+        let p = state.store.principal(&row.principal)?;
+        let key_current = p
+            .as_ref()
+            .is_some_and(|p| p.revoked_at.is_none() && p.signing_key == row.signing_key);
         members.push(MemberInfo {
             principal: row.principal.clone(),
             role: row.role.clone(),
-            org,
+            org: p.and_then(|p| p.org),
             added_at: row.added_at,
             acked_version: m.acked_version(&row.principal),
+            key_current,
         });
     }
     let current = m
@@ -185,155 +213,390 @@ fn info(state: &State, m: &MatterRecord) -> Result<MatterInfo, Failure> {
     })
 }
 
-pub(super) fn create(state: &State, me: &Actor, req: MatterCreateRequest) -> Outcome {
-    ids::validate_matter(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
-    let title = req.title.trim();
-    if title.is_empty() || title.len() > MAX_TITLE || title.chars().any(char::is_control) {
+/// The answer to a request made with a request kind the signed roster
+/// replaced.
+pub(super) fn retired() -> Outcome {
+    Err(Failure::bad_request(
+        "this request was replaced by the signed matter roster: matter changes are statements \
+         signed on an attorney's machine; upgrade mdrop",
+    ))
+}
+
+/// What an `add` or `rekey` statement must carry: the keys the server has
+/// enrolled for that principal (the attorney checked their safety code).
+fn enrolled_keys(state: &State, member: &str, keys: &MemberKeys) -> Result<Actor, Failure> {
+    let p = state
+        .store
+        .principal(member)?
+        .filter(|p| p.revoked_at.is_none())
+        .ok_or_else(|| {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("no principal {member} is enrolled; an admin can invite them"),
+            )
+        })?;
+    if p.signing_key != keys.signing_key || p.age_recipient != keys.age.recipient() {
+        return Err(Failure::new(
+            ErrorCode::Verification,
+            format!(
+                "the keys in the statement are not the keys {member} enrolled (safety code {} \
+                 signed, {} enrolled)",
+                keys.safety_code(),
+                matterdrop_common::keys::safety_code(&p.signing_key, &p.age_recipient)
+            ),
+        ));
+    }
+    Actor::load(state, p)
+}
+
+/// The policy operation a roster statement asks for.
+fn operation<'a>(
+    m: &MatterRecord,
+    change: &'a Change,
+    target: Option<&'a Actor>,
+) -> Result<Operation<'a>, Failure> {
+    let current = |id: &str| {
+        m.current_member(id)
+            .and_then(|r| Role::from_str(&r.role).ok())
+    };
+    Ok(match change {
+        Change::Create { .. } => {
+            return Err(Failure::bad_request(format!(
+                "matter {} already has a roster; only its first statement creates it",
+                m.id
+            )));
+        }
+        Change::Add { role, .. } | Change::SetRole { role, .. } => {
+            let t = target.ok_or_else(|| Failure::new(ErrorCode::Internal, "no target loaded"))?;
+            Operation::AddMember {
+                role: *role,
+                target: t.view(),
+                target_current_role: current(&t.record.id),
+                attorney_count: attorney_count(m),
+            }
+        }
+        Change::Remove { member } => Operation::RemoveMember {
+            target: member,
+            target_role: current(member),
+            attorney_count: attorney_count(m),
+        },
+        Change::SetAck { .. } => Operation::SetAck,
+        Change::SetScope { scope } => Operation::SetScope { scope },
+        Change::SetRecovery { .. } => Operation::SetRecovery,
+        Change::Rekey { member, .. } => Operation::Rekey {
+            target: member,
+            target_role: current(member),
+        },
+    })
+}
+
+/// Brings the stored matter in line with the roster it now has.
+fn sync_record(m: &mut MatterRecord, r: &Roster, by: &str, t: u64) {
+    m.title.clone_from(&r.title);
+    m.firm.clone_from(&r.firm);
+    m.scope = r.scope.iter().map(|t| t.as_str().to_owned()).collect();
+    m.recovery = r.recovery.as_ref().map(|a| a.recipient().to_owned());
+    for row in &mut m.members {
+        match r.members.get(&row.principal) {
+            Some(member) => {
+                if row.removed_at.is_some() {
+                    row.removed_at = None;
+                    row.added_at = t;
+                    by.clone_into(&mut row.added_by);
+                }
+                member.role.as_str().clone_into(&mut row.role);
+                row.signing_key = member.keys.signing_key;
+                member.keys.age.recipient().clone_into(&mut row.age);
+            }
+            None => {
+                if row.removed_at.is_none() {
+                    row.removed_at = Some(t);
+                }
+            }
+        }
+    }
+    for (id, member) in &r.members {
+        if m.member(id).is_none() {
+            m.members.push(MemberRecord {
+                principal: id.clone(),
+                role: member.role.as_str().to_owned(),
+                signing_key: member.keys.signing_key,
+                age: member.keys.age.recipient().to_owned(),
+                added_by: by.to_owned(),
+                added_at: t,
+                removed_at: None,
+            });
+        }
+    }
+}
+
+/// Every acknowledgment of a matter, as clients check them.
+fn signed_acks(m: &MatterRecord) -> Vec<SignedAck> {
+    m.acks
+        .iter()
+        .map(|a| SignedAck {
+            principal: a.principal.clone(),
+            version: a.version,
+            text_sha256: a.text_sha256,
+            signed_at: a.signed_at,
+            signature: a.signature.clone(),
+        })
+        .collect()
+}
+
+fn roster_info(m: &MatterRecord, from: u64) -> RosterInfo {
+    let total = m.roster.len() as u64;
+    let start = usize::try_from(from.min(total)).unwrap_or(m.roster.len());
+    RosterInfo {
+        matter: m.id.clone(),
+        from,
+        total,
+        statements: m.roster[start..].to_vec(),
+        acks: signed_acks(m),
+    }
+}
+
+/// Refuses a statement that failed verification, recording why.
+fn refuse_statement(
+    state: &State,
+    me: &Actor,
+    matter: &str,
+    why: String,
+    details: Vec<(String, String)>,
+) -> Failure {
+    match state.record(Event::failed(
+        me,
+        "roster-verify",
+        matter,
+        "bad-roster-statement",
+        &why,
+        details,
+    )) {
+        Ok(_) => Failure::new(ErrorCode::Verification, why),
+        Err(f) => f,
+    }
+}
+
+/// `RosterAppend`: validates an attorney's signed statement against the
+/// matter's roster, logs it verbatim and stores it. The server can refuse
+/// a statement; it cannot make one.
+pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest) -> Outcome {
+    let entry = req.entry;
+    let s = Statement::parse(&entry.statement).map_err(|e| Failure::bad_request(e.to_string()))?;
+    if s.matter != req.matter {
         return Err(Failure::bad_request(format!(
-            "title must be 1 to {MAX_TITLE} characters without control characters"
+            "the statement is about matter {}, not {}",
+            s.matter, req.matter
         )));
     }
-    let sha = check_text(&req.ack_text)?;
-    let scope = parse_scope(&req.scope)?;
+    if s.signer != me.record.id || s.signer_key != me.record.signing_key {
+        return Err(Failure::new(
+            ErrorCode::Verification,
+            "a roster statement must be signed by the principal sending it, with its enrolled key",
+        ));
+    }
+    let ack_text = match (&s.change, req.ack_text) {
+        (
+            Change::Create { ack_sha256, .. }
+            | Change::SetAck {
+                sha256: ack_sha256, ..
+            },
+            Some(t),
+        ) => {
+            if check_text(&t)? != *ack_sha256 {
+                return Err(Failure::new(
+                    ErrorCode::Verification,
+                    "the acknowledgment text is not the one whose SHA-256 the statement signs",
+                ));
+            }
+            Some(t)
+        }
+        (Change::Create { .. } | Change::SetAck { .. }, None) => {
+            return Err(Failure::bad_request(
+                "a create or set-ack statement needs its acknowledgment text",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(Failure::bad_request(
+                "only create and set-ack statements carry acknowledgment text",
+            ));
+        }
+        (_, None) => None,
+    };
+    let mut details = vec![
+        ("seq".into(), s.seq.to_string()),
+        ("change".into(), s.change.name().into()),
+        ("statement".into(), B64.encode(&entry.statement)),
+        ("signature".into(), B64.encode(&entry.signature)),
+    ];
+    if let Some(member) = s.change.member() {
+        details.push(("member".into(), member.into()));
+    }
     let _guard = state.write_lock();
-    let exists = state.store.matter(&req.id)?.is_some();
+    if let Change::Create { .. } = &s.change {
+        return create(state, me, &s, entry, ack_text, details);
+    }
+    // Looked up now, judged inside `authorize`: whether a target exists is
+    // only a member's business.
+    let target = match &s.change {
+        Change::Add { member, keys, .. } => Some(enrolled_keys(state, member, keys)),
+        Change::SetRole { member, .. } => Some(match state.store.principal(member)? {
+            Some(p) => Actor::load(state, p),
+            None => Err(Failure::bad_request(format!(
+                "no principal {member} is enrolled"
+            ))),
+        }),
+        Change::Rekey { member, keys } => Some(enrolled_keys(state, member, keys)),
+        _ => None,
+    };
+    let target = match target {
+        None => Ok(None),
+        Some(Ok(actor)) => Ok(Some(actor)),
+        Some(Err(f)) => Err(f),
+    };
+    let action = match &s.change {
+        Change::Add { .. } | Change::SetRole { .. } => "member-add",
+        Change::Remove { .. } => "member-remove",
+        Change::SetAck { .. } => "ack-set",
+        Change::SetScope { .. } => "scope-set",
+        Change::SetRecovery { .. } => "recovery-set",
+        Change::Rekey { .. } => "member-rekey",
+        Change::Create { .. } => "matter-create",
+    };
+    let record = authorize(
+        state,
+        me,
+        &s.matter,
+        action,
+        |m| match &target {
+            Ok(t) => operation(m, &s.change, t.as_ref()),
+            Err(f) => Err(Failure::new(f.code, f.message.clone())),
+        },
+        s.change.member(),
+        details.clone(),
+    )?;
+    let mut m = require(record)?;
+    let mut roster = Roster::from_chain(&m.roster, Check::Cached).map_err(|e| {
+        error!(matter = %m.id, error = %e, "stored roster does not verify");
+        Failure::new(ErrorCode::Internal, "the stored roster is damaged")
+    })?;
+    if let Err(e) = roster.apply(&entry, Check::Signatures) {
+        return Err(refuse_statement(state, me, &m.id, e.to_string(), details));
+    }
+    let t = now();
+    sync_record(&mut m, &roster, &me.record.id, t);
+    if let (Change::SetAck { sha256, .. }, Some(text)) = (&s.change, ack_text) {
+        m.ack_versions.push(AckVersion {
+            text,
+            sha256: *sha256,
+            set_by: me.record.id.clone(),
+            set_at: t,
+        });
+    }
+    let seq = s.seq;
+    m.roster.push(entry);
+    state.store.put_matter(&m)?;
+    Ok(ServerResponse::Roster(roster_info(&m, seq)))
+}
+
+fn create(
+    state: &State,
+    me: &Actor,
+    s: &Statement,
+    entry: SignedStatement,
+    ack_text: Option<String>,
+    details: Vec<(String, String)>,
+) -> Outcome {
+    let Change::Create { scope, .. } = &s.change else {
+        return Err(Failure::new(ErrorCode::Internal, "not a create statement"));
+    };
+    ids::validate_matter(&s.matter).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let exists = state.store.matter(&s.matter)?.is_some();
     let principal = me.view();
     let decision = policy::decide_server(
         &principal,
         &ServerOperation::CreateMatter {
-            id: &req.id,
-            scope: &scope,
+            id: &s.matter,
+            scope,
             exists,
         },
     );
     state.record(Event::matter(
         me,
         "matter-create",
-        &req.id,
+        &s.matter,
         None,
         &decision,
-        vec![
-            ("scope".into(), req.scope.join(",")),
-            ("ack_sha256".into(), hex(&sha)),
-        ],
+        details.clone(),
     ))?;
     if let Decision::Deny(d) = decision {
         return Err(d.into());
     }
-    let firm = policy::creator_firm(&principal)?.to_owned();
+    let roster = match Roster::genesis(&entry, Check::Signatures) {
+        Ok(r) => r,
+        Err(e) => {
+            return Err(refuse_statement(
+                state,
+                me,
+                &s.matter,
+                e.to_string(),
+                details,
+            ));
+        }
+    };
+    let firm = policy::creator_firm(&principal)?;
+    if roster.firm != firm {
+        return Err(refuse_statement(
+            state,
+            me,
+            &s.matter,
+            format!(
+                "the statement gives the matter to firm {}, but {} belongs to {firm}",
+                roster.firm, me.record.id
+            ),
+            details,
+        ));
+    }
     let t = now();
-    let record = MatterRecord {
-        id: req.id.clone(),
-        title: title.to_owned(),
-        firm,
-        scope: scope.iter().map(|t| t.as_str().to_owned()).collect(),
+    let mut record = MatterRecord {
+        id: s.matter.clone(),
+        title: String::new(),
+        firm: firm.to_owned(),
+        scope: Vec::new(),
         ack_versions: vec![AckVersion {
-            text: req.ack_text,
-            sha256: sha,
+            text: ack_text.unwrap_or_default(),
+            sha256: roster.ack_sha256,
             set_by: me.record.id.clone(),
             set_at: t,
         }],
-        members: vec![MemberRecord {
-            principal: me.record.id.clone(),
-            role: policy::CREATOR_ROLE.as_str().to_owned(),
-            added_by: me.record.id.clone(),
-            added_at: t,
-            removed_at: None,
-        }],
+        members: Vec::new(),
         acks: Vec::new(),
         created_by: me.record.id.clone(),
         created_at: t,
+        recovery: None,
+        roster: vec![entry],
     };
+    sync_record(&mut record, &roster, &me.record.id, t);
     state.store.create_matter(&record)?;
-    Ok(ServerResponse::Matter(info(state, &record)?))
+    Ok(ServerResponse::Roster(roster_info(&record, 0)))
 }
 
-pub(super) fn add(state: &State, me: &Actor, req: MatterMemberRequest) -> Outcome {
-    let role_name = req
-        .role
-        .as_deref()
-        .ok_or_else(|| Failure::bad_request("a role is required (--role)"))?;
-    let role = Role::from_str(role_name).map_err(|e| Failure::bad_request(e.to_string()))?;
-    let _guard = state.write_lock();
-    let target = state.store.principal(&req.principal)?;
-    let target_actor = match &target {
-        Some(t) => Some(Actor::load(state, t.clone())?),
-        None => None,
-    };
-    let details = vec![("role".into(), role.as_str().into())];
+/// `RosterGet`: the statements from `from`, and every acknowledgment.
+pub(super) fn roster_get(state: &State, me: &Actor, req: &RosterGetRequest) -> Outcome {
     let record = authorize(
         state,
         me,
         &req.matter,
-        "member-add",
-        |m| {
-            let Some(t) = &target_actor else {
-                return Err(Failure::new(
-                    ErrorCode::NotFound,
-                    format!("no principal {} is enrolled", req.principal),
-                ));
-            };
-            let current = match membership(m, &t.record.id)? {
-                Membership::Member { role, .. } => Some(role),
-                Membership::Removed { .. } | Membership::Never => None,
-            };
-            Ok(Operation::AddMember {
-                role,
-                target: t.view(),
-                target_current_role: current,
-                attorney_count: attorney_count(m),
-            })
-        },
-        Some(&req.principal),
-        details,
+        "roster-read",
+        |_| Ok(Operation::ReadRoster),
+        None,
+        vec![("from".into(), req.from.to_string())],
     )?;
-    let mut m = require(record)?;
-    let t = now();
-    let row = MemberRecord {
-        principal: req.principal.clone(),
-        role: role.as_str().to_owned(),
-        added_by: me.record.id.clone(),
-        added_at: t,
-        removed_at: None,
-    };
-    match m.members.iter_mut().find(|r| r.principal == req.principal) {
-        Some(existing) => *existing = row,
-        None => m.members.push(row),
-    }
-    state.store.put_matter(&m)?;
-    Ok(ServerResponse::Matter(info(state, &m)?))
+    Ok(ServerResponse::Roster(roster_info(
+        &require(record)?,
+        req.from,
+    )))
 }
-
-pub(super) fn remove(state: &State, me: &Actor, req: MatterMemberRequest) -> Outcome {
-    let _guard = state.write_lock();
-    let record = authorize(
-        state,
-        me,
-        &req.matter,
-        "member-remove",
-        |m| {
-            let target_role = match membership(m, &req.principal)? {
-                Membership::Member { role, .. } => Some(role),
-                Membership::Removed { .. } | Membership::Never => None,
-            };
-            Ok(Operation::RemoveMember {
-                target: &req.principal,
-                target_role,
-                attorney_count: attorney_count(m),
-            })
-        },
-        Some(&req.principal),
-        Vec::new(),
-    )?;
-    let mut m = require(record)?;
-    let t = now();
-    if let Some(row) = m.members.iter_mut().find(|r| r.principal == req.principal) {
-        row.removed_at = Some(t);
-    }
-    state.store.put_matter(&m)?;
-    Ok(ServerResponse::Matter(info(state, &m)?))
-}
-
 pub(super) fn show(state: &State, me: &Actor, req: &MatterRef) -> Outcome {
     let record = authorize(
         state,
@@ -351,7 +614,7 @@ pub(super) fn list(state: &State, me: &Actor) -> Outcome {
     let principal = me.view();
     let mut out = Vec::new();
     for m in state.store.matters()? {
-        let member = membership(&m, &me.record.id)?;
+        let member = membership(&m, &me.record.id, &me.record.signing_key)?;
         let Membership::Member { role, .. } = member else {
             continue;
         };
@@ -374,47 +637,6 @@ pub(super) fn list(state: &State, me: &Actor) -> Outcome {
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(ServerResponse::Matters(out))
-}
-
-pub(super) fn set_ack(state: &State, me: &Actor, req: MatterSetAckRequest) -> Outcome {
-    let sha = check_text(&req.ack_text)?;
-    let _guard = state.write_lock();
-    let record = authorize(
-        state,
-        me,
-        &req.matter,
-        "ack-set",
-        |_| Ok(Operation::SetAck),
-        None,
-        vec![("ack_sha256".into(), hex(&sha))],
-    )?;
-    let mut m = require(record)?;
-    m.ack_versions.push(AckVersion {
-        text: req.ack_text,
-        sha256: sha,
-        set_by: me.record.id.clone(),
-        set_at: now(),
-    });
-    state.store.put_matter(&m)?;
-    Ok(ServerResponse::Matter(info(state, &m)?))
-}
-
-pub(super) fn set_scope(state: &State, me: &Actor, req: MatterSetScopeRequest) -> Outcome {
-    let scope = parse_scope(&req.scope)?;
-    let _guard = state.write_lock();
-    let record = authorize(
-        state,
-        me,
-        &req.matter,
-        "scope-set",
-        |_| Ok(Operation::SetScope { scope: &scope }),
-        None,
-        vec![("scope".into(), req.scope.join(","))],
-    )?;
-    let mut m = require(record)?;
-    m.scope = scope.iter().map(|t| t.as_str().to_owned()).collect();
-    state.store.put_matter(&m)?;
-    Ok(ServerResponse::Matter(info(state, &m)?))
 }
 
 pub(super) fn ack_get(state: &State, me: &Actor, req: &MatterRef) -> Outcome {
@@ -511,6 +733,7 @@ pub(super) fn ack_sign(
         text_sha256: req.text_sha256,
         signed_at: req.signed_at,
         signature: req.signature,
+        signing_key: key.to_bytes(),
     });
     state.store.put_matter(&m)?;
     Ok(ServerResponse::Acked(AckInfo {

@@ -225,13 +225,16 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::WhoAmI => identity::whoami(state, me),
         ClientRequest::OrgCreate(r) => identity::org_create(state, me, r),
         ClientRequest::InviteCreate(r) => identity::invite_create(state, me, r),
-        ClientRequest::MatterCreate(r) => matters::create(state, me, r),
-        ClientRequest::MatterAdd(r) => matters::add(state, me, r),
-        ClientRequest::MatterRemove(r) => matters::remove(state, me, r),
+        ClientRequest::MatterCreate(_)
+        | ClientRequest::MatterAdd(_)
+        | ClientRequest::MatterRemove(_)
+        | ClientRequest::MatterSetAck(_)
+        | ClientRequest::MatterSetScope(_) => matters::retired(),
+        ClientRequest::RosterAppend(r) => matters::roster_append(state, me, r),
+        ClientRequest::RosterGet(r) => matters::roster_get(state, me, &r),
+        ClientRequest::PrincipalKeys(r) => identity::principal_keys(state, me, &r),
         ClientRequest::MatterShow(r) => matters::show(state, me, &r),
         ClientRequest::MatterList => matters::list(state, me),
-        ClientRequest::MatterSetAck(r) => matters::set_ack(state, me, r),
-        ClientRequest::MatterSetScope(r) => matters::set_scope(state, me, r),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),
         ClientRequest::AckSign(r) => matters::ack_sign(state, me, key, r),
         ClientRequest::PushPrepare(r) => packets::prepare(state, me, &r),

@@ -69,36 +69,45 @@ fn packet_recipients(
 }
 
 /// The matter's current members for whom `include(membership, principal)`
-/// holds, with their keys, sorted by id. Revoked keys are never included.
+/// holds, with the keys the matter's roster gives them, sorted by id: the
+/// list a client computes from the roster itself and compares with this one.
+/// A member whose roster key an admin revoked (or whose id now has another
+/// key) is left out: the client then refuses to push until an attorney
+/// removes or rekeys that member, so nothing is encrypted to a revoked key.
 pub(super) fn member_recipients(
     state: &State,
     m: &MatterRecord,
     include: impl Fn(&crate::policy::Membership, &str) -> bool,
 ) -> Result<Vec<RecipientKey>, Failure> {
     let mut out = Vec::new();
-    for row in &m.members {
-        if !include(&membership(m, &row.principal)?, &row.principal) {
+    for row in m.members.iter().filter(|r| r.removed_at.is_none()) {
+        if !include(
+            &membership(m, &row.principal, &row.signing_key)?,
+            &row.principal,
+        ) {
             continue;
         }
-        let Some(p) = state.store.principal(&row.principal)? else {
-            continue;
-        };
-        if p.revoked_at.is_some() {
+        let enrolled = state
+            .store
+            .principal(&row.principal)?
+            .is_some_and(|p| p.revoked_at.is_none() && p.signing_key == row.signing_key);
+        if !enrolled {
             continue;
         }
         out.push(RecipientKey {
-            principal: p.id,
+            principal: row.principal.clone(),
             role: row.role.clone(),
-            signing_key: p.signing_key,
-            age: p.age_recipient,
+            signing_key: row.signing_key,
+            age: row.age.clone(),
         });
     }
     out.sort_by(|a, b| a.principal.cmp(&b.principal));
     Ok(out)
 }
 
-pub(super) fn recovery(state: &State, m: &MatterRecord) -> Result<Option<String>, Failure> {
-    Ok(state.store.org(&m.firm)?.and_then(|o| o.recovery_recipient))
+/// The recovery recipient the matter's roster sets.
+pub(super) fn recovery(_state: &State, m: &MatterRecord) -> Result<Option<String>, Failure> {
+    Ok(m.recovery.clone())
 }
 
 pub(super) fn prepare(state: &State, me: &Actor, req: &PushPrepareRequest) -> Outcome {
@@ -471,7 +480,7 @@ pub(super) fn check_commit(
     if d.recovery != recovery(state, m)? {
         return Ok(Some((
             ErrorCode::Conflict,
-            "the firm's recovery recipient changed; run the push again".into(),
+            "the matter's recovery recipient changed; run the push again".into(),
         )));
     }
     for b in std::iter::once(&d.manifest).chain(&d.blobs) {

@@ -348,7 +348,7 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
         let mut any = false;
         for m in state.store.matters()? {
             if !matches!(
-                membership(&m, &me.record.id)?,
+                membership(&m, &me.record.id, &me.record.signing_key)?,
                 crate::policy::Membership::Member { .. }
             ) {
                 continue;
@@ -420,13 +420,9 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
         // The provider organizations the packet went to.
         let mut orgs = std::collections::BTreeSet::new();
         for r in &p.recipients {
-            if matches!(
-                membership(&m, r)?,
-                crate::policy::Membership::Member {
-                    role: Role::Provider,
-                    ..
-                }
-            ) {
+            if m.current_member(r)
+                .is_some_and(|row| row.role == Role::Provider.as_str())
+            {
                 if let Some(org) = state.store.principal(r)?.and_then(|x| x.org) {
                     orgs.insert(org);
                 }

@@ -75,13 +75,19 @@ pub struct AckVersion {
     pub set_at: u64,
 }
 
-/// A membership (current, or ended by removal).
+/// A membership (current, or ended by removal), as the matter's signed
+/// roster makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
     /// Principal id.
     pub principal: String,
     /// Role name.
     pub role: String,
+    /// The Ed25519 key the roster gives this member: only this key acts as
+    /// the member (a re-enrolled key for the same id is not a member).
+    pub signing_key: [u8; 32],
+    /// The age recipient the roster gives this member.
+    pub age: String,
     /// Who added it.
     pub added_by: String,
     /// Unix seconds.
@@ -103,6 +109,8 @@ pub struct AckRecord {
     pub signed_at: u64,
     /// The Ed25519 signature.
     pub signature: Vec<u8>,
+    /// The key that made it (the member's roster key at the time).
+    pub signing_key: [u8; 32],
 }
 
 /// A matter and everything about its access rules.
@@ -126,6 +134,11 @@ pub struct MatterRecord {
     pub created_by: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The recovery recipient the roster sets, if any.
+    pub recovery: Option<String>,
+    /// The signed roster, every statement verbatim, oldest first; the
+    /// fields above are what it leads to.
+    pub roster: Vec<matterdrop_common::roster::SignedStatement>,
 }
 
 impl MatterRecord {
@@ -144,13 +157,21 @@ impl MatterRecord {
         self.members.iter().find(|m| m.principal == principal)
     }
 
-    /// Highest acknowledgment version `principal` has signed.
+    /// Highest acknowledgment version `principal` has signed with the key
+    /// the roster now gives it (an acknowledgment made with an earlier key
+    /// does not count for a re-keyed member).
     pub fn acked_version(&self, principal: &str) -> Option<u32> {
+        let key = self.current_member(principal)?.signing_key;
         self.acks
             .iter()
-            .filter(|a| a.principal == principal)
+            .filter(|a| a.principal == principal && a.signing_key == key)
             .map(|a| a.version)
             .max()
+    }
+
+    /// A current (not removed) member's row.
+    pub fn current_member(&self, principal: &str) -> Option<&MemberRecord> {
+        self.member(principal).filter(|m| m.removed_at.is_none())
     }
 }
 
