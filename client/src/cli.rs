@@ -67,6 +67,9 @@ pub enum Command {
     /// Reports computed from server metadata (no plaintext).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Other principals' keys this client knows (pinned like known_hosts).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// `mdrop deliver`.
@@ -456,4 +459,33 @@ pub struct InviteArgs {
     /// Lifetime (default 72h).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ttl: Option<Duration>,
+}
+
+/// `mdrop keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Every principal whose keys this client has pinned, with safety codes.
+    List,
+    /// Compare a principal's safety code (as they read it to you) with the
+    /// keys pinned here: exit 0 if it matches, 4 if not.
+    Verify(KeysVerifyArgs),
+    /// Forget a principal's pinned keys (the next roster that names them
+    /// pins them again).
+    Forget(KeysForgetArgs),
+}
+
+/// `mdrop keys verify`.
+#[derive(Debug, Args)]
+pub struct KeysVerifyArgs {
+    /// Principal id.
+    pub principal: String,
+    /// Their safety code, twelve digits (spaces optional).
+    pub code: String,
+}
+
+/// `mdrop keys forget`.
+#[derive(Debug, Args)]
+pub struct KeysForgetArgs {
+    /// Principal id.
+    pub principal: String,
 }

@@ -23,6 +23,30 @@ pub struct Pin {
     pub signing_key: String,
     /// age recipient, when known.
     pub age: Option<String>,
+    /// The Ed25519 key itself (hex), when known: with `age`, what the
+    /// safety code is computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Pin {
+    /// The safety code of `principal` with the pinned keys, when both are
+    /// known.
+    pub fn safety_code(&self, principal: &str) -> Option<String> {
+        let hex = self.key.as_deref()?;
+        let mut raw = [0u8; 32];
+        if hex.len() != 64 {
+            return None;
+        }
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(matterdrop_common::keys::safety_code(
+            principal,
+            &raw,
+            self.age.as_deref()?,
+        ))
+    }
 }
 
 /// The pin file.
@@ -67,6 +91,7 @@ impl Pins {
         let new = Pin {
             signing_key: fp(signing_key),
             age: age.map(str::to_owned),
+            key: Some(signing_key.iter().map(|b| format!("{b:02x}")).collect()),
         };
         match self.keys.get(principal) {
             None => {}
@@ -103,19 +128,18 @@ impl Pins {
         Ok(())
     }
 
-    /// Checks a roster member's current keys against the pin. No pin: the
-    /// roster's keys are pinned (an attorney vouched for them in a signed
-    /// statement). A pin the chain itself replaced (an earlier key of this
-    /// member in `history`, changed by an attorney-signed statement) moves to
-    /// the current keys. Any other difference is exit 4: the roster gives
-    /// this principal keys this client never saw it use, and no flag
-    /// overrides that (an attorney must sign a `rekey` after checking the new
-    /// safety code).
+    /// Checks the keys a roster gives `principal` (`current`: the latest)
+    /// against the pin. No pin: they are pinned (an attorney vouched for
+    /// them in a signed statement). A pin equal to keys in
+    /// `verified_before` — keys this client had already verified in this
+    /// chain before the statements that replaced them — moves to `current`:
+    /// an attorney-signed change this client followed. Any other difference
+    /// is exit 4, and no flag overrides it.
     pub fn check_roster_member(
         &mut self,
         principal: &str,
         current: &MemberKeys,
-        history: &[MemberKeys],
+        verified_before: &[MemberKeys],
     ) -> CmdResult {
         let matches = |pin: &Pin, k: &MemberKeys| {
             pin.signing_key == fp(&k.signing_key)
@@ -124,21 +148,31 @@ impl Pins {
         let new = Pin {
             signing_key: fp(&current.signing_key),
             age: Some(current.age.recipient().to_owned()),
+            key: Some(
+                current
+                    .signing_key
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            ),
         };
         match self.keys.get(principal) {
             Some(old) if matches(old, current) => {
-                if old.age.is_none() {
+                if old.age.is_none() || old.key.is_none() {
                     self.keys.insert(principal.to_owned(), new);
                     self.dirty = true;
                 }
                 Ok(())
             }
-            Some(old) if !history.iter().any(|k| matches(old, k)) => Err(Fail::new(
+            Some(old) if !verified_before.iter().any(|k| matches(old, k)) => Err(Fail::new(
                 exit::VERIFY,
                 format!(
-                    "the roster gives {principal} the signing key {}, but this client knows \
-                     {principal} by {}",
-                    new.signing_key, old.signing_key
+                    "the roster gives {principal} the keys {} ({}), but this client knows \
+                     {principal} by {} ({})",
+                    new.signing_key,
+                    current.age.recipient(),
+                    old.signing_key,
+                    old.age.as_deref().unwrap_or("-")
                 ),
             )),
             _ => {
@@ -149,9 +183,9 @@ impl Pins {
         }
     }
 
-    /// The pinned signing-key fingerprint of `principal`, if any.
-    pub fn signing_key_fingerprint(&self, principal: &str) -> Option<&str> {
-        self.keys.get(principal).map(|p| p.signing_key.as_str())
+    /// The pin of `principal`, if any.
+    pub fn get(&self, principal: &str) -> Option<&Pin> {
+        self.keys.get(principal)
     }
 
     /// Forgets a principal's pin.

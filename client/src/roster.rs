@@ -19,7 +19,9 @@ use matterdrop_common::ids;
 use matterdrop_common::proto::{
     ClientRequest, RosterAppendRequest, RosterGetRequest, RosterInfo, ServerResponse,
 };
-use matterdrop_common::roster::{Check, Roster, RosterError, SignedAck, SignedStatement};
+use matterdrop_common::roster::{
+    Check, MAX_STATEMENTS, MemberKeys, Roster, RosterError, SignedAck, SignedStatement,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::conn::{Session, unexpected};
@@ -109,30 +111,37 @@ fn refused(matter: &str, e: &RosterError) -> Fail {
     )
 }
 
-/// Fetches the statements past this client's cached copy, verifies them and
-/// the pins of every member, and saves the longer chain.
+/// Fetches the statements past this client's cached copy (page by page),
+/// verifies them and the pins of everyone the chain names, and saves the
+/// longer chain.
 pub async fn sync(home: &Home, session: &Session, matter: &str) -> CmdResult<Synced> {
     let cached = load_cache(home, matter)?;
-    let resp = session
-        .request(&ClientRequest::RosterGet(RosterGetRequest {
-            matter: matter.to_owned(),
-            from: cached.len() as u64,
-        }))
-        .await?;
-    let ServerResponse::Roster(info) = resp else {
-        return Err(unexpected(&resp));
-    };
-    absorb(home, matter, cached, info)
+    let mut pages = Vec::new();
+    let mut have = cached.len() as u64;
+    loop {
+        let resp = session
+            .request(&ClientRequest::RosterGet(RosterGetRequest {
+                matter: matter.to_owned(),
+                from: have,
+            }))
+            .await?;
+        let ServerResponse::Roster(info) = resp else {
+            return Err(unexpected(&resp));
+        };
+        check_page(matter, have, &info)?;
+        let got = info.statements.len() as u64;
+        have += got;
+        let done = have >= info.total || got == 0;
+        pages.push(info);
+        if done {
+            break;
+        }
+    }
+    absorb(home, matter, cached, pages)
 }
 
-/// Verifies `info` as the continuation of `cached` and saves the result.
-fn absorb(
-    home: &Home,
-    matter: &str,
-    mut chain: Vec<SignedStatement>,
-    info: RosterInfo,
-) -> CmdResult<Synced> {
-    let have = chain.len() as u64;
+/// Checks that a page continues at `have` and says nothing impossible.
+fn check_page(matter: &str, have: u64, info: &RosterInfo) -> CmdResult {
     if info.matter != matter {
         return Err(verify_fail(format!(
             "asked for the roster of matter {matter}, the server sent {}'s",
@@ -146,34 +155,57 @@ fn absorb(
             info.total
         )));
     }
-    if info.from != have || have + info.statements.len() as u64 != info.total {
+    let end = info.from.saturating_add(info.statements.len() as u64);
+    if info.from != have || end > info.total || (info.statements.is_empty() && end != info.total) {
         return Err(verify_fail(format!(
-            "the server sent roster statements {}..{} of {} for matter {matter}, \
+            "the server sent roster statements {}..{end} of {} for matter {matter}, \
              not the ones after the {have} this client holds",
-            info.from,
-            info.from + info.statements.len() as u64,
+            info.from, info.total
+        )));
+    }
+    if info.total > MAX_STATEMENTS {
+        return Err(verify_fail(format!(
+            "the server claims {} roster statements for matter {matter}, more than any roster holds",
             info.total
         )));
     }
-    let mut roster =
-        if chain.is_empty() {
-            None
-        } else {
-            Some(Roster::from_chain(&chain, Check::Cached).map_err(|e| {
-                Fail::other(format!("the cached roster of {matter} is damaged: {e}"))
-            })?)
-        };
-    for e in &info.statements {
-        match &mut roster {
-            None => {
-                roster =
-                    Some(Roster::genesis(e, Check::Signatures).map_err(|e| refused(matter, &e))?);
+    Ok(())
+}
+
+/// Verifies `pages` as the continuation of `cached` and saves the result.
+fn absorb(
+    home: &Home,
+    matter: &str,
+    mut chain: Vec<SignedStatement>,
+    pages: Vec<RosterInfo>,
+) -> CmdResult<Synced> {
+    let cached_len = chain.len() as u64;
+    let mut roster = if chain.is_empty() {
+        None
+    } else {
+        Some(Roster::from_chain(&chain, Check::Cached).map_err(|e| {
+            Fail::other(format!("the cached roster of {matter} is damaged: {e}"))
+                .hint("remove it; the next command verifies the whole roster again")
+        })?)
+    };
+    let mut acks = Vec::new();
+    let mut new_statements = 0;
+    for info in pages {
+        for e in &info.statements {
+            match &mut roster {
+                None => {
+                    roster = Some(
+                        Roster::genesis(e, Check::Signatures).map_err(|e| refused(matter, &e))?,
+                    );
+                }
+                Some(r) => r
+                    .apply(e, Check::Signatures)
+                    .map_err(|e| refused(matter, &e))?,
             }
-            Some(r) => r
-                .apply(e, Check::Signatures)
-                .map_err(|e| refused(matter, &e))?,
+            chain.push(e.clone());
+            new_statements += 1;
         }
-        chain.push(e.clone());
+        acks = info.acks;
     }
     let roster = roster.ok_or_else(|| {
         verify_fail(format!(
@@ -186,45 +218,64 @@ fn absorb(
             roster.matter
         )));
     }
-    check_pins(home, &roster)?;
-    if !info.statements.is_empty() {
+    check_pins(home, &roster, cached_len)?;
+    if cached_len == 0 {
+        let (creator, key) = &roster.creator;
+        let code = roster
+            .latest_keys(creator)
+            .filter(|k| &k.signing_key == key)
+            .map(|k| k.safety_code(creator));
+        eprintln!(
+            "mdrop: first time this client sees matter {}: created by {creator}{}; if you have \
+             not worked with {creator} before, compare the code with them",
+            crate::output::escape(matter, false),
+            code.map(|c| format!(" (safety code {c})"))
+                .unwrap_or_default()
+        );
+    }
+    if new_statements > 0 {
         save_cache(home, matter, &chain)?;
     }
     Ok(Synced {
         roster,
-        acks: info.acks,
-        new_statements: info.statements.len(),
+        acks,
+        new_statements,
     })
 }
 
-/// Every member's keys against this client's pins: a pinned key the roster
-/// never gave that member is exit 4; a key the chain replaced by an
-/// attorney-signed `rekey` moves the pin along.
-fn check_pins(home: &Home, roster: &Roster) -> CmdResult {
+/// Everyone the chain names (members, former members, the creator) against
+/// this client's pins. A pin moves only along statements this client
+/// verified on top of a chain it had verified before (`cached_len`): an
+/// attorney-signed `rekey` it could follow. A chain seen for the first time
+/// moves no pin, so a server cannot "rekey" a principal this client knows
+/// by inventing a matter; any principal whose latest keys in the chain are
+/// not the pinned ones is exit 4.
+fn check_pins(home: &Home, roster: &Roster, cached_len: u64) -> CmdResult {
     let mut pins = Pins::load(home)?;
-    let (creator, creator_key) = &roster.creator;
-    let creator_history: Vec<&[u8; 32]> = roster
-        .ever
+    let ids: std::collections::BTreeSet<&str> = roster
+        .history
         .iter()
-        .filter(|(id, _)| id == creator)
-        .map(|(_, k)| &k.signing_key)
+        .map(|(id, _, _)| id.as_str())
         .collect();
-    if !creator_history.contains(&creator_key) {
-        return Err(verify_fail("the roster's creator has no keys in it"));
-    }
-    for (id, member) in &roster.members {
-        let history: Vec<_> = roster
-            .ever
+    for id in ids {
+        let Some(latest) = roster.latest_keys(id) else {
+            continue;
+        };
+        let verified_before: Vec<MemberKeys> = roster
+            .history
             .iter()
-            .filter(|(who, _)| who == id)
-            .map(|(_, k)| k.clone())
+            .filter(|(who, _, seq)| who == id && *seq < cached_len)
+            .map(|(_, k, _)| k.clone())
             .collect();
-        pins.check_roster_member(id, &member.keys, &history)
-            .map_err(|f| f.hint(format!(
-                "the roster of matter {} gives {id} keys with safety code {}; compare it with {id} before you trust it",
-                roster.matter,
-                member.keys.safety_code()
-            )))?;
+        pins.check_roster_member(id, latest, &verified_before)
+            .map_err(|f| {
+                f.hint(format!(
+                    "the roster of matter {} gives {id} keys with safety code {}; if {id} really \
+                     has new keys, compare that code with them, then `mdrop keys forget {id}`",
+                    roster.matter,
+                    latest.safety_code(id)
+                ))
+            })?;
     }
     pins.save(home)
 }
@@ -239,6 +290,7 @@ pub async fn append(
     ack_text: Option<String>,
 ) -> CmdResult<Synced> {
     let cached = load_cache(home, matter)?;
+    let have = cached.len() as u64;
     let resp = session
         .request(&ClientRequest::RosterAppend(RosterAppendRequest {
             matter: matter.to_owned(),
@@ -254,5 +306,6 @@ pub async fn append(
             "the server did not store the statement this client signed",
         ));
     }
-    absorb(home, matter, cached, info)
+    check_page(matter, have, &info)?;
+    absorb(home, matter, cached, vec![info])
 }

@@ -48,34 +48,67 @@ pub fn normalize_fingerprint(input: &str) -> String {
 }
 
 /// Domain separation for [`safety_code`].
-const SAFETY_CODE_DOMAIN: &[u8] = b"matterdrop/safety-code/v1\n";
+const SAFETY_CODE_DOMAIN: &[u8] = b"matterdrop/safety-code/v2\n";
 
-/// A principal's safety code: twelve digits in groups of four, derived from
-/// both of its public keys, for people to compare by voice or on paper
-/// before one of them vouches for the other's keys (`matter add`).
+/// Iterations of SHA-256 in [`safety_code`]: each guess of an attacker
+/// searching for keys with a given code costs this many hashes.
+pub const SAFETY_CODE_ROUNDS: u32 = 1 << 14;
+
+/// Digits in a safety code.
+pub const SAFETY_CODE_DIGITS: usize = 20;
+
+/// A principal's safety code: twenty digits in groups of four, derived from
+/// its id and both of its public keys, for people to compare by voice or on
+/// paper before one of them vouches for the other's keys (`matter add`).
 ///
-/// The code is the first 8 bytes of SHA-256(`matterdrop/safety-code/v1\n`
-/// ‖ Ed25519 key ‖ age recipient string), read as a big-endian integer,
-/// modulo 10¹²: about 40 bits, so a second key pair with the same code
-/// takes about 2⁴⁰ key generations to find.
-pub fn safety_code(signing_key: &[u8; 32], age_recipient: &str) -> String {
+/// h₀ = SHA-256(`matterdrop/safety-code/v2\n` ‖ len(id) ‖ id ‖ Ed25519 key
+/// ‖ age recipient), hᵢ₊₁ = SHA-256(hᵢ ‖ h₀) for [`SAFETY_CODE_ROUNDS`]
+/// rounds; the code is the first 16 bytes of the last hash, as a big-endian
+/// integer, modulo 10²⁰ (`len(id)` is one byte). A server that wants an
+/// attorney to vouch for keys of its own under someone's id must find keys
+/// whose code matches: about 2⁶⁶ guesses of 2¹⁴ hashes each, for one id at
+/// a time (the id is in the hash). Whoever holds the server need not know
+/// the private key for the public keys it tries, which is why the code is
+/// this long.
+pub fn safety_code(principal: &str, signing_key: &[u8; 32], age_recipient: &str) -> String {
+    let id = principal.as_bytes();
     let mut h = Sha256::new();
     h.update(SAFETY_CODE_DOMAIN);
+    h.update([u8::try_from(id.len()).unwrap_or(u8::MAX)]);
+    h.update(id);
     h.update(signing_key);
     h.update(age_recipient.as_bytes());
-    let d = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&d[..8]);
-    let n = u64::from_be_bytes(first) % 1_000_000_000_000;
-    let s = format!("{n:012}");
-    format!("{} {} {}", &s[0..4], &s[4..8], &s[8..12])
+    let first: [u8; 32] = h.finalize().into();
+    let mut cur = first;
+    for _ in 0..SAFETY_CODE_ROUNDS {
+        let mut h = Sha256::new();
+        h.update(cur);
+        h.update(first);
+        cur = h.finalize().into();
+    }
+    let mut top = [0u8; 16];
+    top.copy_from_slice(&cur[..16]);
+    let n = u128::from_be_bytes(top) % 10u128.pow(SAFETY_CODE_DIGITS as u32);
+    let digits = format!("{n:020}");
+    digits
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// Normalizes a safety code typed by a person: only its digits count.
+/// Normalizes a safety code typed by a person: only its digits count, in
+/// groups of four.
 pub fn normalize_safety_code(input: &str) -> String {
     let digits: String = input.chars().filter(char::is_ascii_digit).collect();
-    if digits.len() == 12 {
-        format!("{} {} {}", &digits[0..4], &digits[4..8], &digits[8..12])
+    if digits.len() == SAFETY_CODE_DIGITS {
+        digits
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
     } else {
         input.trim().to_owned()
     }
@@ -84,6 +117,20 @@ pub fn normalize_safety_code(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safety_codes_bind_the_id_and_both_keys() {
+        let k = [7u8; 32];
+        let c = safety_code("bob@lpo-1", &k, "age1abc");
+        assert_eq!(c.len(), 24, "{c}");
+        assert_eq!(c.split(' ').count(), 5);
+        assert_eq!(c, safety_code("bob@lpo-1", &k, "age1abc"));
+        assert_ne!(c, safety_code("bob@lpo-2", &k, "age1abc"));
+        assert_ne!(c, safety_code("bob@lpo-1", &[8; 32], "age1abc"));
+        assert_ne!(c, safety_code("bob@lpo-1", &k, "age1abd"));
+        assert_eq!(normalize_safety_code(&c.replace(' ', "")), c);
+        assert_eq!(normalize_safety_code(&format!(" {c}\n")), c);
+    }
     use ed25519_dalek::SigningKey;
 
     #[test]

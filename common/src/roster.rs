@@ -173,9 +173,10 @@ pub struct MemberKeys {
 }
 
 impl MemberKeys {
-    /// The safety code of these keys ([`crate::keys::safety_code`]).
-    pub fn safety_code(&self) -> String {
-        crate::keys::safety_code(&self.signing_key, self.age.recipient())
+    /// The safety code of `principal` with these keys
+    /// ([`crate::keys::safety_code`]).
+    pub fn safety_code(&self, principal: &str) -> String {
+        crate::keys::safety_code(principal, &self.signing_key, self.age.recipient())
     }
 }
 
@@ -733,6 +734,8 @@ pub struct Roster {
     /// Every (member, keys) the chain ever made current, for checking
     /// packets pushed under an earlier roster.
     pub ever: BTreeSet<(String, MemberKeys)>,
+    /// The same, in chain order, with the statement that did it.
+    pub history: Vec<(String, MemberKeys, u64)>,
     /// Every recovery recipient the chain ever set.
     pub ever_recovery: BTreeSet<AgeKey>,
 }
@@ -804,9 +807,10 @@ impl Roster {
             head: entry.hash(),
             time: s.time,
             ever: BTreeSet::new(),
+            history: Vec::new(),
             ever_recovery: recovery.iter().cloned().collect(),
         };
-        r.ever.insert((s.signer.clone(), keys.clone()));
+        r.sanction(&s.signer, &keys, 0);
         r.members.insert(
             s.signer.clone(),
             Member {
@@ -880,13 +884,27 @@ impl Roster {
             }
         }
         verify_sig(&s, entry, check)?;
-        let mut next = self.clone();
-        next.change(&s).map_err(not)?;
-        next.len += 1;
-        next.head = entry.hash();
-        next.time = s.time;
-        *self = next;
+        // `change` checks everything before it changes anything.
+        self.change(&s).map_err(not)?;
+        self.len += 1;
+        self.head = entry.hash();
+        self.time = s.time;
         Ok(())
+    }
+
+    fn sanction(&mut self, id: &str, keys: &MemberKeys, seq: u64) {
+        self.ever.insert((id.to_owned(), keys.clone()));
+        self.history.push((id.to_owned(), keys.clone(), seq));
+    }
+
+    /// The keys the chain gave `id` last (current or, for a removed member,
+    /// when it was removed).
+    pub fn latest_keys(&self, id: &str) -> Option<&MemberKeys> {
+        self.history
+            .iter()
+            .rev()
+            .find(|(who, _, _)| who == id)
+            .map(|(_, k, _)| k)
     }
 
     fn attorneys(&self) -> usize {
@@ -934,7 +952,7 @@ impl Roster {
                 }
                 self.role_fits(member, *role)?;
                 self.check_keys(member, keys)?;
-                self.ever.insert((member.clone(), keys.clone()));
+                self.sanction(member, keys, s.seq);
                 self.members.insert(
                     member.clone(),
                     Member {
@@ -1007,7 +1025,7 @@ impl Roster {
                     return Err(format!("{member} already has these keys"));
                 }
                 self.check_keys(member, keys)?;
-                self.ever.insert((member.clone(), keys.clone()));
+                self.sanction(member, keys, s.seq);
                 if let Some(m) = self.members.get_mut(member) {
                     m.keys = keys.clone();
                     m.since = s.seq;

@@ -483,3 +483,115 @@ fn non_members_learn_nothing_from_matter_changes() {
         );
     }
 }
+
+#[test]
+fn keys_list_verify_and_forget() {
+    let t = setup();
+    let code = t.bob.code();
+    let listed = t.alice.json(&["keys", "list"]);
+    let bob = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["principal"] == "bob@lpo-1")
+        .expect("bob pinned when alice added him")
+        .clone();
+    assert_eq!(bob["safety_code"], code.as_str());
+    let digits: String = code.chars().filter(char::is_ascii_digit).collect();
+    t.alice.json(&["keys", "verify", "bob@lpo-1", &digits]);
+    let r = t
+        .alice
+        .run(&["keys", "verify", "bob@lpo-1", "1111 2222 3333"]);
+    refused(&r, &["not the keys this person holds"]);
+    t.alice.json(&["keys", "forget", "bob@lpo-1"]);
+    assert_eq!(t.alice.run(&["keys", "verify", "bob@lpo-1", &code]).code, 2);
+    // The roster pins him again.
+    t.alice.json(&["matter", "show", MATTER]);
+    t.alice.json(&["keys", "verify", "bob@lpo-1", &code]);
+}
+
+/// The operator invents a matter whose chain "rekeys" a principal this
+/// client already knows (created by an identity of its own, adding Alice
+/// with her real keys, then rekeying her to the operator's). A chain seen
+/// for the first time moves no pin: the client refuses it and keeps
+/// trusting Alice's real key.
+#[test]
+fn an_invented_matter_cannot_move_a_known_pin() {
+    use matterdrop_common::roles::{Role, Task};
+    let mut t = setup();
+    // Bob knows Alice (from the real matter).
+    t.bob.json(&["matter", "show", MATTER]);
+    let ghost = t.w.user("ghost@firm-a");
+    let ghost_key = signing_key(&ghost);
+    let alice_keys = keys_of(&t.alice);
+    let mallory_keys = keys_of(&t.mallory);
+    let bob_keys = keys_of(&t.bob);
+    let mut chain = Vec::new();
+    let mut roster: Option<Roster> = None;
+    let changes = [
+        Change::Create {
+            title: "Invented".into(),
+            firm: "firm-a".into(),
+            scope: vec![Task::Drafting],
+            ack_sha256: <sha2::Sha256 as sha2::Digest>::digest(b"Confidential.\n").into(),
+            recovery: None,
+            age: keys_of(&ghost).age,
+        },
+        Change::Add {
+            member: "alice@firm-a".into(),
+            role: Role::Attorney,
+            keys: alice_keys,
+        },
+        Change::Rekey {
+            member: "alice@firm-a".into(),
+            keys: mallory_keys,
+        },
+        Change::Add {
+            member: "bob@lpo-1".into(),
+            role: Role::Provider,
+            keys: bob_keys.clone(),
+        },
+    ];
+    for change in changes {
+        let s = Statement {
+            matter: "2026-FAKE-1".into(),
+            seq: roster.as_ref().map_or(0, |r| r.len),
+            prev: roster.as_ref().map(|r| r.head),
+            time: 1,
+            signer: "ghost@firm-a".into(),
+            signer_key: ghost_key.verifying_key().to_bytes(),
+            change,
+        };
+        let e = s.sign(&ghost_key).unwrap();
+        match &mut roster {
+            None => roster = Some(Roster::genesis(&e, Check::Signatures).unwrap()),
+            Some(r) => r.apply(&e, Check::Signatures).unwrap(),
+        }
+        chain.push(e);
+    }
+    t.operator_edits(|m, store| {
+        let mut fake = m.clone();
+        fake.id = "2026-FAKE-1".into();
+        fake.roster = chain.clone();
+        fake.acks.clear();
+        fake.members = vec![MemberRecord {
+            principal: "bob@lpo-1".into(),
+            role: "provider".into(),
+            signing_key: bob_keys.signing_key,
+            age: bob_keys.age.recipient().to_owned(),
+            added_by: "ghost@firm-a".into(),
+            added_at: 1,
+            removed_at: None,
+        }];
+        fake.ack_versions.truncate(1);
+        store.create_matter(&fake).unwrap();
+    });
+    // Bob signs nothing for it and keeps Alice's real key.
+    let r = t.bob.run(&["ack", "2026-FAKE-1", "--yes"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("alice@firm-a"), "{r:?}");
+    let shown = t.bob.json(&["matter", "show", MATTER]);
+    assert_eq!(shown["id"], MATTER, "the real matter still verifies");
+    let alice_code = t.alice.code();
+    t.bob.json(&["keys", "verify", "alice@firm-a", &alice_code]);
+}

@@ -46,7 +46,7 @@ fn info_json(info: &PrincipalInfo, server: &str) -> serde_json::Value {
         "admin": info.admin,
         "signing_key_fingerprint": vk.as_ref().map(ed25519_fingerprint),
         "age_recipient": info.age_recipient,
-        "safety_code": matterdrop_common::keys::safety_code(&info.signing_key, &info.age_recipient),
+        "safety_code": matterdrop_common::keys::safety_code(&info.id, &info.signing_key, &info.age_recipient),
         "log_key": info.log_key,
         "log_key_fingerprint": matterdrop_common::tlog::NoteVerifier::from_vkey(&info.log_key)
             .ok()

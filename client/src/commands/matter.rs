@@ -69,7 +69,7 @@ fn member_json(roster: &Roster, acks: &[SignedAck], id: &str, m: &Member) -> ser
     json!({
         "principal": id,
         "role": m.role.as_str(),
-        "safety_code": m.keys.safety_code(),
+        "safety_code": m.keys.safety_code(id),
         "age_recipient": m.keys.age.recipient(),
         "signing_key_fingerprint": sign::verifying_key_from_bytes(&m.keys.signing_key)
             .ok().as_ref().map(ed25519_fingerprint),
@@ -152,7 +152,7 @@ fn roster_text(synced: &Synced) -> String {
             "    {:<28} {:<10} {}  {ack}",
             id,
             m.role.as_str(),
-            m.keys.safety_code()
+            m.keys.safety_code(id)
         );
     }
     s
@@ -266,19 +266,27 @@ async fn vouch(
     };
     sign::verifying_key_from_bytes(&keys.signing_key)
         .map_err(|e| Fail::new(exit::VERIFY, format!("{principal}'s signing key: {e}")))?;
-    let code = keys.safety_code();
+    let code = keys.safety_code(principal);
     let pins = Pins::load(&ctx.home)?;
     let fp = ed25519_fingerprint(
         &sign::verifying_key_from_bytes(&keys.signing_key)
             .map_err(|e| Fail::new(exit::VERIFY, e.to_string()))?,
     );
-    if let Some(pinned) = pins.signing_key_fingerprint(principal).filter(|_| !rekey) {
-        if pinned != fp {
+    if let Some(pin) = pins.get(principal).filter(|_| !rekey) {
+        if pin.signing_key != fp
+            || pin
+                .age
+                .as_deref()
+                .is_some_and(|a| a != keys.age.recipient())
+        {
             return Err(Fail::new(
                 exit::VERIFY,
                 format!(
-                    "the server offers {principal} with signing key {fp}, but this client knows \
-                     {principal} by {pinned}"
+                    "the server offers {principal} with keys {fp} ({}), but this client knows \
+                     {principal} by {} ({})",
+                    keys.age.recipient(),
+                    pin.signing_key,
+                    pin.age.as_deref().unwrap_or("-")
                 ),
             )
             .hint("if they really have a new key, compare its safety code with them and use `mdrop matter rekey`"));
@@ -628,7 +636,11 @@ async fn create(ctx: &Ctx, a: crate::cli::MatterCreateArgs) -> CmdResult {
         &synced,
         &format!(
             "Created. You are its attorney; your safety code is {}.\n",
-            matterdrop_common::keys::safety_code(&me.1, &identity::age_recipient(&ctx.home)?)
+            matterdrop_common::keys::safety_code(
+                &me.0,
+                &me.1,
+                &identity::age_recipient(&ctx.home)?
+            )
         ),
     );
     Ok(())
@@ -655,6 +667,16 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
             return Err(Fail::new(
                 exit::VERIFY,
                 "the acknowledgment text does not match its hash",
+            ));
+        }
+        if text.matter != args.matter {
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "asked for the acknowledgment of matter {}, the server sent matter {}'s; nothing was signed",
+                    args.matter,
+                    escape(&text.matter, false)
+                ),
             ));
         }
         let synced = roster::sync(&ctx.home, &session, &args.matter).await?;

@@ -1761,6 +1761,10 @@ pub struct Pulled {
     pub manifest_bytes: Vec<u8>,
     /// The manifest.
     pub manifest: Manifest,
+    /// Whether its sender is, in the roster now, a current member with the
+    /// key that signed it and a role that sends this kind (a provider for a
+    /// deliverable, an attorney or paralegal for a packet).
+    pub sender_current: bool,
 }
 
 /// This client's keys, as `pull` needs them (loaded before a session
@@ -1848,6 +1852,16 @@ pub async fn pull_inner(
             )));
         }
     }
+    let sender_current = roster
+        .member_with_key(&d.sender, &info.sender_key)
+        .is_some_and(|m| match d.kind {
+            Kind::Deliverable => m.role == matterdrop_common::roles::Role::Provider,
+            Kind::Packet => matches!(
+                m.role,
+                matterdrop_common::roles::Role::Attorney
+                    | matterdrop_common::roles::Role::Paralegal
+            ),
+        });
     let sender_key = ed25519_dalek::VerifyingKey::from_bytes(&info.sender_key)
         .map_err(|_| verify_fail("the sender's key is invalid"))?;
     if d.sender == me && sender_key.to_bytes() != keys.signing.to_bytes() {
@@ -1997,6 +2011,7 @@ pub async fn pull_inner(
         descriptor: info.descriptor,
         manifest_bytes: bytes,
         manifest,
+        sender_current,
     })
 }
 

@@ -99,6 +99,16 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
                 args.id
             )));
         };
+        // A receipt vouches for work from a current provider of the matter,
+        // signed with the key its roster gives them now (not one it has
+        // since removed or replaced).
+        if !pulled.sender_current {
+            return Err(bad(format!(
+                "deliverable {} is signed by {}, who is not a current provider of matter {} with \
+                 that key in its signed roster; nothing was signed",
+                d.id, d.sender, d.matter
+            )));
+        }
         let statement = ReceiptStatement {
             deliverable: d.id.clone(),
             packet,

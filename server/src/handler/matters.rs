@@ -241,8 +241,8 @@ fn enrolled_keys(state: &State, member: &str, keys: &MemberKeys) -> Result<Actor
             format!(
                 "the keys in the statement are not the keys {member} enrolled (safety code {} \
                  signed, {} enrolled)",
-                keys.safety_code(),
-                matterdrop_common::keys::safety_code(&p.signing_key, &p.age_recipient)
+                keys.safety_code(member),
+                matterdrop_common::keys::safety_code(member, &p.signing_key, &p.age_recipient)
             ),
         ));
     }
@@ -344,14 +344,27 @@ fn signed_acks(m: &MatterRecord) -> Vec<SignedAck> {
         .collect()
 }
 
+/// Statement bytes one answer carries at most (the client asks again
+/// for the rest), well inside the 1 MiB frame.
+const ROSTER_PAGE_BYTES: usize = 512 * 1024;
+
 fn roster_info(m: &MatterRecord, from: u64) -> RosterInfo {
     let total = m.roster.len() as u64;
     let start = usize::try_from(from.min(total)).unwrap_or(m.roster.len());
+    let mut bytes = 0;
+    let statements = m.roster[start..]
+        .iter()
+        .take_while(|e| {
+            bytes += e.statement.len() + e.signature.len() + 16;
+            bytes <= ROSTER_PAGE_BYTES
+        })
+        .cloned()
+        .collect();
     RosterInfo {
         matter: m.id.clone(),
         from,
         total,
-        statements: m.roster[start..].to_vec(),
+        statements,
         acks: signed_acks(m),
     }
 }
@@ -726,6 +739,20 @@ pub(super) fn ack_sign(
             details,
         ))?;
         return Err(Failure::new(ErrorCode::Verification, reason));
+    }
+    // Signing the same version again with the same key changes nothing
+    // (the request is logged, the matter does not grow).
+    let already = m.acks.iter().any(|a| {
+        a.principal == me.record.id && a.version == req.version && a.signing_key == key.to_bytes()
+    });
+    if already {
+        return Ok(ServerResponse::Acked(AckInfo {
+            matter: m.id.clone(),
+            principal: me.record.id.clone(),
+            version: req.version,
+            text_sha256: req.text_sha256,
+            signed_at: req.signed_at,
+        }));
     }
     m.acks.push(AckRecord {
         principal: me.record.id.clone(),

@@ -1,0 +1,107 @@
+//! `keys list|verify|forget`: the keys this client has pinned.
+
+use std::fmt::Write as _;
+
+use matterdrop_common::keys::normalize_safety_code;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::{KeysCommand, KeysForgetArgs, KeysVerifyArgs};
+use crate::error::{CmdResult, Fail, exit};
+use crate::output::escape;
+use crate::pins::Pins;
+
+/// `mdrop keys …`.
+pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> CmdResult {
+    match cmd {
+        KeysCommand::List => list(ctx),
+        KeysCommand::Verify(a) => verify(ctx, a),
+        KeysCommand::Forget(a) => forget(ctx, a),
+    }
+}
+
+fn list(ctx: &Ctx) -> CmdResult {
+    let pins = Pins::load(&ctx.home)?;
+    let rows: Vec<_> = pins
+        .all()
+        .map(|(id, p)| {
+            json!({"principal": id, "signing_key_fingerprint": p.signing_key,
+                   "age_recipient": p.age, "safety_code": p.safety_code(id)})
+        })
+        .collect();
+    ctx.out.emit(&json!({ "keys": rows }), || {
+        let mut s = String::new();
+        if rows.is_empty() {
+            s.push_str("No keys pinned yet.\n");
+        }
+        for (id, p) in pins.all() {
+            let _ = writeln!(
+                s,
+                "{:<28} {}  {}",
+                escape(id, false),
+                p.safety_code(id).unwrap_or_else(|| "(no code yet)".into()),
+                p.signing_key
+            );
+        }
+        s
+    });
+    Ok(())
+}
+
+fn verify(ctx: &Ctx, a: &KeysVerifyArgs) -> CmdResult {
+    let pins = Pins::load(&ctx.home)?;
+    let pin = pins
+        .all()
+        .find(|(id, _)| *id == a.principal)
+        .map(|(_, p)| p.clone())
+        .ok_or_else(|| {
+            Fail::usage(format!("no keys of {} are pinned here", a.principal))
+                .hint("`mdrop matter show` on a matter they belong to pins them")
+        })?;
+    let code = pin.safety_code(&a.principal).ok_or_else(|| {
+        Fail::usage(format!(
+            "the pin of {} predates safety codes; `mdrop matter show` on a matter they belong to completes it",
+            a.principal
+        ))
+    })?;
+    let given = normalize_safety_code(&a.code);
+    let matches = given == code;
+    ctx.out.emit(
+        &json!({"principal": a.principal, "safety_code": code, "matches": matches}),
+        || {
+            if matches {
+                format!("{}: safety code {code} matches.\n", a.principal)
+            } else {
+                String::new()
+            }
+        },
+    );
+    if matches {
+        Ok(())
+    } else {
+        Err(Fail::new(
+            exit::VERIFY,
+            format!(
+                "{}'s pinned keys have safety code {code}, not {}: they are not the keys this person holds",
+                a.principal,
+                escape(a.code.trim(), false)
+            ),
+        ))
+    }
+}
+
+fn forget(ctx: &Ctx, a: &KeysForgetArgs) -> CmdResult {
+    let mut pins = Pins::load(&ctx.home)?;
+    if !pins.forget(&a.principal) {
+        return Err(Fail::usage(format!(
+            "no keys of {} are pinned here",
+            a.principal
+        )));
+    }
+    pins.save(&ctx.home)?;
+    ctx.out.emit(
+        &json!({"principal": a.principal, "forgotten": true}),
+        || format!("Forgot the pinned keys of {}.\n", a.principal),
+    );
+    Ok(())
+}
