@@ -472,6 +472,10 @@ pub enum KeysCommand {
     /// Forget a principal's pinned keys (the next roster that names them
     /// pins them again).
     Forget(KeysForgetArgs),
+    /// Check the audit log for keys registered under your own id that this
+    /// client did not create (exit 4 if there are any). Commands also run
+    /// this check by themselves once a day.
+    Audit,
 }
 
 /// `mdrop keys verify`.

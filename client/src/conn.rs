@@ -112,6 +112,9 @@ impl Session {
         let server = home.server()?;
         let pin = pin_of(home, &server)?;
         let session = Self::connect(&server.server, &pin, key).await?;
+        // Once a day: keys registered under this id that this client did
+        // not create (a warning, never a reason to stop).
+        crate::keyaudit::daily(home, &session, &server, key).await;
         Ok((session, server))
     }
 

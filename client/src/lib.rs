@@ -11,6 +11,7 @@ pub mod conn;
 pub mod error;
 pub mod home;
 pub mod identity;
+pub mod keyaudit;
 pub mod output;
 pub mod pins;
 pub mod roster;

@@ -93,7 +93,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Audit(AuditCommand::Export(a)) => rt.block_on(commands::audit::export(ctx, &a)),
         Command::Audit(AuditCommand::Verify(a)) => commands::audit::verify(ctx, &a),
         Command::Audit(AuditCommand::Show(a)) => commands::audit::show(ctx, &a),
-        Command::Keys(cmd) => commands::keys::keys(ctx, &cmd),
+        Command::Keys(cmd) => rt.block_on(commands::keys::keys(ctx, &cmd)),
         Command::Push(a) => rt.block_on(commands::packets::push(ctx, &a)),
         Command::Inbox(a) => rt.block_on(commands::packets::inbox(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),

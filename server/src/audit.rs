@@ -135,6 +135,8 @@ struct Inner {
     log: AppendLog,
     frontier: Frontier,
     last_in_matter: HashMap<String, u64>,
+    /// Indexes of the allowed `enroll` entries, per principal id.
+    registrations: HashMap<String, Vec<u64>>,
     signer: NoteSigner,
     key: SigningKey,
     origin: String,
@@ -178,6 +180,7 @@ impl AuditLog {
             frontier.push(*leaf);
         }
         let mut last_in_matter = HashMap::new();
+        let mut registrations: HashMap<String, Vec<u64>> = HashMap::new();
         for index in 0..log.len() {
             let (entry, _) = audit::parse_record(&log.read(index)?).map_err(|e| {
                 AuditError::Inconsistent(format!("record {index} is unreadable: {e}"))
@@ -187,6 +190,12 @@ impl AuditLog {
                     "record {index} claims index {}",
                     entry.index
                 )));
+            }
+            if is_registration(&entry) {
+                registrations
+                    .entry(entry.principal.clone())
+                    .or_default()
+                    .push(index);
             }
             if let Some(m) = entry.matter {
                 last_in_matter.insert(m, index);
@@ -216,6 +225,7 @@ impl AuditLog {
             log,
             frontier,
             last_in_matter,
+            registrations,
             signer,
             key,
             origin,
@@ -236,6 +246,7 @@ impl AuditLog {
         // Chain links for this batch; applied only once it is on disk.
         let mut batch: HashMap<String, u64> = HashMap::new();
         let mut bytes = Vec::with_capacity(events.len());
+        let mut enrolled = Vec::new();
         for (i, Event(mut entry)) in events.into_iter().enumerate() {
             let index = start + i as u64;
             entry.index = index;
@@ -247,6 +258,9 @@ impl AuditLog {
                 entry.prev_in_matter = prev;
                 batch.insert(m.clone(), index);
             }
+            if is_registration(&entry) {
+                enrolled.push((entry.principal.clone(), index));
+            }
             bytes.push(audit::seal(&entry, &inner.key)?);
         }
         let range = inner.log.append(&bytes)?;
@@ -256,6 +270,9 @@ impl AuditLog {
             inner.frontier.push(leaf);
         }
         inner.last_in_matter.extend(batch);
+        for (who, index) in enrolled {
+            inner.registrations.entry(who).or_default().push(index);
+        }
         inner.sign()?;
         Ok(range.end.saturating_sub(1))
     }
@@ -268,6 +285,23 @@ impl AuditLog {
             .map_err(|_| AuditError::Poisoned)?
             .checkpoint
             .clone())
+    }
+
+    /// Every allowed key registration (`enroll`) of `principal`: each
+    /// record with its inclusion proof, all against the returned checkpoint.
+    pub fn registrations(
+        &self,
+        principal: &str,
+    ) -> Result<(Vec<(u64, Vec<u8>, Vec<tlog::Hash>)>, String), AuditError> {
+        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+        let mut out = Vec::new();
+        for &index in inner.registrations.get(principal).into_iter().flatten() {
+            let record = inner.log.read(index)?;
+            let proof = tlog::inclusion_proof(inner.log.leaf_hashes(), index)
+                .map_err(|e| AuditError::Inconsistent(e.to_string()))?;
+            out.push((index, record, proof));
+        }
+        Ok((out, inner.checkpoint.clone()))
     }
 
     /// The record at `index`, its inclusion proof and the checkpoint it is
@@ -463,4 +497,9 @@ mod tests {
             }
         }
     }
+}
+
+/// Whether `entry` records a key registered for its principal.
+fn is_registration(entry: &Entry) -> bool {
+    entry.action == "enroll" && entry.allowed && entry.object.as_deref() == Some(&entry.principal)
 }

@@ -595,3 +595,34 @@ fn an_invented_matter_cannot_move_a_known_pin() {
     let alice_code = t.alice.code();
     t.bob.json(&["keys", "verify", "alice@firm-a", &alice_code]);
 }
+
+/// `keys audit` proves every key registration of one's own id from the log;
+/// a key the operator enrolled for Alice while she was revoked shows up
+/// when she enrolls again.
+#[test]
+fn keys_audit_lists_every_key_registered_under_ones_id() {
+    let t = setup();
+    let v = t.alice.json(&["keys", "audit"]);
+    assert_eq!(v["checked_entries"], 1);
+    assert_eq!(v["foreign_keys"], serde_json::json!([]));
+    // Revoked; the operator enrolls its own key as Alice, then revokes it.
+    t.w.admin.json(&["admin", "revoke", "alice@firm-a"]);
+    let fake = User::new(t.w.tmp.path(), "fake-alice");
+    fake.enroll(&t.w.server, &t.w.invite("firm-a"), "alice@firm-a");
+    let fake_fp = fake.json(&["whoami"])["signing_key_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.w.admin.json(&["admin", "revoke", "alice@firm-a"]);
+    let alice2 = User::new(t.w.tmp.path(), "alice-new");
+    alice2.enroll(&t.w.server, &t.w.invite("firm-a"), "alice@firm-a");
+    let v = alice2.json(&["keys", "audit"]);
+    assert_eq!(v["checked_entries"], 3);
+    let earlier: Vec<&str> = v["earlier_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["signing_key"].as_str().unwrap())
+        .collect();
+    assert!(earlier.contains(&fake_fp.as_str()), "{v}");
+}

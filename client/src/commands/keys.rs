@@ -7,16 +7,66 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{KeysCommand, KeysForgetArgs, KeysVerifyArgs};
+use crate::conn::Session;
 use crate::error::{CmdResult, Fail, exit};
+use crate::identity;
 use crate::output::escape;
 use crate::pins::Pins;
 
 /// `mdrop keys …`.
-pub fn keys(ctx: &Ctx, cmd: &KeysCommand) -> CmdResult {
+pub async fn keys(ctx: &Ctx, cmd: &KeysCommand) -> CmdResult {
     match cmd {
         KeysCommand::List => list(ctx),
         KeysCommand::Verify(a) => verify(ctx, a),
         KeysCommand::Forget(a) => forget(ctx, a),
+        KeysCommand::Audit => audit(ctx).await,
+    }
+}
+
+/// `mdrop keys audit`.
+async fn audit(ctx: &Ctx) -> CmdResult {
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let report = crate::keyaudit::run(&ctx.home, &session, &server, &key).await;
+    session.close().await;
+    let report = report?;
+    let v = json!({
+        "principal": report.principal,
+        "own_registration": report.own_index,
+        "earlier_keys": report.earlier.iter().map(|r| json!({
+            "index": r.index, "time": r.time, "signing_key": r.signing_key,
+        })).collect::<Vec<_>>(),
+        "foreign_keys": report.foreign.iter().map(|r| json!({
+            "index": r.index, "time": r.time, "signing_key": r.signing_key,
+        })).collect::<Vec<_>>(),
+        "checked_entries": report.checked,
+    });
+    ctx.out.emit(&v, || {
+        let mut s = format!(
+            "{} key registrations under {} in the audit log (each proven included); this client's is entry {}.\n",
+            report.checked, report.principal, report.own_index
+        );
+        for r in &report.earlier {
+            let _ = writeln!(
+                s,
+                "  earlier key (before this client enrolled): {} at entry {}",
+                r.signing_key, r.index
+            );
+        }
+        s
+    });
+    match report.foreign.first() {
+        None => Ok(()),
+        Some(r) => Err(Fail::new(
+            exit::VERIFY,
+            format!(
+                "a key this client did not create was registered under {} after its own: {} \
+                 (audit entry {}); whoever holds it can act as you where clients do not check \
+                 rosters",
+                report.principal, r.signing_key, r.index
+            ),
+        )
+        .hint("ask the server's admin to revoke it, and tell the attorneys of your matters")),
     }
 }
 

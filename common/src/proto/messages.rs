@@ -74,10 +74,13 @@ pub enum ClientRequest {
     RosterGet(RosterGetRequest),
     /// 29: an enrolled principal's public keys (to add it to a matter).
     PrincipalKeys(PrincipalRef),
+    /// 30: every key registration logged under the caller's own id, with
+    /// inclusion proofs (`mdrop keys audit`).
+    KeyRegistrations,
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 30;
+    const KINDS: u32 = 31;
 }
 
 impl ClientRequest {
@@ -114,6 +117,7 @@ impl ClientRequest {
             Self::RosterAppend(_) => "roster-append",
             Self::RosterGet(_) => "roster-get",
             Self::PrincipalKeys(_) => "principal-keys",
+            Self::KeyRegistrations => "key-registrations",
         }
     }
 }
@@ -166,10 +170,34 @@ pub enum ServerResponse {
     Roster(RosterInfo),
     /// 21: a principal's public keys.
     PrincipalKeys(PrincipalKeysInfo),
+    /// 22: key registrations under the caller's id.
+    KeyRegistrations(KeyRegistrationsInfo),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 22;
+    const KINDS: u32 = 23;
+}
+
+/// One audit-log record with its inclusion proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRecord {
+    /// Its index in the log.
+    pub index: u64,
+    /// The record (entry and the log key's signature).
+    pub record: Vec<u8>,
+    /// Inclusion proof against [`KeyRegistrationsInfo::checkpoint`].
+    pub proof: Vec<[u8; 32]>,
+}
+
+/// Every logged key registration under one id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRegistrationsInfo {
+    /// The principal id.
+    pub principal: String,
+    /// The signed checkpoint every proof is against.
+    pub checkpoint: String,
+    /// The `enroll` records, oldest first.
+    pub records: Vec<LoggedRecord>,
 }
 
 /// Appends a statement to a matter's roster.

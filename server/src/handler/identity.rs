@@ -6,8 +6,8 @@ use std::time::Duration;
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::ids;
 use matterdrop_common::proto::{
-    EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, OrgCreateRequest, OrgInfo,
-    PrincipalInfo, PrincipalKeysInfo, PrincipalRef, ServerResponse,
+    EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, KeyRegistrationsInfo, LoggedRecord,
+    OrgCreateRequest, OrgInfo, PrincipalInfo, PrincipalKeysInfo, PrincipalRef, ServerResponse,
 };
 
 use super::{Actor, Failure, Outcome, State};
@@ -257,5 +257,34 @@ pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> O
         signing_key: p.signing_key,
         age_recipient: p.age_recipient,
         enrolled_at: p.enrolled_at,
+    }))
+}
+
+/// `KeyRegistrations`: every key registered under the caller's own id, as
+/// the log recorded it, with inclusion proofs (`mdrop keys audit` finds keys
+/// it did not create).
+pub(super) fn key_registrations(state: &State, me: &Actor) -> Outcome {
+    let (records, checkpoint) = state.audit.registrations(&me.record.id).map_err(|e| {
+        tracing::error!(error = %e, "key registrations");
+        Failure::new(ErrorCode::Internal, "the audit log cannot be read")
+    })?;
+    state.record(Event::server(
+        &me.record.id,
+        "key-registrations",
+        Some(&me.record.id),
+        None,
+        vec![("count".into(), records.len().to_string())],
+    ))?;
+    Ok(ServerResponse::KeyRegistrations(KeyRegistrationsInfo {
+        principal: me.record.id.clone(),
+        checkpoint,
+        records: records
+            .into_iter()
+            .map(|(index, record, proof)| LoggedRecord {
+                index,
+                record,
+                proof,
+            })
+            .collect(),
     }))
 }

@@ -233,6 +233,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::RosterAppend(r) => matters::roster_append(state, me, r),
         ClientRequest::RosterGet(r) => matters::roster_get(state, me, &r),
         ClientRequest::PrincipalKeys(r) => identity::principal_keys(state, me, &r),
+        ClientRequest::KeyRegistrations => identity::key_registrations(state, me),
         ClientRequest::MatterShow(r) => matters::show(state, me, &r),
         ClientRequest::MatterList => matters::list(state, me),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),
