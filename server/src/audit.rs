@@ -143,6 +143,9 @@ struct Inner {
     checkpoint: String,
 }
 
+/// A record with its index and inclusion proof.
+pub type Proven = (u64, Vec<u8>, Vec<tlog::Hash>);
+
 /// The audit log: append-only entries, Merkle tree, signed checkpoints.
 /// Cloning shares the same log.
 #[derive(Clone)]
@@ -289,10 +292,7 @@ impl AuditLog {
 
     /// Every allowed key registration (`enroll`) of `principal`: each
     /// record with its inclusion proof, all against the returned checkpoint.
-    pub fn registrations(
-        &self,
-        principal: &str,
-    ) -> Result<(Vec<(u64, Vec<u8>, Vec<tlog::Hash>)>, String), AuditError> {
+    pub fn registrations(&self, principal: &str) -> Result<(Vec<Proven>, String), AuditError> {
         let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
         let mut out = Vec::new();
         for &index in inner.registrations.get(principal).into_iter().flatten() {
