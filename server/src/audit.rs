@@ -476,6 +476,11 @@ impl Inner {
     }
 }
 
+/// Whether `entry` records a key registered for its principal.
+fn is_registration(entry: &Entry) -> bool {
+    entry.action == "enroll" && entry.allowed && entry.object.as_deref() == Some(&entry.principal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,9 +502,4 @@ mod tests {
             }
         }
     }
-}
-
-/// Whether `entry` records a key registered for its principal.
-fn is_registration(entry: &Entry) -> bool {
-    entry.action == "enroll" && entry.allowed && entry.object.as_deref() == Some(&entry.principal)
 }
