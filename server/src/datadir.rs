@@ -32,7 +32,7 @@ use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::{InviteRecord, MetaStore, SledStore};
+use crate::store::{InviteRecord, MetaStore, MetaWrite as _, SledStore};
 
 /// Lifetime of an invite unless told otherwise.
 pub const DEFAULT_INVITE_TTL: Duration = Duration::from_secs(72 * 3600);

@@ -15,7 +15,7 @@ use matterdrop_server::cli::{
 use matterdrop_server::datadir::{self, InitReport};
 use matterdrop_server::handler::State;
 use matterdrop_server::server::Server;
-use matterdrop_server::store::MetaStore as _;
+use matterdrop_server::store::MetaRead as _;
 use matterdrop_server::store::blobs::BlobStore;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -131,8 +131,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         info!(swept, "removed stale partial uploads");
     }
     let state = Arc::new(State {
-        store: Arc::new(data.store.clone()),
-        audit,
+        gate: matterdrop_server::handler::gate::Gate::new(Arc::new(data.store.clone()), audit),
         log_vkey,
         writes: std::sync::Mutex::new(()),
         blobs,

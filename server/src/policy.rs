@@ -296,7 +296,17 @@ pub enum Operation<'a> {
         recipient: bool,
     },
     /// `deliver`: return work product for a packet.
-    Deliver,
+    Deliver {
+        /// The packet answered (for messages).
+        packet: &'a str,
+        /// Whether that packet exists in this matter and was sent to a
+        /// member of the principal's organization.
+        to_my_org: bool,
+        /// A deliverable for it still awaiting review, if any.
+        pending: Option<&'a str>,
+        /// An approved deliverable for it, if any.
+        approved: Option<&'a str>,
+    },
     /// `pull` of a deliverable.
     PullDeliverable {
         /// Deliverable id (for messages).
@@ -339,7 +349,7 @@ impl Operation<'_> {
             Self::Push { .. } => "push",
             Self::Inbox => "inbox",
             Self::PullPacket { .. } => "pull-packet",
-            Self::Deliver => "deliver",
+            Self::Deliver { .. } => "deliver",
             Self::PullDeliverable { .. } => "pull-deliverable",
             Self::Review { .. } => "review",
             Self::ExportAudit => "audit-export",
@@ -364,7 +374,7 @@ impl Operation<'_> {
             Self::Push { .. } => "push packets",
             Self::Inbox => "have an inbox",
             Self::PullPacket { .. } => "pull packets",
-            Self::Deliver => "deliver work product",
+            Self::Deliver { .. } => "deliver work product",
             Self::PullDeliverable { .. } => "pull deliverables",
             Self::Review { .. } => "review deliverables",
             Self::ExportAudit => "export its audit log",
@@ -384,7 +394,7 @@ impl Operation<'_> {
         const OVERSIGHT: &[Role] = &[Role::Attorney, Role::Auditor];
         match self {
             Self::ShowMatter | Self::ListMatters | Self::ReadAckText | Self::ReadRoster => EVERYONE,
-            Self::SignAck | Self::Deliver => PROVIDER,
+            Self::SignAck | Self::Deliver { .. } => PROVIDER,
             Self::AddMember { .. }
             | Self::RemoveMember { .. }
             | Self::SetAck
@@ -536,6 +546,13 @@ pub enum Rule {
     NotRecipient,
     /// A provider pulling another provider's deliverable.
     NotDeliveringProvider,
+    /// Delivering for a packet that was not sent to the principal's
+    /// organization (or is not in the matter).
+    NotSentToOrg,
+    /// Delivering again while an earlier deliverable awaits review.
+    DeliveryPending,
+    /// Delivering for a packet that already has an approved deliverable.
+    DeliveryApproved,
     /// Reviewing a deliverable that is no longer awaiting review.
     AlreadyReviewed,
     /// Creating a matter without belonging to a firm organization.
@@ -564,6 +581,9 @@ impl Rule {
             Self::LastAttorney => "last-attorney",
             Self::NotRecipient => "not-recipient",
             Self::NotDeliveringProvider => "not-delivering-provider",
+            Self::NotSentToOrg => "not-sent-to-org",
+            Self::DeliveryPending => "delivery-pending",
+            Self::DeliveryApproved => "delivery-approved",
             Self::AlreadyReviewed => "already-reviewed",
             Self::NotFirmMember => "not-firm-member",
             Self::MatterExists => "matter-exists",
@@ -599,6 +619,9 @@ impl Rule {
             | Self::FirmRoleNeedsFirmOrg { .. }
             | Self::NotRecipient
             | Self::NotDeliveringProvider
+            | Self::NotSentToOrg
+            | Self::DeliveryPending
+            | Self::DeliveryApproved
             | Self::NotFirmMember
             | Self::NotAdmin => false,
         }
@@ -766,7 +789,6 @@ fn decide_inner(
         | Operation::SetRecovery
         | Operation::ReadRoster
         | Operation::Inbox
-        | Operation::Deliver
         | Operation::ExportAudit
         | Operation::Report => Ok(()),
         Operation::AddMember {
@@ -798,6 +820,12 @@ fn decide_inner(
             )),
         },
         Operation::Push { task } => check_push_task(matter, task),
+        Operation::Deliver {
+            packet,
+            to_my_org,
+            pending,
+            approved,
+        } => check_delivery(principal, matter, packet, to_my_org, pending, approved),
         Operation::PullPacket { packet, recipient } => {
             check_recipient(principal, matter, "packet", packet, recipient)
         }
@@ -911,6 +939,47 @@ pub fn validate_scope(scope: &[Task]) -> Result<(), Denial> {
         return Err(Denial::new(
             Rule::EmptyScope,
             "a matter's scope must list at least one task type providers may do".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// The delivery rules: only for a packet sent to the provider's
+/// organization, and not while a deliverable awaits review or after one
+/// was approved.
+fn check_delivery(
+    principal: &PrincipalView<'_>,
+    matter: &MatterView<'_>,
+    packet: &str,
+    to_my_org: bool,
+    pending: Option<&str>,
+    approved: Option<&str>,
+) -> Result<(), Denial> {
+    if !to_my_org {
+        return Err(Denial::new(
+            Rule::NotSentToOrg,
+            format!(
+                "packet {packet} of matter {} was not sent to {}'s organization",
+                matter.id, principal.id
+            ),
+        ));
+    }
+    if let Some(d) = approved {
+        return Err(Denial::new(
+            Rule::DeliveryApproved,
+            format!(
+                "packet {packet} of matter {} already has an approved deliverable ({d})",
+                matter.id
+            ),
+        ));
+    }
+    if let Some(d) = pending {
+        return Err(Denial::new(
+            Rule::DeliveryPending,
+            format!(
+                "deliverable {d} for packet {packet} of matter {} is still awaiting review",
+                matter.id
+            ),
         ));
     }
     Ok(())
@@ -1210,7 +1279,7 @@ mod tests {
             Operation::Push { .. } => 8,
             Operation::Inbox => 9,
             Operation::PullPacket { .. } => 10,
-            Operation::Deliver => 11,
+            Operation::Deliver { .. } => 11,
             Operation::PullDeliverable { .. } => 12,
             Operation::Review { .. } => 13,
             Operation::ExportAudit => 14,
@@ -1295,7 +1364,19 @@ mod tests {
                 recipient,
             });
         }
-        ops.push(Operation::Deliver);
+        for (to_my_org, pending, approved) in [
+            (true, None, None),
+            (false, None, None),
+            (true, Some("dl-1"), None),
+            (true, None, Some("dl-2")),
+        ] {
+            ops.push(Operation::Deliver {
+                packet: "pk-1",
+                to_my_org,
+                pending,
+                approved,
+            });
+        }
         for is_delivering_provider in [true, false] {
             for recipient in [true, false] {
                 ops.push(Operation::PullDeliverable {
@@ -1506,8 +1587,26 @@ mod tests {
                 Provider,
             ) => acked("not-recipient"),
 
-            (Op::Deliver, Provider) => acked("allow"),
-            (Op::Deliver, Attorney | Paralegal | Auditor) => "role-cannot",
+            (
+                Op::Deliver {
+                    to_my_org: false, ..
+                },
+                Provider,
+            ) => acked("not-sent-to-org"),
+            (
+                Op::Deliver {
+                    approved: Some(_), ..
+                },
+                Provider,
+            ) => acked("delivery-approved"),
+            (
+                Op::Deliver {
+                    pending: Some(_), ..
+                },
+                Provider,
+            ) => acked("delivery-pending"),
+            (Op::Deliver { .. }, Provider) => acked("allow"),
+            (Op::Deliver { .. }, Attorney | Paralegal | Auditor) => "role-cannot",
 
             (Op::PullDeliverable { .. }, Auditor) => "role-cannot",
             (
@@ -2163,7 +2262,12 @@ mod tests {
             &principal_for(Role::Provider),
             MATTER,
             Some(&member(Role::Provider, Some(1))),
-            &Operation::Deliver,
+            &Operation::Deliver {
+                packet: "pk-1",
+                to_my_org: true,
+                pending: None,
+                approved: None,
+            },
         );
         assert_eq!(
             outdated.denial().map(|d| d.rule),

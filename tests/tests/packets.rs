@@ -387,7 +387,7 @@ fn tampered_blobs_and_descriptors_are_detected() {
     // The descriptor re-signed by another key (the server rewrites it).
     assert!(t.w.server.stop());
     {
-        use matterdrop_server::store::{MetaStore as _, SledStore};
+        use matterdrop_server::store::{MetaRead as _, MetaWrite as _, SledStore};
         let store = SledStore::open(&t.w.server.data.join("db")).unwrap();
         let mut p = store.packet(&other_id).unwrap().unwrap();
         let d = matterdrop_common::packet::Descriptor::parse(&p.descriptor).unwrap();

@@ -105,9 +105,10 @@ fn full_review_workflow_with_receipts() {
     let r = pat.run(&["review", "approve", &d1]).code(3);
     assert!(r.stderr.contains("only an attorney"), "{r:?}");
     alice.run(&["review", "return", &d1]).code(2);
+    // Delivery rules are access rules: exit 3, the rule named.
     let r = bob
         .run(&["deliver", MATTER, "--packet", &packet, &chrono])
-        .code(1);
+        .code(3);
     assert!(r.stderr.contains("awaiting review"), "{r:?}");
     let r = bob.run(&["report", "turnaround"]).code(3);
     assert!(r.stderr.contains("provider"), "{r:?}");
@@ -168,7 +169,7 @@ fn full_review_workflow_with_receipts() {
     alice.run(&["review", "approve", &d2]).code(3);
     let r = bob
         .run(&["deliver", MATTER, "--packet", &packet, &fixed])
-        .code(1);
+        .code(3);
     assert!(
         r.stderr.contains("already has an approved deliverable"),
         "{r:?}"

@@ -13,7 +13,9 @@ use matterdrop_common::roster::{
     AgeKey, Change, Check, MemberKeys, Roster, SignedStatement, Statement,
 };
 use matterdrop_common::sign::AckStatement;
-use matterdrop_server::store::{AckRecord, MatterRecord, MemberRecord, MetaStore as _, SledStore};
+use matterdrop_server::store::{
+    AckRecord, MatterRecord, MemberRecord, MetaRead as _, MetaWrite as _, SledStore,
+};
 use matterdrop_tests::{User, World, walk};
 
 const MATTER: &str = "2026-PI-0042";

@@ -28,10 +28,13 @@ pub(super) fn export(
                 Vec::new(),
             )?;
         }
-        None => authorize_server(state, me, &ServerOperation::ExportFullLog, "(whole log)")?,
+        None => {
+            authorize_server(state, me, &ServerOperation::ExportFullLog, "(whole log)")?;
+        }
     }
     let (header, body) = state
-        .audit
+        .gate
+        .audit()
         .export(req.matter.as_deref(), req.known_size, &me.record.id)
         .map_err(|e| {
             tracing::error!(error = %e, "audit export");

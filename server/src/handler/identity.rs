@@ -10,17 +10,18 @@ use matterdrop_common::proto::{
     OrgCreateRequest, OrgInfo, PrincipalInfo, PrincipalKeysInfo, PrincipalRef, ServerResponse,
 };
 
+use super::gate::Allowed;
 use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
 use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
-use crate::policy::{self, Decision, ServerOperation};
+use crate::policy::{self, ServerOperation};
 use crate::store::{OrgRecord, PrincipalRecord, StoreError};
 
 const MAX_NAME: usize = 128;
 
 fn principal_info(state: &State, p: &PrincipalRecord) -> Result<PrincipalInfo, Failure> {
     let org_kind = match &p.org {
-        Some(org) => state.store.org(org)?.map(|o| o.kind),
+        Some(org) => state.gate.read().org(org)?.map(|o| o.kind),
         None => None,
     };
     Ok(PrincipalInfo {
@@ -54,7 +55,7 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
     check_age_recipient(&req.age_recipient)?;
     // An id names its organization; ids under a name that is not an
     // organization belong to no organization (server operators).
-    let org = state.store.org(id_org)?.map(|o| o.id);
+    let org = state.gate.read().org(id_org)?.map(|o| o.id);
     let record = PrincipalRecord {
         id: req.id.clone(),
         name: name.to_owned(),
@@ -71,36 +72,34 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
         ("age_recipient".into(), record.age_recipient.clone()),
     ];
     let _guard = state.write_lock();
-    match state
-        .store
-        .enroll(&invite_hash(&req.invite), &record, now())
-    {
-        Ok(()) => {}
-        Err(StoreError::Refused(r)) => {
+    // The invite's validity is the decision; either outcome is logged
+    // before the user hears it.
+    let refused = |e: &StoreError| match e {
+        StoreError::Refused(r) => {
             let reason = r.to_string();
-            let who = format!("key:{fp}");
-            let denial = Some(("bad-invite", reason.as_str()));
-            state.record(Event::server(
-                &who,
+            Some(Event::server(
+                &format!("key:{fp}"),
                 "enroll",
                 Some(&req.id),
-                denial,
-                details,
-            ))?;
-            return Err(StoreError::Refused(r).into());
+                Some(("bad-invite", reason.as_str())),
+                details.clone(),
+            ))
         }
-        Err(e) => return Err(e.into()),
-    }
-    // The key registration is logged before the user hears it succeeded.
-    state.record(Event::server(
+        _ => None,
+    };
+    let enrolled = Event::server(
         &record.id,
         "enroll",
         Some(&record.id),
         None,
-        details,
-    ))?;
+        details.clone(),
+    );
+    state
+        .gate
+        .enroll(&invite_hash(&req.invite), &record, now(), refused, enrolled)?;
     let stored = state
-        .store
+        .gate
+        .read()
         .principal(&record.id)?
         .ok_or_else(|| Failure::new(ErrorCode::Internal, "enrolled principal vanished"))?;
     tracing::info!(principal = %stored.id, admin = stored.admin, "enrolled");
@@ -117,26 +116,17 @@ pub(super) fn authorize_server(
     me: &Actor,
     op: &ServerOperation<'_>,
     object: &str,
-) -> Result<(), Failure> {
+) -> Result<Allowed, Failure> {
     let decision = policy::decide_server(&me.view(), op);
     let denial = decision
         .denial()
         .map(|d| (d.rule.as_str(), d.message.as_str()));
-    state.record(Event::server(
-        &me.record.id,
-        op.name(),
-        Some(object),
-        denial,
-        Vec::new(),
-    ))?;
-    match decision {
-        Decision::Allow => Ok(()),
-        Decision::Deny(d) => Err(d.into()),
-    }
+    let event = Event::server(&me.record.id, op.name(), Some(object), denial, Vec::new());
+    state.gate.decide(event, decision)
 }
 
 pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Outcome {
-    authorize_server(state, me, &ServerOperation::CreateOrganization, &req.id)?;
+    let allowed = authorize_server(state, me, &ServerOperation::CreateOrganization, &req.id)?;
     ids::validate_org(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
     if req.recovery_recipient.is_some() {
         // What the operator sets must never reach a packet.
@@ -151,7 +141,7 @@ pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Ou
         recovery_recipient: req.recovery_recipient,
         created_at: now(),
     };
-    state.store.create_org(&org)?;
+    state.gate.write(&allowed).create_org(&org)?;
     tracing::info!(org = %org.id, kind = org.kind.as_str(), by = %me.record.id, "organization created");
     Ok(ServerResponse::OrgCreated(OrgInfo {
         id: org.id,
@@ -161,14 +151,14 @@ pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Ou
 }
 
 pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest) -> Outcome {
-    authorize_server(
+    let allowed = authorize_server(
         state,
         me,
         &ServerOperation::CreateInvite,
         req.org.as_deref().unwrap_or("(admin)"),
     )?;
     match &req.org {
-        Some(org) if state.store.org(org)?.is_none() => {
+        Some(org) if state.gate.read().org(org)?.is_none() => {
             return Err(Failure::new(
                 ErrorCode::NotFound,
                 format!(
@@ -184,11 +174,17 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
         Some(_) | None => {}
     }
     let ttl = req.ttl_secs.map_or(DEFAULT_INVITE_TTL, Duration::from_secs);
-    let (token, expires_at) =
-        mint_invite(state.store.as_ref(), req.org.clone(), req.admin, ttl, now()).map_err(|e| {
-            tracing::error!(error = %e, "minting invite");
-            Failure::new(ErrorCode::Internal, "could not store the invite")
-        })?;
+    let (token, expires_at) = mint_invite(
+        state.gate.write(&allowed),
+        req.org.clone(),
+        req.admin,
+        ttl,
+        now(),
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "minting invite");
+        Failure::new(ErrorCode::Internal, "could not store the invite")
+    })?;
     tracing::info!(org = ?req.org, admin = req.admin, by = %me.record.id, "invite created");
     Ok(ServerResponse::Invite(InviteInfo {
         token,
@@ -203,9 +199,9 @@ pub(super) fn revoke(
     me: &Actor,
     req: &matterdrop_common::proto::KeyRevokeRequest,
 ) -> Outcome {
-    authorize_server(state, me, &ServerOperation::RevokeKey, &req.principal)?;
+    let allowed = authorize_server(state, me, &ServerOperation::RevokeKey, &req.principal)?;
     let _guard = state.write_lock();
-    let p = state.store.revoke(&req.principal, now())?;
+    let p = state.gate.write(&allowed).revoke(&req.principal, now())?;
     let fp = VerifyingKey::from_bytes(&p.signing_key)
         .map(|k| matterdrop_common::keys::ed25519_fingerprint(&k))
         .unwrap_or_default();
@@ -225,7 +221,8 @@ pub(super) fn revoke(
 /// compare).
 pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> Outcome {
     let found = state
-        .store
+        .gate
+        .read()
         .principal(&req.id)?
         .filter(|p| p.revoked_at.is_none());
     state.record(Event::server(
@@ -246,7 +243,7 @@ pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> O
         )
     })?;
     let org_kind = match &p.org {
-        Some(o) => state.store.org(o)?.map(|o| o.kind),
+        Some(o) => state.gate.read().org(o)?.map(|o| o.kind),
         None => None,
     };
     Ok(ServerResponse::PrincipalKeys(PrincipalKeysInfo {
@@ -264,10 +261,14 @@ pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> O
 /// the log recorded it, with inclusion proofs (`mdrop keys audit` finds keys
 /// it did not create).
 pub(super) fn key_registrations(state: &State, me: &Actor) -> Outcome {
-    let (records, checkpoint) = state.audit.registrations(&me.record.id).map_err(|e| {
-        tracing::error!(error = %e, "key registrations");
-        Failure::new(ErrorCode::Internal, "the audit log cannot be read")
-    })?;
+    let (records, checkpoint) = state
+        .gate
+        .audit()
+        .registrations(&me.record.id)
+        .map_err(|e| {
+            tracing::error!(error = %e, "key registrations");
+            Failure::new(ErrorCode::Internal, "the audit log cannot be read")
+        })?;
     state.record(Event::server(
         &me.record.id,
         "key-registrations",

@@ -20,6 +20,7 @@ use matterdrop_common::roster::{
 use matterdrop_common::sign::AckStatement;
 use sha2::{Digest as _, Sha256};
 
+use super::gate::Allowed;
 use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
 use crate::datadir::now;
@@ -76,6 +77,15 @@ fn check_text(text: &str) -> Result<[u8; 32], Failure> {
     Ok(Sha256::digest(text.as_bytes()).into())
 }
 
+/// A matter, and the logged decision that allows the request to act on it.
+#[derive(Debug)]
+pub(crate) struct Authorized {
+    /// The matter as loaded for the decision.
+    pub(crate) matter: MatterRecord,
+    /// Proof that the allowing decision is in the audit log.
+    pub(crate) allowed: Allowed,
+}
+
 /// Loads the matter, decides `op`, records the decision, and returns the
 /// matter when allowed. The one path every matter operation takes.
 pub(crate) fn authorize<'a>(
@@ -86,8 +96,8 @@ pub(crate) fn authorize<'a>(
     op: impl FnOnce(&MatterRecord) -> Result<Operation<'a>, Failure>,
     object: Option<&str>,
     details: Vec<(String, String)>,
-) -> Result<Option<MatterRecord>, Failure> {
-    let record = state.store.matter(matter_id)?;
+) -> Result<Authorized, Failure> {
+    let record = state.gate.read().matter(matter_id)?;
     let principal = me.view();
     let decision = match &record {
         // Any operation on a missing matter gets the non-member answer; the
@@ -127,13 +137,11 @@ pub(crate) fn authorize<'a>(
             }
         }
     };
-    state.record(Event::matter(
-        me, action, matter_id, object, &decision, details,
-    ))?;
-    match decision {
-        Decision::Allow => Ok(record),
-        Decision::Deny(d) => Err(d.into()),
-    }
+    let event = Event::matter(me, action, matter_id, object, &decision, details);
+    let allowed = state.gate.decide(event, decision)?;
+    let matter = record
+        .ok_or_else(|| Failure::new(ErrorCode::Internal, "policy allowed a missing matter"))?;
+    Ok(Authorized { matter, allowed })
 }
 
 fn attorney_count(m: &MatterRecord) -> usize {
@@ -166,14 +174,10 @@ pub(crate) fn decision(
     Ok(policy::decide(&me.view(), &m.id, Some(&view), op))
 }
 
-pub(crate) fn require(record: Option<MatterRecord>) -> Result<MatterRecord, Failure> {
-    record.ok_or_else(|| Failure::new(ErrorCode::Internal, "policy allowed a missing matter"))
-}
-
 fn info(state: &State, m: &MatterRecord) -> Result<MatterInfo, Failure> {
     let mut members = Vec::new();
     for row in m.members.iter().filter(|r| r.removed_at.is_none()) {
-        let p = state.store.principal(&row.principal)?;
+        let p = state.gate.read().principal(&row.principal)?;
         let key_current = p
             .as_ref()
             .is_some_and(|p| p.revoked_at.is_none() && p.signing_key == row.signing_key);
@@ -226,7 +230,8 @@ pub(super) fn retired() -> Outcome {
 /// enrolled for that principal (the attorney checked their safety code).
 fn enrolled_keys(state: &State, member: &str, keys: &MemberKeys) -> Result<Actor, Failure> {
     let p = state
-        .store
+        .gate
+        .read()
         .principal(member)?
         .filter(|p| p.revoked_at.is_none())
         .ok_or_else(|| {
@@ -453,7 +458,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
     // only a member's business.
     let target = match &s.change {
         Change::Add { member, keys, .. } => Some(enrolled_keys(state, member, keys)),
-        Change::SetRole { member, .. } => Some(match state.store.principal(member)? {
+        Change::SetRole { member, .. } => Some(match state.gate.read().principal(member)? {
             Some(p) => Actor::load(state, p),
             None => Err(Failure::bad_request(format!(
                 "no principal {member} is enrolled"
@@ -476,7 +481,10 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         Change::Rekey { .. } => "member-rekey",
         Change::Create { .. } => "matter-create",
     };
-    let record = authorize(
+    let Authorized {
+        matter: mut m,
+        allowed,
+    } = authorize(
         state,
         me,
         &s.matter,
@@ -488,7 +496,6 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         s.change.member(),
         details.clone(),
     )?;
-    let mut m = require(record)?;
     let mut roster = Roster::from_chain(&m.roster, Check::Cached).map_err(|e| {
         error!(matter = %m.id, error = %e, "stored roster does not verify");
         Failure::new(ErrorCode::Internal, "the stored roster is damaged")
@@ -508,7 +515,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
     }
     let seq = s.seq;
     m.roster.push(entry);
-    state.store.put_matter(&m)?;
+    state.gate.write(&allowed).put_matter(&m)?;
     Ok(ServerResponse::Roster(roster_info(&m, seq)))
 }
 
@@ -524,7 +531,7 @@ fn create(
         return Err(Failure::new(ErrorCode::Internal, "not a create statement"));
     };
     ids::validate_matter(&s.matter).map_err(|e| Failure::bad_request(e.to_string()))?;
-    let exists = state.store.matter(&s.matter)?.is_some();
+    let exists = state.gate.read().matter(&s.matter)?.is_some();
     let principal = me.view();
     let decision = policy::decide_server(
         &principal,
@@ -534,17 +541,17 @@ fn create(
             exists,
         },
     );
-    state.record(Event::matter(
-        me,
-        "matter-create",
-        &s.matter,
-        None,
-        &decision,
-        details.clone(),
-    ))?;
-    if let Decision::Deny(d) = decision {
-        return Err(d.into());
-    }
+    let allowed = state.gate.decide(
+        Event::matter(
+            me,
+            "matter-create",
+            &s.matter,
+            None,
+            &decision,
+            details.clone(),
+        ),
+        decision,
+    )?;
     let roster = match Roster::genesis(&entry, Check::Signatures) {
         Ok(r) => r,
         Err(e) => {
@@ -590,7 +597,7 @@ fn create(
         roster: vec![entry],
     };
     sync_record(&mut record, &roster, &me.record.id, t);
-    state.store.create_matter(&record)?;
+    state.gate.write(&allowed).create_matter(&record)?;
     Ok(ServerResponse::Roster(roster_info(&record, 0)))
 }
 
@@ -606,7 +613,7 @@ pub(super) fn roster_get(state: &State, me: &Actor, req: &RosterGetRequest) -> O
         vec![("from".into(), req.from.to_string())],
     )?;
     Ok(ServerResponse::Roster(roster_info(
-        &require(record)?,
+        &record.matter,
         req.from,
     )))
 }
@@ -620,13 +627,13 @@ pub(super) fn show(state: &State, me: &Actor, req: &MatterRef) -> Outcome {
         None,
         Vec::new(),
     )?;
-    Ok(ServerResponse::Matter(info(state, &require(record)?)?))
+    Ok(ServerResponse::Matter(info(state, &record.matter)?))
 }
 
 pub(super) fn list(state: &State, me: &Actor) -> Outcome {
     let principal = me.view();
     let mut out = Vec::new();
-    for m in state.store.matters()? {
+    for m in state.gate.read().matters()? {
         let member = membership(&m, &me.record.id, &me.record.signing_key)?;
         let Membership::Member { role, .. } = member else {
             continue;
@@ -662,7 +669,7 @@ pub(super) fn ack_get(state: &State, me: &Actor, req: &MatterRef) -> Outcome {
         None,
         Vec::new(),
     )?;
-    let m = require(record)?;
+    let m = record.matter;
     let current = m
         .current_ack()
         .ok_or_else(|| Failure::new(ErrorCode::Internal, "matter has no acknowledgment text"))?;
@@ -682,9 +689,13 @@ pub(super) fn ack_sign(
     req: AckSignRequest,
 ) -> Outcome {
     let _guard = state.write_lock();
+    // Logged with its signature, so an auditor can check it offline with
+    // the member's roster key.
     let details = vec![
         ("version".into(), req.version.to_string()),
         ("text_sha256".into(), hex(&req.text_sha256)),
+        ("signed_at".into(), req.signed_at.to_string()),
+        ("signature".into(), hex(&req.signature)),
     ];
     let record = authorize(
         state,
@@ -695,7 +706,10 @@ pub(super) fn ack_sign(
         None,
         details.clone(),
     )?;
-    let mut m = require(record)?;
+    let Authorized {
+        matter: mut m,
+        allowed,
+    } = record;
     let current = m
         .current_ack()
         .ok_or_else(|| Failure::new(ErrorCode::Internal, "matter has no acknowledgment text"))?;
@@ -762,7 +776,7 @@ pub(super) fn ack_sign(
         signature: req.signature,
         signing_key: key.to_bytes(),
     });
-    state.store.put_matter(&m)?;
+    state.gate.write(&allowed).put_matter(&m)?;
     Ok(ServerResponse::Acked(AckInfo {
         matter: m.id.clone(),
         principal: me.record.id.clone(),

@@ -7,6 +7,7 @@
 //! the very next request on an already-open connection.
 
 mod export;
+pub mod gate;
 mod identity;
 mod matters;
 mod packets;
@@ -19,17 +20,16 @@ use matterdrop_common::keys::ed25519_fingerprint;
 use matterdrop_common::proto::{ClientRequest, ErrorCode, ServerResponse};
 use tracing::error;
 
-use crate::audit::{AuditLog, Body, Event};
+use crate::audit::{Body, Event};
 use crate::policy::{self, Denial, PrincipalView};
-use crate::store::{MetaStore, PrincipalRecord, Refusal, StoreError};
+use crate::store::{PrincipalRecord, Refusal, StoreError};
 
 /// Everything handlers share.
 #[derive(Debug)]
 pub struct State {
-    /// Metadata.
-    pub store: std::sync::Arc<dyn MetaStore>,
-    /// The audit log.
-    pub audit: AuditLog,
+    /// Metadata and the audit log: reads, logged decisions, and writes that
+    /// need one.
+    pub gate: gate::Gate,
     /// The audit-log key in signed-note verifier form.
     pub log_vkey: String,
     /// Serializes read-decide-write sequences on metadata.
@@ -43,19 +43,13 @@ pub struct State {
 impl State {
     /// Flushes all state to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.store.flush()
+        self.gate.flush()
     }
 
     /// Appends an event to the audit log; the request fails if it cannot be
     /// recorded.
     pub(crate) fn record(&self, event: Event) -> Result<u64, Failure> {
-        self.audit.record(vec![event]).map_err(|e| {
-            error!(error = %e, "cannot write the audit log");
-            Failure::new(
-                ErrorCode::Internal,
-                "the audit log cannot be written; the request changed nothing",
-            )
-        })
+        self.gate.log(vec![event])
     }
 
     /// Holds off other writers.
@@ -78,7 +72,7 @@ pub struct Actor {
 impl Actor {
     pub(crate) fn load(state: &State, record: PrincipalRecord) -> Result<Self, Failure> {
         let org_kind = match &record.org {
-            Some(org) => state.store.org(org)?.map(|o| match o.kind {
+            Some(org) => state.gate.read().org(org)?.map(|o| match o.kind {
                 matterdrop_common::proto::OrgKind::Firm => policy::OrgKind::Firm,
                 matterdrop_common::proto::OrgKind::Provider => policy::OrgKind::Provider,
             }),
@@ -256,7 +250,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
 }
 
 fn authenticate(state: &State, key: &VerifyingKey) -> Result<Actor, Failure> {
-    let Some(record) = state.store.principal_by_key(key.as_bytes())? else {
+    let Some(record) = state.gate.read().principal_by_key(key.as_bytes())? else {
         return Err(Failure::new(
             ErrorCode::Unauthenticated,
             format!(

@@ -17,7 +17,8 @@ use matterdrop_common::proto::{
     ServerResponse,
 };
 
-use super::matters::{allowed, authorize, membership, require};
+use super::gate::Allowed;
+use super::matters::{Authorized, allowed, authorize, membership};
 use super::{Actor, Failure, Outcome, Reply, State};
 use crate::audit::Event;
 use crate::datadir::now;
@@ -88,7 +89,8 @@ pub(super) fn member_recipients(
             continue;
         }
         let enrolled = state
-            .store
+            .gate
+            .read()
             .principal(&row.principal)?
             .is_some_and(|p| p.revoked_at.is_none() && p.signing_key == row.signing_key);
         if !enrolled {
@@ -121,7 +123,7 @@ pub(super) fn prepare(state: &State, me: &Actor, req: &PushPrepareRequest) -> Ou
         None,
         vec![("task".into(), task.as_str().into())],
     )?;
-    let m = require(record)?;
+    let m = record.matter;
     Ok(ServerResponse::Recipients(RecipientsInfo {
         task: task.as_str().to_owned(),
         matter: m.id.clone(),
@@ -130,13 +132,14 @@ pub(super) fn prepare(state: &State, me: &Actor, req: &PushPrepareRequest) -> Ou
     }))
 }
 
-fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), Failure> {
+fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<Allowed, Failure> {
     if let Some(answered) = &req.deliverable_for {
-        super::review::authorize_delivery(state, me, &req.matter, answered, "deliver-upload")?;
+        let (_, _, allowed) =
+            super::review::authorize_delivery(state, me, &req.matter, answered, "deliver-upload")?;
         if req.size > MAX_BLOB {
             return Err(blob_failure(BlobError::TooLarge(req.size)));
         }
-        return Ok(());
+        return Ok(allowed);
     }
     let task = task(&req.task)?;
     if !packet::validate_id(&req.packet) {
@@ -151,7 +154,7 @@ fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), F
         hex(&req.sha256)
     };
     let details = vec![("blob".into(), blob), ("size".into(), req.size.to_string())];
-    authorize(
+    let Authorized { allowed, .. } = authorize(
         state,
         me,
         &req.matter,
@@ -163,7 +166,7 @@ fn authorize_upload(state: &State, me: &Actor, req: &BlobUpload) -> Result<(), F
     if req.size > MAX_BLOB {
         return Err(blob_failure(BlobError::TooLarge(req.size)));
     }
-    Ok(())
+    Ok(allowed)
 }
 
 /// Whether `me` has uploaded this blob completely. A blob stored by someone
@@ -175,7 +178,7 @@ pub(super) fn held(
     size: u64,
 ) -> Result<bool, Failure> {
     Ok(state.blobs.complete(sha256) == Some(size)
-        && state.store.has_claim(&me.record.id, sha256)?)
+        && state.gate.read().has_claim(&me.record.id, sha256)?)
 }
 
 pub(super) fn blob_status(state: &State, me: &Actor, req: &BlobUpload) -> Outcome {
@@ -195,7 +198,7 @@ pub(super) fn blob_status(state: &State, me: &Actor, req: &BlobUpload) -> Outcom
 }
 
 pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Reply, Failure> {
-    authorize_upload(state, me, &req)?;
+    let allowed = authorize_upload(state, me, &req)?;
     let stored = ServerResponse::BlobStored(BlobRefInfo {
         sha256: req.sha256,
         size: req.size,
@@ -203,7 +206,7 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
     if held(state, me, &req.sha256, req.size)? {
         return Ok(Reply::Frame(stored));
     }
-    let store = state.store.clone();
+    let claims = state.gate.claims(allowed);
     let uploader = me.record.id.clone();
     let mut upload = state
         .blobs
@@ -232,7 +235,7 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
             Ok(v) => v,
             Err(e) => return fail(blob_failure(e)),
         };
-        if let Err(e) = store.claim_blob(&uploader, &req.sha256) {
+        if let Err(e) = claims.claim(&uploader, &req.sha256) {
             return fail(e.into());
         }
         match verified.publish() {
@@ -252,8 +255,7 @@ pub(super) fn blob_stream(state: &State, me: &Actor, req: BlobUpload) -> Result<
             "a streamed blob starts at offset 0 and names its hash after its bytes",
         ));
     }
-    authorize_upload(state, me, &req)?;
-    let store = state.store.clone();
+    let claims = state.gate.claims(authorize_upload(state, me, &req)?);
     let uploader = me.record.id.clone();
     let size = req.size;
     let mut upload = state
@@ -311,7 +313,7 @@ pub(super) fn blob_stream(state: &State, me: &Actor, req: BlobUpload) -> Result<
             Ok(v) => v,
             Err(e) => return failed(blob_failure(e)),
         };
-        if let Err(e) = store.claim_blob(&uploader, &sha256) {
+        if let Err(e) = claims.claim(&uploader, &sha256) {
             return failed(e.into());
         }
         match verified.publish() {
@@ -344,7 +346,7 @@ pub(super) fn commit(
         ("size".into(), d.total_size().to_string()),
         ("files".into(), d.blobs.len().to_string()),
     ];
-    let record = authorize(
+    let Authorized { matter: m, allowed } = authorize(
         state,
         me,
         &d.matter,
@@ -353,7 +355,6 @@ pub(super) fn commit(
         Some(&d.id),
         details.clone(),
     )?;
-    let m = require(record)?;
     let recipients = packet_recipients(state, &m, me)?;
     let problem = check_commit(state, me, key, req, &d, &m, recipients)?;
     if let Some((code, reason)) = problem {
@@ -379,6 +380,7 @@ pub(super) fn commit(
         created_at: now(),
         descriptor: req.descriptor.clone(),
         signature: req.signature.clone(),
+        sender_key: key.to_bytes(),
         recipients: d.recipients.iter().map(|r| r.principal.clone()).collect(),
         blobs,
         pulled_by: Vec::new(),
@@ -396,7 +398,7 @@ pub(super) fn commit(
     state.record(
         Event::server(&me.record.id, "push-committed", Some(&d.id), None, done).in_matter(&m.id),
     )?;
-    state.store.create_packet(&record)?;
+    state.gate.write(&allowed).create_packet(&record)?;
     Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
 }
 
@@ -408,7 +410,7 @@ pub(super) fn already_committed(
     req: &PacketCommitRequest,
     id: &str,
 ) -> Result<bool, Failure> {
-    Ok(state.store.packet(id)?.is_some_and(|p| {
+    Ok(state.gate.read().packet(id)?.is_some_and(|p| {
         p.sender == me.record.id && p.descriptor == req.descriptor && p.signature == req.signature
     }))
 }
@@ -448,7 +450,7 @@ pub(super) fn check_commit(
             format!("invalid packet id {:?}", d.id),
         )));
     }
-    if state.store.packet(&d.id)?.is_some() {
+    if state.gate.read().packet(&d.id)?.is_some() {
         return Ok(Some((
             ErrorCode::Conflict,
             format!("packet {} already exists", d.id),
@@ -500,7 +502,7 @@ pub(super) fn check_commit(
 
 pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
     // Deliverables are listed under their packet's task and due time.
-    let all = state.store.packets()?;
+    let all = state.gate.read().packets()?;
     let by_id: std::collections::HashMap<&str, &PacketRecord> =
         all.iter().map(|p| (p.id.as_str(), p)).collect();
     if let Some(matter) = &req.matter {
@@ -529,7 +531,7 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
         {
             continue;
         }
-        let Some(m) = state.store.matter(&p.matter)? else {
+        let Some(m) = state.gate.read().matter(&p.matter)? else {
             continue;
         };
         if !allowed(me, &m, &Operation::Inbox)? {
@@ -575,14 +577,14 @@ pub(super) fn authorize_pull(
     id: &str,
     action: &'static str,
     details: Vec<(String, String)>,
-) -> Result<PacketRecord, Failure> {
+) -> Result<(PacketRecord, Allowed), Failure> {
     let hidden = || {
         Failure::new(
             ErrorCode::Denied,
             format!("packet {id} not found or not addressed to you"),
         )
     };
-    let Some(p) = state.store.packet(id)? else {
+    let Some(p) = state.gate.read().packet(id)? else {
         state.record(Event::server(
             &me.record.id,
             action,
@@ -606,7 +608,7 @@ pub(super) fn authorize_pull(
         },
     };
     match authorize(state, me, &p.matter, action, |_| Ok(op), Some(id), details) {
-        Ok(_) => Ok(p),
+        Ok(a) => Ok((p, a.allowed)),
         // A non-member must not even learn which matter the packet is in.
         Err(f) if f.hides_existence => Err(hidden()),
         Err(f) => Err(f),
@@ -615,25 +617,21 @@ pub(super) fn authorize_pull(
 
 pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome {
     let _guard = state.write_lock();
-    let mut p = authorize_pull(state, me, &req.id, "pull", Vec::new())?;
-    let sender = state
-        .store
-        .principal(&p.sender)?
-        .ok_or_else(|| Failure::new(ErrorCode::Internal, "sender of packet is unknown"))?;
+    let (mut p, allowed) = authorize_pull(state, me, &req.id, "pull", Vec::new())?;
     if !p.pulled_by.iter().any(|(who, _)| *who == me.record.id) {
         p.pulled_by.push((me.record.id.clone(), now()));
-        state.store.put_packet(&p)?;
+        state.gate.write(&allowed).put_packet(&p)?;
     }
     Ok(ServerResponse::Packet(PacketInfo {
         id: p.id,
         descriptor: p.descriptor,
         signature: p.signature,
-        sender_key: sender.signing_key,
+        sender_key: p.sender_key,
     }))
 }
 
 pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Result<Reply, Failure> {
-    let p = authorize_pull(
+    let (p, _) = authorize_pull(
         state,
         me,
         &req.packet,

@@ -10,7 +10,8 @@ use matterdrop_common::proto::{
 };
 use matterdrop_common::receipt::{self, Decision, ReceiptStatement};
 
-use super::matters::{allowed, authorize, decision, membership, require};
+use super::gate::Allowed;
+use super::matters::{Authorized, allowed, authorize, decision, membership};
 use super::packets::{authorize_pull, check_commit, member_recipients, recovery};
 use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
@@ -23,86 +24,75 @@ use crate::store::{DeliverableState, MatterRecord, PacketKind, PacketRecord, Rev
 const RECEIPT_CLOCK_SKEW: u64 = 15 * 60;
 
 /// The packet `answered` of matter `matter`, and whether `me` may deliver
-/// for it: the policy's delivery rule, then the packet must exist in that
-/// matter and have been sent to `me`'s organization.
+/// for it. The facts — is it a packet of this matter sent to `me`'s
+/// organization, does a deliverable for it await review or stand approved —
+/// are loaded here; the policy decides, and the decision is logged.
 pub(super) fn authorize_delivery(
     state: &State,
     me: &Actor,
     matter: &str,
     answered: &str,
     action: &'static str,
-) -> Result<(MatterRecord, PacketRecord), Failure> {
-    let record = authorize(
+) -> Result<(MatterRecord, PacketRecord, Allowed), Failure> {
+    let packet = state
+        .gate
+        .read()
+        .packet(answered)?
+        .filter(|p| p.kind == PacketKind::Packet && p.matter == matter);
+    let mut to_my_org = false;
+    for r in packet.iter().flat_map(|p| &p.recipients) {
+        if let Some(pr) = state.gate.read().principal(r)? {
+            to_my_org |= pr.org.is_some() && pr.org == me.record.org;
+        }
+    }
+    let earlier = match &packet {
+        Some(p) => deliverables_for(state, &p.id)?,
+        None => Vec::new(),
+    };
+    let with_state = |wanted: DeliverableState| {
+        earlier
+            .iter()
+            .find(|d| d.state == Some(wanted))
+            .map(|d| d.id.as_str())
+    };
+    let (pending, approved) = (
+        with_state(DeliverableState::Submitted),
+        with_state(DeliverableState::Approved),
+    );
+    let Authorized { matter: m, allowed } = authorize(
         state,
         me,
         matter,
         action,
-        |_| Ok(Operation::Deliver),
+        |_| {
+            Ok(Operation::Deliver {
+                packet: answered,
+                to_my_org,
+                pending,
+                approved,
+            })
+        },
         Some(answered),
         Vec::new(),
     )?;
-    let m = require(record)?;
-    let not_ours = || {
+    let p = packet.ok_or_else(|| {
         Failure::new(
-            ErrorCode::Denied,
-            format!(
-                "packet {answered} of matter {matter} was not sent to {}'s organization",
-                me.record.id
-            ),
+            ErrorCode::Internal,
+            "policy allowed a delivery for no packet",
         )
-    };
-    let p = state.store.packet(answered)?.ok_or_else(not_ours)?;
-    if p.kind != PacketKind::Packet || p.matter != m.id {
-        return Err(not_ours());
-    }
-    let mut to_org = false;
-    for r in &p.recipients {
-        if let Some(pr) = state.store.principal(r)? {
-            to_org |= pr.org.is_some() && pr.org == me.record.org;
-        }
-    }
-    if !to_org {
-        return Err(not_ours());
-    }
-    Ok((m, p))
+    })?;
+    Ok((m, p, allowed))
 }
 
 /// Deliverables answering `packet`.
 fn deliverables_for(state: &State, packet: &str) -> Result<Vec<PacketRecord>, Failure> {
     Ok(state
-        .store
+        .gate
+        .read()
         .packets()?
         .into_iter()
         .filter(|p| p.kind == PacketKind::Deliverable && p.for_packet.as_deref() == Some(packet))
         .collect())
-}
-
-/// A new delivery is possible unless one is approved or awaiting review.
-fn check_redelivery(state: &State, packet: &str) -> Result<(), Failure> {
-    for d in deliverables_for(state, packet)? {
-        match d.state {
-            Some(DeliverableState::Approved) => {
-                return Err(Failure::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "packet {packet} already has an approved deliverable ({})",
-                        d.id
-                    ),
-                ));
-            }
-            Some(DeliverableState::Submitted) => {
-                return Err(Failure::new(
-                    ErrorCode::Conflict,
-                    format!(
-                        "deliverable {} for packet {packet} is still awaiting review",
-                        d.id
-                    ),
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Who a deliverable is encrypted to: the matter's attorneys and
@@ -118,8 +108,7 @@ fn deliverable_recipients(
 }
 
 pub(super) fn deliver_prepare(state: &State, me: &Actor, req: &DeliverPrepareRequest) -> Outcome {
-    let (m, p) = authorize_delivery(state, me, &req.matter, &req.packet, "deliver-prepare")?;
-    check_redelivery(state, &p.id)?;
+    let (m, p, _) = authorize_delivery(state, me, &req.matter, &req.packet, "deliver-prepare")?;
     Ok(ServerResponse::Recipients(RecipientsInfo {
         matter: m.id.clone(),
         task: p.task.clone(),
@@ -143,8 +132,7 @@ pub(super) fn commit(
         return Err(Failure::bad_request("not a deliverable descriptor"));
     };
     let _guard = state.write_lock();
-    let (m, p) = authorize_delivery(state, me, &d.matter, &answered, "deliver")?;
-    check_redelivery(state, &p.id)?;
+    let (m, p, allowed) = authorize_delivery(state, me, &d.matter, &answered, "deliver")?;
     let details = vec![
         ("packet".into(), p.id.clone()),
         ("size".into(), d.total_size().to_string()),
@@ -184,7 +172,7 @@ pub(super) fn commit(
     for mut old in deliverables_for(state, &p.id)? {
         if old.state == Some(DeliverableState::Returned) {
             old.state = Some(DeliverableState::Superseded);
-            state.store.put_packet(&old)?;
+            state.gate.write(&allowed).put_packet(&old)?;
         }
     }
     let mut blobs = vec![(d.manifest.sha256, d.manifest.size)];
@@ -198,6 +186,7 @@ pub(super) fn commit(
         created_at: now(),
         descriptor: req.descriptor.clone(),
         signature: req.signature.clone(),
+        sender_key: key.to_bytes(),
         recipients: d.recipients.iter().map(|r| r.principal.clone()).collect(),
         blobs,
         pulled_by: Vec::new(),
@@ -212,7 +201,7 @@ pub(super) fn commit(
     state.record(
         Event::server(&me.record.id, "deliver-committed", Some(&d.id), None, done).in_matter(&m.id),
     )?;
-    state.store.create_packet(&record)?;
+    state.gate.write(&allowed).create_packet(&record)?;
     Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
 }
 
@@ -226,28 +215,28 @@ pub(super) fn review(
         ReceiptStatement::parse(&req.signed).map_err(|e| Failure::bad_request(e.to_string()))?;
     let _guard = state.write_lock();
     let pending = state
-        .store
+        .gate
+        .read()
         .packet(&st.deliverable)?
         .is_some_and(|d| d.state == Some(DeliverableState::Submitted));
-    let mut d =
-        authorize_pull(state, me, &st.deliverable, "review-check", Vec::new()).and_then(|d| {
-            let record = authorize(
-                state,
-                me,
-                &d.matter,
-                "review",
-                |_| {
-                    Ok(Operation::Review {
-                        deliverable: &st.deliverable,
-                        pending,
-                    })
-                },
-                Some(&st.deliverable),
-                vec![("decision".into(), st.decision.as_str().into())],
-            )?;
-            require(record)?;
-            Ok(d)
-        })?;
+    let (mut d, allowed) = authorize_pull(state, me, &st.deliverable, "review-check", Vec::new())
+        .and_then(|(d, _)| {
+        let Authorized { allowed, .. } = authorize(
+            state,
+            me,
+            &d.matter,
+            "review",
+            |_| {
+                Ok(Operation::Review {
+                    deliverable: &st.deliverable,
+                    pending,
+                })
+            },
+            Some(&st.deliverable),
+            vec![("decision".into(), st.decision.as_str().into())],
+        )?;
+        Ok((d, allowed))
+    })?;
     if d.kind != PacketKind::Deliverable {
         return Err(Failure::bad_request(format!(
             "{} is a packet, not a deliverable",
@@ -317,8 +306,8 @@ pub(super) fn review(
         at: now(),
         log_index: index,
     });
-    state.store.put_packet(&d)?;
-    let (record, proof, checkpoint) = state.audit.inclusion(index).map_err(|e| {
+    state.gate.write(&allowed).put_packet(&d)?;
+    let (record, proof, checkpoint) = state.gate.audit().inclusion(index).map_err(|e| {
         tracing::error!(error = %e, "inclusion proof");
         Failure::new(ErrorCode::Internal, "the audit log cannot prove the review")
     })?;
@@ -346,7 +335,7 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
         // at least one matter (the refusal is the policy's, for one of them).
         let mut first_denial = None;
         let mut any = false;
-        for m in state.store.matters()? {
+        for m in state.gate.read().matters()? {
             if !matches!(
                 membership(&m, &me.record.id, &me.record.signing_key)?,
                 crate::policy::Membership::Member { .. }
@@ -398,7 +387,7 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
         )?;
     }
     let since = req.since_secs.map(|s| now().saturating_sub(s));
-    let all = state.store.packets()?;
+    let all = state.gate.read().packets()?;
     #[derive(Default)]
     struct Acc {
         row: ReportRow,
@@ -411,7 +400,7 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
         {
             continue;
         }
-        let Some(m) = state.store.matter(&p.matter)? else {
+        let Some(m) = state.gate.read().matter(&p.matter)? else {
             continue;
         };
         if !allowed(me, &m, &Operation::Report)? {
@@ -423,7 +412,7 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
             if m.current_member(r)
                 .is_some_and(|row| row.role == Role::Provider.as_str())
             {
-                if let Some(org) = state.store.principal(r)?.and_then(|x| x.org) {
+                if let Some(org) = state.gate.read().principal(r)?.and_then(|x| x.org) {
                     orgs.insert(org);
                 }
             }
@@ -437,7 +426,8 @@ pub(super) fn report(state: &State, me: &Actor, req: &ReportRequest) -> Outcome 
                 .iter()
                 .filter(|d| {
                     state
-                        .store
+                        .gate
+                        .read()
                         .principal(&d.sender)
                         .ok()
                         .flatten()

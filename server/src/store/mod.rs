@@ -194,6 +194,9 @@ pub struct PacketRecord {
     pub descriptor: Vec<u8>,
     /// The sender's signature over it.
     pub signature: Vec<u8>,
+    /// The key that signed it (the sender's key at commit time: a later
+    /// rekey does not stop old packets from verifying).
+    pub sender_key: [u8; 32],
     /// Principals it is encrypted to.
     pub recipients: Vec<String>,
     /// Every blob (manifest first) with its size.
@@ -325,8 +328,29 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Metadata operations the handlers need.
-pub trait MetaStore: Send + Sync + std::fmt::Debug {
+/// Reading metadata: open to every handler.
+pub trait MetaRead: Send + Sync + std::fmt::Debug {
+    /// Looks a principal up by its Ed25519 key.
+    fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError>;
+    /// Looks a principal up by id.
+    fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError>;
+    /// Looks an organization up.
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError>;
+    /// Looks a matter up.
+    fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError>;
+    /// Every matter (for listing).
+    fn matters(&self) -> Result<Vec<MatterRecord>, StoreError>;
+    /// Looks a packet up.
+    fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError>;
+    /// Every packet.
+    fn packets(&self) -> Result<Vec<PacketRecord>, StoreError>;
+    /// Whether `uploader` uploaded blob `sha256`.
+    fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
+}
+
+/// Changing metadata. Handlers reach these only through the gate
+/// (`handler::gate`), with proof that an allowing decision was logged.
+pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     /// Stores a new invite.
     fn create_invite(&self, token_hash: &[u8; 32], invite: &InviteRecord)
     -> Result<(), StoreError>;
@@ -340,35 +364,24 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Revokes a principal's key: the key no longer authenticates.
     fn revoke(&self, id: &str, now: u64) -> Result<PrincipalRecord, StoreError>;
-    /// Looks a principal up by its Ed25519 key.
-    fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError>;
-    /// Looks a principal up by id.
-    fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError>;
-    /// Looks an organization up.
-    fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError>;
     /// Creates an organization; refuses an existing id.
     fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError>;
-    /// Looks a matter up.
-    fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError>;
     /// Creates a matter; refuses an existing id.
     fn create_matter(&self, matter: &MatterRecord) -> Result<(), StoreError>;
     /// Replaces an existing matter (callers serialize writers).
     fn put_matter(&self, matter: &MatterRecord) -> Result<(), StoreError>;
-    /// Every matter (for listing).
-    fn matters(&self) -> Result<Vec<MatterRecord>, StoreError>;
     /// Stores a new packet; refuses an existing id.
     fn create_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
-    /// Looks a packet up.
-    fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError>;
     /// Replaces a packet record (callers serialize writers).
     fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
-    /// Every packet.
-    fn packets(&self) -> Result<Vec<PacketRecord>, StoreError>;
     /// Records that `uploader` uploaded blob `sha256` itself (only such
     /// blobs may go into its packets: a hash alone proves nothing).
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError>;
-    /// Whether `uploader` uploaded blob `sha256`.
-    fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
     /// Forces everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
 }
+
+/// A complete metadata store.
+pub trait MetaStore: MetaRead + MetaWrite {}
+
+impl<T: MetaRead + MetaWrite> MetaStore for T {}

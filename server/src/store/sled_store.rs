@@ -1,4 +1,4 @@
-//! [`MetaStore`] on sled 0.34.
+//! [`MetaStore`](super::MetaStore) on sled 0.34.
 //!
 //! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
 //! (id → record), `invites` (SHA-256 of token → record), `matters` (id →
@@ -13,8 +13,8 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
-    InviteRecord, MatterRecord, MetaStore, OrgRecord, PacketRecord, PrincipalRecord, Refusal,
-    StoreError,
+    InviteRecord, MatterRecord, MetaRead, MetaWrite, OrgRecord, PacketRecord, PrincipalRecord,
+    Refusal, StoreError,
 };
 
 /// sled-backed metadata store.
@@ -92,7 +92,54 @@ impl SledStore {
     }
 }
 
-impl MetaStore for SledStore {
+impl MetaRead for SledStore {
+    fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError> {
+        let Some(id) = self.keys.get(key).map_err(backend)? else {
+            return Ok(None);
+        };
+        Self::get(&self.principals, &id)
+    }
+
+    fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError> {
+        Self::get(&self.principals, id.as_bytes())
+    }
+
+    fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError> {
+        Self::get(&self.orgs, id.as_bytes())
+    }
+
+    fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError> {
+        Self::get(&self.matters, id.as_bytes())
+    }
+
+    fn matters(&self) -> Result<Vec<MatterRecord>, StoreError> {
+        self.matters
+            .iter()
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError> {
+        Self::get(&self.packets, id.as_bytes())
+    }
+
+    fn packets(&self) -> Result<Vec<PacketRecord>, StoreError> {
+        self.packets
+            .iter()
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError> {
+        let mut key = sha256.to_vec();
+        key.extend_from_slice(uploader.as_bytes());
+        self.claims.contains_key(key).map_err(backend)
+    }
+}
+
+impl MetaWrite for SledStore {
     fn create_invite(
         &self,
         token_hash: &[u8; 32],
@@ -194,31 +241,12 @@ impl MetaStore for SledStore {
         }
     }
 
-    fn principal_by_key(&self, key: &[u8; 32]) -> Result<Option<PrincipalRecord>, StoreError> {
-        let Some(id) = self.keys.get(key).map_err(backend)? else {
-            return Ok(None);
-        };
-        Self::get(&self.principals, &id)
-    }
-
-    fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError> {
-        Self::get(&self.principals, id.as_bytes())
-    }
-
-    fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError> {
-        Self::get(&self.orgs, id.as_bytes())
-    }
-
     fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError> {
         self.orgs
             .compare_and_swap(org.id.as_bytes(), None as Option<&[u8]>, Some(enc(org)?))
             .map_err(backend)?
             .map_err(|_| Refusal::OrgExists(org.id.clone()))?;
         self.flush()
-    }
-
-    fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError> {
-        Self::get(&self.matters, id.as_bytes())
     }
 
     fn create_matter(&self, matter: &MatterRecord) -> Result<(), StoreError> {
@@ -240,14 +268,6 @@ impl MetaStore for SledStore {
         self.flush()
     }
 
-    fn matters(&self) -> Result<Vec<MatterRecord>, StoreError> {
-        self.matters
-            .iter()
-            .values()
-            .map(|v| dec(&v.map_err(backend)?))
-            .collect()
-    }
-
     fn create_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
         self.packets
             .compare_and_swap(
@@ -260,10 +280,6 @@ impl MetaStore for SledStore {
         self.flush()
     }
 
-    fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError> {
-        Self::get(&self.packets, id.as_bytes())
-    }
-
     fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
         self.packets
             .insert(packet.id.as_bytes(), enc(packet)?)
@@ -271,25 +287,11 @@ impl MetaStore for SledStore {
         self.flush()
     }
 
-    fn packets(&self) -> Result<Vec<PacketRecord>, StoreError> {
-        self.packets
-            .iter()
-            .values()
-            .map(|v| dec(&v.map_err(backend)?))
-            .collect()
-    }
-
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError> {
         let mut key = sha256.to_vec();
         key.extend_from_slice(uploader.as_bytes());
         self.claims.insert(key, &[][..]).map_err(backend)?;
         self.flush()
-    }
-
-    fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError> {
-        let mut key = sha256.to_vec();
-        key.extend_from_slice(uploader.as_bytes());
-        self.claims.contains_key(key).map_err(backend)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
