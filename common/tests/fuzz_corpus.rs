@@ -57,6 +57,11 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
+fn roster() {
+    replay("roster", fuzz_entry::roster);
+}
+
+#[test]
 fn wire() {
     replay("wire", fuzz_entry::wire);
 }
@@ -118,6 +123,7 @@ fn every_target_is_replayed() {
             "manifest",
             "note",
             "receipt",
+            "roster",
             "sanitize",
             "wire"
         ]

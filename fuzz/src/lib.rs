@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::SigningKey;
-use matterdrop_common::{audit, bundle, packet, proto, receipt, sign, tlog};
+use matterdrop_common::{audit, bundle, packet, proto, receipt, roster, sign, tlog};
 
 /// Key name (and checkpoint origin) of the fixed fuzzing log key.
 pub const LOG_NAME: &str = "mdropd-fuzz";
@@ -427,5 +427,40 @@ pub fn bundle(data: &[u8]) {
             assert!(rec.record.len() <= bundle::MAX_RECORD);
             assert_eq!(rec.proof.is_some(), with_proof);
         }
+    }
+}
+
+/// Fuzz target `roster`: a signed-roster statement. Parsing never panics; a
+/// parsed statement re-encodes to exactly its input; signed with a fixed
+/// key, a `create` starts a roster whose state matches it, and any other
+/// statement is refused as a first statement.
+pub fn roster(data: &[u8]) {
+    let Ok(s) = roster::Statement::parse(data) else {
+        return;
+    };
+    let bytes = s.to_bytes().expect("a parsed statement re-encodes");
+    assert_eq!(bytes, data, "parse accepted non-canonical bytes");
+    assert_eq!(
+        roster::Statement::parse(&bytes).expect("re-encoding parses"),
+        s
+    );
+    let k = keys();
+    let mut own = s.clone();
+    own.signer_key = k.member.verifying_key().to_bytes();
+    let Ok(entry) = own.sign(&k.member) else {
+        return;
+    };
+    match (
+        roster::Roster::genesis(&entry, roster::Check::Signatures),
+        &own.change,
+    ) {
+        (Ok(r), roster::Change::Create { title, scope, .. }) => {
+            assert_eq!(&r.title, title);
+            assert_eq!(&r.scope, scope);
+            assert_eq!(r.len, 1);
+            assert!(r.members.contains_key(&own.signer));
+        }
+        (Ok(_), other) => panic!("a {} statement started a roster", other.name()),
+        (Err(_), _) => {}
     }
 }

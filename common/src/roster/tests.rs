@@ -481,3 +481,28 @@ fn titles_percent_encode_reversibly() {
     assert!(decode_text("%e2").is_err(), "lowercase hex");
     assert!(decode_text("%").is_err());
 }
+
+#[test]
+fn the_fuzz_seed_corpus_holds_valid_statements_of_every_kind() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/roster");
+    let mut kinds = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        if let Ok(s) = Statement::parse(&bytes) {
+            kinds.insert(s.change.name());
+        }
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "add",
+            "create",
+            "rekey",
+            "remove",
+            "set-ack",
+            "set-recovery",
+            "set-role",
+            "set-scope"
+        ]
+    );
+}
