@@ -149,6 +149,18 @@ impl AgeKey {
         }
     }
 
+    /// A short fingerprint people can compare with the firm's records:
+    /// `SHA256:` and the unpadded base64 of the SHA-256 of the recipient
+    /// string.
+    pub fn fingerprint(&self) -> String {
+        use base64::Engine as _;
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(Sha256::digest(self.recipient().as_bytes()))
+        )
+    }
+
     /// The recipient string (`age1…`).
     pub fn recipient(&self) -> &str {
         match self {

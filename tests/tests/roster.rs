@@ -628,3 +628,50 @@ fn keys_audit_lists_every_key_registered_under_ones_id() {
         .collect();
     assert!(earlier.contains(&fake_fp.as_str()), "{v}");
 }
+
+/// The firm's recovery key is the attorneys' choice, in the roster: packets
+/// are encrypted to it while the roster names it, and not after
+/// `set-recovery none`; the operator cannot set one (org create refuses).
+#[test]
+fn the_recovery_recipient_is_set_by_attorneys() {
+    let t = setup();
+    let recovery = User::new(t.w.tmp.path(), "firm-vault");
+    std::fs::create_dir_all(&recovery.home).unwrap();
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(recovery.home.join("identity.txt"))
+        .output()
+        .expect("age-keygen (tests/run installs age)");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(recovery.home.join("identity.txt")).unwrap();
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_owned();
+    let v = t
+        .alice
+        .json(&["matter", "set-recovery", MATTER, &recipient]);
+    assert_eq!(v["recovery_recipient"], recipient.as_str());
+    assert!(
+        v["recovery_fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    let records = t.file("records.txt", "x\n");
+    t.push(&t.alice, &records).ok();
+    let readable = decryptable_by(&t.w.server.data, &recovery);
+    assert!(readable >= 2, "the packet's file and manifest: {readable}");
+    t.alice.json(&["matter", "set-recovery", MATTER, "none"]);
+    t.push(&t.alice, &records).ok();
+    assert_eq!(decryptable_by(&t.w.server.data, &recovery), readable);
+    // The operator has no way to add one.
+    let r =
+        t.w.admin
+            .run(&["admin", "org", "create", "firm-z", "--kind", "firm"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // A paralegal cannot change it either.
+    let r = t.pat.run(&["matter", "set-recovery", MATTER, &recipient]);
+    assert_eq!(r.code, 3, "{r:?}");
+}

@@ -88,6 +88,7 @@ fn roster_json(synced: &Synced) -> serde_json::Value {
         "ack_version": r.ack_version,
         "ack_sha256": hex(&r.ack_sha256),
         "recovery_recipient": r.recovery.as_ref().map(AgeKey::recipient),
+        "recovery_fingerprint": r.recovery.as_ref().map(AgeKey::fingerprint),
         "roster": {
             "statements": r.len,
             "head": hex(&r.head),
@@ -125,7 +126,10 @@ fn roster_text(synced: &Synced) -> String {
     let _ = writeln!(
         s,
         "  recovery:        {}",
-        r.recovery.as_ref().map_or("none", AgeKey::recipient)
+        r.recovery.as_ref().map_or_else(
+            || "none".to_owned(),
+            |a| format!("{} ({})", a.recipient(), a.fingerprint())
+        )
     );
     let _ = writeln!(
         s,
