@@ -485,7 +485,7 @@ fn titles_percent_encode_reversibly() {
 #[test]
 fn the_fuzz_seed_corpus_holds_valid_statements_of_every_kind() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/roster");
-    let mut kinds = std::collections::BTreeSet::new();
+    let mut kinds = BTreeSet::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(e.unwrap().path()).unwrap();
         if let Ok(s) = Statement::parse(&bytes) {
