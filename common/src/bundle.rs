@@ -228,6 +228,19 @@ fn fail(index: Option<u64>, reason: impl Into<String>) -> Failure {
     }
 }
 
+/// The `audit-export` entry a matter bundle ends with.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportEntry {
+    /// Its log index.
+    pub index: u64,
+    /// Unix seconds.
+    pub time: u64,
+    /// Who exported.
+    pub by: String,
+    /// The exporting client's nonce (hex), if it sent one.
+    pub nonce: Option<String>,
+}
+
 /// What a verified bundle holds.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -249,6 +262,8 @@ pub struct Summary {
     pub per_action: BTreeMap<String, u64>,
     /// Whether consistency with the client's earlier checkpoint was proven.
     pub consistent_with_seen: Option<bool>,
+    /// For a matter bundle: the export entry that ends it.
+    pub export: Option<ExportEntry>,
     /// Root hash of the checkpoint.
     #[serde(skip)]
     pub root: Hash,
@@ -542,32 +557,66 @@ fn verify_matter<R: Read>(
     }
     // The export is itself logged on the matter before the bundle is cut, so
     // the chain must end with it: nothing newer can have been left out.
-    match &last {
-        Some(e) if e.action == "audit-export" && e.allowed => {}
+    let export = match &last {
+        Some(e) if e.action == "audit-export" && e.allowed => e,
         _ => {
             return Err(fail(
                 prev.map(|p| p + 1),
                 "the bundle does not end with its own export entry: newer entries of the matter may be missing",
             ));
         }
+    };
+    // The export entry signs how many entries the matter had: all of them
+    // must be here (an older export cut short is not a complete bundle).
+    let detail = |k: &str| {
+        export
+            .details
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
+    let signed_count: Option<u64> = detail("matter_entries").and_then(|v| v.parse().ok());
+    if signed_count != Some(header.count) {
+        return Err(fail(
+            Some(export.index),
+            format!(
+                "the export entry {} signs {} entries of matter {matter}, the bundle holds {}",
+                export.index,
+                signed_count.map_or_else(|| "no count of".to_owned(), |n| n.to_string()),
+                header.count
+            ),
+        ));
     }
+    summary.export = Some(ExportEntry {
+        index: export.index,
+        time: export.time,
+        by: export.principal.clone(),
+        nonce: detail("nonce"),
+    });
     if let Some(s) = seen {
         if s.size > 0 {
-            match &header.consistency {
+            let ok = match &header.consistency {
+                _ if s.size == cp.size => s.root == cp.root,
                 Some(c) if c.from_size == s.size => {
-                    let ok = tlog::verify_consistency(s.size, cp.size, &c.proof, &s.root, &cp.root)
-                        .is_ok()
-                        || (s.size == cp.size && s.root == cp.root);
-                    if !ok {
-                        return Err(fail(
-                            None,
-                            "history rewritten: the checkpoint is not consistent with the one this client saw before",
-                        ));
-                    }
-                    summary.consistent_with_seen = Some(true);
+                    tlog::verify_consistency(s.size, cp.size, &c.proof, &s.root, &cp.root).is_ok()
                 }
-                _ => summary.consistent_with_seen = Some(false),
+                _ => {
+                    return Err(fail(
+                        None,
+                        format!(
+                            "the bundle carries no consistency proof from the checkpoint of {} entries this client saw before, so it cannot show that history was not rewritten",
+                            s.size
+                        ),
+                    ));
+                }
+            };
+            if !ok {
+                return Err(fail(
+                    None,
+                    "history rewritten: the checkpoint is not consistent with the one this client saw before",
+                ));
             }
+            summary.consistent_with_seen = Some(true);
         }
     }
     Ok(())

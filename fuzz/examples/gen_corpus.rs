@@ -467,6 +467,7 @@ fn wire(out: &mut Out) -> io::Result<()> {
         (
             "audit-export",
             Req::AuditExport(proto::AuditExportRequest {
+                nonce: None,
                 matter: Some(MATTER.into()),
                 known_size: Some(5),
             }),

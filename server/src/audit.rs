@@ -135,6 +135,8 @@ struct Inner {
     log: AppendLog,
     frontier: Frontier,
     last_in_matter: HashMap<String, u64>,
+    /// How many entries each matter has.
+    matter_counts: HashMap<String, u64>,
     /// Indexes of the allowed `enroll` entries, per principal id.
     registrations: HashMap<String, Vec<u64>>,
     signer: NoteSigner,
@@ -183,6 +185,7 @@ impl AuditLog {
             frontier.push(*leaf);
         }
         let mut last_in_matter = HashMap::new();
+        let mut matter_counts: HashMap<String, u64> = HashMap::new();
         let mut registrations: HashMap<String, Vec<u64>> = HashMap::new();
         for index in 0..log.len() {
             let (entry, _) = audit::parse_record(&log.read(index)?).map_err(|e| {
@@ -201,6 +204,7 @@ impl AuditLog {
                     .push(index);
             }
             if let Some(m) = entry.matter {
+                *matter_counts.entry(m.clone()).or_default() += 1;
                 last_in_matter.insert(m, index);
             }
         }
@@ -228,6 +232,7 @@ impl AuditLog {
             log,
             frontier,
             last_in_matter,
+            matter_counts,
             registrations,
             signer,
             key,
@@ -248,6 +253,7 @@ impl AuditLog {
         let start = inner.log.len();
         // Chain links for this batch; applied only once it is on disk.
         let mut batch: HashMap<String, u64> = HashMap::new();
+        let mut batch_counts: HashMap<String, u64> = HashMap::new();
         let mut bytes = Vec::with_capacity(events.len());
         let mut enrolled = Vec::new();
         for (i, Event(mut entry)) in events.into_iter().enumerate() {
@@ -260,6 +266,16 @@ impl AuditLog {
                     .copied();
                 entry.prev_in_matter = prev;
                 batch.insert(m.clone(), index);
+                let count = batch_counts.entry(m.clone()).or_default();
+                *count += 1;
+                // A matter export signs how many entries the matter has,
+                // itself included: the bundle it ends must hold them all.
+                if entry.action == "audit-export" {
+                    let total = inner.matter_counts.get(m).copied().unwrap_or(0) + *count;
+                    entry
+                        .details
+                        .push(("matter_entries".into(), total.to_string()));
+                }
             }
             if is_registration(&entry) {
                 enrolled.push((entry.principal.clone(), index));
@@ -273,6 +289,9 @@ impl AuditLog {
             inner.frontier.push(leaf);
         }
         inner.last_in_matter.extend(batch);
+        for (m, n) in batch_counts {
+            *inner.matter_counts.entry(m).or_default() += n;
+        }
         for (who, index) in enrolled {
             inner.registrations.entry(who).or_default().push(index);
         }
@@ -323,6 +342,7 @@ impl AuditLog {
         matter: Option<&str>,
         known_size: Option<u64>,
         exported_by: &str,
+        upto: Option<u64>,
     ) -> Result<(BundleHeader, Body), AuditError> {
         let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
         let size = inner.log.len();
@@ -364,10 +384,11 @@ impl AuditLog {
                 Ok((header, body))
             }
             Some(m) => {
-                // Walk the matter's chain back from its newest entry.
+                // Walk the matter's chain back from the export's own entry
+                // (or the newest one).
                 let mut indices = Vec::new();
                 let mut records = Vec::new();
-                let mut next = inner.last_in_matter.get(m).copied();
+                let mut next = upto.or_else(|| inner.last_in_matter.get(m).copied());
                 while let Some(i) = next {
                     let rec = inner.log.read(i)?;
                     let (entry, _) = audit::parse_record(&rec)

@@ -453,3 +453,69 @@ fn kill_9_loses_no_acknowledged_event() {
         "acknowledged {acked} shows, log has {allowed}"
     );
 }
+
+/// A matter export ends with the entry that logs this client's nonce and
+/// signs the matter's entry count. An operator who puts back an older copy
+/// of the data directory (or cuts the log and deletes its checkpoint) is
+/// caught by a client that saw a newer checkpoint: the export is refused,
+/// nothing is written, and the client's stored checkpoint stays.
+#[test]
+fn exports_are_complete_fresh_and_not_rolled_back() {
+    let mut s = scene();
+    let old = s.w.tmp.path().join("data-snapshot");
+    // The operator's snapshot, taken now (the server stopped for a moment).
+    s.w.server.restart_after(|data| copy_dir(data, &old));
+    for u in [&s.alice, &s.bob, &s.audrey, &s.w.admin] {
+        u.repoint(&s.w.server);
+    }
+    s.alice.json(&["matter", "show", MATTER]);
+    let b1 = s.w.tmp.path().join("b1.bundle");
+    export(&s.audrey, Some(MATTER), &b1);
+    let v = s.audrey.json(&["audit", "verify", b1.to_str().unwrap()]);
+    assert_eq!(v["export"]["by"], "audrey@firm-a");
+    assert_eq!(v["export"]["by_this_client"], true, "{v}");
+    // Another auditor verifying Audrey's bundle is told whose export it is.
+    let carol = s.w.user("carol@firm-a");
+    let log_key = s.audrey.json(&["whoami"])["log_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = carol.json(&[
+        "audit",
+        "verify",
+        b1.to_str().unwrap(),
+        "--log-key",
+        &log_key,
+    ]);
+    assert_eq!(v["export"]["by_this_client"], false, "{v}");
+    assert_eq!(v["export"]["by"], "audrey@firm-a");
+    let checkpoint = std::fs::read(s.audrey.home.join("audit-checkpoint.txt")).unwrap();
+
+    // The operator puts the old data directory back and restarts.
+    s.w.server.restart_after(|data| {
+        std::fs::remove_dir_all(data).unwrap();
+        copy_dir(&old, data);
+    });
+    for u in [&s.alice, &s.bob, &s.audrey, &s.w.admin] {
+        u.repoint(&s.w.server);
+    }
+    let b2 = s.w.tmp.path().join("b2.bundle");
+    let r = s
+        .audrey
+        .run(&[
+            "audit",
+            "export",
+            "--matter",
+            MATTER,
+            "--out",
+            b2.to_str().unwrap(),
+        ])
+        .code(4);
+    assert!(r.stderr.contains("rollback"), "{r:?}");
+    assert!(!b2.exists(), "a refused bundle is not written");
+    assert_eq!(
+        std::fs::read(s.audrey.home.join("audit-checkpoint.txt")).unwrap(),
+        checkpoint,
+        "the stored checkpoint did not move"
+    );
+}

@@ -1424,6 +1424,7 @@ fn every_request_after_key_revocation_is_refused_and_reads_nothing() {
             ClientRequest::AuditExport(proto::AuditExportRequest {
                 matter: Some(MATTER.into()),
                 known_size: None,
+                nonce: None,
             }),
         ];
         for req in &requests {

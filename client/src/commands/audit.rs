@@ -20,6 +20,16 @@ use crate::identity;
 /// The newest checkpoint this client verified (a signed note).
 const SEEN_CHECKPOINT: &str = "audit-checkpoint.txt";
 
+/// The nonces of the matter exports this client asked for (hex → matter).
+const EXPORT_NONCES: &str = "audit-exports.json";
+
+fn load_nonces(home: &Home) -> std::collections::BTreeMap<String, String> {
+    std::fs::read(home.path(EXPORT_NONCES))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
@@ -67,11 +77,26 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
     let log_key =
         NoteVerifier::from_vkey(&server.log_key).map_err(|e| Fail::other(e.to_string()))?;
     let known_size = seen(&ctx.home, &log_key)?.map(|(s, _)| s.size);
+    // A fresh nonce for a matter export, remembered before it is sent: the
+    // bundle must end with the export entry that logs it.
+    let nonce = match &args.matter {
+        Some(m) => {
+            let mut n = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut n);
+            let mut nonces = load_nonces(&ctx.home);
+            nonces.insert(n.iter().map(|b| format!("{b:02x}")).collect(), m.clone());
+            let bytes = serde_json::to_vec(&nonces).map_err(|e| Fail::other(e.to_string()))?;
+            write_replace(&ctx.home.path(EXPORT_NONCES), &bytes, 0o600)?;
+            Some(n)
+        }
+        None => None,
+    };
     let result = async {
         let (resp, mut recv) = session
             .request_stream(&ClientRequest::AuditExport(AuditExportRequest {
                 matter: args.matter.clone(),
                 known_size,
+                nonce,
             }))
             .await?;
         let ServerResponse::AuditBundle(header) = resp else {
@@ -96,6 +121,31 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
         out.into_inner()
             .map_err(|e| Fail::other(e.to_string()))?
             .sync_all()?;
+        // A matter bundle must be the one cut for this request: it verifies
+        // and ends with the export entry that logs this client's nonce (a
+        // server replaying an older export is caught here).
+        if let Some(n) = nonce {
+            let check = bundle::verify(
+                || File::open(&tmp).map(|f| BufReader::with_capacity(1 << 20, f)),
+                &log_key,
+                seen(&ctx.home, &log_key)?.map(|(s, _)| s),
+            );
+            let want: String = n.iter().map(|b| format!("{b:02x}")).collect();
+            let problem = match &check {
+                Err(f) => Some(f.to_string()),
+                Ok(s) if s.export.as_ref().and_then(|e| e.nonce.as_ref()) != Some(&want) => {
+                    Some("the bundle does not end with the export entry of this request (an older export replayed?)".to_owned())
+                }
+                Ok(_) => None,
+            };
+            if let Some(why) = problem {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Fail::new(
+                    exit::VERIFY,
+                    format!("the server's audit bundle was refused: {why}"),
+                ));
+            }
+        }
         std::fs::rename(&tmp, &args.out)?;
         Ok(header)
     }
@@ -156,6 +206,17 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
             )?;
         }
     }
+    // Whether this client asked for this export (its nonce), or someone
+    // else did (reported, not refused: an auditor may verify a colleague's
+    // bundle).
+    let nonces = load_nonces(&ctx.home);
+    let export = summary.export.as_ref().map(|e| {
+        let ours = e
+            .nonce
+            .as_ref()
+            .is_some_and(|n| nonces.get(n) == summary.matter.as_ref());
+        (e, ours)
+    });
     let span = match (summary.first_time, summary.last_time) {
         (Some(a), Some(b)) => format!("{} .. {}", rfc3339(a), rfc3339(b)),
         _ => "-".into(),
@@ -171,6 +232,9 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
         "per_principal": summary.per_principal,
         "per_action": summary.per_action,
         "consistent_with_previous_checkpoint": summary.consistent_with_seen,
+        "export": export.map(|(e, ours)| json!({
+            "index": e.index, "time": rfc3339(e.time), "by": e.by, "by_this_client": ours,
+        })),
     });
     ctx.out.emit(&v, || {
         let mut s = String::new();
@@ -178,15 +242,33 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
             s,
             "OK: {} entries{} verified against the signed checkpoint of {} entries",
             summary.entries,
-            summary.matter.as_deref().map(|m| format!(" of matter {m}")).unwrap_or_default(),
+            summary
+                .matter
+                .as_deref()
+                .map(|m| format!(" of matter {m}"))
+                .unwrap_or_default(),
             summary.tree_size
         );
         let _ = writeln!(s, "  time span: {span}");
+        if let Some((e, ours)) = &export {
+            let _ = writeln!(
+                s,
+                "  complete as of the export at entry {} ({} by {}){}",
+                e.index,
+                rfc3339(e.time),
+                crate::output::escape(&e.by, false),
+                if *ours {
+                    ", which this client asked for"
+                } else {
+                    "; not an export this client asked for"
+                }
+            );
+        }
         let _ = writeln!(s, "  denied attempts: {}", summary.denials);
         match summary.consistent_with_seen {
             Some(true) => s.push_str("  consistent with the checkpoint this client saw before\n"),
             Some(false) => s.push_str(
-                "  WARNING: consistency with the checkpoint this client saw before could not be proven\n",
+                "  consistency with the checkpoint this client saw before was not checked\n",
             ),
             None => s.push_str("  first checkpoint this client has seen for this log\n"),
         }

@@ -591,6 +591,10 @@ pub struct AuditExportRequest {
     /// The tree size of the newest checkpoint the client has verified, so
     /// the server can include a consistency proof from it.
     pub known_size: Option<u64>,
+    /// A fresh random value of the exporting client's, logged in the
+    /// matter's `audit-export` entry that ends the bundle: the client knows
+    /// the bundle was cut for this request, not replayed from an older one.
+    pub nonce: Option<[u8; 32]>,
 }
 
 /// Asks who a packet must be encrypted to (and checks permission and scope).

@@ -4,7 +4,7 @@
 use matterdrop_common::proto::{AuditExportRequest, ErrorCode, ServerResponse};
 
 use super::identity::authorize_server;
-use super::matters::authorize;
+use super::matters::{authorize, hex};
 use super::{Actor, Failure, Reply, State};
 use crate::policy::{Operation, ServerOperation};
 
@@ -16,26 +16,33 @@ pub(super) fn export(
     // The export is itself an entry (of the matter, for a matter export), and
     // it is recorded before the bundle is cut: the bundle ends with it, so a
     // verifier knows nothing newer was left out.
-    match &req.matter {
+    let upto = match &req.matter {
         Some(m) => {
-            authorize(
+            let details = req
+                .nonce
+                .map(|n| vec![("nonce".to_owned(), hex(&n))])
+                .unwrap_or_default();
+            let a = authorize(
                 state,
                 me,
                 m,
                 "audit-export",
                 |_| Ok(Operation::ExportAudit),
                 None,
-                Vec::new(),
+                details,
             )?;
+            // The bundle ends at this very entry, whatever is logged after.
+            Some(a.allowed.log_index())
         }
         None => {
             authorize_server(state, me, &ServerOperation::ExportFullLog, "(whole log)")?;
+            None
         }
-    }
+    };
     let (header, body) = state
         .gate
         .audit()
-        .export(req.matter.as_deref(), req.known_size, &me.record.id)
+        .export(req.matter.as_deref(), req.known_size, &me.record.id, upto)
         .map_err(|e| {
             tracing::error!(error = %e, "audit export");
             Failure::new(ErrorCode::Internal, "the audit log cannot be read")
