@@ -57,7 +57,8 @@ fn cache_path(home: &Home, matter: &str) -> CmdResult<PathBuf> {
     Ok(home.path("rosters").join(format!("{matter}.json")))
 }
 
-fn load_cache(home: &Home, matter: &str) -> CmdResult<Vec<SignedStatement>> {
+/// The chain this client has verified for `matter` (empty if none).
+pub fn load_cache(home: &Home, matter: &str) -> CmdResult<Vec<SignedStatement>> {
     let path = cache_path(home, matter)?;
     let bytes = match fs::read(&path) {
         Ok(b) => b,

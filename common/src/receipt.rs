@@ -223,6 +223,13 @@ pub struct ReceiptFile {
     pub note: String,
     /// Where the review is in the audit log.
     pub log: LogProof,
+    /// The matter's signed roster as the reviewer's client had verified it
+    /// when it signed (`[base64 statement, base64 signature]`, oldest
+    /// first): it shows, offline, that the reviewer's key was an attorney's
+    /// key of the matter. (Absent from receipts made before it existed,
+    /// which `receipt verify` then refuses.)
+    #[serde(default)]
+    pub roster: Vec<[String; 2]>,
 }
 
 /// Format tag of [`ReceiptFile`].

@@ -275,7 +275,42 @@ fn full_review_workflow_with_receipts() {
         let r = alice
             .run(&["receipt", "verify", path.to_str().unwrap()])
             .code(4);
-        assert!(r.stderr.contains("does not record this receipt"), "{r:?}");
+        assert!(
+            r.stderr
+                .contains("not an attorney's key in the signed roster"),
+            "{r:?}"
+        );
+        // A key that claims to be Alice's (what whoever holds the log key
+        // would mint): the roster gives Alice another key.
+        let mut v = original.clone();
+        let forged = signed.clone();
+        v["signature"] = base64::engine::general_purpose::STANDARD
+            .encode(matterdrop_common::sign::sign(&pat_key, forged.as_bytes()))
+            .into();
+        v["reviewer_public_key_pem"] = pat_key
+            .verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap()
+            .into();
+        let path = tmp.join("bad-impostor.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let r = audrey
+            .run(&["receipt", "verify", path.to_str().unwrap()])
+            .code(4);
+        assert!(
+            r.stderr
+                .contains("alice@firm-a's key in the receipt is not an attorney's key"),
+            "{r:?}"
+        );
+        // Without its roster, a receipt shows nothing about its reviewer.
+        let mut v = original.clone();
+        v["roster"] = serde_json::json!([]);
+        let path = tmp.join("bad-noroster.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        let r = alice
+            .run(&["receipt", "verify", path.to_str().unwrap()])
+            .code(4);
+        assert!(r.stderr.contains("carries no roster"), "{r:?}");
     }
 
     // The inclusion proof against another (older) checkpoint.

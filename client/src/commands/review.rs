@@ -13,6 +13,7 @@ use matterdrop_common::proto::{ClientRequest, ReportRequest, ReviewSubmitRequest
 use matterdrop_common::receipt::{
     self, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry, ReceiptStatement,
 };
+use matterdrop_common::roster::{Check, Roster, SignedStatement};
 use matterdrop_common::tlog::{self, NoteVerifier};
 use serde_json::json;
 
@@ -155,6 +156,10 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
                 })
                 .collect(),
             note: note.clone(),
+            roster: crate::roster::load_cache(&ctx.home, &d.matter)?
+                .iter()
+                .map(|e| [B64.encode(&e.statement), B64.encode(&e.signature)])
+                .collect(),
             log: LogProof {
                 index: info.index,
                 record: B64.encode(&info.record),
@@ -198,6 +203,10 @@ pub struct Verified {
     pub statement: ReceiptStatement,
     /// Files checked against the approved ones.
     pub files_checked: usize,
+    /// The roster chain the receipt carries (verified).
+    pub chain: Vec<SignedStatement>,
+    /// The matter's creator and key, per that chain.
+    pub creator: (String, [u8; 32]),
 }
 
 /// Every offline check of a receipt. Any failure is exit 4 naming it.
@@ -239,6 +248,47 @@ pub fn check(file: &ReceiptFile, log_key: &NoteVerifier, files: &[PathBuf]) -> C
         .collect();
     if listed != signed {
         return Err(bad("the file list does not match the signed manifest"));
+    }
+    // 2b. The reviewer's key is an attorney's key in the matter's roster
+    //     (the chain as the reviewer's client verified it when signing).
+    let chain = file
+        .roster
+        .iter()
+        .map(|[s, sig]| {
+            Ok(SignedStatement {
+                statement: B64
+                    .decode(s)
+                    .map_err(|_| bad("the roster in the receipt is not base64"))?,
+                signature: B64
+                    .decode(sig)
+                    .map_err(|_| bad("the roster in the receipt is not base64"))?,
+            })
+        })
+        .collect::<CmdResult<Vec<_>>>()?;
+    if chain.is_empty() {
+        return Err(bad(
+            "the receipt carries no roster: nothing shows that its reviewer is an attorney of the matter",
+        ));
+    }
+    let roster = Roster::from_chain(&chain, Check::Signatures)
+        .map_err(|e| bad(format!("the roster in the receipt does not verify: {e}")))?;
+    if roster.matter != statement.matter {
+        return Err(bad(format!(
+            "the receipt's roster is matter {}'s, not {}'s",
+            roster.matter, statement.matter
+        )));
+    }
+    match roster.member_with_key(&statement.reviewer, &reviewer.to_bytes()) {
+        Some(m) if m.role == matterdrop_common::roles::Role::Attorney => {}
+        _ => {
+            return Err(bad(format!(
+                "{}'s key in the receipt is not an attorney's key in the signed roster of matter {}",
+                statement.reviewer, statement.matter
+            )));
+        }
+    }
+    if roster.time > statement.time.saturating_add(15 * 60) {
+        return Err(bad("the receipt's roster is dated after the receipt"));
     }
     if receipt::sha256(file.note.as_bytes()) != statement.note_sha256 {
         return Err(bad("the note does not match the signed note hash"));
@@ -314,6 +364,8 @@ pub fn check(file: &ReceiptFile, log_key: &NoteVerifier, files: &[PathBuf]) -> C
     Ok(Verified {
         statement,
         files_checked: files.len(),
+        chain,
+        creator: roster.creator,
     })
 }
 
@@ -342,6 +394,30 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
                 .map_err(|_| bad("invalid reviewer key"))?;
         let mut pins = Pins::load(&ctx.home)?;
         pins.check(&v.statement.reviewer, &reviewer.to_bytes(), None, false)?;
+        // The receipt's roster must agree with the one this client
+        // verified for the matter (one a prefix of the other), and its
+        // creator with the key this client knows them by.
+        if let Ok(mine) = crate::roster::load_cache(&ctx.home, &v.statement.matter) {
+            let n = mine.len().min(v.chain.len());
+            if mine[..n] != v.chain[..n] {
+                return Err(bad(format!(
+                    "the receipt's roster of matter {} forks from the one this client verified",
+                    v.statement.matter
+                )));
+            }
+        }
+        let (creator, key) = &v.creator;
+        if let Some(pin) = pins.get(creator) {
+            let fp = matterdrop_common::keys::ed25519_fingerprint(
+                &ed25519_dalek::VerifyingKey::from_bytes(key)
+                    .map_err(|_| bad("the roster creator's key is invalid"))?,
+            );
+            if pin.signing_key != fp {
+                return Err(bad(format!(
+                    "the receipt's roster was created with a key this client does not know {creator} by"
+                )));
+            }
+        }
         pins.save(&ctx.home)?;
     }
     let s = &v.statement;
