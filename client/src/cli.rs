@@ -246,6 +246,24 @@ pub struct AuditShowArgs {
     /// Only denied attempts.
     #[arg(long)]
     pub denied: bool,
+    /// Only entries about this packet or deliverable.
+    #[arg(long)]
+    pub packet: Option<String>,
+    /// Only entries from this time on: a duration back from now (`30d`,
+    /// `12h`) or a date (`2026-12-01`, `2026-12-01T09:00:00Z`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only entries up to this time (same forms as `--since`).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// `table` (default), `csv` (for spreadsheets) or `json` (one object,
+    /// as with `--json`).
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// One row per log entry, instead of one per transfer (uploads and
+    /// downloads log each part).
+    #[arg(long)]
+    pub every_part: bool,
 }
 
 /// `mdrop matter …`.

@@ -519,3 +519,114 @@ fn exports_are_complete_fresh_and_not_rolled_back() {
         "the stored checkpoint did not move"
     );
 }
+
+/// Ids are checked before they reach the log: a request naming a matter
+/// with a newline and an escape sequence is refused and logs nothing, and
+/// `audit show` prints every text from the log with control characters
+/// escaped, in a table or as CSV.
+#[test]
+fn nothing_forged_reaches_the_log_or_the_terminal() {
+    use matterdrop_common::proto::{ClientRequest, ErrorCode, MatterRef};
+    let s = scene();
+    let forged = "2026-PI-0042\n      9  2026-01-01T00:00:00Z  alice@firm-a  review  \u{1b}[2J";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = matterdrop_tests::RawClient::connect(&s.w.server, &s.bob).await;
+        let r = c
+            .request(&ClientRequest::MatterShow(MatterRef {
+                matter: forged.into(),
+            }))
+            .await;
+        assert_eq!(matterdrop_tests::error_code(&r), ErrorCode::BadRequest);
+        c.close().await;
+    });
+    let out = s.w.tmp.path().join("all.bundle");
+    export(&s.w.admin, None, &out);
+    let table =
+        s.w.admin
+            .run(&["audit", "show", out.to_str().unwrap()])
+            .ok()
+            .stdout;
+    assert!(!table.contains('\u{1b}'), "{table}");
+    assert!(!table.contains("2J"), "nothing of the forged id was logged");
+    // Transfers are one row each, with parts and bytes; CSV has a header
+    // and one line per row.
+    let f = s.w.tmp.path().join("f.txt");
+    std::fs::write(&f, "x\n").unwrap();
+    s.alice.json(&[
+        "push",
+        MATTER,
+        f.to_str().unwrap(),
+        "--task",
+        "document-review",
+    ]);
+    export(&s.w.admin, None, &out);
+    let table =
+        s.w.admin
+            .run(&[
+                "audit",
+                "show",
+                out.to_str().unwrap(),
+                "--action",
+                "push-upload",
+            ])
+            .ok()
+            .stdout;
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "one row per transfer: {table}");
+    assert!(
+        rows[0].contains("2 parts") && rows[0].contains("committed"),
+        "{table}"
+    );
+    let every =
+        s.w.admin
+            .run(&[
+                "audit",
+                "show",
+                out.to_str().unwrap(),
+                "--action",
+                "push-upload",
+                "--every-part",
+            ])
+            .ok()
+            .stdout;
+    assert_eq!(every.lines().count(), 3, "{every}");
+    let csv =
+        s.w.admin
+            .run(&[
+                "audit",
+                "show",
+                out.to_str().unwrap(),
+                "--format",
+                "csv",
+                "--denied",
+            ])
+            .ok()
+            .stdout;
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("index,time,principal,action,matter,object,outcome,rule,reason,parts,bytes,completed")
+    );
+    let denied: Vec<&str> = lines.collect();
+    assert!(
+        !denied.is_empty() && denied.iter().all(|l| l.contains(",DENIED,")),
+        "{csv}"
+    );
+    // A window that excludes everything.
+    let none =
+        s.w.admin
+            .run(&[
+                "audit",
+                "show",
+                out.to_str().unwrap(),
+                "--until",
+                "2000-01-01",
+            ])
+            .ok()
+            .stdout;
+    assert_eq!(none.lines().count(), 1, "{none}");
+}

@@ -16,6 +16,7 @@ use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::home::{Home, write_replace};
 use crate::identity;
+use crate::output::escape;
 
 /// The newest checkpoint this client verified (a signed note).
 const SEEN_CHECKPOINT: &str = "audit-checkpoint.txt";
@@ -256,7 +257,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
                 "  complete as of the export at entry {} ({} by {}){}",
                 e.index,
                 rfc3339(e.time),
-                crate::output::escape(&e.by, false),
+                escape(&e.by, false),
                 if *ours {
                     ", which this client asked for"
                 } else {
@@ -281,55 +282,257 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
     Ok(())
 }
 
+/// A point in time given on the command line: a duration back from now or
+/// a date.
+fn parse_time(what: &str, v: &str, end_of_day: bool) -> CmdResult<u64> {
+    let now = std::time::SystemTime::now();
+    if let Ok(d) = humantime::parse_duration(v.trim()) {
+        return Ok(now
+            .checked_sub(d)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs()));
+    }
+    let t = v.trim();
+    let full = if t.len() == 10 {
+        format!("{t}T{}", if end_of_day { "23:59:59Z" } else { "00:00:00Z" })
+    } else {
+        t.to_owned()
+    };
+    humantime::parse_rfc3339_weak(&full)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .ok_or_else(|| {
+            Fail::usage(format!(
+                "--{what} {v:?}: give a duration (30d, 12h) or a date (2026-12-01)"
+            ))
+        })
+}
+
+/// Actions logged once per part of a transfer, collapsed into one row.
+const TRANSFER_ACTIONS: [&str; 3] = ["push-upload", "deliver-upload", "pull-blob"];
+
+/// One row of `audit show`: an entry, or a whole transfer.
+#[derive(Debug)]
+struct Row {
+    entry: audit::Entry,
+    last_time: u64,
+    parts: u64,
+    bytes: u64,
+    completed: Option<bool>,
+}
+
+impl Row {
+    fn transfer(&self) -> bool {
+        TRANSFER_ACTIONS.contains(&self.entry.action.as_str())
+    }
+}
+
+/// A CSV field: quoted when needed, control characters escaped, and a
+/// leading `=`, `+`, `-` or `@` defused so a spreadsheet does not run it.
+fn csv(field: &str) -> String {
+    let mut f = escape(field, false);
+    if f.starts_with(['=', '+', '-', '@']) {
+        f.insert(0, '\'');
+    }
+    if f.contains([',', '"']) {
+        format!("\"{}\"", f.replace('"', "\"\""))
+    } else {
+        f
+    }
+}
+
 /// `mdrop audit show`.
 pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
+    let format = match args.format.as_str() {
+        "table" if ctx.out.json => "json",
+        f @ ("table" | "csv" | "json") => f,
+        other => {
+            return Err(Fail::usage(format!(
+                "--format {other:?}: use table, csv or json"
+            )));
+        }
+    };
+    let since = args
+        .since
+        .as_deref()
+        .map(|v| parse_time("since", v, false))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|v| parse_time("until", v, true))
+        .transpose()?;
     let mut r = BufReader::with_capacity(1 << 20, File::open(&args.file)?);
     let header = bundle::read_header(&mut r).map_err(|e| Fail::other(e.to_string()))?;
-    let mut rows = Vec::new();
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} object / reason",
-        "index", "time", "principal", "action", "matter", "outcome"
-    );
+    let mut rows: Vec<Row> = Vec::new();
+    // Open transfer rows by (principal, action, object).
+    let mut open: std::collections::HashMap<(String, String, String), usize> =
+        std::collections::HashMap::new();
+    let mut committed = std::collections::HashSet::new();
     for _ in 0..header.count {
         let rec = bundle::read_record(&mut r, header.matter.is_some())
             .map_err(|e| Fail::other(e.to_string()))?;
         let (e, _) = audit::parse_record(&rec.record)
             .map_err(|e| Fail::new(exit::VERIFY, format!("record {}: {e}", rec.index)))?;
+        if matches!(e.action.as_str(), "push-committed" | "deliver-committed") {
+            if let Some(o) = &e.object {
+                committed.insert(o.clone());
+            }
+        }
         if args.principal.as_ref().is_some_and(|p| *p != e.principal)
             || args.action.as_ref().is_some_and(|a| *a != e.action)
+            || args
+                .packet
+                .as_ref()
+                .is_some_and(|p| e.object.as_ref() != Some(p))
+            || since.is_some_and(|s| e.time < s)
+            || until.is_some_and(|u| e.time > u)
             || (args.denied && e.allowed)
         {
             continue;
         }
-        let outcome = if e.allowed { "allowed" } else { "DENIED" };
-        let tail = match (&e.object, &e.reason) {
-            (_, Some(reason)) => reason.clone(),
-            (Some(o), None) => o.clone(),
-            (None, None) => String::new(),
-        };
-        if ctx.out.json {
-            rows.push(json!({
-                "index": e.index, "time": rfc3339(e.time), "principal": e.principal, "action": e.action,
-                "matter": e.matter, "object": e.object, "allowed": e.allowed, "rule": e.rule,
-                "reason": e.reason, "prev_in_matter": e.prev_in_matter,
-                "details": e.details.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            }));
-        } else {
-            let _ = writeln!(
-                text,
-                "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} {}",
-                e.index,
-                rfc3339(e.time),
-                e.principal,
-                e.action,
-                e.matter.as_deref().unwrap_or("-"),
-                outcome,
-                tail
+        let size: u64 = e
+            .details
+            .iter()
+            .find(|(k, _)| k == "size")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        if !args.every_part && e.allowed && TRANSFER_ACTIONS.contains(&e.action.as_str()) {
+            let key = (
+                e.principal.clone(),
+                e.action.clone(),
+                e.object.clone().unwrap_or_default(),
+            );
+            if let Some(&i) = open.get(&key) {
+                let row = &mut rows[i];
+                row.parts += 1;
+                row.bytes += size;
+                row.last_time = e.time;
+                continue;
+            }
+            open.insert(key, rows.len());
+        }
+        rows.push(Row {
+            last_time: e.time,
+            parts: 1,
+            bytes: size,
+            completed: None,
+            entry: e,
+        });
+    }
+    for row in &mut rows {
+        if row.transfer() && row.entry.action != "pull-blob" {
+            row.completed = Some(
+                row.entry
+                    .object
+                    .as_ref()
+                    .is_some_and(|o| committed.contains(o)),
             );
         }
     }
-    ctx.out.emit(&json!({"entries": rows}), || text);
+    let outcome = |e: &audit::Entry| if e.allowed { "allowed" } else { "DENIED" };
+    let tail = |e: &audit::Entry| match (&e.object, &e.reason) {
+        (_, Some(reason)) => reason.clone(),
+        (Some(o), None) => o.clone(),
+        (None, None) => String::new(),
+    };
+    match format {
+        "json" => {
+            let v: Vec<_> = rows
+                .iter()
+                .map(|row| {
+                    let e = &row.entry;
+                    json!({
+                        "index": e.index, "time": rfc3339(e.time), "principal": e.principal,
+                        "action": e.action, "matter": e.matter, "object": e.object,
+                        "allowed": e.allowed, "rule": e.rule, "reason": e.reason,
+                        "prev_in_matter": e.prev_in_matter,
+                        "details": e.details.iter().map(|(k, v)| (k.clone(), json!(v)))
+                            .collect::<serde_json::Map<_, _>>(),
+                        "parts": row.transfer().then_some(row.parts),
+                        "bytes": row.transfer().then_some(row.bytes),
+                        "last_time": row.transfer().then(|| rfc3339(row.last_time)),
+                        "completed": row.completed,
+                    })
+                })
+                .collect();
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer(&mut out, &json!({ "entries": v }));
+            let _ = writeln!(out);
+        }
+        "csv" => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "index,time,principal,action,matter,object,outcome,rule,reason,parts,bytes,completed"
+            );
+            for row in &rows {
+                let e = &row.entry;
+                let fields = [
+                    e.index.to_string(),
+                    rfc3339(e.time),
+                    csv(&e.principal),
+                    csv(&e.action),
+                    csv(e.matter.as_deref().unwrap_or("")),
+                    csv(e.object.as_deref().unwrap_or("")),
+                    outcome(e).to_owned(),
+                    csv(e.rule.as_deref().unwrap_or("")),
+                    csv(e.reason.as_deref().unwrap_or("")),
+                    if row.transfer() {
+                        row.parts.to_string()
+                    } else {
+                        String::new()
+                    },
+                    if row.transfer() {
+                        row.bytes.to_string()
+                    } else {
+                        String::new()
+                    },
+                    row.completed.map(|c| c.to_string()).unwrap_or_default(),
+                ];
+                let _ = writeln!(out, "{}", fields.join(","));
+            }
+        }
+        _ => {
+            let mut text = String::new();
+            let _ = writeln!(
+                text,
+                "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} object / reason",
+                "index", "time", "principal", "action", "matter", "outcome"
+            );
+            for row in &rows {
+                let e = &row.entry;
+                let mut t = escape(&tail(e), false);
+                if row.transfer() {
+                    let _ = write!(
+                        t,
+                        " ({} part{}, {} bytes{})",
+                        row.parts,
+                        if row.parts == 1 { "" } else { "s" },
+                        row.bytes,
+                        match row.completed {
+                            Some(true) => ", committed",
+                            Some(false) => ", NOT committed",
+                            None => "",
+                        }
+                    );
+                }
+                let _ = writeln!(
+                    text,
+                    "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} {}",
+                    e.index,
+                    rfc3339(e.time),
+                    escape(&e.principal, false),
+                    escape(&e.action, false),
+                    escape(e.matter.as_deref().unwrap_or("-"), false),
+                    outcome(e),
+                    t
+                );
+            }
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+        }
+    }
     Ok(())
 }

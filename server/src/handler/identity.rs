@@ -126,8 +126,8 @@ pub(super) fn authorize_server(
 }
 
 pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Outcome {
-    let allowed = authorize_server(state, me, &ServerOperation::CreateOrganization, &req.id)?;
     ids::validate_org(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let allowed = authorize_server(state, me, &ServerOperation::CreateOrganization, &req.id)?;
     if req.recovery_recipient.is_some() {
         // What the operator sets must never reach a packet.
         return Err(Failure::bad_request(
@@ -151,6 +151,9 @@ pub(super) fn org_create(state: &State, me: &Actor, req: OrgCreateRequest) -> Ou
 }
 
 pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest) -> Outcome {
+    if let Some(org) = &req.org {
+        ids::validate_org(org).map_err(|e| Failure::bad_request(e.to_string()))?;
+    }
     let allowed = authorize_server(
         state,
         me,
@@ -199,6 +202,7 @@ pub(super) fn revoke(
     me: &Actor,
     req: &matterdrop_common::proto::KeyRevokeRequest,
 ) -> Outcome {
+    ids::validate_principal(&req.principal).map_err(|e| Failure::bad_request(e.to_string()))?;
     let allowed = authorize_server(state, me, &ServerOperation::RevokeKey, &req.principal)?;
     let _guard = state.write_lock();
     let p = state.gate.write(&allowed).revoke(&req.principal, now())?;
@@ -220,6 +224,7 @@ pub(super) fn revoke(
 /// about to add it to a matter (its client shows the safety code to
 /// compare).
 pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> Outcome {
+    ids::validate_principal(&req.id).map_err(|e| Failure::bad_request(e.to_string()))?;
     let found = state
         .gate
         .read()

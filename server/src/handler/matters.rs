@@ -97,6 +97,9 @@ pub(crate) fn authorize<'a>(
     object: Option<&str>,
     details: Vec<(String, String)>,
 ) -> Result<Authorized, Failure> {
+    // Only well-formed ids reach the log (no newline or escape sequence in
+    // a signed entry); a malformed one names no matter at all.
+    ids::validate_matter(matter_id).map_err(|e| Failure::bad_request(e.to_string()))?;
     let record = state.gate.read().matter(matter_id)?;
     let principal = me.view();
     let decision = match &record {

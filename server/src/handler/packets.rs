@@ -578,6 +578,9 @@ pub(super) fn authorize_pull(
     action: &'static str,
     details: Vec<(String, String)>,
 ) -> Result<(PacketRecord, Allowed), Failure> {
+    if !packet::validate_id(id) {
+        return Err(Failure::bad_request(format!("invalid packet id {id:?}")));
+    }
     let hidden = || {
         Failure::new(
             ErrorCode::Denied,

@@ -34,6 +34,11 @@ pub(super) fn authorize_delivery(
     answered: &str,
     action: &'static str,
 ) -> Result<(MatterRecord, PacketRecord, Allowed), Failure> {
+    if !matterdrop_common::packet::validate_id(answered) {
+        return Err(Failure::bad_request(format!(
+            "invalid packet id {answered:?}"
+        )));
+    }
     let packet = state
         .gate
         .read()
