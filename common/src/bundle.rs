@@ -282,6 +282,15 @@ impl Summary {
     }
 }
 
+/// A `delivered` entry must carry a delivery statement that verifies
+/// (`crate::custody::check_entry`).
+fn check_custody(e: &Entry) -> Result<(), Failure> {
+    if e.action == "delivered" && e.allowed {
+        crate::custody::check_entry(e).map_err(|err| fail(Some(e.index), err.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Verifies a bundle. `open` yields a fresh reader over the bundle each
 /// time it is called (a second pass locates tampering). `pinned` is the log
 /// key the verifier trusts; `seen` the newest checkpoint it saw before.
@@ -379,7 +388,13 @@ fn verify_full<R: Read>(
             break;
         }
         match audit::parse_record(&rec.record) {
-            Ok((e, _)) if e.index == position => summary.add(&e),
+            Ok((e, _)) if e.index == position => {
+                if let Err(f) = check_custody(&e) {
+                    problem = Some(f);
+                    break;
+                }
+                summary.add(&e);
+            }
             Ok((e, _)) => {
                 problem = Some(fail(
                     Some(position),
@@ -548,6 +563,7 @@ fn verify_matter<R: Read>(
             ));
         }
         prev = Some(rec.index);
+        check_custody(&e)?;
         summary.add(&e);
         last = Some(e);
     }

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod custody;
 pub mod ids;
 pub mod keys;
 pub mod net;

@@ -91,17 +91,20 @@ pub enum Domain {
     AuditEntry,
     /// A statement of a matter's signed roster.
     Roster,
+    /// A recipient's confirmation that it received and verified a packet.
+    Delivery,
 }
 
 impl Domain {
     /// Every domain, in declaration order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Ack,
         Self::PacketDescriptor,
         Self::DeliverableDescriptor,
         Self::Receipt,
         Self::AuditEntry,
         Self::Roster,
+        Self::Delivery,
     ];
 
     /// The exact prefix line (including its terminating `\n`) that starts
@@ -114,6 +117,7 @@ impl Domain {
             Self::Receipt => b"matterdrop/receipt/v1\n",
             Self::AuditEntry => b"matterdrop/audit-entry/v1\n",
             Self::Roster => b"matterdrop/roster/v1\n",
+            Self::Delivery => b"matterdrop/delivery/v1\n",
         }
     }
 }

@@ -630,3 +630,95 @@ fn nothing_forged_reaches_the_log_or_the_terminal() {
             .stdout;
     assert_eq!(none.lines().count(), 1, "{none}");
 }
+
+/// Chain of custody: a pull that verified every file is logged with the
+/// recipient's signed delivery statement, which `audit verify` checks and
+/// `audit show` reports; a download that was started but not verified is
+/// shown as such.
+#[test]
+fn verified_deliveries_are_signed_and_told_apart_from_started_downloads() {
+    use matterdrop_common::proto::{BlobGetRequest, ClientRequest, PacketRef, ServerResponse};
+    let s = scene();
+    let f = s.w.tmp.path().join("records.txt");
+    std::fs::write(&f, "2025-01-02 ER visit\n").unwrap();
+    let push = |_: ()| {
+        s.alice.json(&[
+            "push",
+            MATTER,
+            f.to_str().unwrap(),
+            "--task",
+            "document-review",
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (p1, p2) = (push(()), push(()));
+    let out = s.w.tmp.path().join("bob-in");
+    let v = s.bob.json(&["pull", &p1, "--out", out.to_str().unwrap()]);
+    assert!(v["delivery_log_index"].as_u64().is_some(), "{v}");
+    // p2: its descriptor and one blob fetched, nothing verified or confirmed.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = matterdrop_tests::RawClient::connect(&s.w.server, &s.bob).await;
+        let ServerResponse::Packet(info) = c
+            .request(&ClientRequest::PacketGet(PacketRef { id: p2.clone() }))
+            .await
+        else {
+            panic!("no descriptor");
+        };
+        let d = matterdrop_common::packet::Descriptor::parse(&info.descriptor).unwrap();
+        let (mut send, mut recv) = c.conn.open_bi().await.unwrap();
+        send.write_all(
+            &matterdrop_common::proto::encode(&ClientRequest::BlobGet(BlobGetRequest {
+                packet: p2.clone(),
+                sha256: d.manifest.sha256,
+                offset: 0,
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let _ = send.finish();
+        let _ = recv.read_to_end(1 << 20).await;
+        c.close().await;
+    });
+    let bundle = s.w.tmp.path().join("all.bundle");
+    export(&s.w.admin, None, &bundle);
+    s.w.admin
+        .json(&["audit", "verify", bundle.to_str().unwrap()]);
+    let shown =
+        s.w.admin
+            .run(&[
+                "audit",
+                "show",
+                bundle.to_str().unwrap(),
+                "--action",
+                "pull-blob",
+            ])
+            .ok()
+            .stdout;
+    let row = |p: &str| {
+        shown
+            .lines()
+            .find(|l| l.contains(p))
+            .unwrap_or_else(|| panic!("no row for {p}:\n{shown}"))
+            .to_owned()
+    };
+    assert!(row(&p1).contains("delivered and verified"), "{shown}");
+    assert!(row(&p2).contains("NOT confirmed delivered"), "{shown}");
+    let delivered = s.w.admin.json(&[
+        "audit",
+        "show",
+        bundle.to_str().unwrap(),
+        "--action",
+        "delivered",
+    ]);
+    let entries = delivered["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{delivered}");
+    assert_eq!(entries[0]["principal"], "bob@lpo-1");
+    assert_eq!(entries[0]["object"], p1.as_str());
+}

@@ -370,6 +370,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
     let mut open: std::collections::HashMap<(String, String, String), usize> =
         std::collections::HashMap::new();
     let mut committed = std::collections::HashSet::new();
+    let mut delivered = std::collections::HashSet::new();
     for _ in 0..header.count {
         let rec = bundle::read_record(&mut r, header.matter.is_some())
             .map_err(|e| Fail::other(e.to_string()))?;
@@ -378,6 +379,11 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
         if matches!(e.action.as_str(), "push-committed" | "deliver-committed") {
             if let Some(o) = &e.object {
                 committed.insert(o.clone());
+            }
+        }
+        if e.action == "delivered" && e.allowed {
+            if let Some(o) = &e.object {
+                delivered.insert((e.principal.clone(), o.clone()));
             }
         }
         if args.principal.as_ref().is_some_and(|p| *p != e.principal)
@@ -421,15 +427,18 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             entry: e,
         });
     }
+    // An upload is complete once its packet was committed; a download once
+    // its recipient confirmed, signed, that every file verified.
     for row in &mut rows {
-        if row.transfer() && row.entry.action != "pull-blob" {
-            row.completed = Some(
-                row.entry
-                    .object
-                    .as_ref()
-                    .is_some_and(|o| committed.contains(o)),
-            );
+        if !row.transfer() {
+            continue;
         }
+        let object = row.entry.object.clone().unwrap_or_default();
+        row.completed = Some(if row.entry.action == "pull-blob" {
+            delivered.contains(&(row.entry.principal.clone(), object))
+        } else {
+            committed.contains(&object)
+        });
     }
     let outcome = |e: &audit::Entry| if e.allowed { "allowed" } else { "DENIED" };
     let tail = |e: &audit::Entry| match (&e.object, &e.reason) {
@@ -511,10 +520,12 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         row.parts,
                         if row.parts == 1 { "" } else { "s" },
                         row.bytes,
-                        match row.completed {
-                            Some(true) => ", committed",
-                            Some(false) => ", NOT committed",
-                            None => "",
+                        match (row.completed, e.action == "pull-blob") {
+                            (Some(true), false) => ", committed",
+                            (Some(false), false) => ", NOT committed",
+                            (Some(true), true) => ", delivered and verified",
+                            (Some(false), true) => ", NOT confirmed delivered",
+                            (None, _) => "",
                         }
                     );
                 }

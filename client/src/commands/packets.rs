@@ -1717,10 +1717,24 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let partial = ctx.home.path("partial").join(&args.id);
     let result = pull_inner(ctx, args, &session, &server.principal, &keys, &partial).await;
+    // Every file verified: say so, signed, for the chain of custody. The
+    // files are already in place, so a failure here is a warning.
+    let confirmed = match &result {
+        Ok(p) => Some(confirm_delivery(&session, &key, &server.principal, p).await),
+        Err(_) => None,
+    };
     session.close().await;
     match result {
-        Ok(Pulled { json: done, .. }) => {
+        Ok(Pulled { json: mut done, .. }) => {
             let _ = fs::remove_dir_all(&partial);
+            match confirmed {
+                Some(Ok(index)) => done["delivery_log_index"] = json!(index),
+                Some(Err(e)) => eprintln!(
+                    "mdrop: warning: the files are verified, but the signed delivery confirmation \
+                     could not be logged: {e}"
+                ),
+                None => {}
+            }
             ctx.out.emit(&done, || {
                 let mut s = format!(
                     "Pulled packet {} into {}\n",
@@ -1747,6 +1761,38 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
             }
             Err(f)
         }
+    }
+}
+
+/// Sends the signed statement that every file of `pulled` was received and
+/// verified (`custody::DeliveryStatement`); returns its log index.
+pub async fn confirm_delivery(
+    session: &Session,
+    key: &ed25519_dalek::SigningKey,
+    me: &str,
+    pulled: &Pulled,
+) -> CmdResult<u64> {
+    let d = Descriptor::parse(&pulled.descriptor).map_err(|e| Fail::other(e.to_string()))?;
+    let statement = matterdrop_common::custody::DeliveryStatement {
+        id: d.id.clone(),
+        matter: d.matter.clone(),
+        descriptor_sha256: Sha256::digest(&pulled.descriptor).into(),
+        manifest_sha256: Sha256::digest(&pulled.manifest_bytes).into(),
+        principal: me.to_owned(),
+        time: now(),
+    };
+    let signed = statement
+        .to_signed_bytes()
+        .map_err(|e| Fail::other(e.to_string()))?;
+    let signature = matterdrop_common::sign::sign(key, &signed).to_vec();
+    match session
+        .request(&ClientRequest::DeliveryConfirm(
+            matterdrop_common::proto::DeliveryConfirmRequest { signed, signature },
+        ))
+        .await?
+    {
+        ServerResponse::DeliveryRecorded(index) => Ok(index),
+        other => Err(unexpected(&other)),
     }
 }
 

@@ -18,7 +18,7 @@ use matterdrop_common::tlog::{self, NoteVerifier};
 use serde_json::json;
 
 use super::Ctx;
-use super::packets::{OwnKeys, Pulled, pull_inner};
+use super::packets::{OwnKeys, Pulled, confirm_delivery, pull_inner};
 use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, TurnaroundArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
@@ -93,6 +93,9 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
         };
         let pulled: Pulled =
             pull_inner(ctx, &pull, &session, &server.principal, &keys, &partial).await?;
+        if let Err(e) = confirm_delivery(&session, &key, &server.principal, &pulled).await {
+            eprintln!("mdrop: warning: the signed delivery confirmation could not be logged: {e}");
+        }
         let d = Descriptor::parse(&pulled.descriptor).map_err(|e| bad(e.to_string()))?;
         let (Kind::Deliverable, Some(packet)) = (d.kind, d.packet.clone()) else {
             return Err(Fail::usage(format!(

@@ -77,10 +77,22 @@ pub enum ClientRequest {
     /// 30: every key registration logged under the caller's own id, with
     /// inclusion proofs (`mdrop keys audit`).
     KeyRegistrations,
+    /// 31: a recipient's signed confirmation that it received and verified
+    /// a packet or deliverable (`crate::custody`).
+    DeliveryConfirm(DeliveryConfirmRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 31;
+    const KINDS: u32 = 32;
+}
+
+/// A signed delivery statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryConfirmRequest {
+    /// The canonical statement bytes.
+    pub signed: Vec<u8>,
+    /// The recipient's Ed25519 signature over them.
+    pub signature: Vec<u8>,
 }
 
 impl ClientRequest {
@@ -118,6 +130,7 @@ impl ClientRequest {
             Self::RosterGet(_) => "roster-get",
             Self::PrincipalKeys(_) => "principal-keys",
             Self::KeyRegistrations => "key-registrations",
+            Self::DeliveryConfirm(_) => "delivery-confirm",
         }
     }
 }
@@ -172,10 +185,12 @@ pub enum ServerResponse {
     PrincipalKeys(PrincipalKeysInfo),
     /// 22: key registrations under the caller's id.
     KeyRegistrations(KeyRegistrationsInfo),
+    /// 23: a delivery confirmation was logged at this index.
+    DeliveryRecorded(u64),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 23;
+    const KINDS: u32 = 24;
 }
 
 /// One audit-log record with its inclusion proof.

@@ -10,11 +10,12 @@ use std::io::{Seek as _, SeekFrom};
 use std::str::FromStr as _;
 
 use ed25519_dalek::VerifyingKey;
+use matterdrop_common::custody::{self, DeliveryStatement};
 use matterdrop_common::packet::{self, Descriptor, Kind};
 use matterdrop_common::proto::{
-    BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, ErrorCode, InboxItem, InboxRequest,
-    PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest, RecipientKey, RecipientsInfo,
-    ServerResponse,
+    BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, DeliveryConfirmRequest, ErrorCode,
+    InboxItem, InboxRequest, PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest,
+    RecipientKey, RecipientsInfo, ServerResponse,
 };
 
 use super::gate::Allowed;
@@ -384,6 +385,7 @@ pub(super) fn commit(
         recipients: d.recipients.iter().map(|r| r.principal.clone()).collect(),
         blobs,
         pulled_by: Vec::new(),
+        delivered_to: Vec::new(),
         kind: PacketKind::Packet,
         for_packet: None,
         state: None,
@@ -680,4 +682,71 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
             }
         }),
     ))
+}
+
+/// How far a delivery statement's time may be from the server's clock.
+const DELIVERY_CLOCK_SKEW: u64 = 15 * 60;
+
+/// `DeliveryConfirm`: a recipient's signed statement that it received and
+/// verified every file. Checked against the packet on record and the
+/// caller's key, then logged verbatim (with the signature and the key) as
+/// the matter's `delivered` entry, and noted on the packet.
+pub(super) fn confirm_delivery(
+    state: &State,
+    me: &Actor,
+    key: &VerifyingKey,
+    req: &DeliveryConfirmRequest,
+) -> Outcome {
+    let st =
+        DeliveryStatement::parse(&req.signed).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let _guard = state.write_lock();
+    let details = vec![
+        ("statement".into(), custody::entry_text(&req.signed)),
+        ("signature".into(), custody::entry_hex(&req.signature)),
+        ("signing_key".into(), custody::entry_hex(key.as_bytes())),
+    ];
+    let (mut p, allowed) = authorize_pull(state, me, &st.id, "delivery-check", Vec::new())?;
+    let problem = if st.principal != me.record.id {
+        Some(format!(
+            "the statement names {}, but {} sent it",
+            st.principal, me.record.id
+        ))
+    } else if st.matter != p.matter {
+        Some("the statement names another matter than the packet's".to_owned())
+    } else if st.descriptor_sha256 != sha256(&p.descriptor) {
+        Some("the statement's descriptor hash is not that of the packet on record".to_owned())
+    } else if now().abs_diff(st.time) > DELIVERY_CLOCK_SKEW {
+        Some("the statement's time is more than 15 minutes from the server's clock".to_owned())
+    } else if matterdrop_common::sign::verify(key, &req.signed, &req.signature).is_err() {
+        Some(format!(
+            "the statement's signature does not verify with {}'s key",
+            me.record.id
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = problem {
+        state.record(Event::failed(
+            me,
+            "delivered",
+            &p.matter,
+            "bad-delivery-statement",
+            &reason,
+            details,
+        ))?;
+        return Err(Failure::new(ErrorCode::Verification, reason));
+    }
+    let index = state.record(
+        Event::server(&me.record.id, "delivered", Some(&p.id), None, details).in_matter(&p.matter),
+    )?;
+    if !p.delivered_to.iter().any(|(who, _)| *who == me.record.id) {
+        p.delivered_to.push((me.record.id.clone(), st.time));
+        state.gate.write(&allowed).put_packet(&p)?;
+    }
+    Ok(ServerResponse::DeliveryRecorded(index))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }

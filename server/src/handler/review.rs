@@ -195,6 +195,7 @@ pub(super) fn commit(
         recipients: d.recipients.iter().map(|r| r.principal.clone()).collect(),
         blobs,
         pulled_by: Vec::new(),
+        delivered_to: Vec::new(),
         kind: PacketKind::Deliverable,
         for_packet: Some(p.id.clone()),
         state: Some(DeliverableState::Submitted),

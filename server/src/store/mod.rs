@@ -201,8 +201,11 @@ pub struct PacketRecord {
     pub recipients: Vec<String>,
     /// Every blob (manifest first) with its size.
     pub blobs: Vec<([u8; 32], u64)>,
-    /// Who pulled it, when.
+    /// Who pulled it, when (a download started).
     pub pulled_by: Vec<(String, u64)>,
+    /// Who confirmed, signed, that it received and verified every file,
+    /// when (from the signed statement).
+    pub delivered_to: Vec<(String, u64)>,
     /// Packet or deliverable.
     pub kind: PacketKind,
     /// For deliverables: the packet answered.

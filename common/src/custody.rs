@@ -1,0 +1,234 @@
+//! Chain of custody: a recipient's signed confirmation that it received a
+//! packet or deliverable and verified every file.
+//!
+//! When `mdrop pull` (or `review`) has checked every file against the signed
+//! descriptor and manifest, the client signs a *delivery statement*
+//! (domain `matterdrop/delivery/v1`) with the fields `id`, `matter`,
+//! `descriptor-sha256`, `manifest-sha256`, `principal`, `time`, in that
+//! order, and the server logs it verbatim, with the signature and the
+//! signing key, as a `delivered` entry of the matter. A download that was
+//! started but not verified has `pull` and `pull-blob` entries and no
+//! `delivered` one. Anyone can check a `delivered` entry offline:
+//! [`check_entry`].
+
+use thiserror::Error;
+
+use crate::audit::Entry;
+use crate::sign::{self, Canonical, Domain, SignError};
+
+/// A recipient's delivery statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryStatement {
+    /// Packet or deliverable id.
+    pub id: String,
+    /// Matter id.
+    pub matter: String,
+    /// SHA-256 of the signed descriptor as received.
+    pub descriptor_sha256: [u8; 32],
+    /// SHA-256 of the decrypted manifest.
+    pub manifest_sha256: [u8; 32],
+    /// The recipient.
+    pub principal: String,
+    /// Unix seconds.
+    pub time: u64,
+}
+
+/// Why a delivery statement or entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CustodyError {
+    /// Not a well-formed statement.
+    #[error("malformed delivery statement: {0}")]
+    Malformed(String),
+    /// The signature does not verify.
+    #[error("the delivery statement's signature does not verify")]
+    BadSignature,
+    /// The entry and its statement disagree.
+    #[error("delivery entry {index}: {why}")]
+    Entry {
+        /// Log index.
+        index: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// Encoding.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl DeliveryStatement {
+    /// The exact bytes that are signed.
+    pub fn to_signed_bytes(&self) -> Result<Vec<u8>, SignError> {
+        let mut c = Canonical::new(Domain::Delivery);
+        c.str("id", &self.id)?
+            .str("matter", &self.matter)?
+            .hash("descriptor-sha256", &self.descriptor_sha256)?
+            .hash("manifest-sha256", &self.manifest_sha256)?
+            .str("principal", &self.principal)?
+            .u64("time", self.time)?;
+        Ok(c.finish())
+    }
+
+    /// Parses canonical statement bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CustodyError> {
+        let bad = |w: &str| CustodyError::Malformed(w.to_owned());
+        if bytes.len() > 4096 {
+            return Err(bad("too long"));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+        let prefix = std::str::from_utf8(Domain::Delivery.prefix()).unwrap_or_default();
+        let body = text
+            .strip_prefix(prefix)
+            .ok_or_else(|| bad("wrong prefix"))?;
+        let mut lines = body.split_terminator('\n');
+        let mut field = |name: &str| -> Result<String, CustodyError> {
+            match lines.next().and_then(|l| l.split_once('=')) {
+                Some((k, v)) if k == name => Ok(v.to_owned()),
+                _ => Err(CustodyError::Malformed(format!("expected field {name}"))),
+            }
+        };
+        let s = Self {
+            id: field("id")?,
+            matter: field("matter")?,
+            descriptor_sha256: unhex32(&field("descriptor-sha256")?)
+                .ok_or_else(|| bad("descriptor-sha256"))?,
+            manifest_sha256: unhex32(&field("manifest-sha256")?)
+                .ok_or_else(|| bad("manifest-sha256"))?,
+            principal: field("principal")?,
+            time: field("time")?.parse().map_err(|_| bad("time"))?,
+        };
+        if s.to_signed_bytes()? != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(s)
+    }
+}
+
+/// Checks a `delivered` audit entry offline: its statement parses, names
+/// the entry's principal and object, and its signature verifies with the
+/// key the entry records. Returns the statement.
+pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
+    let fail = |why: String| CustodyError::Entry {
+        index: e.index,
+        why,
+    };
+    let detail = |k: &str| {
+        e.details
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| fail(format!("no {k}")))
+    };
+    let statement = detail("statement")?;
+    let bytes = statement.replace("\\n", "\n");
+    let s = DeliveryStatement::parse(bytes.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    if s.principal != e.principal || e.object.as_deref() != Some(s.id.as_str()) {
+        return Err(fail(
+            "the statement names another principal or object than its entry".into(),
+        ));
+    }
+    if e.matter.as_deref() != Some(s.matter.as_str()) {
+        return Err(fail(
+            "the statement names another matter than its entry".into(),
+        ));
+    }
+    let key = unhex32(detail("signing_key")?)
+        .ok_or_else(|| fail("signing_key is not 64 hex digits".into()))
+        .and_then(|k| sign::verifying_key_from_bytes(&k).map_err(|e| fail(e.to_string())))?;
+    let sig = detail("signature")?;
+    let sig: Vec<u8> = (0..sig.len() / 2)
+        .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| fail("signature is not hex".into()))?;
+    sign::verify(&key, bytes.as_bytes(), &sig).map_err(|_| fail("bad signature".into()))?;
+    Ok(s)
+}
+
+/// The `statement` detail of a `delivered` entry: the statement's text with
+/// its newlines written as `\n`, so it fits one detail value.
+pub fn entry_text(statement: &[u8]) -> String {
+    String::from_utf8_lossy(statement).replace('\n', "\\n")
+}
+
+/// Hex of a signature or key, as the entry records it.
+pub fn entry_hex(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn statement() -> DeliveryStatement {
+        DeliveryStatement {
+            id: "p-0123456789abcdef0123456789abcdef".into(),
+            matter: "2026-PI-0042".into(),
+            descriptor_sha256: [1; 32],
+            manifest_sha256: [2; 32],
+            principal: "bob@lpo-1".into(),
+            time: 1_767_225_600,
+        }
+    }
+
+    fn entry(s: &DeliveryStatement, key: &SigningKey) -> Entry {
+        let bytes = s.to_signed_bytes().unwrap();
+        Entry {
+            index: 7,
+            time: s.time,
+            principal: s.principal.clone(),
+            action: "delivered".into(),
+            matter: Some(s.matter.clone()),
+            object: Some(s.id.clone()),
+            allowed: true,
+            rule: None,
+            reason: None,
+            prev_in_matter: None,
+            details: vec![
+                ("statement".into(), entry_text(&bytes)),
+                ("signature".into(), entry_hex(&sign::sign(key, &bytes))),
+                (
+                    "signing_key".into(),
+                    entry_hex(key.verifying_key().as_bytes()),
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn statements_round_trip_and_entries_check() {
+        let s = statement();
+        let bytes = s.to_signed_bytes().unwrap();
+        assert_eq!(DeliveryStatement::parse(&bytes).unwrap(), s);
+        let key = SigningKey::from_bytes(&[9; 32]);
+        assert_eq!(check_entry(&entry(&s, &key)).unwrap(), s);
+        // Another principal's entry, a changed statement, another key.
+        let mut e = entry(&s, &key);
+        e.principal = "mallory@lpo-1".into();
+        assert!(check_entry(&e).is_err());
+        let mut e = entry(&s, &key);
+        e.details[0].1 = e.details[0].1.replace("bob@lpo-1", "bob@lpo-2");
+        assert!(check_entry(&e).is_err());
+        let mut e = entry(&s, &key);
+        e.details[2].1 = entry_hex(SigningKey::from_bytes(&[8; 32]).verifying_key().as_bytes());
+        assert!(check_entry(&e).is_err());
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b"x=1\n");
+        assert!(DeliveryStatement::parse(&extra).is_err());
+    }
+}
