@@ -13,6 +13,7 @@
 //!   heads (<https://c2sp.org/tlog-checkpoint>).
 
 mod checkpoint;
+pub mod cosignature;
 mod merkle;
 mod note;
 
