@@ -291,6 +291,37 @@ fn check_custody(e: &Entry) -> Result<(), Failure> {
     Ok(())
 }
 
+/// In a full bundle, the key a `delivered` entry records must be one the
+/// log registered for its principal before it.
+fn check_delivery_key(e: &Entry, enrolled: &BTreeMap<String, Vec<String>>) -> Result<(), Failure> {
+    if e.action != "delivered" || !e.allowed {
+        return Ok(());
+    }
+    let key = e
+        .details
+        .iter()
+        .find(|(k, _)| k == "signing_key")
+        .and_then(|(_, v)| {
+            let raw: Option<Vec<u8>> = (0..v.len() / 2)
+                .map(|i| u8::from_str_radix(v.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect();
+            ed25519_dalek::VerifyingKey::from_bytes(&<[u8; 32]>::try_from(raw?).ok()?).ok()
+        })
+        .map(|k| crate::keys::ed25519_fingerprint(&k));
+    let known = enrolled.get(&e.principal);
+    if key.is_some_and(|fp| known.is_some_and(|ks| ks.contains(&fp))) {
+        Ok(())
+    } else {
+        Err(fail(
+            Some(e.index),
+            format!(
+                "delivery entry {} is signed by a key the log never registered for {}",
+                e.index, e.principal
+            ),
+        ))
+    }
+}
+
 /// Verifies a bundle. `open` yields a fresh reader over the bundle each
 /// time it is called (a second pass locates tampering). `pinned` is the log
 /// key the verifier trusts; `seen` the newest checkpoint it saw before.
@@ -363,6 +394,9 @@ fn verify_full<R: Read>(
     let mut seen_root_ok = None;
     let mut position = 0u64;
     let mut problem: Option<Failure> = None;
+    // Keys registered per principal so far (their `enroll` entries): a
+    // delivery statement must be signed by one of them.
+    let mut enrolled: BTreeMap<String, Vec<String>> = BTreeMap::new();
     loop {
         if let Some(s) = seen {
             if position == s.size && seen_root_ok.is_none() {
@@ -389,9 +423,17 @@ fn verify_full<R: Read>(
         }
         match audit::parse_record(&rec.record) {
             Ok((e, _)) if e.index == position => {
-                if let Err(f) = check_custody(&e) {
+                if let Err(f) = check_custody(&e).and_then(|()| check_delivery_key(&e, &enrolled)) {
                     problem = Some(f);
                     break;
+                }
+                if e.action == "enroll" && e.allowed {
+                    if let Some((_, fp)) = e.details.iter().find(|(k, _)| k == "signing_key") {
+                        enrolled
+                            .entry(e.principal.clone())
+                            .or_default()
+                            .push(fp.clone());
+                    }
                 }
                 summary.add(&e);
             }

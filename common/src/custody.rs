@@ -16,6 +16,10 @@ use thiserror::Error;
 use crate::audit::Entry;
 use crate::sign::{self, Canonical, Domain, SignError};
 
+/// How far a statement's time may be from its entry's (the server allows
+/// 15 minutes of clock skew when it accepts one).
+pub const STATEMENT_SKEW: u64 = 20 * 60;
+
 /// A recipient's delivery statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryStatement {
@@ -147,10 +151,18 @@ pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
             "the statement names another matter than its entry".into(),
         ));
     }
+    // The server logs a statement when it receives it (within its clock
+    // skew): an old statement replayed later does not fit its entry.
+    if e.time.abs_diff(s.time) > STATEMENT_SKEW {
+        return Err(fail("the statement's time does not fit its entry's".into()));
+    }
     let key = unhex32(detail("signing_key")?)
         .ok_or_else(|| fail("signing_key is not 64 hex digits".into()))
         .and_then(|k| sign::verifying_key_from_bytes(&k).map_err(|e| fail(e.to_string())))?;
     let sig = detail("signature")?;
+    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(fail("signature is not 128 hex digits".into()));
+    }
     let sig: Vec<u8> = (0..sig.len() / 2)
         .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
         .collect::<Result<_, _>>()

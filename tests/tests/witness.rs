@@ -165,6 +165,13 @@ fn a_real_witness_cosigns_growth_and_refuses_a_fork() {
     });
     w.admin.repoint(&w.server);
     busy(&w, 8);
+    // The admin's client, which saw c2, refuses the forked log outright...
+    let refused = tmp.join("refused.bundle");
+    w.admin
+        .run(&["audit", "export", "--out", refused.to_str().unwrap()])
+        .code(4);
+    // ...so the operator hands the witness the fork from a fresh client.
+    std::fs::remove_file(w.admin.home.join("audit-checkpoint.txt")).unwrap();
     let (c3, l3) = snapshot(&w.admin, &tmp, "c3");
     assert!(
         l3.len() > l2.len(),

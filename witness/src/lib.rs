@@ -164,6 +164,9 @@ impl Witness {
         if old > cp.size {
             return Answer::text(400, "old size is larger than the checkpoint's\n");
         }
+        if old == 0 && !proof.is_empty() {
+            return Answer::text(400, "no consistency proof is needed from size 0\n");
+        }
         let mut state = match self.state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -186,6 +189,7 @@ impl Witness {
         } else {
             let mut root = [0u8; 32];
             let ok_root = have_root.len() == 64
+                && have_root.bytes().all(|b| b.is_ascii_hexdigit())
                 && (0..32).all(|i| {
                     u8::from_str_radix(&have_root[2 * i..2 * i + 2], 16)
                         .map(|b| root[i] = b)

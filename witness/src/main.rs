@@ -96,7 +96,7 @@ fn init(data: &Path, name: &str) -> Result<()> {
 fn load(data: &Path) -> Result<Cosigner> {
     let hex = std::fs::read_to_string(data.join(KEY_FILE)).context("run `init` first")?;
     let hex = hex.trim();
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("the witness key file is damaged");
     }
     let mut raw = [0u8; 32];

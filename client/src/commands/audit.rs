@@ -125,29 +125,47 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
         // A matter bundle must be the one cut for this request: it verifies
         // and ends with the export entry that logs this client's nonce (a
         // server replaying an older export is caught here).
-        if let Some(n) = nonce {
-            let check = bundle::verify(
-                || File::open(&tmp).map(|f| BufReader::with_capacity(1 << 20, f)),
-                &log_key,
-                seen(&ctx.home, &log_key)?.map(|(s, _)| s),
-            );
-            let want: String = n.iter().map(|b| format!("{b:02x}")).collect();
-            let problem = match &check {
-                Err(f) => Some(f.to_string()),
-                Ok(s) if s.export.as_ref().and_then(|e| e.nonce.as_ref()) != Some(&want) => {
-                    Some("the bundle does not end with the export entry of this request (an older export replayed?)".to_owned())
-                }
-                Ok(_) => None,
-            };
-            if let Some(why) = problem {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Fail::new(
-                    exit::VERIFY,
-                    format!("the server's audit bundle was refused: {why}"),
-                ));
+        // Every bundle is checked before it is kept: against the newest
+        // checkpoint this client saw, for the matter asked for, and (a
+        // matter bundle) ending with the export entry of this request.
+        let prior = seen(&ctx.home, &log_key)?;
+        let check = bundle::verify(
+            || File::open(&tmp).map(|f| BufReader::with_capacity(1 << 20, f)),
+            &log_key,
+            prior.as_ref().map(|(s, _)| *s),
+        );
+        let want: Option<String> = nonce.map(|n| n.iter().map(|b| format!("{b:02x}")).collect());
+        let problem = match &check {
+            Err(f) => Some(f.to_string()),
+            Ok(s) if s.matter != args.matter => {
+                Some("the bundle is of another matter than the one asked for".to_owned())
             }
+            Ok(s)
+                if want.is_some()
+                    && s.export.as_ref().and_then(|e| e.nonce.as_ref()) != want.as_ref() =>
+            {
+                Some("the bundle does not end with the export entry of this request (an older export replayed?)".to_owned())
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = problem {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!("the server's audit bundle was refused: {why}"),
+            ));
         }
         std::fs::rename(&tmp, &args.out)?;
+        // What was verified here is what this client has now seen.
+        if let Ok(s) = &check {
+            if prior.as_ref().is_none_or(|(p, _)| s.tree_size > p.size) {
+                write_replace(
+                    &ctx.home.path(SEEN_CHECKPOINT),
+                    header.checkpoint.as_bytes(),
+                    0o600,
+                )?;
+            }
+        }
         Ok(header)
     }
     .await;
@@ -162,7 +180,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
                 header
                     .matter
                     .as_deref()
-                    .map(|m| format!(" of matter {m}"))
+                    .map(|m| format!(" of matter {}", escape(m, false)))
                     .unwrap_or_default(),
                 args.out.display(),
                 args.out.display()
@@ -246,7 +264,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
             summary
                 .matter
                 .as_deref()
-                .map(|m| format!(" of matter {m}"))
+                .map(|m| format!(" of matter {}", escape(m, false)))
                 .unwrap_or_default(),
             summary.tree_size
         );
@@ -275,7 +293,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
         }
         s.push_str("  entries per principal:\n");
         for (p, n) in &summary.per_principal {
-            let _ = writeln!(s, "    {p:<32} {n}");
+            let _ = writeln!(s, "    {:<32} {n}", escape(p, false));
         }
         s
     });
@@ -335,11 +353,9 @@ fn csv(field: &str) -> String {
     if f.starts_with(['=', '+', '-', '@']) {
         f.insert(0, '\'');
     }
-    if f.contains([',', '"']) {
-        format!("\"{}\"", f.replace('"', "\"\""))
-    } else {
-        f
-    }
+    // Quoted always: a spreadsheet that splits on `;` or tabs must not
+    // find a formula either.
+    format!("\"{}\"", f.replace('"', "\"\""))
 }
 
 /// `mdrop audit show`.
@@ -370,7 +386,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
     let mut open: std::collections::HashMap<(String, String, String), usize> =
         std::collections::HashMap::new();
     let mut committed = std::collections::HashSet::new();
-    let mut delivered = std::collections::HashSet::new();
+    let mut delivered: Vec<(String, String, u64)> = Vec::new();
     for _ in 0..header.count {
         let rec = bundle::read_record(&mut r, header.matter.is_some())
             .map_err(|e| Fail::other(e.to_string()))?;
@@ -383,8 +399,18 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
         }
         if e.action == "delivered" && e.allowed {
             if let Some(o) = &e.object {
-                delivered.insert((e.principal.clone(), o.clone()));
+                delivered.push((e.principal.clone(), o.clone(), e.index));
             }
+        }
+        // A new download (`pull`) or delivery (`deliver-prepare`) of the
+        // same object starts a new transfer row.
+        let restart = match e.action.as_str() {
+            "pull" => Some("pull-blob"),
+            "deliver-prepare" => Some("deliver-upload"),
+            _ => None,
+        };
+        if let (Some(kind), Some(o)) = (restart, &e.object) {
+            open.remove(&(e.principal.clone(), kind.to_owned(), o.clone()));
         }
         if args.principal.as_ref().is_some_and(|p| *p != e.principal)
             || args.action.as_ref().is_some_and(|a| *a != e.action)
@@ -435,7 +461,10 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
         }
         let object = row.entry.object.clone().unwrap_or_default();
         row.completed = Some(if row.entry.action == "pull-blob" {
-            delivered.contains(&(row.entry.principal.clone(), object))
+            // Confirmed by a statement logged after this download began.
+            delivered.iter().any(|(who, o, i)| {
+                *who == row.entry.principal && *o == object && *i > row.entry.index
+            })
         } else {
             committed.contains(&object)
         });

@@ -24,6 +24,7 @@ use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::home::{check_writable, write_replace};
 use crate::identity;
+use crate::output::escape;
 use crate::pins::Pins;
 
 fn hex(b: &[u8]) -> String {
@@ -390,6 +391,11 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
     let log_key =
         NoteVerifier::from_vkey(&vkey).map_err(|e| Fail::usage(format!("invalid log key: {e}")))?;
     let v = check(&file, &log_key, &args.files)?;
+    // Whether the receipt's roster is anchored in something this client
+    // verified itself: its own copy of the matter's roster, or a pin of the
+    // matter's creator. Otherwise whoever holds the log key could have
+    // written the whole roster; say so.
+    let mut anchored = false;
     // The reviewer's key must be the one this client has pinned for them.
     if ctx.home.dir.is_dir() {
         let reviewer =
@@ -408,6 +414,7 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
                     v.statement.matter
                 )));
             }
+            anchored |= n > 0;
         }
         let (creator, key) = &v.creator;
         if let Some(pin) = pins.get(creator) {
@@ -420,6 +427,7 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
                     "the receipt's roster was created with a key this client does not know {creator} by"
                 )));
             }
+            anchored = true;
         }
         pins.save(&ctx.home)?;
     }
@@ -427,28 +435,42 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
     ctx.out.emit(
         &json!({"ok": true, "deliverable": s.deliverable, "packet": s.packet, "matter": s.matter,
                 "decision": s.decision.as_str(), "reviewer": s.reviewer, "time": rfc3339(s.time),
-                "log_index": file.log.index, "files_checked": v.files_checked}),
+                "log_index": file.log.index, "files_checked": v.files_checked,
+                "roster_anchored": anchored,
+                "roster_creator": v.creator.0}),
         || {
-            format!(
-                "OK: {} {} deliverable {} of matter {} at {} (audit log entry {}){}\n",
-                s.reviewer,
-                match s.decision {
-                    Decision::Approve => "approved",
-                    Decision::Return => "returned",
-                },
-                s.deliverable,
-                s.matter,
-                rfc3339(s.time),
-                file.log.index,
-                if v.files_checked > 0 {
-                    format!(
-                        "; the {} files given are exactly the approved ones",
-                        v.files_checked
-                    )
-                } else {
-                    String::new()
-                }
-            )
+            let anchor = if anchored {
+                String::new()
+            } else {
+                format!(
+                    "  NOTE: this client has no verified copy of matter {}'s roster and no pin of \
+                     its creator {}: compare the creator's safety code with them before relying \
+                     on the reviewer's role\n",
+                    escape(&s.matter, false),
+                    escape(&v.creator.0, false)
+                )
+            };
+            anchor
+                + &format!(
+                    "OK: {} {} deliverable {} of matter {} at {} (audit log entry {}){}\n",
+                    s.reviewer,
+                    match s.decision {
+                        Decision::Approve => "approved",
+                        Decision::Return => "returned",
+                    },
+                    s.deliverable,
+                    s.matter,
+                    rfc3339(s.time),
+                    file.log.index,
+                    if v.files_checked > 0 {
+                        format!(
+                            "; the {} files given are exactly the approved ones",
+                            v.files_checked
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
         },
     );
     Ok(())

@@ -219,7 +219,13 @@ pub fn check_quorum(
 ) -> Result<Vec<String>, String> {
     let mut ok = Vec::new();
     let mut missing = Vec::new();
+    // A witness listed twice counts once.
+    let mut seen: Vec<&CosignatureVerifier> = Vec::new();
     for w in witnesses {
+        if seen.contains(&w) {
+            continue;
+        }
+        seen.push(w);
         match w.verify_note(note) {
             Ok(_) => ok.push(w.name().to_owned()),
             Err(e) => missing.push(e.to_string()),
