@@ -388,3 +388,59 @@ fn forged_acknowledgments_are_refused() {
     f.bob.json(&["ack", MATTER, "--yes"]);
     f.bob.json(&["matter", "show", MATTER]);
 }
+
+/// Text from another party cannot drive a terminal: acknowledgment text
+/// with control or bidirectional characters is refused before anything is
+/// signed (client and server), and a note with an escape sequence reaches
+/// the provider's screen escaped.
+#[test]
+fn acknowledgment_text_and_notes_cannot_drive_a_terminal() {
+    let f = setup();
+    let tmp = f.w.tmp.path();
+    for (name, text) in [
+        ("esc", "I agree.\u{1b}[8mhidden\u{1b}[0m\n"),
+        ("bidi", "I agree to \u{202e}esaeler\n"),
+        ("cr", "I agree.\r\nTo everything.\r\n"),
+    ] {
+        let p = tmp.join(format!("ack-{name}.txt"));
+        std::fs::write(&p, text).unwrap();
+        let r = f
+            .alice
+            .run(&[
+                "matter",
+                "set-ack",
+                MATTER,
+                "--ack-file",
+                p.to_str().unwrap(),
+            ])
+            .code(2);
+        assert!(
+            r.stderr.contains("control or bidirectional"),
+            "{name}: {r:?}"
+        );
+    }
+    assert_eq!(f.alice.json(&["matter", "show", MATTER])["ack_version"], 1);
+    // A note with an escape sequence, as a hostile sender would write it.
+    f.bob.json(&["ack", MATTER, "--yes"]);
+    let file = tmp.join("records.txt");
+    std::fs::write(&file, "x\n").unwrap();
+    let id = f.alice.json(&[
+        "push",
+        MATTER,
+        file.to_str().unwrap(),
+        "--task",
+        "document-review",
+        "--note",
+        "see attached\u{1b}[2J\u{1b}[Hforged screen",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = tmp.join("bob-in");
+    let r = f
+        .bob
+        .run(&["pull", &id, "--out", out.to_str().unwrap()])
+        .ok();
+    assert!(!r.stdout.contains('\u{1b}'), "{r:?}");
+    assert!(r.stdout.contains("\\u{1b}[2J"), "{r:?}");
+}

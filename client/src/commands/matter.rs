@@ -36,9 +36,31 @@ fn rfc3339(secs: u64) -> String {
         .to_string()
 }
 
+/// Reads acknowledgment text, refusing control characters (but newline and
+/// tab) and bidirectional formatting characters: a provider must sign what
+/// it sees, and those can hide or reorder a sentence on a terminal.
 fn read_text(path: &std::path::Path) -> CmdResult<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Fail::usage(format!("reading {}: {e}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Fail::usage(format!("reading {}: {e}", path.display())))?;
+    let bad = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| bad(c)) {
+        let line = text[..at].matches('\n').count() + 1;
+        return Err(Fail::usage(format!(
+            "{} line {line}: U+{:04X} is a control or bidirectional character; \
+             acknowledgment text may hold only printable text, newlines and tabs{}",
+            path.display(),
+            u32::from(c),
+            if c == '\r' {
+                " (convert Windows line endings)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(text)
 }
 
 /// One request on a fresh session.

@@ -38,6 +38,7 @@ use crate::cli::{DeliverArgs, InboxArgs, PullArgs, PushArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
+use crate::output::escape;
 
 const BUF: usize = 1 << 20;
 
@@ -1080,9 +1081,9 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
                 "{:<36} {:<12} {:<16} {:<20} {:<18} {:<20} {:>12}",
                 i.id,
                 kind,
-                i.matter,
-                i.sender,
-                i.task,
+                escape(&i.matter, false),
+                escape(&i.sender, false),
+                escape(&i.task, false),
                 i.due.map_or_else(|| "-".into(), rfc3339),
                 i.size
             );
@@ -1743,11 +1744,13 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
                 );
                 if let Some(files) = done["files"].as_array() {
                     for f in files {
-                        let _ = writeln!(s, "  {}", f.as_str().unwrap_or(""));
+                        let _ = writeln!(s, "  {}", escape(f.as_str().unwrap_or(""), false));
                     }
                 }
                 if let Some(note) = done["note"].as_str().filter(|n| !n.is_empty()) {
-                    let _ = writeln!(s, "Note: {note}");
+                    // The sender's words: escaped, so they cannot move the
+                    // cursor or rewrite the screen.
+                    let _ = writeln!(s, "Note: {}", escape(note, true));
                 }
                 s
             });
