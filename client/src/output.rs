@@ -34,11 +34,7 @@ impl Output {
 pub fn escape(text: &str, keep_newlines: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let bidi = matches!(
-            c,
-            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        );
-        if (c == '\n' && keep_newlines) || !(c.is_control() || bidi) {
+        if (c == '\n' && keep_newlines) || !matterdrop_common::ids::is_terminal_unsafe(c) {
             out.push(c);
         } else {
             out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));

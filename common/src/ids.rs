@@ -5,6 +5,23 @@
 
 use thiserror::Error;
 
+/// Whether `c` must not reach a terminal as it is: a control character
+/// (C0, DEL, C1) or a Unicode bidirectional formatting character, either of
+/// which can move the cursor, rewrite the screen or reorder what is shown.
+pub fn is_terminal_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Whether `c` is refused in text another party signs (acknowledgment
+/// text): terminal-unsafe characters except newline and tab.
+pub fn is_unsafe_in_signed_text(c: char) -> bool {
+    c != '\n' && c != '\t' && is_terminal_unsafe(c)
+}
+
 /// Longest accepted identifier, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 

@@ -42,11 +42,10 @@ fn rfc3339(secs: u64) -> String {
 fn read_text(path: &std::path::Path) -> CmdResult<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Fail::usage(format!("reading {}: {e}", path.display())))?;
-    let bad = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    if let Some((at, c)) = text.char_indices().find(|&(_, c)| bad(c)) {
+    if let Some((at, c)) = text
+        .char_indices()
+        .find(|&(_, c)| matterdrop_common::ids::is_unsafe_in_signed_text(c))
+    {
         let line = text[..at].matches('\n').count() + 1;
         return Err(Fail::usage(format!(
             "{} line {line}: U+{:04X} is a control or bidirectional character; \

@@ -76,7 +76,7 @@ fn check_text(text: &str) -> Result<[u8; 32], Failure> {
     }
     // What a provider signs must be what it sees: no escape sequence or
     // bidirectional control may hide or reorder a sentence.
-    if let Some(c) = text.chars().find(|&c| unsafe_in_text(c)) {
+    if let Some(c) = text.chars().find(|&c| ids::is_unsafe_in_signed_text(c)) {
         return Err(Failure::bad_request(format!(
             "acknowledgment text must not contain control or bidirectional characters \
              (found U+{:04X}); only newlines and tabs are allowed",
@@ -84,13 +84,6 @@ fn check_text(text: &str) -> Result<[u8; 32], Failure> {
         )));
     }
     Ok(Sha256::digest(text.as_bytes()).into())
-}
-
-/// Characters refused in acknowledgment text: controls other than newline
-/// and tab, and the Unicode bidirectional formatting characters.
-fn unsafe_in_text(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A matter, and the logged decision that allows the request to act on it.
