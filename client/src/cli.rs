@@ -289,6 +289,27 @@ pub enum MatterCommand {
     /// Give a member the new keys they enrolled (a lost laptop), after
     /// comparing their new safety code (attorneys).
     Rekey(MatterRekeyArgs),
+    /// Require hybrid post-quantum age keys of every reader, or stop
+    /// requiring them (attorneys; asks before signing unless --yes).
+    SetCrypto(MatterSetCryptoArgs),
+}
+
+/// `mdrop matter set-crypto`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("policy").required(true).args(["require_pq", "allow_classic"])))]
+pub struct MatterSetCryptoArgs {
+    /// Matter id.
+    pub id: String,
+    /// Refuse members, rekeys and recovery recipients without a hybrid key,
+    /// and pushes to readers who have only a classic one.
+    #[arg(long)]
+    pub require_pq: bool,
+    /// Allow classic X25519 keys again.
+    #[arg(long)]
+    pub allow_classic: bool,
+    /// Sign without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `mdrop matter set-recovery`.
@@ -296,7 +317,8 @@ pub enum MatterCommand {
 pub struct MatterSetRecoveryArgs {
     /// Matter id.
     pub id: String,
-    /// The firm's offline recovery recipient (age1…), or `none`.
+    /// The firm's offline recovery recipient (age1pq1… hybrid, or age1…
+    /// classic), or `none`.
     pub recipient: String,
 }
 
@@ -403,6 +425,12 @@ pub struct KeygenArgs {
     /// $MDROP_PASSPHRASE, or asked for on the terminal).
     #[arg(long)]
     pub passphrase: bool,
+    /// Make a classic X25519 age key (`AGE-SECRET-KEY-1…`) instead of the
+    /// default hybrid post-quantum one (ML-KEM-768 + X25519,
+    /// `AGE-SECRET-KEY-PQ-1…`). Only for readers whose other tools cannot
+    /// read hybrid age files yet.
+    #[arg(long)]
+    pub classic: bool,
 }
 
 /// `mdrop enroll`.
@@ -494,6 +522,11 @@ pub enum KeysCommand {
     /// client did not create (exit 4 if there are any). Commands also run
     /// this check by themselves once a day.
     Audit,
+    /// Add a hybrid post-quantum age key to a classic identity (the classic
+    /// key stays, for older files), register it with the server and show
+    /// the new safety code; an attorney of each matter then gives you the
+    /// new key with `mdrop matter rekey`.
+    Upgrade,
 }
 
 /// `mdrop keys verify`.
@@ -501,7 +534,7 @@ pub enum KeysCommand {
 pub struct KeysVerifyArgs {
     /// Principal id.
     pub principal: String,
-    /// Their safety code, twelve digits (spaces optional).
+    /// Their safety code, twenty digits (spaces optional).
     pub code: String,
 }
 

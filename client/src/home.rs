@@ -24,6 +24,9 @@ pub mod files {
     pub const IDENTITY: &str = "identity.txt";
     /// age recipient.
     pub const RECIPIENT: &str = "identity.pub";
+    /// Earlier age recipients of this user (one a line), kept by `keys
+    /// upgrade`: rosters may still name them until an attorney rekeys.
+    pub const PREVIOUS_RECIPIENTS: &str = "identity.previous.pub";
     /// Ed25519 private key.
     pub const SIGNING_KEY: &str = "signing-key.pem";
     /// Ed25519 public key.

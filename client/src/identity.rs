@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::str::FromStr as _;
 
 use age::secrecy::{ExposeSecret as _, SecretString};
 use ed25519_dalek::SigningKey;
@@ -16,6 +15,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{
     DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, KeypairBytes,
 };
+use matterdrop_common::agekey::{AgeIdentity, AgeKey};
 use rand_core::{OsRng, RngCore as _};
 use zeroize::Zeroizing;
 
@@ -31,7 +31,7 @@ const AGE_ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 #[derive(Debug, serde::Serialize)]
 pub struct Generated {
     /// age recipient to share.
-    pub age_recipient: String,
+    pub age_recipient: AgeKey,
     /// Fingerprint of the signing key.
     pub signing_key_fingerprint: String,
     /// Whether a passphrase protects the private keys.
@@ -62,8 +62,9 @@ fn passphrase(confirm: bool) -> CmdResult<SecretString> {
     Ok(SecretString::from(first.to_string()))
 }
 
-/// Creates the key files in `home`.
-pub fn generate(home: &Home, with_passphrase: bool) -> CmdResult<Generated> {
+/// Creates the key files in `home`: a hybrid (post-quantum) age identity,
+/// or with `classic` an X25519 one, and an Ed25519 signing key.
+pub fn generate(home: &Home, with_passphrase: bool, classic: bool) -> CmdResult<Generated> {
     let names = [
         files::IDENTITY,
         files::RECIPIENT,
@@ -87,13 +88,13 @@ pub fn generate(home: &Home, with_passphrase: bool) -> CmdResult<Generated> {
         None
     };
 
-    let identity = age::x25519::Identity::generate();
-    let recipient = identity.to_public().to_string();
-    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let identity_text = Zeroizing::new(format!(
-        "# created: {created}\n# public key: {recipient}\n{}\n",
-        identity.to_string().expose_secret()
-    ));
+    let identity = if classic {
+        AgeIdentity::generate_classic()
+    } else {
+        AgeIdentity::generate_hybrid()
+    };
+    let recipient = identity.public();
+    let identity_text = identity_lines(&identity);
     let identity_file = match &pass {
         None => identity_text.as_bytes().to_vec(),
         Some(p) => encrypt_with_passphrase(identity_text.as_bytes(), p.clone())?,
@@ -163,6 +164,16 @@ fn signing_key_pem(
         .map_err(|e| enc_err(&e))
 }
 
+/// An identity as `age-keygen` writes it: two comments, then the key.
+fn identity_lines(identity: &AgeIdentity) -> Zeroizing<String> {
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    Zeroizing::new(format!(
+        "# created: {created}\n# public key: {}\n{}\n",
+        identity.public(),
+        &*identity.secret_string()
+    ))
+}
+
 fn encrypt_with_passphrase(plain: &[u8], pass: SecretString) -> CmdResult<Vec<u8>> {
     let enc = age::Encryptor::with_user_passphrase(pass);
     let mut out = Vec::new();
@@ -201,43 +212,141 @@ pub fn signing_key(home: &Home) -> CmdResult<SigningKey> {
     }
 }
 
-/// Loads the age identity.
-pub fn age_identity(home: &Home) -> CmdResult<age::x25519::Identity> {
+/// The identity file's text, decrypted with the passphrase if it has one.
+fn identity_text(home: &Home) -> CmdResult<(Zeroizing<String>, bool)> {
     let path = home.path(files::IDENTITY);
     let raw = Zeroizing::new(fs::read(&path).map_err(|_| missing_keys(home))?);
-    let text =
-        if raw.starts_with(AGE_ARMOR_BEGIN.as_bytes()) || raw.starts_with(b"age-encryption.org/") {
-            let p = passphrase(false)?;
-            let reader = age::armor::ArmoredReader::new(&raw[..]);
-            let dec = age::Decryptor::new_buffered(reader)
-                .map_err(|e| Fail::other(format!("{}: {e}", path.display())))?;
-            let id = age::scrypt::Identity::new(p);
-            let mut r = dec
-                .decrypt(std::iter::once(&id as &dyn age::Identity))
-                .map_err(|_| {
-                    Fail::other(format!(
-                        "cannot decrypt {}: wrong passphrase?",
-                        path.display()
-                    ))
-                })?;
-            let mut s = Zeroizing::new(String::new());
-            r.read_to_string(&mut s)?;
-            s
-        } else {
-            Zeroizing::new(String::from_utf8_lossy(&raw).into_owned())
-        };
-    text.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .and_then(|l| age::x25519::Identity::from_str(l).ok())
-        .ok_or_else(|| Fail::other(format!("{} holds no age X25519 identity", path.display())))
+    if raw.starts_with(AGE_ARMOR_BEGIN.as_bytes()) || raw.starts_with(b"age-encryption.org/") {
+        let p = passphrase(false)?;
+        let reader = age::armor::ArmoredReader::new(&raw[..]);
+        let dec = age::Decryptor::new_buffered(reader)
+            .map_err(|e| Fail::other(format!("{}: {e}", path.display())))?;
+        let id = age::scrypt::Identity::new(p);
+        let mut r = dec
+            .decrypt(std::iter::once(&id as &dyn age::Identity))
+            .map_err(|_| {
+                Fail::other(format!(
+                    "cannot decrypt {}: wrong passphrase?",
+                    path.display()
+                ))
+            })?;
+        let mut s = Zeroizing::new(String::new());
+        r.read_to_string(&mut s)?;
+        Ok((s, true))
+    } else {
+        let s = String::from_utf8(raw.to_vec())
+            .map_err(|_| Fail::other(format!("{} is not UTF-8", path.display())))?;
+        Ok((Zeroizing::new(s), false))
+    }
 }
 
-/// The user's age recipient.
-pub fn age_recipient(home: &Home) -> CmdResult<String> {
+/// Loads every age identity of this user, in file order: after `mdrop keys
+/// upgrade` the old classic one first (files encrypted to it stay
+/// readable), the current one last.
+pub fn age_identities(home: &Home) -> CmdResult<Vec<AgeIdentity>> {
+    let path = home.path(files::IDENTITY);
+    let (text, _) = identity_text(home)?;
+    let ids = AgeIdentity::parse_file(&text)
+        .map_err(|e| Fail::other(format!("{}: {e}", path.display())))?;
+    if ids.is_empty() {
+        return Err(Fail::other(format!(
+            "{} holds no age identity",
+            path.display()
+        )));
+    }
+    Ok(ids)
+}
+
+/// The user's current age recipient (the one the roster should hold).
+pub fn age_recipient(home: &Home) -> CmdResult<AgeKey> {
     let s = fs::read_to_string(home.path(files::RECIPIENT)).map_err(|_| missing_keys(home))?;
-    let r = s.trim();
-    age::x25519::Recipient::from_str(r)
-        .map_err(|e| Fail::other(format!("{} is not an age recipient: {e}", files::RECIPIENT)))?;
-    Ok(r.to_owned())
+    AgeKey::from_recipient(s.trim()).map_err(|e| Fail::other(format!("{}: {e}", files::RECIPIENT)))
+}
+
+/// Every age recipient of this user: the current one first, then the ones
+/// `keys upgrade` replaced (which rosters may still name).
+pub fn own_age_keys(home: &Home) -> CmdResult<Vec<AgeKey>> {
+    let mut keys = vec![age_recipient(home)?];
+    if let Ok(s) = fs::read_to_string(home.path(files::PREVIOUS_RECIPIENTS)) {
+        for line in s
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            keys.push(
+                AgeKey::from_recipient(line)
+                    .map_err(|e| Fail::other(format!("{}: {e}", files::PREVIOUS_RECIPIENTS)))?,
+            );
+        }
+    }
+    Ok(keys)
+}
+
+/// What `keys upgrade` did.
+#[derive(Debug, serde::Serialize)]
+pub struct Upgraded {
+    /// The classic recipient kept for older files.
+    pub previous: String,
+    /// The new hybrid recipient.
+    pub age_recipient: String,
+}
+
+/// Adds a hybrid identity to a home whose current key is classic: the
+/// identity file gains the new key after the old one (re-encrypted with the
+/// same passphrase if it had one) and the recipient file names the new key.
+/// Both files are replaced atomically; the old key stays, so everything
+/// encrypted to it stays readable.
+pub fn upgrade(home: &Home) -> CmdResult<Upgraded> {
+    let current = age_recipient(home)?;
+    if current.is_post_quantum() {
+        return Err(Fail::usage(format!(
+            "this key is already hybrid (post-quantum): {}",
+            current.short()
+        )));
+    }
+    let (text, protected) = identity_text(home)?;
+    let ids = AgeIdentity::parse_file(&text).map_err(Fail::other)?;
+    if !ids.iter().any(|i| i.public() == current) {
+        return Err(Fail::other(format!(
+            "{} does not hold the secret key of {}",
+            files::IDENTITY,
+            files::RECIPIENT
+        )));
+    }
+    // An upgrade interrupted after the identity file was replaced left its
+    // hybrid key there: finish that one rather than add another.
+    let recipient = if let Some(h) = ids.iter().rev().find(|i| i.public().is_post_quantum()) {
+        h.public().to_string()
+    } else {
+        let hybrid = AgeIdentity::generate_hybrid();
+        let mut new_text = Zeroizing::new(text.trim_end().to_owned());
+        new_text.push('\n');
+        new_text.push_str(&identity_lines(&hybrid));
+        let bytes = if protected {
+            encrypt_with_passphrase(new_text.as_bytes(), passphrase(false)?)?
+        } else {
+            new_text.as_bytes().to_vec()
+        };
+        crate::home::write_replace(&home.path(files::IDENTITY), &bytes, 0o600)?;
+        hybrid.public().to_string()
+    };
+    let mut previous =
+        fs::read_to_string(home.path(files::PREVIOUS_RECIPIENTS)).unwrap_or_default();
+    if !previous.lines().any(|l| l.trim() == current.recipient()) {
+        previous.push_str(&format!("{current}\n"));
+        crate::home::write_replace(
+            &home.path(files::PREVIOUS_RECIPIENTS),
+            previous.as_bytes(),
+            0o644,
+        )?;
+    }
+    crate::home::write_replace(
+        &home.path(files::RECIPIENT),
+        format!("{recipient}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(Upgraded {
+        previous: current.to_string(),
+        age_recipient: recipient,
+    })
 }

@@ -1,32 +1,37 @@
 //! The C2SP/CCTV age test vectors (tests/testdata/age, see SOURCE.md there)
 //! against the pull path's decrypt step, `commands::packets::decrypt_file`.
 //!
-//! Applies to X25519 identities and the STREAM payload: vectors that are
-//! armored, carry a passphrase, name a non-X25519 (hybrid) identity or have
-//! a header key the README does not define are excluded and counted (the
-//! copy here keeps only the applicable ones, so those counts are normally
-//! zero). A vector with no identity at all is decrypted with a fresh random
-//! one: it can only expect a failure before any stanza is tried. A vector
-//! with several identities is tried with each in turn: `success` means some
-//! identity decrypts it to the payload, a failure means every one fails.
+//! Applies to X25519 and hybrid (`mlkem768x25519`) identities and the
+//! STREAM payload: vectors that carry a passphrase or have a header key the
+//! README does not define are excluded and counted (the copy here keeps
+//! only the applicable ones, so those counts are normally zero). An
+//! armored vector (only `armor_hybrid` is kept) is de-armored by the age
+//! crate's reader first, since the pull path never sees armor. A vector
+//! with no identity at all is decrypted with a fresh random one: it can
+//! only expect a failure before any stanza is tried. A vector with several
+//! identities is tried with all of them at once, as a user whose identity
+//! file holds a classic and a hybrid key.
 //!
-//! Every failure must be `Fail` with exit code 4 and leave no output file,
-//! even for `payload failure`, where age has released some plaintext first.
+//! Every failure must be `Fail` with exit code 4, name the vector's failure
+//! kind (`(no match)`, `(header failure)`, …) and leave no output file, even
+//! for `payload failure`, where age has released some plaintext first.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 
 use matterdrop::commands::packets::decrypt_file;
 use matterdrop::error::exit;
+use matterdrop_common::agekey::AgeIdentity;
 use sha2::{Digest as _, Sha256};
 
 /// Vectors decrypted by this test; change it only with the testdata.
-const INCLUDED: usize = 67;
+const INCLUDED: usize = 86;
 /// Of those, the ones that expect `success`.
-const SUCCEEDED: usize = 14;
+const SUCCEEDED: usize = 19;
+/// Of those, the hybrid (`mlkem768x25519`) ones.
+const HYBRID: usize = 19;
 
 const KNOWN_KEYS: &[&str] = &[
     "expect",
@@ -53,6 +58,7 @@ struct Vector {
     expect: String,
     payload: Option<[u8; 32]>,
     identities: Vec<String>,
+    armored: bool,
     body: Vec<u8>,
 }
 
@@ -90,9 +96,11 @@ fn parse(name: &str, bytes: &[u8]) -> Result<Vector, &'static str> {
     if keys.keys().any(|k| !KNOWN_KEYS.contains(k)) {
         return Err("unknown header key");
     }
-    if keys.contains_key("armored") {
-        return Err("armored");
-    }
+    let armored = match keys.get("armored").map(Vec::as_slice) {
+        None => false,
+        Some(["yes"]) => true,
+        Some(_) => return Err("unknown armored value"),
+    };
     if keys.contains_key("passphrase") {
         return Err("passphrase");
     }
@@ -102,9 +110,9 @@ fn parse(name: &str, bytes: &[u8]) -> Result<Vector, &'static str> {
         .unwrap_or_default();
     if identities
         .iter()
-        .any(|i| !i.starts_with("AGE-SECRET-KEY-1"))
+        .any(|i| !i.starts_with("AGE-SECRET-KEY-1") && !i.starts_with("AGE-SECRET-KEY-PQ-1"))
     {
-        return Err("non-X25519 identity");
+        return Err("unknown identity type");
     }
     match keys.get("compressed").map(Vec::as_slice) {
         None => {}
@@ -138,6 +146,7 @@ fn parse(name: &str, bytes: &[u8]) -> Result<Vector, &'static str> {
         expect,
         payload,
         identities,
+        armored,
         body,
     })
 }
@@ -148,11 +157,11 @@ fn attempt(
     v: &Vector,
     src: &Path,
     dst: &Path,
-    id: &age::x25519::Identity,
+    ids: &[AgeIdentity],
     problems: &mut Vec<String>,
 ) -> Result<[u8; 32], String> {
     assert!(!dst.exists());
-    match decrypt_file(src, dst, id) {
+    match decrypt_file(src, dst, ids) {
         Ok((sha, size)) => {
             match fs::read(dst) {
                 Ok(out) => {
@@ -180,6 +189,13 @@ fn attempt(
                     fail.code,
                     exit::VERIFY,
                     fail.message
+                ));
+            }
+            let kind = format!("({})", v.expect);
+            if v.expect != "success" && !fail.message.contains(&kind) {
+                problems.push(format!(
+                    "{}: failed as {:?}, want the kind {kind}",
+                    v.name, fail.message
                 ));
             }
             if dst.exists() {
@@ -210,37 +226,59 @@ enum Outcome {
 
 /// Runs one vector file: its outcome, whether it has several identities,
 /// and every problem found (empty unless the outcome is `Mismatch`).
-fn run_vector(name: &str, tmp: &Path) -> (Outcome, bool, Vec<String>) {
+/// What became of one vector: its outcome, whether it has several
+/// identities, the problems found, whether it is a hybrid vector.
+type Ran = (Outcome, bool, Vec<String>, bool);
+
+fn run_vector(name: &str, tmp: &Path) -> Ran {
     let bytes = fs::read(vector_dir().join(name)).expect("read vector");
     let v = match parse(name, &bytes) {
         Ok(v) => v,
-        Err(reason) => return (Outcome::Excluded(reason), false, Vec::new()),
+        Err(reason) => return (Outcome::Excluded(reason), false, Vec::new(), false),
     };
-    let ids: Vec<age::x25519::Identity> = if v.identities.is_empty() {
-        vec![age::x25519::Identity::generate()]
+    let ids: Vec<AgeIdentity> = if v.identities.is_empty() {
+        vec![AgeIdentity::generate_classic()]
     } else {
         v.identities
             .iter()
-            .map(|s| {
-                age::x25519::Identity::from_str(s)
-                    .unwrap_or_else(|e| panic!("{name}: identity: {e}"))
-            })
+            .map(|s| AgeIdentity::parse(s).unwrap_or_else(|e| panic!("{name}: identity: {e}")))
             .collect()
     };
-    let src = tmp.join(format!("{name}.age"));
-    fs::write(&src, &v.body).expect("write vector body");
-
     let mut problems = Vec::new();
     let mut oks = Vec::new();
     let mut errs = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let dst = tmp.join(format!("{name}.{i}.out"));
-        match attempt(&v, &src, &dst, id, &mut problems) {
-            Ok(sha) => oks.push(sha),
-            Err(e) => errs.push(e),
+    let body = if v.armored {
+        let mut plain = Vec::new();
+        match age::armor::ArmoredReader::new(&v.body[..]).read_to_end(&mut plain) {
+            Ok(_) => plain,
+            Err(e) if v.expect == "armor failure" => {
+                let _ = e;
+                return (Outcome::FailedAsExpected, false, Vec::new(), false);
+            }
+            Err(e) => {
+                return (
+                    Outcome::Mismatch,
+                    false,
+                    vec![format!("{name}: armor: {e}")],
+                    false,
+                );
+            }
         }
+    } else {
+        v.body.clone()
+    };
+    let src = tmp.join(format!("{name}.age"));
+    fs::write(&src, &body).expect("write vector body");
+    let dst = tmp.join(format!("{name}.out"));
+    match attempt(&v, &src, &dst, &ids, &mut problems) {
+        Ok(sha) => oks.push(sha),
+        Err(e) => errs.push(e),
     }
     let _ = fs::remove_file(&src);
+    let hybrid = v
+        .identities
+        .iter()
+        .any(|i| i.starts_with("AGE-SECRET-KEY-PQ-1"));
 
     let ok = if v.expect == "success" {
         let want = v.payload.expect("checked in parse");
@@ -270,7 +308,7 @@ fn run_vector(name: &str, tmp: &Path) -> (Outcome, bool, Vec<String>) {
         (true, true) => Outcome::Succeeded,
         (true, false) => Outcome::FailedAsExpected,
     };
-    (outcome, ids.len() > 1, problems)
+    (outcome, ids.len() > 1, problems, hybrid)
 }
 
 #[test]
@@ -291,7 +329,7 @@ fn cctv_age_vectors() {
     // One thread per vector: the multi-megabyte STREAM vectors take seconds
     // each in a debug build.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let results: Vec<(Outcome, bool, Vec<String>)> = std::thread::scope(|s| {
+    let results: Vec<Ran> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .iter()
             .map(|name| s.spawn(|| run_vector(name, tmp.path())))
@@ -304,9 +342,9 @@ fn cctv_age_vectors() {
 
     let mut excluded: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut problems = Vec::new();
-    let (mut included, mut succeeded, mut failed, mut mismatched, mut multi) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
-    for (name, (outcome, several, found)) in names.iter().zip(results) {
+    let (mut included, mut succeeded, mut failed, mut mismatched, mut multi, mut hybrid) =
+        (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
+    for (name, (outcome, several, found, pq)) in names.iter().zip(results) {
         match outcome {
             Outcome::Excluded(reason) => {
                 excluded.entry(reason).or_default().push(name);
@@ -318,6 +356,7 @@ fn cctv_age_vectors() {
         }
         included += 1;
         multi += usize::from(several);
+        hybrid += usize::from(pq);
         problems.extend(found);
     }
 
@@ -326,7 +365,7 @@ fn cctv_age_vectors() {
         .map(|(r, n)| format!("{r}: {}", n.len()))
         .collect();
     println!(
-        "age vectors: {} files, {included} included ({multi} with several identities), \
+        "age vectors: {} files, {included} included ({hybrid} hybrid, {multi} with several identities), \
          {succeeded} succeeded, {failed} failed as expected, {mismatched} mismatched, \
          excluded: [{}]",
         names.len(),
@@ -344,5 +383,6 @@ fn cctv_age_vectors() {
     assert!(included > 0, "no applicable vector found");
     assert_eq!(included, INCLUDED, "included vector count changed");
     assert_eq!(succeeded, SUCCEEDED, "success vector count changed");
+    assert_eq!(hybrid, HYBRID, "hybrid vector count changed");
     assert_eq!(succeeded + failed, included);
 }

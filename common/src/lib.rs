@@ -7,6 +7,7 @@
 //! streams that both sides share, and [`tls`] only builds configurations.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod agekey;
 pub mod audit;
 pub mod bundle;
 pub mod custody;

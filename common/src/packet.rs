@@ -79,7 +79,6 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand_core::{OsRng, RngCore};
@@ -655,23 +654,21 @@ fn check_task(v: &str) -> Result<(), PacketError> {
     }
 }
 
-/// Checks that `v` is an age X25519 recipient in canonical form.
+/// Checks that `v` is an age recipient (hybrid `age1pq1…` or classic
+/// `age1…`) in canonical form ([`crate::agekey::AgeKey`]).
 fn check_age(field: &'static str, v: &str) -> Result<(), PacketError> {
-    let bad = || {
+    let bad = |why: String| {
         field_err(
             field,
-            format!("{:?} is not an age x25519 recipient (age1…)", excerpt(v)),
+            format!("{:?} is not an age recipient: {why}", excerpt(v)),
         )
     };
-    // Cheap syntactic checks first: the canonical form is 62 lowercase
-    // Bech32 characters.
-    if v.len() > 128 || !v.starts_with("age1") || !v.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad());
+    // Cheap syntactic checks first: a hybrid recipient is 1,961 lowercase
+    // Bech32 characters, a classic one 62.
+    if v.len() > 2048 || !v.starts_with("age1") || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("expected age1pq1… or age1…".to_owned()));
     }
-    let r = age::x25519::Recipient::from_str(v).map_err(|_| bad())?;
-    if r.to_string() != v {
-        return Err(bad());
-    }
+    crate::agekey::AgeKey::from_recipient(v).map_err(bad)?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 //! time=<Unix seconds; never earlier than the previous statement's>
 //! signer=<principal id>
 //! signer-key=<the signer's Ed25519 public key, 64 hex>
-//! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey>
+//! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey|set-crypto>
 //! …the change's own fields, in the order below…
 //! ```
 //!
@@ -35,15 +35,18 @@
 //! | `set-scope` | `scope` |
 //! | `set-recovery` | `recovery-type`, `recovery` (both empty: no recovery recipient) |
 //! | `rekey` | `member`, `member-key`, `age-type`, `age` |
+//! | `set-crypto` | `require-pq` (`yes` or `no`) |
 //!
-//! Age recipients are typed (`age-type=x25519`, `age=age1…`) so that a
-//! post-quantum recipient type can be added without a new statement
-//! version; an unknown type is refused. The SHA-256 of a statement's bytes
+//! Age recipients are typed: `age-type=mlkem768x25519` with `age=age1pq1…`
+//! (hybrid, post-quantum) or `age-type=x25519` with `age=age1…` (classic);
+//! an unknown type is refused ([`crate::agekey`]). While a matter requires
+//! post-quantum keys (`set-crypto` `require-pq=yes`), an `add`, `rekey` or
+//! `set-recovery` with a classic key is refused, and clients refuse to push
+//! to a classic-only reader ([`Roster::check_post_quantum`]). The SHA-256 of a statement's bytes
 //! is its hash; the next statement names it in `prev`. The signature is
 //! plain Ed25519 over the bytes (checked with `verify_strict`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::str::FromStr as _;
 
 use ed25519_dalek::SigningKey;
@@ -51,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
+pub use crate::agekey::AgeKey;
 use crate::ids;
 use crate::roles::{Role, Task};
 use crate::sign::{self, AckStatement, Canonical, Domain, SignError};
@@ -109,69 +113,6 @@ impl RosterError {
             seq: seq.map_or_else(|| "?".to_owned(), |s| s.to_string()),
             why: why.into(),
         }
-    }
-}
-
-/// An age recipient, typed so that other recipient kinds can be added.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum AgeKey {
-    /// A native age X25519 recipient, `age1…`.
-    X25519(String),
-}
-
-impl AgeKey {
-    /// Parses a recipient given its type name.
-    pub fn parse(kind: &str, value: &str) -> Result<Self, String> {
-        match kind {
-            "x25519" => {
-                value
-                    .parse::<age::x25519::Recipient>()
-                    .map_err(|e| format!("invalid x25519 age recipient {value:?}: {e}"))?;
-                Ok(Self::X25519(value.to_owned()))
-            }
-            other => Err(format!("unknown age recipient type {other:?}")),
-        }
-    }
-
-    /// Parses a recipient string, inferring its type from its prefix.
-    pub fn from_recipient(value: &str) -> Result<Self, String> {
-        if value.starts_with("age1") {
-            Self::parse("x25519", value)
-        } else {
-            Err(format!("unsupported age recipient {value:?}"))
-        }
-    }
-
-    /// The type name (`x25519`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::X25519(_) => "x25519",
-        }
-    }
-
-    /// A short fingerprint people can compare with the firm's records:
-    /// `SHA256:` and the unpadded base64 of the SHA-256 of the recipient
-    /// string.
-    pub fn fingerprint(&self) -> String {
-        use base64::Engine as _;
-        format!(
-            "SHA256:{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .encode(Sha256::digest(self.recipient().as_bytes()))
-        )
-    }
-
-    /// The recipient string (`age1…`).
-    pub fn recipient(&self) -> &str {
-        match self {
-            Self::X25519(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for AgeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.recipient())
     }
 }
 
@@ -256,6 +197,12 @@ pub enum Change {
         /// The new keys.
         keys: MemberKeys,
     },
+    /// Requires (or stops requiring) hybrid post-quantum age keys of every
+    /// reader.
+    SetCrypto {
+        /// Whether classic-only readers are refused.
+        require_pq: bool,
+    },
 }
 
 impl Change {
@@ -270,6 +217,7 @@ impl Change {
             Self::SetScope { .. } => "set-scope",
             Self::SetRecovery { .. } => "set-recovery",
             Self::Rekey { .. } => "rekey",
+            Self::SetCrypto { .. } => "set-crypto",
         }
     }
 
@@ -283,7 +231,8 @@ impl Change {
             Self::Create { .. }
             | Self::SetAck { .. }
             | Self::SetScope { .. }
-            | Self::SetRecovery { .. } => None,
+            | Self::SetRecovery { .. }
+            | Self::SetCrypto { .. } => None,
         }
     }
 }
@@ -493,6 +442,9 @@ impl Statement {
                     .bytes("member-key", &keys.signing_key)?;
                 age(&mut c, &keys.age)?;
             }
+            Change::SetCrypto { require_pq } => {
+                c.str("require-pq", if *require_pq { "yes" } else { "no" })?;
+            }
         }
         Ok(c.finish())
     }
@@ -593,6 +545,18 @@ impl Statement {
                 keys: MemberKeys {
                     signing_key: f.hash("member-key")?,
                     age: f.age()?,
+                },
+            },
+            "set-crypto" => Change::SetCrypto {
+                require_pq: match f.take("require-pq")? {
+                    "yes" => true,
+                    "no" => false,
+                    _ => {
+                        return Err(RosterError::malformed(
+                            f.seq,
+                            "require-pq must be yes or no",
+                        ));
+                    }
                 },
             },
             other => {
@@ -733,6 +697,8 @@ pub struct Roster {
     pub ack_sha256: [u8; 32],
     /// Recovery recipient.
     pub recovery: Option<AgeKey>,
+    /// Whether every reader must have a hybrid (post-quantum) age key.
+    pub require_pq: bool,
     /// Current members by id.
     pub members: BTreeMap<String, Member>,
     /// The creator (the trust root clients pin) and its key.
@@ -813,6 +779,7 @@ impl Roster {
             ack_version: 1,
             ack_sha256: *ack_sha256,
             recovery: recovery.clone(),
+            require_pq: false,
             members: BTreeMap::new(),
             creator: (s.signer.clone(), s.signer_key),
             len: 1,
@@ -955,6 +922,49 @@ impl Roster {
         Ok(())
     }
 
+    /// Refuses a classic key while the matter requires post-quantum keys.
+    fn pq_fits(&self, whose: &str, age: &AgeKey) -> Result<(), String> {
+        if self.require_pq && !age.is_post_quantum() {
+            return Err(format!(
+                "matter {} requires post-quantum keys and {whose} age key is classic X25519 \
+                 (a hybrid key comes from `mdrop keys upgrade`)",
+                self.matter
+            ));
+        }
+        Ok(())
+    }
+
+    /// With `require-pq`, refuses a push to any classic-only reader (a
+    /// member who had a classic key before the requirement, or a classic
+    /// recovery recipient), naming each.
+    pub fn check_post_quantum(
+        &self,
+        readers: &[RosterRecipient],
+        recovery: Option<&AgeKey>,
+    ) -> Result<(), String> {
+        if !self.require_pq {
+            return Ok(());
+        }
+        let mut classic: Vec<&str> = readers
+            .iter()
+            .filter(|r| !r.age.is_post_quantum())
+            .map(|r| r.principal.as_str())
+            .collect();
+        if recovery.is_some_and(|r| !r.is_post_quantum()) {
+            classic.push("the recovery recipient");
+        }
+        if classic.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "matter {} requires post-quantum keys, and these readers have only a classic \
+             X25519 key: {}; nothing was encrypted (they run `mdrop keys upgrade`, then an \
+             attorney runs `mdrop matter rekey`)",
+            self.matter,
+            classic.join(", ")
+        ))
+    }
+
     fn change(&mut self, s: &Statement) -> Result<(), String> {
         match &s.change {
             Change::Create { .. } => Err("a matter is created only once".into()),
@@ -964,6 +974,7 @@ impl Roster {
                 }
                 self.role_fits(member, *role)?;
                 self.check_keys(member, keys)?;
+                self.pq_fits(&format!("{member}'s"), &keys.age)?;
                 self.sanction(member, keys, s.seq);
                 self.members.insert(
                     member.clone(),
@@ -1023,6 +1034,7 @@ impl Roster {
             }
             Change::SetRecovery { recovery } => {
                 if let Some(r) = recovery {
+                    self.pq_fits("the recovery recipient's", r)?;
                     self.ever_recovery.insert(r.clone());
                 }
                 self.recovery = recovery.clone();
@@ -1037,11 +1049,27 @@ impl Roster {
                     return Err(format!("{member} already has these keys"));
                 }
                 self.check_keys(member, keys)?;
+                self.pq_fits(&format!("{member}'s new"), &keys.age)?;
                 self.sanction(member, keys, s.seq);
                 if let Some(m) = self.members.get_mut(member) {
                     m.keys = keys.clone();
                     m.since = s.seq;
                 }
+                Ok(())
+            }
+            Change::SetCrypto { require_pq } => {
+                if *require_pq == self.require_pq {
+                    return Err(format!(
+                        "matter {} already {} post-quantum keys",
+                        self.matter,
+                        if self.require_pq {
+                            "requires"
+                        } else {
+                            "does not require"
+                        }
+                    ));
+                }
+                self.require_pq = *require_pq;
                 Ok(())
             }
         }

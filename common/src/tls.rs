@@ -14,6 +14,15 @@
 //! The verifiers that deviate from WebPKI live in [`danger`] and are named
 //! for it. 0-RTT is off on both sides: a replayed request could otherwise
 //! repeat a state change.
+//!
+//! The key exchange is post-quantum: both sides prefer the hybrid group
+//! `X25519MLKEM768` (ML-KEM-768 with X25519), which rustls offers with its
+//! aws-lc-rs provider, so traffic recorded today cannot be decrypted once
+//! X25519 falls. A client also offers plain X25519 for a server without the
+//! hybrid group (the TLS 1.3 transcript signature, checked against the
+//! pinned server key, stops an active attacker from forcing that); a server
+//! started with `--require-pq-transport` ([`KeyExchange::HybridOnly`])
+//! refuses a client that cannot do the hybrid group.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,16 +83,101 @@ pub enum TlsError {
     Ca(String),
 }
 
-/// The single crypto provider this project uses (ring).
+/// Which TLS key-exchange groups a side offers (client) or accepts
+/// (server).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyExchange {
+    /// `X25519MLKEM768` preferred, `X25519` for a peer without it.
+    #[default]
+    Hybrid,
+    /// `X25519MLKEM768` only: a classical-only peer cannot connect.
+    HybridOnly,
+}
+
+/// The key-exchange groups of [`KeyExchange`], counted when a server
+/// completes one (see [`server_key_exchanges`]).
+static HYBRID: Observed = Observed {
+    inner: rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768,
+    completed: std::sync::atomic::AtomicU64::new(0),
+};
+static CLASSIC: Observed = Observed {
+    inner: rustls::crypto::aws_lc_rs::kx_group::X25519,
+    completed: std::sync::atomic::AtomicU64::new(0),
+};
+
+/// A key-exchange group that counts the handshakes a server completed with
+/// it, so that tests (and operators, in the log) can see what was
+/// negotiated: quinn does not expose it.
+#[derive(Debug)]
+struct Observed {
+    inner: &'static dyn rustls::crypto::SupportedKxGroup,
+    completed: std::sync::atomic::AtomicU64,
+}
+
+impl rustls::crypto::SupportedKxGroup for Observed {
+    fn start(&self) -> Result<Box<dyn rustls::crypto::ActiveKeyExchange>, rustls::Error> {
+        self.inner.start()
+    }
+
+    fn start_and_complete(
+        &self,
+        peer_pub_key: &[u8],
+    ) -> Result<rustls::crypto::CompletedKeyExchange, rustls::Error> {
+        let done = self.inner.start_and_complete(peer_pub_key)?;
+        self.completed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(done)
+    }
+
+    fn ffdhe_group(&self) -> Option<rustls::ffdhe_groups::FfdheGroup<'static>> {
+        self.inner.ffdhe_group()
+    }
+
+    fn name(&self) -> rustls::NamedGroup {
+        self.inner.name()
+    }
+
+    fn fips(&self) -> bool {
+        self.inner.fips()
+    }
+
+    fn usable_for_version(&self, version: rustls::ProtocolVersion) -> bool {
+        self.inner.usable_for_version(version)
+    }
+}
+
+/// How many handshakes this process, as a server, completed with each
+/// group: `(X25519MLKEM768, X25519)`.
+pub fn server_key_exchanges() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        HYBRID.completed.load(Relaxed),
+        CLASSIC.completed.load(Relaxed),
+    )
+}
+
+/// The crypto provider: rustls with aws-lc-rs (the provider that has the
+/// hybrid post-quantum group), key exchange limited to `kx`.
+pub fn crypto_provider_with(kx: KeyExchange) -> Arc<CryptoProvider> {
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
+    p.kx_groups = match kx {
+        KeyExchange::Hybrid => vec![&HYBRID, &CLASSIC],
+        KeyExchange::HybridOnly => vec![&HYBRID],
+    };
+    Arc::new(p)
+}
+
+/// The crypto provider with the default key exchange
+/// ([`KeyExchange::Hybrid`]).
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    crypto_provider_with(KeyExchange::Hybrid)
 }
 
 /// Installs [`crypto_provider`] as the process default. Call once at
 /// start-up; a second call is harmless.
 pub fn install_crypto_provider() {
     // Err means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = Arc::unwrap_or_clone(crypto_provider()).install_default();
 }
 
 /// Transport limits shared by both ends, set explicitly rather than
@@ -196,12 +290,22 @@ pub fn generate_server_pki(hostnames: &[String]) -> Result<ServerPki, TlsError> 
 }
 
 /// The QUIC server configuration: TLS 1.3 only, client certificates
-/// mandatory and Ed25519-only, 0-RTT off, explicit limits, no migration.
+/// mandatory and Ed25519-only, 0-RTT off, explicit limits, no migration,
+/// key exchange per `kx`.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key_pkcs8: &[u8],
+    kx: KeyExchange,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let provider = crypto_provider();
+    server_config_with(crypto_provider_with(kx), chain, key_pkcs8)
+}
+
+/// [`server_config`] with any crypto provider (benchmarks compare them).
+pub fn server_config_with(
+    provider: Arc<CryptoProvider>,
+    chain: Vec<CertificateDer<'static>>,
+    key_pkcs8: &[u8],
+) -> Result<quinn::ServerConfig, TlsError> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8.to_vec()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -236,7 +340,16 @@ pub fn client_config(
     signing_key: &SigningKey,
     pin: &ServerPin,
 ) -> Result<(quinn::ClientConfig, ObservedFingerprint), TlsError> {
-    let provider = crypto_provider();
+    client_config_with(crypto_provider(), signing_key, pin)
+}
+
+/// [`client_config`] with any crypto provider (benchmarks compare them;
+/// tests make classical-only clients).
+pub fn client_config_with(
+    provider: Arc<CryptoProvider>,
+    signing_key: &SigningKey,
+    pin: &ServerPin,
+) -> Result<(quinn::ClientConfig, ObservedFingerprint), TlsError> {
     let pkcs8 = signing_key
         .to_pkcs8_der()
         .map_err(|e| TlsError::Key(e.to_string()))?;

@@ -101,6 +101,12 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Accept only the hybrid post-quantum TLS key exchange
+    /// (X25519MLKEM768): clients that offer only classical groups cannot
+    /// connect. By default the hybrid group is preferred and X25519 is
+    /// accepted too.
+    #[arg(long)]
+    pub require_pq_transport: bool,
 }
 
 /// `mdropd invite`.

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             json: false,
             quota: None,
             shutdown_grace: std::time::Duration::from_secs(10),
+            require_pq_transport: false,
         })
     });
     let result = match command {
@@ -142,7 +143,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::bind(listen, data.cert.clone(), &data.tls_key, state)?;
+        let kx = if a.require_pq_transport {
+            tls::KeyExchange::HybridOnly
+        } else {
+            tls::KeyExchange::Hybrid
+        };
+        let server = Server::bind(listen, data.cert.clone(), &data.tls_key, kx, state)?;
         let addr = server.local_addr()?;
         {
             let mut out = std::io::stdout().lock();
@@ -162,7 +168,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             }
             out.flush()?;
         }
-        info!(listen = %addr, fingerprint = %data.fingerprint, "serving");
+        info!(listen = %addr, fingerprint = %data.fingerprint, key_exchange = ?kx, "serving");
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         server.run(shutdown, a.shutdown_grace).await

@@ -270,6 +270,9 @@ pub enum Operation<'a> {
     },
     /// `matter set-recovery`: set or clear the recovery recipient.
     SetRecovery,
+    /// `matter set-crypto`: require post-quantum keys, or stop requiring
+    /// them.
+    SetCrypto,
     /// `matter rekey`: give a current member new keys (after a lost
     /// laptop; the attorney checked the new safety code).
     Rekey {
@@ -344,6 +347,7 @@ impl Operation<'_> {
             Self::SetAck => "ack-set",
             Self::SetScope { .. } => "scope-set",
             Self::SetRecovery => "recovery-set",
+            Self::SetCrypto => "crypto-set",
             Self::Rekey { .. } => "member-rekey",
             Self::ReadRoster => "roster-read",
             Self::Push { .. } => "push",
@@ -369,6 +373,7 @@ impl Operation<'_> {
             Self::SetAck => "change the acknowledgment text",
             Self::SetScope { .. } => "change the scope",
             Self::SetRecovery => "change the recovery recipient",
+            Self::SetCrypto => "change the key requirements",
             Self::Rekey { .. } => "change a member's keys",
             Self::ReadRoster => "read its roster",
             Self::Push { .. } => "push packets",
@@ -400,6 +405,7 @@ impl Operation<'_> {
             | Self::SetAck
             | Self::SetScope { .. }
             | Self::SetRecovery
+            | Self::SetCrypto
             | Self::Rekey { .. }
             | Self::Review { .. } => ATTORNEY,
             Self::Push { .. } => FIRM,
@@ -441,6 +447,9 @@ pub enum ServerOperation<'a> {
     ExportFullLog,
     /// `admin revoke`: unregister a principal's key (admins).
     RevokeKey,
+    /// `keys upgrade`: replace one's own age recipient (anyone enrolled;
+    /// matters keep the old key until an attorney rekeys).
+    ReplaceOwnAgeKey,
 }
 
 impl ServerOperation<'_> {
@@ -452,6 +461,7 @@ impl ServerOperation<'_> {
             Self::CreateInvite => "invite-create",
             Self::ExportFullLog => "audit-export-all",
             Self::RevokeKey => "key-revoke",
+            Self::ReplaceOwnAgeKey => "age-key-update",
         }
     }
 
@@ -462,6 +472,7 @@ impl ServerOperation<'_> {
             Self::CreateInvite => "create invites",
             Self::ExportFullLog => "export the whole audit log",
             Self::RevokeKey => "revoke keys",
+            Self::ReplaceOwnAgeKey => "replace their age key",
         }
     }
 }
@@ -787,6 +798,7 @@ fn decide_inner(
         | Operation::SignAck
         | Operation::SetAck
         | Operation::SetRecovery
+        | Operation::SetCrypto
         | Operation::ReadRoster
         | Operation::Inbox
         | Operation::ExportAudit
@@ -893,6 +905,9 @@ fn decide_server_inner(
             }
             validate_scope(scope)
         }
+        // Only the caller's own record changes, and no matter trusts it: a
+        // roster keeps the key its attorneys signed.
+        ServerOperation::ReplaceOwnAgeKey => Ok(()),
         ServerOperation::CreateOrganization
         | ServerOperation::CreateInvite
         | ServerOperation::ExportFullLog
@@ -1261,7 +1276,7 @@ mod tests {
 
     /// Number of [`Operation`] variants; [`variant_index`] must map onto
     /// `0..VARIANTS` and [`all_operations`] must cover every index.
-    const VARIANTS: usize = 19;
+    const VARIANTS: usize = 20;
 
     /// Exhaustive on purpose (no wildcard): a new variant does not compile
     /// until it gets an index here, a row in [`all_operations`] and arms in
@@ -1287,6 +1302,7 @@ mod tests {
             Operation::SetRecovery => 16,
             Operation::Rekey { .. } => 17,
             Operation::ReadRoster => 18,
+            Operation::SetCrypto => 19,
         }
     }
 
@@ -1395,6 +1411,7 @@ mod tests {
         ops.extend([Operation::ExportAudit, Operation::Report]);
         ops.extend([
             Operation::SetRecovery,
+            Operation::SetCrypto,
             Operation::Rekey {
                 target: "pia@lpo-2",
                 target_role: Some(Role::Provider),
@@ -1446,11 +1463,12 @@ mod tests {
                 | Op::SetAck
                 | Op::SetScope { .. }
                 | Op::SetRecovery
+                | Op::SetCrypto
                 | Op::Rekey { .. }
                 | Op::Review { .. },
                 Paralegal | Provider | Auditor,
             ) => "not-attorney",
-            (Op::SetRecovery, Attorney) => "allow",
+            (Op::SetRecovery | Op::SetCrypto, Attorney) => "allow",
             (
                 Op::Rekey {
                     target_role: None, ..

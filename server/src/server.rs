@@ -75,9 +75,10 @@ impl Server {
         listen: SocketAddr,
         cert: rustls::pki_types::CertificateDer<'static>,
         tls_key: &[u8],
+        kx: tls::KeyExchange,
         state: Arc<State>,
     ) -> Result<Self> {
-        let cfg = tls::server_config(vec![cert], tls_key)?;
+        let cfg = tls::server_config(vec![cert], tls_key, kx)?;
         let (endpoint, granted) =
             tls::endpoint(listen, Some(cfg)).with_context(|| format!("binding {listen}"))?;
         if granted < tls::SOCKET_BUFFER {

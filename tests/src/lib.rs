@@ -31,6 +31,25 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// An age v1.3 command this project did not write, for the post-quantum
+/// (`mlkem768x25519`) and classic recipient types: typage (npm
+/// `age-encryption`) behind `tests/interop/age.mjs`, which takes `-d -i
+/// FILE`, `-r RECIPIENT`, `-o OUT` like the stock `age`, and `--keygen`.
+/// `tests/run` installs Node.js and the package. (Debian's `age` is 1.1.1,
+/// which predates hybrid keys; the tests use it for classic keys only.)
+pub fn age_v13() -> Command {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop");
+    assert!(
+        dir.join("node_modules/age-encryption/package.json")
+            .is_file(),
+        "{}/node_modules is missing: run `bash tests/run`, which installs it (npm ci)",
+        dir.display()
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("age.mjs"));
+    cmd
+}
+
 /// A running `mdropd serve`. Killed on drop.
 #[derive(Debug)]
 pub struct Server {
@@ -51,6 +70,11 @@ impl Server {
     /// Starts a server on `127.0.0.1:0` with data in `data` (initializing a
     /// fresh directory).
     pub fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    /// [`Server::start`] with extra `mdropd serve` arguments.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Self {
         let log = data.with_extension(format!("log.{}", std::process::id()));
         let mut cmd = Command::new(bin("mdropd"));
         cmd.args([
@@ -62,7 +86,8 @@ impl Server {
             "5s",
             "--data",
         ])
-        .arg(data);
+        .arg(data)
+        .args(extra);
         let (child, lines) = spawn_server(cmd, &log);
         let mut invite = None;
         loop {

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 use std::time::Duration;
 
-use matterdrop_tests::{Server, User, World, bin};
+use matterdrop_tests::{Server, User, World, age_v13, bin};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -284,23 +284,57 @@ fn keygen_files_and_stock_age() {
     assert!(r.stderr.contains("refusing to overwrite"), "{r:?}");
     assert_eq!(std::fs::read(u.home.join("identity.txt")).unwrap(), before);
 
+    // The default key is hybrid (post-quantum), in the format `age-keygen
+    // -pq` writes; an age v1.3 implementation this project did not write
+    // encrypts to it and decrypts with the identity file.
     let recipient = out["age_recipient"].as_str().unwrap();
+    assert!(recipient.starts_with("age1pq1"), "{recipient}");
+    assert_eq!(out["age_key_type"], "mlkem768x25519");
+    let identity = std::fs::read_to_string(u.home.join("identity.txt")).unwrap();
+    assert!(
+        identity
+            .lines()
+            .any(|l| l.starts_with("AGE-SECRET-KEY-PQ-1")),
+        "no hybrid identity line"
+    );
     let plain = tmp.path().join("plain.txt");
     std::fs::write(&plain, b"privileged and confidential\n").unwrap();
-    let enc = tmp.path().join("plain.txt.age");
-    let status = Command::new("age")
-        .args(["-r", recipient, "-o"])
-        .arg(&enc)
-        .arg(&plain)
-        .status()
-        .expect(
-            "the stock `age` command must be installed (Debian package `age`; .ci/run installs it)",
-        );
-    assert!(status.success());
-    let dec = Command::new("age")
+    let stock = |cmd: &mut Command, recipient: &str, tag: &str| {
+        let enc = tmp.path().join(format!("plain.{tag}.age"));
+        let status = cmd
+            .args(["-r", recipient, "-o"])
+            .arg(&enc)
+            .arg(&plain)
+            .status()
+            .expect("age (tests/run installs it)");
+        assert!(status.success(), "{tag}: encrypt");
+        enc
+    };
+    let enc = stock(&mut age_v13(), recipient, "pq");
+    let dec = age_v13()
         .arg("-d")
         .arg("-i")
         .arg(u.home.join("identity.txt"))
+        .arg(&enc)
+        .output()
+        .unwrap();
+    assert!(dec.status.success(), "{dec:?}");
+    assert_eq!(dec.stdout, b"privileged and confidential\n");
+    // Debian's age 1.1.1 cannot read hybrid keys: `--classic` makes a key
+    // it can.
+    let c = User::new(tmp.path(), "classic");
+    let out = c.json(&["keygen", "--classic"]);
+    let classic = out["age_recipient"].as_str().unwrap();
+    assert!(
+        classic.starts_with("age1") && !classic.starts_with("age1pq1"),
+        "{classic}"
+    );
+    assert_eq!(out["age_key_type"], "x25519");
+    let enc = stock(&mut Command::new("age"), classic, "classic");
+    let dec = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(c.home.join("identity.txt"))
         .arg(&enc)
         .output()
         .unwrap();

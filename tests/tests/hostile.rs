@@ -22,7 +22,9 @@ use matterdrop_common::proto::{
     PacketRef, PushPrepareRequest, ServerResponse,
 };
 use matterdrop_common::tls;
-use matterdrop_tests::{RawClient, User, World, bin, error_code, pull_refused_as_tampered, walk};
+use matterdrop_tests::{
+    RawClient, User, World, age_v13, bin, error_code, pull_refused_as_tampered, walk,
+};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -129,20 +131,24 @@ fn refused(answer: &(ServerResponse, Vec<u8>), code: ErrorCode) -> String {
     }
 }
 
-/// Runs the stock `age` command to encrypt `plain` to `recipients`.
+/// Encrypts `plain` to `recipients` with an age v1.3 implementation this
+/// project did not write ([`age_v13`]).
 fn age_encrypt(dir: &Path, plain: &[u8], recipients: &[String]) -> Vec<u8> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let src = dir.join(format!("craft-{n}.plain"));
     let dst = dir.join(format!("craft-{n}.age"));
     std::fs::write(&src, plain).expect("write plaintext");
-    let mut cmd = Command::new("age");
+    let mut cmd = age_v13();
     for r in recipients {
         cmd.arg("-r").arg(r);
     }
-    let status = cmd.arg("-o").arg(&dst).arg(&src).status().expect(
-        "the stock `age` command must be installed (Debian package `age`; .ci/run installs it)",
-    );
+    let status = cmd
+        .arg("-o")
+        .arg(&dst)
+        .arg(&src)
+        .status()
+        .expect("node (tests/run installs it)");
     assert!(status.success(), "age failed");
     let out = std::fs::read(&dst).expect("read ciphertext");
     let _ = std::fs::remove_file(&src);

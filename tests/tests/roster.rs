@@ -5,7 +5,6 @@
 //! key the roster does not sanction.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::DecodePrivateKey as _;
@@ -16,7 +15,7 @@ use matterdrop_common::sign::AckStatement;
 use matterdrop_server::store::{
     AckRecord, MatterRecord, MemberRecord, MetaRead as _, MetaWrite as _, SledStore,
 };
-use matterdrop_tests::{User, World, walk};
+use matterdrop_tests::{User, World, age_v13, walk};
 
 const MATTER: &str = "2026-PI-0042";
 const TASK: &str = "medical-chronology";
@@ -122,18 +121,19 @@ fn keys_of(user: &User) -> MemberKeys {
 }
 
 /// How many stored blobs (packet and deliverable files and manifests)
-/// the stock `age` decrypts with `user`'s identity.
+/// an age v1.3 implementation this project did not write decrypts with
+/// `user`'s identity.
 fn decryptable_by(data: &Path, user: &User) -> usize {
     walk(&data.join("blobs"))
         .iter()
         .filter(|blob| {
-            Command::new("age")
+            age_v13()
                 .arg("-d")
                 .arg("-i")
                 .arg(user.home.join("identity.txt"))
                 .arg(blob)
                 .output()
-                .expect("run the stock age (tests/run installs it)")
+                .expect("run node (tests/run installs it)")
                 .status
                 .success()
         })
@@ -637,11 +637,13 @@ fn the_recovery_recipient_is_set_by_attorneys() {
     let t = setup();
     let recovery = User::new(t.w.tmp.path(), "firm-vault");
     std::fs::create_dir_all(&recovery.home).unwrap();
-    let out = Command::new("age-keygen")
+    // A hybrid recovery key made by another implementation.
+    let out = age_v13()
+        .arg("--keygen")
         .arg("-o")
         .arg(recovery.home.join("identity.txt"))
         .output()
-        .expect("age-keygen (tests/run installs age)");
+        .expect("node (tests/run installs it)");
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(recovery.home.join("identity.txt")).unwrap();
     let recipient = text

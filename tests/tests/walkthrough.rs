@@ -14,7 +14,11 @@
 //!   by an earlier step;
 //! - README's build lines (`cargo build --release --bin mdrop` and the
 //!   `export PATH=…` after it) are replaced by the binaries this test run
-//!   built.
+//!   built;
+//! - `age` is an age v1.3 implementation, first on `PATH`: typage behind
+//!   `tests/interop/age.mjs` ([`matterdrop_tests::age_v13`]), since
+//!   Debian's `age` is 1.1.1, which predates the hybrid post-quantum keys
+//!   README's `age -d` decrypts.
 //!
 //! `~` is a fresh `HOME` in a temporary directory, and every command runs in
 //! a fresh working directory beside it. Each command gets a pseudo-terminal
@@ -30,7 +34,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use matterdrop_tests::{Server, bin};
+use matterdrop_tests::{Server, age_v13, bin};
 
 /// How long one README command may take on a loaded 2-core machine.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -382,6 +386,24 @@ fn readme_walkthrough_runs_as_written() {
     let (server, mut fill) = start_server(&work);
     let bin_dir = bin("mdrop").parent().expect("bin dir").to_path_buf();
     let mut shell = Shell::start(&work, &home, &scratch);
+    let shim = tmp.path().join("age-v13");
+    std::fs::create_dir_all(&shim).expect("mkdir");
+    let age = age_v13();
+    let args: Vec<String> = age
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    std::fs::write(
+        shim.join("age"),
+        format!("#!/bin/sh\nexec node {} \"$@\"\n", args.join(" ")),
+    )
+    .expect("write age shim");
+    std::fs::set_permissions(
+        shim.join("age"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    shell.send(&format!("export PATH=\"{}:$PATH\"\n", shim.display()));
 
     let mut transcript = String::new();
     for (n, step) in steps.iter().enumerate() {

@@ -40,7 +40,8 @@
 //! 3), `--dir PATH` (where the temporary directory goes; it needs about
 //! (3 + R) × N MiB), `--keep` (keep it), `--no-raw-fsync`,
 //! `--no-components`, `--timeout-secs S` (per `mdrop` transfer; default
-//! 120 + N/2). The binaries are taken from `MDROP_BIN_DIR`, else from the
+//! 120 + N/2), `--classic-keys` (users made with `keygen --classic`: X25519
+//! age keys instead of the default hybrid post-quantum ones). The binaries are taken from `MDROP_BIN_DIR`, else from the
 //! directory of this executable. Everything runs on 127.0.0.1, ports
 //! chosen by the kernel.
 
@@ -54,6 +55,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use matterdrop_common::agekey::{AgeIdentity, Recipients};
 use matterdrop_common::sha256pair::{Sha256Lane, update_pair};
 use matterdrop_common::tls;
 use serde_json::Value;
@@ -87,11 +89,12 @@ struct Options {
     raw_fsync: bool,
     components: bool,
     timeout: Option<Duration>,
+    classic: bool,
 }
 
 fn usage() -> String {
     "usage: transfer [--size-mib N] [--rounds R] [--dir PATH] [--keep] [--no-raw-fsync]\n\
-     \x20               [--no-components] [--timeout-secs S]\n\
+     \x20               [--no-components] [--timeout-secs S] [--classic-keys]\n\
      env: MDROP_BIN_DIR=dir holding mdrop and mdropd (default: next to this executable)"
         .to_owned()
 }
@@ -105,6 +108,7 @@ fn parse_args() -> Result<Options> {
         raw_fsync: true,
         components: true,
         timeout: None,
+        classic: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -138,6 +142,7 @@ fn parse_args() -> Result<Options> {
             "--keep" => o.keep = true,
             "--no-raw-fsync" => o.raw_fsync = false,
             "--no-components" => o.components = false,
+            "--classic-keys" => o.classic = true,
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -554,6 +559,8 @@ struct Mdrop {
     bin: PathBuf,
     logs: PathBuf,
     seq: std::cell::Cell<u32>,
+    /// `keygen --classic`: X25519 age keys instead of hybrid ones.
+    classic: bool,
 }
 
 impl Mdrop {
@@ -584,7 +591,11 @@ impl Mdrop {
     }
 
     fn enroll(&self, home: &Path, server: &Server, invite: &str, id: &str) -> Result<()> {
-        self.json(home, &["keygen"])?;
+        if self.classic {
+            self.json(home, &["keygen", "--classic"])?;
+        } else {
+            self.json(home, &["keygen"])?;
+        }
         self.json(
             home,
             &[
@@ -623,7 +634,11 @@ impl RawServer {
     fn start(sink: PathBuf) -> Result<Self> {
         let pki = tls::generate_server_pki(&["localhost".to_owned()])?;
         let pin = tls::ServerPin::Fingerprint(tls::cert_fingerprint(&pki.cert_der)?);
-        let cfg = tls::server_config(vec![pki.cert_der.clone()], &pki.key_der)?;
+        let cfg = tls::server_config(
+            vec![pki.cert_der.clone()],
+            &pki.key_der,
+            tls::KeyExchange::Hybrid,
+        )?;
         let (tx, rx) = mpsc::channel::<Result<quinn::Endpoint>>();
         let thread = std::thread::Builder::new()
             .name("raw-server".into())
@@ -922,9 +937,9 @@ fn components(size: u64, payload: &Path, dir: &Path) -> Result<Vec<(String, f64)
     ));
 
     let small = size.min(256 * MIB);
-    let ids: Vec<age::x25519::Identity> =
-        (0..2).map(|_| age::x25519::Identity::generate()).collect();
-    let recips: Vec<age::x25519::Recipient> = ids.iter().map(|i| i.to_public()).collect();
+    let ids: Vec<AgeIdentity> = (0..2).map(|_| AgeIdentity::generate_hybrid()).collect();
+    let keys: Vec<_> = ids.iter().map(AgeIdentity::public).collect();
+    let recips = Recipients::new(&keys).map_err(|e| anyhow!("age: {e}"))?;
     let t = Instant::now();
     age_encrypt(io::sink(), &recips, &buf, small)?;
     out.push((
@@ -984,14 +999,8 @@ fn components(size: u64, payload: &Path, dir: &Path) -> Result<Vec<(String, f64)
 }
 
 /// Encrypts `bytes` bytes (`buf` repeated) to `recips` into `w`.
-fn age_encrypt<W: io::Write>(
-    w: W,
-    recips: &[age::x25519::Recipient],
-    buf: &[u8],
-    bytes: u64,
-) -> Result<W> {
-    let enc = age::Encryptor::with_recipients(recips.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| anyhow!("age: {e}"))?;
+fn age_encrypt<W: io::Write>(w: W, recips: &Recipients, buf: &[u8], bytes: u64) -> Result<W> {
+    let enc = recips.encryptor().map_err(|e| anyhow!("age: {e}"))?;
     let mut sw = enc.wrap_output(w)?;
     let mut left = bytes;
     while left > 0 {
@@ -1051,6 +1060,7 @@ fn main() -> Result<()> {
         bin: mdrop_bin.clone(),
         logs: logs.clone(),
         seq: std::cell::Cell::new(0),
+        classic: opts.classic,
     };
     let admin = root.join("admin");
     let alice = root.join("alice");
@@ -1344,6 +1354,14 @@ fn report(r: &Report<'_>) {
             .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    println!(
+        "age keys            {}",
+        if r.opts.classic {
+            "classic X25519 (keygen --classic)"
+        } else {
+            "hybrid ML-KEM-768 + X25519 (the default)"
+        }
     );
     println!("units               MB/s = 10^6 bytes of plaintext payload per second of wall clock");
     println!();

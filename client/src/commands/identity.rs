@@ -17,23 +17,36 @@ use crate::identity;
 
 /// `mdrop keygen`.
 pub fn keygen(ctx: &Ctx, args: &KeygenArgs) -> CmdResult {
-    let g = identity::generate(&ctx.home, args.passphrase)?;
+    let g = identity::generate(&ctx.home, args.passphrase, args.classic)?;
     ctx.out.emit(&json!({
         "home": ctx.home.dir,
-        "age_recipient": g.age_recipient,
+        "age_recipient": g.age_recipient.recipient(),
+        "age_key_type": g.age_recipient.kind(),
+        "age_fingerprint": g.age_recipient.fingerprint(),
         "signing_key_fingerprint": g.signing_key_fingerprint,
         "passphrase": g.passphrase,
         "files": g.files,
     }), || {
         format!(
-            "Created keys in {}\n  age recipient:   {}\n  signing key:     {}\n  passphrase:      {}\n",
+            "Created keys in {}\n  age key:         {} {} ({})\n  signing key:     {}\n  passphrase:      {}\n",
             ctx.home.dir.display(),
-            g.age_recipient,
+            key_type_text(&g.age_recipient),
+            g.age_recipient.fingerprint(),
+            g.age_recipient.short(),
             g.signing_key_fingerprint,
             if g.passphrase { "yes" } else { "no (use --passphrase to protect the keys at rest)" }
         )
     });
     Ok(())
+}
+
+/// How a key type reads in human output.
+pub fn key_type_text(k: &matterdrop_common::agekey::AgeKey) -> &'static str {
+    if k.is_post_quantum() {
+        "hybrid post-quantum (ML-KEM-768 + X25519)"
+    } else {
+        "classic X25519 (not post-quantum)"
+    }
 }
 
 fn info_json(info: &PrincipalInfo, server: &str) -> serde_json::Value {
@@ -46,6 +59,8 @@ fn info_json(info: &PrincipalInfo, server: &str) -> serde_json::Value {
         "admin": info.admin,
         "signing_key_fingerprint": vk.as_ref().map(ed25519_fingerprint),
         "age_recipient": info.age_recipient,
+        "age_key_summary": matterdrop_common::agekey::AgeKey::from_recipient(&info.age_recipient)
+            .map_or_else(|e| e, |k| format!("{} {} ({})", key_type_text(&k), k.fingerprint(), k.short())),
         "safety_code": matterdrop_common::keys::safety_code(&info.id, &info.signing_key, &info.age_recipient),
         "log_key": info.log_key,
         "log_key_fingerprint": matterdrop_common::tlog::NoteVerifier::from_vkey(&info.log_key)
@@ -71,7 +86,7 @@ fn info_text(v: &serde_json::Value) -> String {
         ("org kind", "org_kind"),
         ("admin", "admin"),
         ("signing key", "signing_key_fingerprint"),
-        ("age recipient", "age_recipient"),
+        ("age key", "age_key_summary"),
         ("safety code", "safety_code"),
         ("audit log key", "log_key"),
         ("log key fp", "log_key_fingerprint"),
@@ -110,7 +125,7 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> CmdResult {
             invite: args.invite.trim().to_owned(),
             id: args.id.clone(),
             name: args.name.clone(),
-            age_recipient: recipient,
+            age_recipient: recipient.to_string(),
         }))
         .await;
     session.close().await;
@@ -167,7 +182,7 @@ pub async fn whoami(ctx: &Ctx) -> CmdResult {
         ));
     }
     if info.signing_key != key.verifying_key().to_bytes()
-        || info.age_recipient != identity::age_recipient(&ctx.home)?
+        || info.age_recipient != identity::age_recipient(&ctx.home)?.recipient()
     {
         return Err(Fail::new(
             4,

@@ -2,12 +2,14 @@
 
 use std::fmt::Write as _;
 
-use matterdrop_common::keys::normalize_safety_code;
+use matterdrop_common::agekey::AgeKey;
+use matterdrop_common::keys::{normalize_safety_code, safety_code};
+use matterdrop_common::proto::{AgeKeyUpdateRequest, ClientRequest, ServerResponse};
 use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{KeysCommand, KeysForgetArgs, KeysVerifyArgs};
-use crate::conn::Session;
+use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
 use crate::output::escape;
@@ -20,7 +22,82 @@ pub async fn keys(ctx: &Ctx, cmd: &KeysCommand) -> CmdResult {
         KeysCommand::Verify(a) => verify(ctx, a),
         KeysCommand::Forget(a) => forget(ctx, a),
         KeysCommand::Audit => audit(ctx).await,
+        KeysCommand::Upgrade => upgrade(ctx).await,
     }
+}
+
+/// `mdrop keys upgrade`: a hybrid key beside the classic one, registered
+/// with the server. Safe to re-run after an interruption: each step is
+/// skipped once done.
+async fn upgrade(ctx: &Ctx) -> CmdResult {
+    let key = identity::signing_key(&ctx.home)?;
+    let before = identity::age_recipient(&ctx.home)?;
+    let (previous, new) = if before.is_post_quantum() {
+        let prev = identity::own_age_keys(&ctx.home)?.get(1).cloned();
+        (prev, before)
+    } else {
+        let u = identity::upgrade(&ctx.home)?;
+        let new = AgeKey::from_recipient(&u.age_recipient).map_err(Fail::other)?;
+        (Some(before), new)
+    };
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let result = async {
+        let resp = session.request(&ClientRequest::WhoAmI).await?;
+        let ServerResponse::WhoAmI(info) = resp else {
+            return Err(unexpected(&resp));
+        };
+        if info.age_recipient == new.recipient() {
+            return Ok((info, false));
+        }
+        let resp = session
+            .request(&ClientRequest::AgeKeyUpdate(AgeKeyUpdateRequest {
+                age_recipient: new.recipient().to_owned(),
+            }))
+            .await?;
+        let ServerResponse::WhoAmI(info) = resp else {
+            return Err(unexpected(&resp));
+        };
+        Ok((info, true))
+    }
+    .await;
+    session.close().await;
+    let (info, sent) = result?;
+    if info.id != server.principal
+        || info.signing_key != key.verifying_key().to_bytes()
+        || info.age_recipient != new.recipient()
+    {
+        return Err(Fail::new(
+            exit::VERIFY,
+            format!(
+                "the server did not register this client's new age key for {}",
+                server.principal
+            ),
+        ));
+    }
+    let code = safety_code(&info.id, &info.signing_key, new.recipient());
+    let v = json!({
+        "principal": info.id,
+        "age_recipient": new.recipient(),
+        "age_key_type": new.kind(),
+        "age_fingerprint": new.fingerprint(),
+        "previous_age_recipient": previous.as_ref().map(AgeKey::recipient),
+        "registered": true,
+        "already_registered": !sent,
+        "safety_code": code,
+    });
+    ctx.out.emit(&v, || {
+        format!(
+            "Your age key is now hybrid post-quantum (ML-KEM-768 + X25519), {}.\n\
+             The classic key stays in identity.txt, so files encrypted to it remain readable.\n\
+             Your new safety code: {code}\n\
+             Matters keep your old key until an attorney of each runs\n  \
+             mdrop matter rekey MATTER {} --expect-code {code}\n\
+             after you read them this code.\n",
+            new.fingerprint(),
+            escape(&info.id, false),
+        )
+    });
+    Ok(())
 }
 
 /// `mdrop keys audit`.

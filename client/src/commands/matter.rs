@@ -92,6 +92,8 @@ fn member_json(roster: &Roster, acks: &[SignedAck], id: &str, m: &Member) -> ser
         "role": m.role.as_str(),
         "safety_code": m.keys.safety_code(id),
         "age_recipient": m.keys.age.recipient(),
+        "age_key_type": m.keys.age.kind(),
+        "post_quantum": m.keys.age.is_post_quantum(),
         "signing_key_fingerprint": sign::verifying_key_from_bytes(&m.keys.signing_key)
             .ok().as_ref().map(ed25519_fingerprint),
         "since_statement": m.since,
@@ -110,6 +112,8 @@ fn roster_json(synced: &Synced) -> serde_json::Value {
         "ack_sha256": hex(&r.ack_sha256),
         "recovery_recipient": r.recovery.as_ref().map(AgeKey::recipient),
         "recovery_fingerprint": r.recovery.as_ref().map(AgeKey::fingerprint),
+        "recovery_key_type": r.recovery.as_ref().map(AgeKey::kind),
+        "require_pq": r.require_pq,
         "roster": {
             "statements": r.len,
             "head": hex(&r.head),
@@ -149,15 +153,36 @@ fn roster_text(synced: &Synced) -> String {
         "  recovery:        {}",
         r.recovery.as_ref().map_or_else(
             || "none".to_owned(),
-            |a| format!("{} ({})", a.recipient(), a.fingerprint())
+            |a| format!("{} {} ({})", a.kind_label(), a.fingerprint(), a.short())
         )
+    );
+    let classic = r
+        .members
+        .values()
+        .filter(|m| !m.keys.age.is_post_quantum())
+        .count();
+    let _ = writeln!(
+        s,
+        "  encryption:      {}{}",
+        if r.require_pq {
+            "post-quantum keys required (set-crypto --require-pq)"
+        } else {
+            "classic keys allowed"
+        },
+        match classic {
+            0 => String::new(),
+            n => format!("; {n} member(s) with a classic key, marked below"),
+        }
     );
     let _ = writeln!(
         s,
         "  roster:          {} signed statements, verified by this client (created by {})",
         r.len, r.creator.0
     );
-    let _ = writeln!(s, "  members:                               safety code");
+    let _ = writeln!(
+        s,
+        "  members:                               key      safety code"
+    );
     for (id, m) in &r.members {
         let ack = if m.role == Role::Provider {
             if synced
@@ -174,9 +199,10 @@ fn roster_text(synced: &Synced) -> String {
         };
         let _ = writeln!(
             s,
-            "    {:<28} {:<10} {}  {ack}",
+            "    {:<28} {:<10} {:<8} {}  {ack}",
             id,
             m.role.as_str(),
+            m.keys.age.kind_label(),
             m.keys.safety_code(id)
         );
     }
@@ -357,6 +383,28 @@ async fn vouch(
         }
     }
     Ok(keys)
+}
+
+/// Shows `what` and asks for `yes` on the terminal, unless `yes` was given.
+fn confirm(yes: bool, what: &str) -> CmdResult {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{what}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Fail::usage(
+            "confirmation needed: run in a terminal or pass --yes",
+        ));
+    }
+    let _ = write!(err, "Sign this change? Type 'yes' to sign: ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(Fail::other("not confirmed; nothing was signed"));
+    }
+    Ok(())
 }
 
 fn parse_scope(names: &[String]) -> CmdResult<Vec<Task>> {
@@ -585,6 +633,59 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             emit_roster(ctx, &synced, "Recovery recipient updated.\n");
             Ok(())
         }
+        MatterCommand::SetCrypto(a) => {
+            let require_pq = a.require_pq;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let r = &e.synced.roster;
+                let classic: Vec<String> = r
+                    .members
+                    .iter()
+                    .filter(|(_, m)| !m.keys.age.is_post_quantum())
+                    .map(|(id, _)| escape(id, false))
+                    .chain(
+                        r.recovery
+                            .iter()
+                            .filter(|k| !k.is_post_quantum())
+                            .map(|_| "the recovery recipient".to_owned()),
+                    )
+                    .collect();
+                let what = if require_pq {
+                    format!(
+                        "Matter {} will require hybrid post-quantum age keys: members, rekeys and \
+                         recovery recipients with a classic key are refused, and so are pushes \
+                         while a reader has only a classic key.{}",
+                        escape(&r.matter, false),
+                        if classic.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "\nPushes are refused until these have hybrid keys: {}",
+                                classic.join(", ")
+                            )
+                        }
+                    )
+                } else {
+                    format!(
+                        "Matter {} will allow classic X25519 keys again: files may then be \
+                         encrypted to keys a quantum computer could break.",
+                        escape(&r.matter, false)
+                    )
+                };
+                confirm(a.yes, &what)?;
+                e.sign(ctx, Change::SetCrypto { require_pq }, None).await
+            })
+            .await?;
+            emit_roster(
+                ctx,
+                &synced,
+                if require_pq {
+                    "Post-quantum keys are now required.\n"
+                } else {
+                    "Classic keys are allowed again.\n"
+                },
+            );
+            Ok(())
+        }
         MatterCommand::List => match call(ctx, &ClientRequest::MatterList).await? {
             ServerResponse::Matters(list) => {
                 let v = json!({"matters": list.iter().map(|m| json!({
@@ -627,7 +728,7 @@ async fn create(ctx: &Ctx, a: crate::cli::MatterCreateArgs) -> CmdResult {
         .as_deref()
         .map(|r| AgeKey::from_recipient(r.trim()).map_err(Fail::usage))
         .transpose()?;
-    let age = AgeKey::from_recipient(&identity::age_recipient(&ctx.home)?).map_err(Fail::other)?;
+    let age = identity::age_recipient(&ctx.home)?;
     let key = identity::signing_key(&ctx.home)?;
     let server = ctx.home.server()?;
     let firm = matterdrop_common::ids::validate_principal(&server.principal)
@@ -664,7 +765,7 @@ async fn create(ctx: &Ctx, a: crate::cli::MatterCreateArgs) -> CmdResult {
             matterdrop_common::keys::safety_code(
                 &me.0,
                 &me.1,
-                &identity::age_recipient(&ctx.home)?
+                identity::age_recipient(&ctx.home)?.recipient()
             )
         ),
     );

@@ -16,7 +16,6 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use matterdrop_common::net::read_batch;
@@ -39,6 +38,7 @@ use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
 use crate::output::escape;
+use matterdrop_common::agekey::{AgeIdentity, AgeKey, Recipients};
 
 const BUF: usize = 1 << 20;
 
@@ -234,7 +234,7 @@ fn age_size(head: u64, len: u64) -> u64 {
 fn compare_recipients(
     matter: &str,
     decided: &[matterdrop_common::roster::RosterRecipient],
-    recovery: Option<&matterdrop_common::roster::AgeKey>,
+    recovery: Option<&AgeKey>,
     server: &matterdrop_common::proto::RecipientsInfo,
 ) -> CmdResult {
     use std::collections::BTreeSet;
@@ -288,13 +288,14 @@ fn encrypt_stream(
     src: &mut dyn Read,
     len: u64,
     plain: &mut Sha256Lane,
-    recipients: &[age::x25519::Recipient],
+    recipients: &Recipients,
     announce: impl FnOnce(PartStream) -> bool,
 ) -> CmdResult<Option<BlobRef>> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let outbox = std::rc::Rc::new(std::cell::RefCell::new(Outbox::new()));
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+    let enc = recipients
+        .encryptor()
         .map_err(|e| Fail::other(e.to_string()))?;
     let mut w = enc.wrap_output(OutboxWriter(outbox.clone()))?;
     // The header and payload nonce are written at once; the rest follows
@@ -668,10 +669,10 @@ async fn push_inner(
             .deliverable_recipients(me, &my_key, &synced.acks),
     }
     .map_err(|e| verify_fail(format!("the matter's signed roster refuses this: {e}")))?;
-    let own_age = identity::age_recipient(&ctx.home)?;
+    let own_age = identity::own_age_keys(&ctx.home)?;
     if !decided
         .iter()
-        .any(|r| r.principal == me && r.age.recipient() == own_age)
+        .any(|r| r.principal == me && own_age.contains(&r.age))
     {
         return Err(verify_fail(format!(
             "the roster of matter {} does not give {me} this client's age key",
@@ -684,6 +685,10 @@ async fn push_inner(
         synced.roster.recovery.as_ref(),
         &info,
     )?;
+    synced
+        .roster
+        .check_post_quantum(&decided, synced.roster.recovery.as_ref())
+        .map_err(|e| Fail::new(exit::DENIED, e))?;
     let mut recipients: Vec<Recipient> = decided
         .iter()
         .map(|r| Recipient {
@@ -692,7 +697,7 @@ async fn push_inner(
         })
         .collect();
     recipients.sort_by(|a, b| a.principal.cmp(&b.principal));
-    let keys = age_keys(&recipients, info.recovery.as_deref())?;
+    let keys = age_keys(ctx, &decided, synced.roster.recovery.as_ref())?;
 
     let dir = ctx.home.path("spool").join(spool_key(server, spec, files)?);
     let state_path = dir.join("spool.json");
@@ -948,22 +953,33 @@ impl UploadCtx<'_> {
     }
 }
 
+/// The age recipients of a push: the roster's keys of `decided` and its
+/// recovery recipient (already compared with the server's list). Readers
+/// with a hybrid key get a post-quantum stanza; any classic-only reader is
+/// named on stderr, since the file is then only as confidential as X25519.
 fn age_keys(
-    recipients: &[Recipient],
-    recovery: Option<&str>,
-) -> CmdResult<Vec<age::x25519::Recipient>> {
-    recipients
-        .iter()
-        .map(|r| r.age.as_str())
-        .chain(recovery)
-        .map(|r| {
-            age::x25519::Recipient::from_str(r).map_err(|e| {
-                verify_fail(format!(
-                    "the server sent an invalid age recipient {r:?}: {e}"
-                ))
-            })
-        })
-        .collect()
+    ctx: &Ctx,
+    decided: &[matterdrop_common::roster::RosterRecipient],
+    recovery: Option<&AgeKey>,
+) -> CmdResult<Recipients> {
+    let keys = Recipients::new(decided.iter().map(|r| &r.age).chain(recovery))
+        .map_err(|e| verify_fail(format!("age recipients: {e}")))?;
+    if !keys.all_post_quantum() && !ctx.out.json {
+        let mut classic: Vec<String> = decided
+            .iter()
+            .filter(|r| !r.age.is_post_quantum())
+            .map(|r| escape(&r.principal, false))
+            .collect();
+        if recovery.is_some_and(|r| !r.is_post_quantum()) {
+            classic.push("the recovery recipient".to_owned());
+        }
+        eprintln!(
+            "note: not post-quantum: the file key is also wrapped to classic X25519 keys, of {} \
+             (`mdrop keys upgrade` gives a member a hybrid key; an attorney then rekeys them)",
+            classic.join(", "),
+        );
+    }
+    Ok(keys)
 }
 
 /// Encrypts every file in parts of [`packet::PART_SIZE`] plaintext bytes,
@@ -973,7 +989,7 @@ fn age_keys(
 fn encrypt_parts(
     files: &[(String, PathBuf)],
     spool: &Spool,
-    keys: &[age::x25519::Recipient],
+    keys: &Recipients,
     note: &str,
     events: &tokio::sync::mpsc::Sender<Job>,
 ) -> CmdResult<Option<Manifest>> {
@@ -1394,8 +1410,25 @@ fn finish_blob<T>(
     })
 }
 
-/// Largest age header accepted.
-const MAX_AGE_HEADER: usize = 64 * 1024;
+/// Largest age header accepted: room for a hybrid stanza (about 1,560
+/// bytes) for each of [`packet::MAX_RECIPIENTS`] readers and a recovery
+/// recipient.
+const MAX_AGE_HEADER: usize = 2 << 20;
+
+/// What went wrong opening an age file, named by the failure kinds of the
+/// age test vectors (C2SP CCTV): `header failure`, `no match`, `HMAC
+/// failure`.
+fn age_failure(e: &age::DecryptError) -> String {
+    match e {
+        age::DecryptError::NoMatchingKeys => {
+            "none of this user's age keys can unwrap its file key (no match)".to_owned()
+        }
+        age::DecryptError::InvalidMac => {
+            "its header MAC does not match the file key (HMAC failure)".to_owned()
+        }
+        other => format!("invalid age header: {other} (header failure)"),
+    }
+}
 
 /// Reads an age header, checking its stanza framing strictly as the age
 /// spec writes it: every stanza has a body whose last line is shorter than
@@ -1476,15 +1509,15 @@ impl<W: Write + ?Sized> Write for WriteWatch<'_, W> {
 pub fn decrypt_stream(
     input: &mut dyn io::BufRead,
     out: &mut dyn Write,
-    id: &age::x25519::Identity,
+    ids: &[AgeIdentity],
 ) -> Result<(), ConsumeError> {
-    let invalid = |e: &dyn std::fmt::Display| ConsumeError::Invalid(e.to_string());
-    let header = read_age_header(input).map_err(ConsumeError::Invalid)?;
+    let header = read_age_header(input)
+        .map_err(|e| ConsumeError::Invalid(format!("{e} (header failure)")))?;
     let dec = age::Decryptor::new_buffered(io::Cursor::new(header).chain(input))
-        .map_err(|e| invalid(&e))?;
+        .map_err(|e| ConsumeError::Invalid(age_failure(&e)))?;
     let mut plain = dec
-        .decrypt(std::iter::once(id as &dyn age::Identity))
-        .map_err(|e| invalid(&e))?;
+        .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| ConsumeError::Invalid(age_failure(&e)))?;
     let mut w = WriteWatch {
         inner: out,
         failed: false,
@@ -1492,23 +1525,21 @@ pub fn decrypt_stream(
     match copy_big(&mut plain, &mut w) {
         Ok(_) => Ok(()),
         Err(e) if w.failed => Err(ConsumeError::Write(e)),
-        Err(e) => Err(invalid(&e)),
+        Err(e) => Err(ConsumeError::Invalid(format!(
+            "the payload does not decrypt: {e} (payload failure)"
+        ))),
     }
 }
 
 /// Decrypts the age file `src` into `dst` with [`decrypt_stream`]; returns
 /// the plaintext's SHA-256 and size. On any failure `dst` is removed.
-pub fn decrypt_file(
-    src: &Path,
-    dst: &Path,
-    id: &age::x25519::Identity,
-) -> CmdResult<([u8; 32], u64)> {
+pub fn decrypt_file(src: &Path, dst: &Path, ids: &[AgeIdentity]) -> CmdResult<([u8; 32], u64)> {
     let result = (|| -> Result<([u8; 32], u64), ConsumeError> {
         let mut input =
             BufReader::with_capacity(BUF, File::open(src).map_err(ConsumeError::Write)?);
         let out = File::create(dst).map_err(ConsumeError::Write)?;
         let mut out = Hashing::new(BufWriter::with_capacity(BUF, out));
-        decrypt_stream(&mut input, &mut out, id)?;
+        decrypt_stream(&mut input, &mut out, ids)?;
         let (mut file, sha, size) = out.done();
         file.flush().map_err(ConsumeError::Write)?;
         file.get_ref().sync_all().map_err(ConsumeError::Write)?;
@@ -1564,7 +1595,7 @@ async fn pull_file(
     parts: &[BlobRef],
     plain: &Path,
     state: &Path,
-    id: &age::x25519::Identity,
+    ids: &[AgeIdentity],
     pb: &ProgressBar,
 ) -> CmdResult<([u8; 32], u64, u64)> {
     let progress: FileProgress = fs::read(state)
@@ -1612,7 +1643,7 @@ async fn pull_file(
         let Some(recv) = next.take() else {
             return Err(Fail::other("internal error: no stream for the next part"));
         };
-        let id = id.clone();
+        let id = ids.to_vec();
         let received = receive_blob(recv, blob, pb, move |input| {
             out.pair = Some(input.cipher_hash());
             let decrypted = decrypt_stream(input, &mut out, &id);
@@ -1821,8 +1852,9 @@ pub struct Pulled {
 pub struct OwnKeys {
     /// The Ed25519 key this client signs with.
     pub signing: ed25519_dalek::VerifyingKey,
-    /// The age identity packets are encrypted to.
-    pub age: age::x25519::Identity,
+    /// The age identities packets are encrypted to (every key this user
+    /// has had: the current one last).
+    pub age: Vec<AgeIdentity>,
 }
 
 impl OwnKeys {
@@ -1830,7 +1862,7 @@ impl OwnKeys {
     pub fn load(ctx: &Ctx, key: &ed25519_dalek::SigningKey) -> CmdResult<Self> {
         Ok(Self {
             signing: key.verifying_key(),
-            age: identity::age_identity(&ctx.home)?,
+            age: identity::age_identities(&ctx.home)?,
         })
     }
 }
@@ -1924,11 +1956,10 @@ pub async fn pull_inner(
             d.id, d.sender
         ))
     })?;
-    let own = identity::age_recipient(&ctx.home)?;
     if !d
         .recipients
         .iter()
-        .any(|r| r.principal == me && r.age == own)
+        .any(|r| r.principal == me && keys.age.iter().any(|i| i.public().recipient() == r.age))
     {
         return Err(Fail::new(
             exit::DENIED,

@@ -80,10 +80,21 @@ pub enum ClientRequest {
     /// 31: a recipient's signed confirmation that it received and verified
     /// a packet or deliverable (`crate::custody`).
     DeliveryConfirm(DeliveryConfirmRequest),
+    /// 32: replace the caller's own age recipient (`mdrop keys upgrade`:
+    /// a hybrid post-quantum key). Matters keep the old key until an
+    /// attorney signs a `rekey` statement with the new one.
+    AgeKeyUpdate(AgeKeyUpdateRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 32;
+    const KINDS: u32 = 33;
+}
+
+/// The caller's new age recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeKeyUpdateRequest {
+    /// `age1pq1…` (hybrid) or `age1…` (classic), canonical.
+    pub age_recipient: String,
 }
 
 /// A signed delivery statement.
@@ -130,6 +141,7 @@ impl ClientRequest {
             Self::RosterGet(_) => "roster-get",
             Self::PrincipalKeys(_) => "principal-keys",
             Self::KeyRegistrations => "key-registrations",
+            Self::AgeKeyUpdate(_) => "age-key-update",
             Self::DeliveryConfirm(_) => "delivery-confirm",
         }
     }

@@ -11,11 +11,16 @@ struct Person {
 }
 
 fn person(id: &'static str, seed: u8) -> Person {
-    let age = age::x25519::Identity::generate().to_public().to_string();
+    // Even seeds classic, odd seeds hybrid: rosters hold both kinds.
+    let age = if seed.is_multiple_of(2) {
+        crate::agekey::AgeIdentity::generate_classic()
+    } else {
+        crate::agekey::AgeIdentity::generate_hybrid()
+    };
     Person {
         id,
         key: SigningKey::from_bytes(&[seed; 32]),
-        age: AgeKey::X25519(age),
+        age: age.public(),
     }
 }
 

@@ -1,9 +1,9 @@
 //! Enrollment, whoami, organizations and invites.
 
-use std::str::FromStr as _;
 use std::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
+use matterdrop_common::agekey::AgeKey;
 use matterdrop_common::ids;
 use matterdrop_common::proto::{
     EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, KeyRegistrationsInfo, LoggedRecord,
@@ -38,9 +38,9 @@ fn principal_info(state: &State, p: &PrincipalRecord) -> Result<PrincipalInfo, F
 }
 
 fn check_age_recipient(s: &str) -> Result<(), Failure> {
-    age::x25519::Recipient::from_str(s)
+    AgeKey::from_recipient(s)
         .map(|_| ())
-        .map_err(|e| Failure::bad_request(format!("invalid age recipient {s:?}: {e}")))
+        .map_err(Failure::bad_request)
 }
 
 pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> Outcome {
@@ -218,6 +218,45 @@ pub(super) fn revoke(
     ))?;
     tracing::info!(principal = %p.id, by = %me.record.id, "key revoked");
     Ok(ServerResponse::Revoked(PrincipalRef { id: p.id }))
+}
+
+/// `AgeKeyUpdate`: the caller's new age recipient (`mdrop keys upgrade`).
+/// Logged with both keys' fingerprints; rosters are unaffected until an
+/// attorney signs a `rekey`.
+pub(super) fn update_age_key(
+    state: &State,
+    me: &Actor,
+    req: &matterdrop_common::proto::AgeKeyUpdateRequest,
+) -> Outcome {
+    let new = AgeKey::from_recipient(&req.age_recipient).map_err(Failure::bad_request)?;
+    if new.recipient() == me.record.age_recipient {
+        return Err(Failure::bad_request(format!(
+            "{} already has this age key",
+            me.record.id
+        )));
+    }
+    let old = AgeKey::from_recipient(&me.record.age_recipient)
+        .map(|k| k.fingerprint())
+        .unwrap_or_default();
+    let allowed = authorize_server(state, me, &ServerOperation::ReplaceOwnAgeKey, &me.record.id)?;
+    let _guard = state.write_lock();
+    let p = state
+        .gate
+        .write(&allowed)
+        .set_age_recipient(&me.record.id, new.recipient())?;
+    state.record(Event::server(
+        &me.record.id,
+        "age-key-updated",
+        Some(&p.id),
+        None,
+        vec![
+            ("age_type".into(), new.kind().to_owned()),
+            ("age_fingerprint".into(), new.fingerprint()),
+            ("previous_age_fingerprint".into(), old),
+        ],
+    ))?;
+    tracing::info!(principal = %p.id, kind = new.kind(), "age key replaced");
+    Ok(ServerResponse::WhoAmI(principal_info(state, &p)?))
 }
 
 /// `PrincipalKeys`: an enrolled principal's public keys, for an attorney

@@ -300,6 +300,7 @@ fn operation<'a>(
         Change::SetAck { .. } => Operation::SetAck,
         Change::SetScope { scope } => Operation::SetScope { scope },
         Change::SetRecovery { .. } => Operation::SetRecovery,
+        Change::SetCrypto { .. } => Operation::SetCrypto,
         Change::Rekey { member, .. } => Operation::Rekey {
             target: member,
             target_role: current(member),
@@ -490,6 +491,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         Change::SetAck { .. } => "ack-set",
         Change::SetScope { .. } => "scope-set",
         Change::SetRecovery { .. } => "recovery-set",
+        Change::SetCrypto { .. } => "crypto-set",
         Change::Rekey { .. } => "member-rekey",
         Change::Create { .. } => "matter-create",
     };

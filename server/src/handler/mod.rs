@@ -228,6 +228,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::RosterGet(r) => matters::roster_get(state, me, &r),
         ClientRequest::PrincipalKeys(r) => identity::principal_keys(state, me, &r),
         ClientRequest::KeyRegistrations => identity::key_registrations(state, me),
+        ClientRequest::AgeKeyUpdate(r) => identity::update_age_key(state, me, &r),
         ClientRequest::DeliveryConfirm(r) => packets::confirm_delivery(state, me, key, &r),
         ClientRequest::MatterShow(r) => matters::show(state, me, &r),
         ClientRequest::MatterList => matters::list(state, me),

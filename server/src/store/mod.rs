@@ -367,6 +367,8 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Revokes a principal's key: the key no longer authenticates.
     fn revoke(&self, id: &str, now: u64) -> Result<PrincipalRecord, StoreError>;
+    /// Replaces a (non-revoked) principal's age recipient.
+    fn set_age_recipient(&self, id: &str, age: &str) -> Result<PrincipalRecord, StoreError>;
     /// Creates an organization; refuses an existing id.
     fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError>;
     /// Creates a matter; refuses an existing id.

@@ -241,6 +241,33 @@ impl MetaWrite for SledStore {
         }
     }
 
+    fn set_age_recipient(&self, id: &str, age: &str) -> Result<PrincipalRecord, StoreError> {
+        let result = self.principals.transaction(|principals| {
+            let abort = |r: Refusal| ConflictableTransactionError::Abort(r);
+            let Some(raw) = principals.get(id.as_bytes())? else {
+                return Err(abort(Refusal::NoPrincipal(id.to_owned())));
+            };
+            let mut p: PrincipalRecord = postcard::from_bytes(&raw)
+                .map_err(|_| abort(Refusal::NoPrincipal(id.to_owned())))?;
+            if p.revoked_at.is_some() {
+                return Err(abort(Refusal::NoPrincipal(id.to_owned())));
+            }
+            age.clone_into(&mut p.age_recipient);
+            let bytes =
+                postcard::to_stdvec(&p).map_err(|_| abort(Refusal::NoPrincipal(id.to_owned())))?;
+            principals.insert(id.as_bytes(), bytes)?;
+            Ok(p)
+        });
+        match result {
+            Ok(p) => {
+                self.flush()?;
+                Ok(p)
+            }
+            Err(TransactionError::Abort(r)) => Err(StoreError::Refused(r)),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+
     fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError> {
         self.orgs
             .compare_and_swap(org.id.as_bytes(), None as Option<&[u8]>, Some(enc(org)?))
