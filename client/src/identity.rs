@@ -212,8 +212,9 @@ pub fn signing_key(home: &Home) -> CmdResult<SigningKey> {
     }
 }
 
-/// The identity file's text, decrypted with the passphrase if it has one.
-fn identity_text(home: &Home) -> CmdResult<(Zeroizing<String>, bool)> {
+/// The identity file's text, decrypted with the passphrase if it has one
+/// (returned, so that a rewrite uses the very passphrase that worked).
+fn identity_text(home: &Home) -> CmdResult<(Zeroizing<String>, Option<SecretString>)> {
     let path = home.path(files::IDENTITY);
     let raw = Zeroizing::new(fs::read(&path).map_err(|_| missing_keys(home))?);
     if raw.starts_with(AGE_ARMOR_BEGIN.as_bytes()) || raw.starts_with(b"age-encryption.org/") {
@@ -221,7 +222,7 @@ fn identity_text(home: &Home) -> CmdResult<(Zeroizing<String>, bool)> {
         let reader = age::armor::ArmoredReader::new(&raw[..]);
         let dec = age::Decryptor::new_buffered(reader)
             .map_err(|e| Fail::other(format!("{}: {e}", path.display())))?;
-        let id = age::scrypt::Identity::new(p);
+        let id = age::scrypt::Identity::new(p.clone());
         let mut r = dec
             .decrypt(std::iter::once(&id as &dyn age::Identity))
             .map_err(|_| {
@@ -232,11 +233,14 @@ fn identity_text(home: &Home) -> CmdResult<(Zeroizing<String>, bool)> {
             })?;
         let mut s = Zeroizing::new(String::new());
         r.read_to_string(&mut s)?;
-        Ok((s, true))
+        Ok((s, Some(p)))
     } else {
-        let s = String::from_utf8(raw.to_vec())
-            .map_err(|_| Fail::other(format!("{} is not UTF-8", path.display())))?;
-        Ok((Zeroizing::new(s), false))
+        let s = Zeroizing::new(
+            std::str::from_utf8(&raw)
+                .map_err(|_| Fail::other(format!("{} is not UTF-8", path.display())))?
+                .to_owned(),
+        );
+        Ok((s, None))
     }
 }
 
@@ -319,14 +323,19 @@ pub fn upgrade(home: &Home) -> CmdResult<Upgraded> {
         h.public().to_string()
     } else {
         let hybrid = AgeIdentity::generate_hybrid();
-        let mut new_text = Zeroizing::new(text.trim_end().to_owned());
+        let added = identity_lines(&hybrid);
+        // One allocation, so no partial copy of the secrets is freed
+        // without being zeroized.
+        let mut new_text = Zeroizing::new(String::with_capacity(text.len() + added.len() + 1));
+        new_text.push_str(text.trim_end());
         new_text.push('\n');
-        new_text.push_str(&identity_lines(&hybrid));
-        let bytes = if protected {
-            encrypt_with_passphrase(new_text.as_bytes(), passphrase(false)?)?
-        } else {
-            new_text.as_bytes().to_vec()
-        };
+        new_text.push_str(&added);
+        // The passphrase that just opened the file, never a new prompt: a
+        // typo here would lock every age key away.
+        let bytes = Zeroizing::new(match &protected {
+            Some(p) => encrypt_with_passphrase(new_text.as_bytes(), p.clone())?,
+            None => new_text.as_bytes().to_vec(),
+        });
         crate::home::write_replace(&home.path(files::IDENTITY), &bytes, 0o600)?;
         hybrid.public().to_string()
     };

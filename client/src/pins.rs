@@ -27,6 +27,20 @@ pub struct Pin {
     /// safety code is computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Keys this pin moved away from along attorney-signed statements
+    /// (`rekey`, e.g. after `keys upgrade`): another matter whose roster
+    /// has not been rekeyed yet may still name them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<EarlierKeys>,
+}
+
+/// Keys a principal had before a rekey this client followed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierKeys {
+    /// Fingerprint of the Ed25519 key.
+    pub signing_key: String,
+    /// age recipient.
+    pub age: String,
 }
 
 impl Pin {
@@ -92,6 +106,11 @@ impl Pins {
             signing_key: fp(signing_key),
             age: age.map(str::to_owned),
             key: Some(signing_key.iter().map(|b| format!("{b:02x}")).collect()),
+            earlier: self
+                .keys
+                .get(principal)
+                .map(|p| p.earlier.clone())
+                .unwrap_or_default(),
         };
         match self.keys.get(principal) {
             None => {}
@@ -133,14 +152,16 @@ impl Pins {
     /// them in a signed statement). A pin equal to keys in
     /// `verified_before` — keys this client had already verified in this
     /// chain before the statements that replaced them — moves to `current`:
-    /// an attorney-signed change this client followed. Any other difference
-    /// is exit 4, and no flag overrides it.
+    /// an attorney-signed change this client followed, and the old keys are
+    /// kept as `earlier`. Keys in `earlier` are accepted as they are (another
+    /// matter not yet rekeyed; returned as `Some(note)` for the caller to
+    /// show). Any other difference is exit 4, and no flag overrides it.
     pub fn check_roster_member(
         &mut self,
         principal: &str,
         current: &MemberKeys,
         verified_before: &[MemberKeys],
-    ) -> CmdResult {
+    ) -> CmdResult<Option<String>> {
         let matches = |pin: &Pin, k: &MemberKeys| {
             pin.signing_key == fp(&k.signing_key)
                 && pin.age.as_deref().is_none_or(|a| a == k.age.recipient())
@@ -155,15 +176,35 @@ impl Pins {
                     .map(|b| format!("{b:02x}"))
                     .collect(),
             ),
+            earlier: Vec::new(),
+        };
+        let was_earlier = |pin: &Pin| {
+            pin.earlier.iter().any(|e| {
+                e.signing_key == fp(&current.signing_key) && e.age == current.age.recipient()
+            })
         };
         match self.keys.get(principal) {
             Some(old) if matches(old, current) => {
                 if old.age.is_none() || old.key.is_none() {
+                    let mut new = new;
+                    new.earlier.clone_from(&old.earlier);
                     self.keys.insert(principal.to_owned(), new);
                     self.dirty = true;
                 }
-                Ok(())
+                Ok(None)
             }
+            Some(old) if was_earlier(old) => Ok(Some(format!(
+                "{principal} still has the keys they had before a rekey this client followed \
+                 (now {}): an attorney of this matter gives them their new keys with \
+                 `mdrop matter rekey`",
+                old.age.as_deref().map_or_else(
+                    || "-".to_owned(),
+                    |a| {
+                        matterdrop_common::agekey::AgeKey::from_recipient(a)
+                            .map_or_else(|_| a.chars().take(20).collect(), |k| k.fingerprint())
+                    }
+                )
+            ))),
             Some(old) if !verified_before.iter().any(|k| matches(old, k)) => Err(Fail::new(
                 exit::VERIFY,
                 format!(
@@ -175,10 +216,24 @@ impl Pins {
                     old.age.as_deref().unwrap_or("-")
                 ),
             )),
-            _ => {
+            Some(old) => {
+                // Moved along a signed statement: remember where from.
+                let mut new = new;
+                new.earlier.clone_from(&old.earlier);
+                if let Some(age) = &old.age {
+                    new.earlier.push(EarlierKeys {
+                        signing_key: old.signing_key.clone(),
+                        age: age.clone(),
+                    });
+                }
                 self.keys.insert(principal.to_owned(), new);
                 self.dirty = true;
-                Ok(())
+                Ok(None)
+            }
+            None => {
+                self.keys.insert(principal.to_owned(), new);
+                self.dirty = true;
+                Ok(None)
             }
         }
     }

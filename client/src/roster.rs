@@ -268,7 +268,8 @@ fn check_pins(home: &Home, roster: &Roster, cached_len: u64) -> CmdResult {
             .filter(|(who, _, seq)| who == id && *seq < cached_len)
             .map(|(_, k, _)| k.clone())
             .collect();
-        pins.check_roster_member(id, latest, &verified_before)
+        let note = pins
+            .check_roster_member(id, latest, &verified_before)
             .map_err(|f| {
                 f.hint(format!(
                     "the roster of matter {} gives {id} keys with safety code {}; if {id} really \
@@ -277,6 +278,9 @@ fn check_pins(home: &Home, roster: &Roster, cached_len: u64) -> CmdResult {
                     latest.safety_code(id)
                 ))
             })?;
+        if let Some(note) = note {
+            eprintln!("note: matter {}: {note}", roster.matter);
+        }
     }
     pins.save(home)
 }

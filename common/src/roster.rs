@@ -1010,6 +1010,11 @@ impl Roster {
                     return Err(format!("{member} is the matter's last attorney"));
                 }
                 self.role_fits(member, *role)?;
+                if *role != Role::Auditor {
+                    if let Some(m) = self.members.get(member) {
+                        self.pq_fits(&format!("{member}'s"), &m.keys.age)?;
+                    }
+                }
                 if let Some(m) = self.members.get_mut(member) {
                     m.role = *role;
                     m.since = s.seq;

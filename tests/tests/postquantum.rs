@@ -201,6 +201,12 @@ fn require_pq_refuses_classic_readers_until_upgrade_and_rekey() {
     );
     let mixed_id = r.stdout.split_whitespace().nth(2).unwrap().to_owned();
     assert!(mixed_id.starts_with("p-"), "{r:?}");
+    // Scripts see it too.
+    let v = t
+        .alice
+        .json(&["push", MATTER, plain.to_str().unwrap(), "--task", TASK]);
+    assert_eq!(v["post_quantum"], false);
+    assert_eq!(v["classic_readers"], serde_json::json!(["carl@lpo-1"]));
     let before = blobs(&t.w);
     for blob in &before {
         let mut types = stanza_types(blob);
@@ -344,7 +350,11 @@ fn require_pq_refuses_classic_readers_until_upgrade_and_rekey() {
     );
 
     // Now every reader is hybrid: the push goes through, hybrid only.
-    let id = push(&t.alice, &plain);
+    let v = t
+        .alice
+        .json(&["push", MATTER, plain.to_str().unwrap(), "--task", TASK]);
+    assert_eq!(v["post_quantum"], true);
+    let id = v["id"].as_str().unwrap().to_owned();
     let new: Vec<_> = blobs(&t.w)
         .into_iter()
         .filter(|b| !before.contains(b))
@@ -364,4 +374,100 @@ fn require_pq_refuses_classic_readers_until_upgrade_and_rekey() {
         std::fs::read(out.join("intake.txt")).unwrap(),
         b"intake form\n"
     );
+}
+
+/// `keys upgrade` across several matters: rekeying a member in one matter
+/// does not make another matter that still names their classic key look
+/// tampered with (this client pinned that key before), the other matter
+/// can be rekeyed too, and the upgraded member can be added to a new
+/// matter with their new safety code.
+#[test]
+fn an_upgrade_moves_matter_by_matter() {
+    let t = team();
+    let carl = classic_user(&t.w, "carl@lpo-1");
+    let ack = t.w.tmp.path().join("ack.txt");
+    for m in [MATTER, "2026-PQ-0002"] {
+        if m != MATTER {
+            t.alice.json(&[
+                "matter",
+                "create",
+                m,
+                "--title",
+                "Second",
+                "--ack-file",
+                ack.to_str().unwrap(),
+                "--scope",
+                TASK,
+            ]);
+        }
+        t.alice.add_member(m, &carl, "carl@lpo-1", "provider").ok();
+        carl.json(&["ack", m, "--yes"]);
+    }
+    let code = carl.json(&["keys", "upgrade"])["safety_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rekey = |m: &str| {
+        t.alice
+            .run(&["matter", "rekey", m, "carl@lpo-1", "--expect-code", &code])
+    };
+    rekey(MATTER).ok();
+    // The second matter still names carl's classic key: accepted, with a
+    // note, and pushes there still reach carl (by the classic key).
+    let r = t.alice.run(&["matter", "show", "2026-PQ-0002"]).ok();
+    assert!(r.stderr.contains("carl@lpo-1 still has the keys"), "{r:?}");
+    let plain = t.w.tmp.path().join("memo.txt");
+    std::fs::write(&plain, b"memo\n").unwrap();
+    let v = t.alice.json(&[
+        "push",
+        "2026-PQ-0002",
+        plain.to_str().unwrap(),
+        "--task",
+        TASK,
+    ]);
+    assert_eq!(v["classic_readers"], serde_json::json!(["carl@lpo-1"]));
+    let out = t.w.tmp.path().join("carl-2");
+    carl.json(&[
+        "pull",
+        v["id"].as_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(out.join("memo.txt")).unwrap(), b"memo\n");
+    rekey("2026-PQ-0002").ok();
+    let show = t.alice.json(&["matter", "show", "2026-PQ-0002"]);
+    assert_eq!(
+        member(&show, "carl@lpo-1")["age_key_type"],
+        "mlkem768x25519"
+    );
+    // A third matter: alice pinned carl's classic key, the server now
+    // offers the hybrid one; the safety code decides.
+    t.alice.json(&[
+        "matter",
+        "create",
+        "2026-PQ-0003",
+        "--title",
+        "Third",
+        "--ack-file",
+        ack.to_str().unwrap(),
+        "--scope",
+        TASK,
+    ]);
+    let r = t
+        .alice
+        .run(&[
+            "matter",
+            "add",
+            "2026-PQ-0003",
+            "carl@lpo-1",
+            "--role",
+            "provider",
+            "--expect-code",
+            "00000 00000 00000 00000",
+        ])
+        .code(4);
+    assert!(r.stderr.contains("safety code"), "{r:?}");
+    t.alice
+        .add_member("2026-PQ-0003", &carl, "carl@lpo-1", "provider")
+        .ok();
 }

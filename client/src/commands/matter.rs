@@ -324,12 +324,21 @@ async fn vouch(
             .map_err(|e| Fail::new(exit::VERIFY, e.to_string()))?,
     );
     if let Some(pin) = pins.get(principal).filter(|_| !rekey) {
-        if pin.signing_key != fp
-            || pin
+        if pin.signing_key == fp
+            && pin
                 .age
                 .as_deref()
                 .is_some_and(|a| a != keys.age.recipient())
         {
+            // Same person (signing key), a new age key (`keys upgrade`):
+            // the safety code asked for below covers it.
+            eprintln!(
+                "note: {principal} has a new age key ({} {}) since this client pinned them; \
+                 the safety code below covers it",
+                keys.age.kind_label(),
+                keys.age.fingerprint()
+            );
+        } else if pin.signing_key != fp {
             return Err(Fail::new(
                 exit::VERIFY,
                 format!(

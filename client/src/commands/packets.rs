@@ -604,10 +604,22 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
     let (d, dir, resumed) = result?;
     let _ = fs::remove_dir_all(&dir);
     let recipients: Vec<&str> = d.recipients.iter().map(|r| r.principal.as_str()).collect();
+    let classic: Vec<&str> = d
+        .recipients
+        .iter()
+        .filter(|r| !r.age.starts_with("age1pq1"))
+        .map(|r| r.principal.as_str())
+        .collect();
+    let classic_recovery = d
+        .recovery
+        .as_deref()
+        .is_some_and(|r| !r.starts_with("age1pq1"));
     ctx.out.emit(
         &json!({"id": d.id, "matter": d.matter, "task": d.task, "due": d.due.map(rfc3339),
                 "files": files.len(), "size": d.total_size(), "recipients": recipients,
-                "recovery": d.recovery.is_some(), "resumed_bytes": resumed}),
+                "recovery": d.recovery.is_some(), "resumed_bytes": resumed,
+                "post_quantum": classic.is_empty() && !classic_recovery,
+                "classic_readers": classic, "classic_recovery": classic_recovery}),
         || {
             format!(
                 "Pushed packet {} to matter {} ({} files, {} bytes encrypted)\n  readable by: {}{}\n",

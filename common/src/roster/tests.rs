@@ -134,6 +134,8 @@ fn every_change_round_trips_and_only_canonical_bytes_parse() {
             member: bob.id.into(),
             keys: bob.keys(),
         },
+        Change::SetCrypto { require_pq: true },
+        Change::SetCrypto { require_pq: false },
     ];
     let first = Statement::parse(&c.entries[0].statement).unwrap();
     assert!(
@@ -491,12 +493,20 @@ fn titles_percent_encode_reversibly() {
 fn the_fuzz_seed_corpus_holds_valid_statements_of_every_kind() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/roster");
     let mut kinds = BTreeSet::new();
+    let mut age_types = BTreeSet::new();
     for e in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(e.unwrap().path()).unwrap();
         if let Ok(s) = Statement::parse(&bytes) {
             kinds.insert(s.change.name());
+            if let Change::Add { keys, .. } = &s.change {
+                age_types.insert(keys.age.kind());
+            }
         }
     }
+    assert_eq!(
+        age_types.into_iter().collect::<Vec<_>>(),
+        ["mlkem768x25519", "x25519"]
+    );
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         [
@@ -505,9 +515,123 @@ fn the_fuzz_seed_corpus_holds_valid_statements_of_every_kind() {
             "rekey",
             "remove",
             "set-ack",
+            "set-crypto",
             "set-recovery",
             "set-role",
             "set-scope"
         ]
     );
+}
+
+#[test]
+fn require_pq_refuses_classic_keys_in_every_change_that_makes_a_reader() {
+    // Odd seeds are hybrid, even seeds classic (`person`).
+    let alice = person("alice@firm-a", 1);
+    let hybrid = person("hana@lpo-1", 3);
+    let classic = person("carl@lpo-1", 4);
+    let auditor = person("olga@firm-a", 6);
+    let mut c = Chain::new(&alice);
+    c.push(
+        &alice,
+        Change::Add {
+            member: auditor.id.into(),
+            role: Role::Auditor,
+            keys: auditor.keys(),
+        },
+    )
+    .unwrap();
+    // The flag is a round-tripping, signed statement, and changes state.
+    let st = c.statement(&alice, Change::SetCrypto { require_pq: true });
+    assert_eq!(Statement::parse(&st.to_bytes().unwrap()).unwrap(), st);
+    c.push(&alice, Change::SetCrypto { require_pq: true })
+        .unwrap();
+    assert!(c.roster.require_pq);
+    let refused = |c: &mut Chain, change: Change, who: &str| {
+        let before = c.roster.clone();
+        let e = c
+            .push(&alice, change)
+            .expect_err("a classic key must be refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("requires post-quantum keys") && msg.contains(who),
+            "{msg}"
+        );
+        assert_eq!(c.roster, before, "a refused statement changed the roster");
+    };
+    refused(
+        &mut c,
+        Change::Add {
+            member: classic.id.into(),
+            role: Role::Provider,
+            keys: classic.keys(),
+        },
+        classic.id,
+    );
+    refused(
+        &mut c,
+        Change::SetRecovery {
+            recovery: Some(classic.age.clone()),
+        },
+        "recovery",
+    );
+    // An auditor with a classic key reads nothing; made a paralegal, they
+    // would.
+    refused(
+        &mut c,
+        Change::SetRole {
+            member: auditor.id.into(),
+            role: Role::Paralegal,
+        },
+        auditor.id,
+    );
+    c.push(
+        &alice,
+        Change::Add {
+            member: hybrid.id.into(),
+            role: Role::Provider,
+            keys: hybrid.keys(),
+        },
+    )
+    .unwrap();
+    refused(
+        &mut c,
+        Change::Rekey {
+            member: hybrid.id.into(),
+            keys: MemberKeys {
+                signing_key: hybrid.key.verifying_key().to_bytes(),
+                age: classic.age.clone(),
+            },
+        },
+        hybrid.id,
+    );
+    // Setting it twice is refused; allowing classic keys again works.
+    assert!(
+        c.push(&alice, Change::SetCrypto { require_pq: true })
+            .is_err()
+    );
+    c.push(&alice, Change::SetCrypto { require_pq: false })
+        .unwrap();
+    c.push(
+        &alice,
+        Change::Add {
+            member: classic.id.into(),
+            role: Role::Provider,
+            keys: classic.keys(),
+        },
+    )
+    .unwrap();
+    // The push-time check names classic readers only while required.
+    let readers = [c
+        .roster
+        .recipient(classic.id, &c.roster.members[classic.id])];
+    assert!(c.roster.check_post_quantum(&readers, None).is_ok());
+    c.push(&alice, Change::SetCrypto { require_pq: true })
+        .unwrap();
+    let e = c.roster.check_post_quantum(&readers, None).unwrap_err();
+    assert!(e.contains(classic.id), "{e}");
+    let e = c
+        .roster
+        .check_post_quantum(&[], Some(&classic.age))
+        .unwrap_err();
+    assert!(e.contains("recovery recipient"), "{e}");
 }
