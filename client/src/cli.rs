@@ -219,6 +219,14 @@ pub struct AuditExportArgs {
     /// Where to write the bundle.
     #[arg(long)]
     pub out: PathBuf,
+    /// A witness whose cosignature the bundle must carry (its cosignature
+    /// key, `name+hash+key`). Repeatable; remembered in the home with
+    /// --quorum for later exports and verifications.
+    #[arg(long, value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the witnesses must have cosigned (default: all).
+    #[arg(long)]
+    pub quorum: Option<usize>,
 }
 
 /// `mdrop audit verify`.
@@ -230,6 +238,14 @@ pub struct AuditVerifyArgs {
     /// with the server that wrote the bundle.
     #[arg(long)]
     pub log_key: Option<String>,
+    /// A witness whose cosignature the bundle must carry (its cosignature
+    /// key, `name+hash+key`). Repeatable; remembered in the home with
+    /// --quorum for later verifications. Below the quorum: exit 4.
+    #[arg(long, value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the witnesses must have cosigned (default: all).
+    #[arg(long)]
+    pub quorum: Option<usize>,
 }
 
 /// `mdrop audit show`.

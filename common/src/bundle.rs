@@ -51,6 +51,82 @@ pub struct BundleHeader {
     /// For matter bundles: a consistency proof from an earlier tree size
     /// (the size the exporting client had seen) to the checkpoint.
     pub consistency: Option<ConsistencyProof>,
+    /// Witness-cosigned checkpoints covering `checkpoint`, each with a
+    /// consistency proof from it ([`check_witnesses`]).
+    pub witnessed: Vec<Witnessed>,
+}
+
+/// A checkpoint of the same log, at least as large as the bundle's, with
+/// witness cosignatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witnessed {
+    /// The log's signed note with the witnesses' cosignature lines.
+    pub note: String,
+    /// Consistency proof from the bundle's checkpoint to this one (empty
+    /// when they are the same size).
+    pub proof: Vec<Hash>,
+}
+
+/// Checks a bundle's witness cosignatures: every [`Witnessed`] note must
+/// be signed by the pinned log key, be of the same log, at least as large
+/// as the bundle's checkpoint and consistent with it; then at least
+/// `quorum` of `witnesses` (each counted once) must have cosigned one of
+/// them. Returns the names of the witnesses that did; the error names the
+/// missing ones.
+pub fn check_witnesses(
+    header: &BundleHeader,
+    pinned: &NoteVerifier,
+    witnesses: &[tlog::cosignature::CosignatureVerifier],
+    quorum: usize,
+) -> Result<Vec<String>, Failure> {
+    let cp = tlog::open_checkpoint(&header.checkpoint, pinned)
+        .map_err(|e| fail(None, format!("checkpoint signature does not verify: {e}")))?;
+    let mut ok: Vec<String> = Vec::new();
+    for (i, w) in header.witnessed.iter().enumerate() {
+        let bad = |why: String| fail(None, format!("witnessed checkpoint {i}: {why}"));
+        let other = tlog::open_checkpoint(&w.note, pinned)
+            .map_err(|e| bad(format!("not signed by the log key: {e}")))?;
+        if other.origin != cp.origin || other.size < cp.size {
+            return Err(bad(format!(
+                "is of log {:?} size {}, not of this log at {} entries or more",
+                other.origin, other.size, cp.size
+            )));
+        }
+        tlog::verify_consistency(cp.size, other.size, &w.proof, &cp.root, &other.root).map_err(
+            |e| {
+                bad(format!(
+                    "is not consistent with the bundle's checkpoint: {e}"
+                ))
+            },
+        )?;
+        for v in witnesses {
+            if !ok.iter().any(|n| n == v.name()) && v.verify_note(&w.note).is_ok() {
+                ok.push(v.name().to_owned());
+            }
+        }
+    }
+    let mut distinct: Vec<&tlog::cosignature::CosignatureVerifier> = Vec::new();
+    for v in witnesses {
+        if !distinct.contains(&v) {
+            distinct.push(v);
+        }
+    }
+    if ok.len() >= quorum {
+        return Ok(ok);
+    }
+    let missing: Vec<&str> = distinct
+        .iter()
+        .map(|v| v.name())
+        .filter(|n| !ok.iter().any(|o| o == n))
+        .collect();
+    Err(fail(
+        None,
+        format!(
+            "{} of the required {quorum} witness cosignatures; missing: {}",
+            ok.len(),
+            missing.join(", ")
+        ),
+    ))
 }
 
 /// A consistency proof between two tree sizes.

@@ -143,6 +143,8 @@ struct Inner {
     key: SigningKey,
     origin: String,
     checkpoint: String,
+    /// The size of the latest checkpoint, for witness submitters.
+    size_tx: tokio::sync::watch::Sender<u64>,
 }
 
 /// A record with its index and inclusion proof.
@@ -238,6 +240,7 @@ impl AuditLog {
             key,
             origin,
             checkpoint: String::new(),
+            size_tx: tokio::sync::watch::Sender::new(0),
         };
         inner.sign()?;
         info!(entries = inner.log.len(), "audit log open");
@@ -299,6 +302,53 @@ impl AuditLog {
         Ok(range.end.saturating_sub(1))
     }
 
+    /// Notified with the new size whenever a checkpoint is signed.
+    pub fn subscribe(&self) -> Result<tokio::sync::watch::Receiver<u64>, AuditError> {
+        Ok(self
+            .inner
+            .lock()
+            .map_err(|_| AuditError::Poisoned)?
+            .size_tx
+            .subscribe())
+    }
+
+    /// The latest checkpoint, its size and a consistency proof from
+    /// `old_size` to it (for a witness that cosigned `old_size`). `None`
+    /// when `old_size` is larger than the log.
+    pub fn checkpoint_since(
+        &self,
+        old_size: u64,
+    ) -> Result<Option<(String, u64, Vec<tlog::Hash>)>, AuditError> {
+        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+        let size = inner.log.len();
+        if old_size > size {
+            return Ok(None);
+        }
+        let proof = if old_size == 0 || old_size == size {
+            Vec::new()
+        } else {
+            tlog::consistency_proof(inner.log.leaf_hashes(), old_size)
+                .map_err(|e| AuditError::Inconsistent(e.to_string()))?
+        };
+        Ok(Some((inner.checkpoint.clone(), size, proof)))
+    }
+
+    /// A consistency proof between two sizes of the log (empty when they
+    /// are equal or `old` is 0).
+    pub fn consistency_between(&self, old: u64, new: u64) -> Result<Vec<tlog::Hash>, AuditError> {
+        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+        let leaves = inner.log.leaf_hashes();
+        let end = usize::try_from(new)
+            .ok()
+            .filter(|&n| n <= leaves.len() && old <= new)
+            .ok_or_else(|| AuditError::Inconsistent(format!("no tree of {new} entries")))?;
+        if old == 0 || old == new {
+            return Ok(Vec::new());
+        }
+        tlog::consistency_proof(&leaves[..end], old)
+            .map_err(|e| AuditError::Inconsistent(e.to_string()))
+    }
+
     /// The latest signed checkpoint (a C2SP signed note).
     pub fn checkpoint(&self) -> Result<String, AuditError> {
         Ok(self
@@ -357,6 +407,7 @@ impl AuditLog {
                     count: size,
                     exported_by: exported_by.to_owned(),
                     consistency: None,
+                    witnessed: Vec::new(),
                 };
                 drop(inner);
                 let this = self.clone();
@@ -416,6 +467,7 @@ impl AuditLog {
                     count: indices.len() as u64,
                     exported_by: exported_by.to_owned(),
                     consistency,
+                    witnessed: Vec::new(),
                 };
                 let body: Body = Box::new(move |w: &mut dyn BodyOut| {
                     let tree = Levels::new(leaves);
@@ -493,6 +545,7 @@ impl Inner {
             self.log.store_checkpoint(&note)?;
         }
         self.checkpoint = note;
+        self.size_tx.send_replace(self.frontier.size());
         Ok(())
     }
 }

@@ -107,6 +107,14 @@ pub struct ServeArgs {
     /// accepted too.
     #[arg(long)]
     pub require_pq_transport: bool,
+    /// A witness that cosigns the audit log (C2SP tlog-witness), as
+    /// `http://HOST:PORT=VKEY` (VKEY: the witness's cosignature key).
+    /// Repeatable. At start-up every reachable witness is shown the current
+    /// log, and the server refuses to start if one cosigned a longer or
+    /// different history; afterwards each new checkpoint is submitted in the
+    /// background.
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    pub witnesses: Vec<crate::witness::WitnessSpec>,
 }
 
 /// `mdropd invite`.

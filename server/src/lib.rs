@@ -3,8 +3,8 @@
 //! [`datadir`] creates and loads the data directory, [`store`] keeps
 //! metadata behind a small trait, [`policy`] decides every access question,
 //! [`audit`] appends every decision to the tamper-evident log (stored by
-//! [`auditlog`]), [`handler`] answers requests and [`server`] runs the QUIC
-//! endpoint.
+//! [`auditlog`]), [`witness`] has witnesses cosign it, [`handler`] answers
+//! requests and [`server`] runs the QUIC endpoint.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod audit;
@@ -15,3 +15,4 @@ pub mod handler;
 pub mod policy;
 pub mod server;
 pub mod store;
+pub mod witness;

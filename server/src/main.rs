@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             quota: None,
             shutdown_grace: std::time::Duration::from_secs(10),
             require_pq_transport: false,
+            witnesses: Vec::new(),
         })
     });
     let result = match command {
@@ -137,12 +138,21 @@ fn serve(a: ServeArgs) -> Result<()> {
         writes: std::sync::Mutex::new(()),
         blobs,
         per_key: Default::default(),
+        witnessed: Arc::new(matterdrop_server::witness::Witnessed::new(
+            a.witnesses.len(),
+        )),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let log_dir = data.root.join("log");
     runtime.block_on(async move {
+        let audit_log = state.gate.audit().clone();
+        let shared = state.witnessed.clone();
+        let witnessed =
+            matterdrop_server::witness::check_at_start(&audit_log, &log_dir, &shared, &a.witnesses)
+                .await?;
         let kx = if a.require_pq_transport {
             tls::KeyExchange::HybridOnly
         } else {
@@ -171,6 +181,14 @@ fn serve(a: ServeArgs) -> Result<()> {
         info!(listen = %addr, fingerprint = %data.fingerprint, key_exchange = ?kx, "serving");
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
+        matterdrop_server::witness::spawn(
+            &audit_log,
+            &log_dir,
+            &shared,
+            &a.witnesses,
+            &witnessed,
+            &shutdown,
+        )?;
         server.run(shutdown, a.shutdown_grace).await
     })
 }
@@ -249,6 +267,7 @@ fn export_log(a: &ExportLogArgs) -> Result<()> {
         count: records.len() as u64,
         exported_by: "mdropd export-log".into(),
         consistency: None,
+        witnessed: Vec::new(),
     };
     let mut out = std::io::BufWriter::new(std::fs::File::create(&a.out)?);
     matterdrop_common::bundle::write_header(&mut out, &header)?;

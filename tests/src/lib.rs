@@ -171,11 +171,17 @@ impl Server {
     /// directory (as an operator could), and starts it again on the same
     /// data (on a new port: repoint clients with [`User::repoint`]).
     pub fn restart_after(&mut self, edit: impl FnOnce(&Path)) {
+        self.restart_with(&[], edit);
+    }
+
+    /// [`Server::restart_after`], starting again with extra `mdropd serve`
+    /// arguments.
+    pub fn restart_with(&mut self, extra: &[&str], edit: impl FnOnce(&Path)) {
         assert!(self.stop(), "mdropd did not stop cleanly");
         edit(&self.data);
         // The same data directory appends to the same log file.
         let data = self.data.clone();
-        *self = Self::start(&data);
+        *self = Self::start_with(&data, extra);
     }
 
     /// Kills the process with SIGKILL (no chance to clean up).

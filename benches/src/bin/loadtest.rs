@@ -57,6 +57,11 @@
 //! cargo build --release -p matterdrop -p matterdrop-server -p matterdrop-benches && target/release/loadtest
 //! ```
 //!
+//! With `--witnesses K`, K real `mdrop-witness` processes cosign the log:
+//! `mdropd` is restarted after the admin enrolls with `--witness` for each,
+//! so the load runs with every checkpoint submitted in the background (run
+//! once with 0 and once with 2 to compare the loaded p99).
+//!
 //! Options: `--clients N` (100), `--rounds R` (3), `--large-mib M` (256; 0
 //! for none), `--group G` (10), `--concurrency C` (N), `--min-kib` /
 //! `--max-kib` (4 / 64), `--hog-connections H` (32), `--hog-bound-secs S`
@@ -105,13 +110,14 @@ struct Options {
     timeout: Duration,
     dir: Option<PathBuf>,
     keep: bool,
+    witnesses: usize,
 }
 
 fn usage() -> String {
     "usage: loadtest [--clients N] [--rounds R] [--large-mib M] [--group G] [--concurrency C]\n\
      \x20               [--min-kib K] [--max-kib K] [--hog-connections H] [--hog-bound-secs S]\n\
      \x20               [--probe-stalled-downloads CONNS] [--setup-workers W] [--timeout-secs S]\n\
-     \x20               [--dir PATH] [--keep]\n\
+     \x20               [--dir PATH] [--keep] [--witnesses K]\n\
      env: MDROP_BIN_DIR=dir holding mdrop and mdropd (default: next to this executable)"
         .to_owned()
 }
@@ -132,6 +138,7 @@ fn parse_args() -> Result<Options> {
         timeout: Duration::from_secs(120),
         dir: None,
         keep: false,
+        witnesses: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -166,6 +173,7 @@ fn parse_args() -> Result<Options> {
             "--timeout-secs" => o.timeout = Duration::from_secs(num("--timeout-secs")?),
             "--dir" => o.dir = Some(PathBuf::from(value("--dir")?)),
             "--keep" => o.keep = true,
+            "--witnesses" => o.witnesses = usize::try_from(num("--witnesses")?)?,
             "-h" | "--help" => {
                 println!("{}", usage());
                 std::process::exit(0);
@@ -423,6 +431,54 @@ impl Mdrop {
     }
 }
 
+/// Starts `mdrop-witness` number `i` for the log `log_key`: the process
+/// (killed on drop), its address and its cosignature key.
+fn start_witness(
+    bin: &Path,
+    dir: &Path,
+    i: usize,
+    log_key: &str,
+) -> Result<(KillOnDrop, String, String)> {
+    let st = Command::new(bin)
+        .args(["init", "--name", &format!("witness-{i}.bench"), "--data"])
+        .arg(dir)
+        .output()?;
+    ensure!(st.status.success(), "mdrop-witness init: {st:?}");
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--log",
+            log_key,
+            "--data",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("witness stdout")?).read_line(&mut line)?;
+    let v: Value =
+        serde_json::from_str(&line).with_context(|| format!("witness printed {line:?}"))?;
+    Ok((
+        KillOnDrop(child),
+        v["listen"].as_str().context("listen")?.to_owned(),
+        v["vkey"].as_str().context("vkey")?.to_owned(),
+    ))
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running `mdropd serve`, killed on drop.
 struct Server {
     child: Option<Child>,
@@ -435,7 +491,13 @@ struct Server {
 
 impl Server {
     fn start(mdropd: &Path, data: &Path, log: &Path) -> Result<Self> {
-        let logfile = File::create(log)?;
+        Self::start_with(mdropd, data, log, &[])
+    }
+
+    /// Starts `mdropd serve` with extra arguments (a restart prints no
+    /// invite).
+    fn start_with(mdropd: &Path, data: &Path, log: &Path, extra: &[String]) -> Result<Self> {
+        let logfile = File::options().create(true).append(true).open(log)?;
         let mut child = Command::new(mdropd)
             .args([
                 "--log-format",
@@ -449,6 +511,7 @@ impl Server {
                 "--data",
             ])
             .arg(data)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(logfile)
@@ -489,7 +552,7 @@ impl Server {
             server.addr = v["listen"].as_str().context("listen")?.to_owned();
             server.fingerprint = v["fingerprint"].as_str().context("fingerprint")?.to_owned();
             ensure!(
-                !server.invite.is_empty(),
+                !server.invite.is_empty() || !extra.is_empty(),
                 "mdropd printed no bootstrap invite"
             );
             return Ok(server);
@@ -1095,6 +1158,10 @@ fn real_main() -> Result<bool> {
         opts.clients, opts.rounds, opts.min_kib, opts.max_kib, opts.large_mib, opts.hog_connections
     );
     println!("binaries {} | work dir {}", bins.display(), root.display());
+    println!(
+        "witnesses {} (mdropd serve --witness …: every checkpoint submitted in the background)",
+        opts.witnesses
+    );
 
     // ---- Set-up
     let mut server = Server::start(&mdropd_bin, &root.join("data"), &root.join("mdropd.log"))?;
@@ -1115,6 +1182,45 @@ fn real_main() -> Result<bool> {
             "admin",
         ],
     )?;
+    // With --witnesses K: K real `mdrop-witness` processes for this log,
+    // and mdropd restarted to submit every checkpoint to them.
+    let mut witness_procs = Vec::new();
+    if opts.witnesses > 0 {
+        let log_key = md.json(&admin, &["whoami"])?["log_key"]
+            .as_str()
+            .context("whoami without log_key")?
+            .to_owned();
+        let witness_bin = binary(&bins, "mdrop-witness")?;
+        let mut flags = Vec::new();
+        for i in 0..opts.witnesses {
+            let (child, addr, vkey) = start_witness(
+                &witness_bin,
+                &root.join(format!("witness-{i}")),
+                i,
+                &log_key,
+            )?;
+            witness_procs.push(child);
+            flags.push("--witness".to_owned());
+            flags.push(format!("http://{addr}={vkey}"));
+        }
+        ensure!(
+            server.stop(),
+            "mdropd did not stop cleanly before the witness restart"
+        );
+        let invite = std::mem::take(&mut server.invite);
+        server = Server::start_with(
+            &mdropd_bin,
+            &root.join("data"),
+            &root.join("mdropd.log"),
+            &flags,
+        )?;
+        server.invite = invite;
+        let sf = admin.join("server.json");
+        let mut v: Value = serde_json::from_slice(&fs::read(&sf)?)?;
+        v["server"] = server.addr.clone().into();
+        fs::write(&sf, v.to_string())?;
+        eprintln!("mdropd restarted with {} witnesses", opts.witnesses);
+    }
     md.json(
         &admin,
         &["admin", "org", "create", "firm-a", "--kind", "firm"],

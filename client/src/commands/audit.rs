@@ -7,7 +7,9 @@ use std::io::{BufReader, BufWriter, Write as _};
 use matterdrop_common::audit;
 use matterdrop_common::bundle::{self, Seen};
 use matterdrop_common::proto::{AuditExportRequest, ClientRequest, ServerResponse};
+use matterdrop_common::tlog::cosignature::CosignatureVerifier;
 use matterdrop_common::tlog::{self, NoteVerifier};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::Ctx;
@@ -57,6 +59,85 @@ fn seen(home: &Home, key: &NoteVerifier) -> CmdResult<Option<(Seen, String)>> {
     )))
 }
 
+/// The witness policy: whose cosignatures a bundle needs, and how many.
+const WITNESS_POLICY: &str = "witnesses.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WitnessPolicy {
+    /// Witness cosignature keys (`name+hash+key`).
+    witnesses: Vec<String>,
+    /// How many of them must have cosigned.
+    quorum: usize,
+}
+
+/// The witness policy to apply: the one given (`--witness`, `--quorum`;
+/// remembered in the home for the next verification), else the remembered
+/// one, else none.
+fn witness_policy(
+    ctx: &Ctx,
+    given: &[String],
+    quorum: Option<usize>,
+) -> CmdResult<Option<(Vec<CosignatureVerifier>, usize)>> {
+    let path = ctx.home.path(WITNESS_POLICY);
+    let policy = if given.is_empty() {
+        match std::fs::read(&path) {
+            Ok(b) => {
+                let mut p: WitnessPolicy = serde_json::from_slice(&b)
+                    .map_err(|e| Fail::other(format!("{WITNESS_POLICY} is damaged: {e}")))?;
+                if let Some(q) = quorum {
+                    p.quorum = q;
+                }
+                p
+            }
+            Err(_) if quorum.is_some() => {
+                return Err(Fail::usage(
+                    "--quorum needs --witness VKEY (none is remembered)",
+                ));
+            }
+            Err(_) => return Ok(None),
+        }
+    } else {
+        WitnessPolicy {
+            witnesses: given.to_vec(),
+            quorum: quorum.unwrap_or(given.len()),
+        }
+    };
+    let verifiers = policy
+        .witnesses
+        .iter()
+        .map(|v| {
+            CosignatureVerifier::from_vkey(v)
+                .map_err(|e| Fail::usage(format!("invalid witness key {v:?}: {e}")))
+        })
+        .collect::<CmdResult<Vec<_>>>()?;
+    if policy.quorum == 0 || policy.quorum > verifiers.len() {
+        return Err(Fail::usage(format!(
+            "--quorum must be 1 to {} (the number of witnesses)",
+            verifiers.len()
+        )));
+    }
+    if (!given.is_empty() || quorum.is_some()) && ctx.home.dir.is_dir() {
+        let bytes = serde_json::to_vec_pretty(&policy).map_err(|e| Fail::other(e.to_string()))?;
+        write_replace(&path, &bytes, 0o600)?;
+    }
+    Ok(Some((verifiers, policy.quorum)))
+}
+
+/// Checks a bundle's witness cosignatures against `policy`.
+fn check_witnesses(
+    path: &std::path::Path,
+    key: &NoteVerifier,
+    policy: Option<&(Vec<CosignatureVerifier>, usize)>,
+) -> Result<Vec<String>, String> {
+    let Some((witnesses, quorum)) = policy else {
+        return Ok(Vec::new());
+    };
+    let mut r = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
+    let header = bundle::read_header(&mut r).map_err(|e| e.to_string())?;
+    bundle::check_witnesses(&header, key, witnesses, *quorum)
+        .map_err(|f| format!("witness cosignatures: {f}"))
+}
+
 fn pinned_key(ctx: &Ctx, explicit: Option<&str>) -> CmdResult<NoteVerifier> {
     let vkey = match explicit {
         Some(k) => k.to_owned(),
@@ -73,6 +154,7 @@ fn pinned_key(ctx: &Ctx, explicit: Option<&str>) -> CmdResult<NoteVerifier> {
 
 /// `mdrop audit export`.
 pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
+    let policy = witness_policy(ctx, &args.witness, args.quorum)?;
     let key = identity::signing_key(&ctx.home)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let log_key =
@@ -146,7 +228,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
             {
                 Some("the bundle does not end with the export entry of this request (an older export replayed?)".to_owned())
             }
-            Ok(_) => None,
+            Ok(_) => check_witnesses(&tmp, &log_key, policy.as_ref()).err(),
         };
         if let Some(why) = problem {
             let _ = std::fs::remove_file(&tmp);
@@ -192,6 +274,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
 
 /// `mdrop audit verify`.
 pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
+    let policy = witness_policy(ctx, &args.witness, args.quorum)?;
     let key = pinned_key(ctx, args.log_key.as_deref())?;
     let prior = seen(&ctx.home, &key)?;
     let path = args.file.clone();
@@ -205,6 +288,16 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
             exit::VERIFY,
             format!(
                 "audit bundle {} failed verification: {f}",
+                args.file.display()
+            ),
+        )
+    })?;
+    // Below the witness quorum the bundle fails, and nothing is remembered.
+    let witnessed = check_witnesses(&args.file, &key, policy.as_ref()).map_err(|why| {
+        Fail::new(
+            exit::VERIFY,
+            format!(
+                "audit bundle {} failed verification: {why}",
                 args.file.display()
             ),
         )
@@ -251,6 +344,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
         "per_principal": summary.per_principal,
         "per_action": summary.per_action,
         "consistent_with_previous_checkpoint": summary.consistent_with_seen,
+        "witnesses": witnessed,
         "export": export.map(|(e, ours)| json!({
             "index": e.index, "time": rfc3339(e.time), "by": e.by, "by_this_client": ours,
         })),
@@ -281,6 +375,17 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
                 } else {
                     "; not an export this client asked for"
                 }
+            );
+        }
+        if !witnessed.is_empty() {
+            let _ = writeln!(
+                s,
+                "  cosigned by witnesses: {}",
+                witnessed
+                    .iter()
+                    .map(|w| escape(w, false))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let _ = writeln!(s, "  denied attempts: {}", summary.denials);

@@ -1,12 +1,18 @@
 //! `audit export`: a bundle of the whole log (admins) or of one matter
 //! (its auditors, and admins).
 
+use std::time::Duration;
+
+use matterdrop_common::bundle::Witnessed;
 use matterdrop_common::proto::{AuditExportRequest, ErrorCode, ServerResponse};
 
 use super::identity::authorize_server;
 use super::matters::{authorize, hex};
 use super::{Actor, Failure, Reply, State};
 use crate::policy::{Operation, ServerOperation};
+
+/// How long an export waits for the witnesses to cosign its checkpoint.
+const WITNESS_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) fn export(
     state: &State,
@@ -39,7 +45,7 @@ pub(super) fn export(
             None
         }
     };
-    let (header, body) = state
+    let (mut header, body) = state
         .gate
         .audit()
         .export(req.matter.as_deref(), req.known_size, &me.record.id, upto)
@@ -47,5 +53,20 @@ pub(super) fn export(
             tracing::error!(error = %e, "audit export");
             Failure::new(ErrorCode::Internal, "the audit log cannot be read")
         })?;
+    // With witnesses, the bundle carries their cosignatures of a checkpoint
+    // at least as new as its own: an export (unlike other requests) waits a
+    // little for them to cosign the entry that logged it.
+    if state.witnessed.expected() > 0 {
+        if let Some(size) = crate::witness::note_size(&header.checkpoint) {
+            for (cosigned_size, note) in state.witnessed.covering(size, WITNESS_WAIT) {
+                match state.gate.audit().consistency_between(size, cosigned_size) {
+                    Ok(proof) => header.witnessed.push(Witnessed { note, proof }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "witnessed checkpoint left out of an export")
+                    }
+                }
+            }
+        }
+    }
     Ok(Reply::Download(ServerResponse::AuditBundle(header), body))
 }

@@ -38,6 +38,8 @@ pub struct State {
     pub blobs: crate::store::blobs::BlobStore,
     /// Open connections per client key.
     pub per_key: crate::server::PerKey,
+    /// The witnesses' latest cosigned checkpoints (exports carry them).
+    pub witnessed: std::sync::Arc<crate::witness::Witnessed>,
 }
 
 impl State {
