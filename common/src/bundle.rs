@@ -81,44 +81,47 @@ pub fn check_witnesses(
 ) -> Result<Vec<String>, Failure> {
     let cp = tlog::open_checkpoint(&header.checkpoint, pinned)
         .map_err(|e| fail(None, format!("checkpoint signature does not verify: {e}")))?;
-    let mut ok: Vec<String> = Vec::new();
+    // Counted by key: a cosignature does not cover the witness's name, so
+    // one key under two names is one witness.
+    let mut ok: Vec<&tlog::cosignature::CosignatureVerifier> = Vec::new();
     for (i, w) in header.witnessed.iter().enumerate() {
-        let bad = |why: String| fail(None, format!("witnessed checkpoint {i}: {why}"));
-        let other = tlog::open_checkpoint(&w.note, pinned)
-            .map_err(|e| bad(format!("not signed by the log key: {e}")))?;
+        // A note the log key did not sign, or of another log or an older
+        // tree, proves nothing either way: skipped.
+        let Ok(other) = tlog::open_checkpoint(&w.note, pinned) else {
+            continue;
+        };
         if other.origin != cp.origin || other.size < cp.size {
-            return Err(bad(format!(
-                "is of log {:?} size {}, not of this log at {} entries or more",
-                other.origin, other.size, cp.size
-            )));
+            continue;
         }
+        // A log-signed tree the bundle's is not part of is evidence of a
+        // fork: that fails the bundle, whatever else it carries.
         tlog::verify_consistency(cp.size, other.size, &w.proof, &cp.root, &other.root).map_err(
             |e| {
-                bad(format!(
-                    "is not consistent with the bundle's checkpoint: {e}"
-                ))
+                fail(
+                    None,
+                    format!(
+                        "witnessed checkpoint {i} is not consistent with the bundle's checkpoint: {e}"
+                    ),
+                )
             },
         )?;
         for v in witnesses {
-            if !ok.iter().any(|n| n == v.name()) && v.verify_note(&w.note).is_ok() {
-                ok.push(v.name().to_owned());
+            if !ok.iter().any(|o| o.public_key() == v.public_key())
+                && v.verify_note(&w.note).is_ok()
+            {
+                ok.push(v);
             }
         }
     }
-    let mut distinct: Vec<&tlog::cosignature::CosignatureVerifier> = Vec::new();
+    if ok.len() >= quorum {
+        return Ok(ok.iter().map(|v| v.name().to_owned()).collect());
+    }
+    let mut missing: Vec<&str> = Vec::new();
     for v in witnesses {
-        if !distinct.contains(&v) {
-            distinct.push(v);
+        if !ok.iter().any(|o| o.public_key() == v.public_key()) && !missing.contains(&v.name()) {
+            missing.push(v.name());
         }
     }
-    if ok.len() >= quorum {
-        return Ok(ok);
-    }
-    let missing: Vec<&str> = distinct
-        .iter()
-        .map(|v| v.name())
-        .filter(|n| !ok.iter().any(|o| o == n))
-        .collect();
     Err(fail(
         None,
         format!(
@@ -754,4 +757,102 @@ fn verify_matter<R: Read>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::tlog::NoteSigner;
+    use crate::tlog::cosignature::{CosignatureVerifier, Cosigner};
+
+    fn tree(n: u64) -> Vec<Hash> {
+        (0..n).map(|i| tlog::leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    fn note(signer: &NoteSigner, leaves: &[Hash]) -> (Checkpoint, String) {
+        let cp = Checkpoint {
+            origin: "log.example".into(),
+            size: leaves.len() as u64,
+            root: tlog::root(leaves),
+        };
+        let n = tlog::sign_checkpoint(&cp, signer);
+        (cp, n)
+    }
+
+    fn header(checkpoint: String, witnessed: Vec<Witnessed>) -> BundleHeader {
+        BundleHeader {
+            log_key: String::new(),
+            checkpoint,
+            matter: None,
+            count: 0,
+            exported_by: "a@b".into(),
+            consistency: None,
+            witnessed,
+        }
+    }
+
+    #[test]
+    fn witness_quorums_count_keys_and_forks_fail() {
+        let signer = NoteSigner::new("log.example", SigningKey::from_bytes(&[1; 32])).unwrap();
+        let pinned = signer.verifier();
+        let leaves = tree(10);
+        let (cp, bundle_note) = note(&signer, &leaves[..7]);
+        let (later, later_note) = note(&signer, &leaves);
+        let proof = tlog::consistency_proof(&leaves, 7).unwrap();
+        let key = SigningKey::from_bytes(&[2; 32]);
+        let a = Cosigner::new("a.example", key.clone()).unwrap();
+        // The same key under another name: one witness, not two.
+        let a_again = Cosigner::new("b.example", key).unwrap();
+        let c = Cosigner::new("c.example", SigningKey::from_bytes(&[3; 32])).unwrap();
+        let v = |w: &Cosigner| CosignatureVerifier::from_vkey(&w.vkey()).unwrap();
+        let cosigned = format!(
+            "{later_note}{}{}",
+            a.cosign(&later.to_body(), 9),
+            a_again.cosign(&later.to_body(), 9)
+        );
+        let good = Witnessed {
+            note: cosigned.clone(),
+            proof: proof.clone(),
+        };
+        let h = header(bundle_note.clone(), vec![good.clone()]);
+        assert_eq!(
+            check_witnesses(&h, &pinned, &[v(&a)], 1).unwrap(),
+            ["a.example"]
+        );
+        let e = check_witnesses(&h, &pinned, &[v(&a), v(&a_again)], 2).unwrap_err();
+        assert!(e.reason.contains("1 of the required 2"), "{}", e.reason);
+        let e = check_witnesses(&h, &pinned, &[v(&a), v(&c)], 2).unwrap_err();
+        assert!(e.reason.contains("missing: c.example"), "{}", e.reason);
+        // A note the log key did not sign counts for nothing; an older tree
+        // neither.
+        let other = NoteSigner::new("log.example", SigningKey::from_bytes(&[4; 32])).unwrap();
+        let (_, forged) = note(&other, &leaves);
+        let junk = Witnessed {
+            note: format!("{forged}{}", c.cosign(&later.to_body(), 9)),
+            proof: proof.clone(),
+        };
+        let h = header(bundle_note.clone(), vec![junk, good.clone()]);
+        assert!(check_witnesses(&h, &pinned, &[v(&a), v(&c)], 2).is_err());
+        assert!(check_witnesses(&h, &pinned, &[v(&a)], 1).is_ok());
+        // A log-signed tree the bundle's is not part of: the bundle fails.
+        let mut forked_leaves = leaves.clone();
+        forked_leaves[3] = [9; 32];
+        let (f, forked_note) = note(&signer, &forked_leaves);
+        let fork = Witnessed {
+            note: format!("{forked_note}{}", c.cosign(&f.to_body(), 9)),
+            proof: tlog::consistency_proof(&forked_leaves, 7).unwrap(),
+        };
+        let h = header(bundle_note.clone(), vec![good, fork]);
+        let e = check_witnesses(&h, &pinned, &[v(&a)], 1).unwrap_err();
+        assert!(e.reason.contains("not consistent"), "{}", e.reason);
+        // The same size must be the same tree (no proof).
+        let same = Witnessed {
+            note: format!("{bundle_note}{}", c.cosign(&cp.to_body(), 9)),
+            proof: Vec::new(),
+        };
+        let h = header(bundle_note, vec![same]);
+        assert!(check_witnesses(&h, &pinned, &[v(&c)], 1).is_ok());
+    }
 }

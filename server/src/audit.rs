@@ -319,34 +319,46 @@ impl AuditLog {
         &self,
         old_size: u64,
     ) -> Result<Option<(String, u64, Vec<tlog::Hash>)>, AuditError> {
-        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
-        let size = inner.log.len();
-        if old_size > size {
-            return Ok(None);
-        }
-        let proof = if old_size == 0 || old_size == size {
+        // The proof is computed from a copy of the leaves, outside the lock:
+        // hashing a large tree must not hold up the requests being logged.
+        let (note, size, leaves) = {
+            let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+            let size = inner.log.len();
+            if old_size > size {
+                return Ok(None);
+            }
+            let leaves = if old_size == 0 || old_size == size {
+                Vec::new()
+            } else {
+                inner.log.leaf_hashes().to_vec()
+            };
+            (inner.checkpoint.clone(), size, leaves)
+        };
+        let proof = if leaves.is_empty() {
             Vec::new()
         } else {
-            tlog::consistency_proof(inner.log.leaf_hashes(), old_size)
+            tlog::consistency_proof(&leaves, old_size)
                 .map_err(|e| AuditError::Inconsistent(e.to_string()))?
         };
-        Ok(Some((inner.checkpoint.clone(), size, proof)))
+        Ok(Some((note, size, proof)))
     }
 
     /// A consistency proof between two sizes of the log (empty when they
     /// are equal or `old` is 0).
     pub fn consistency_between(&self, old: u64, new: u64) -> Result<Vec<tlog::Hash>, AuditError> {
-        let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
-        let leaves = inner.log.leaf_hashes();
-        let end = usize::try_from(new)
-            .ok()
-            .filter(|&n| n <= leaves.len() && old <= new)
-            .ok_or_else(|| AuditError::Inconsistent(format!("no tree of {new} entries")))?;
-        if old == 0 || old == new {
-            return Ok(Vec::new());
-        }
-        tlog::consistency_proof(&leaves[..end], old)
-            .map_err(|e| AuditError::Inconsistent(e.to_string()))
+        let leaves = {
+            let inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
+            let leaves = inner.log.leaf_hashes();
+            let end = usize::try_from(new)
+                .ok()
+                .filter(|&n| n <= leaves.len() && old <= new)
+                .ok_or_else(|| AuditError::Inconsistent(format!("no tree of {new} entries")))?;
+            if old == 0 || old == new {
+                return Ok(Vec::new());
+            }
+            leaves[..end].to_vec()
+        };
+        tlog::consistency_proof(&leaves, old).map_err(|e| AuditError::Inconsistent(e.to_string()))
     }
 
     /// The latest signed checkpoint (a C2SP signed note).

@@ -146,6 +146,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    matterdrop_server::witness::check_distinct(&a.witnesses).map_err(anyhow::Error::msg)?;
     let log_dir = data.root.join("log");
     runtime.block_on(async move {
         let audit_log = state.gate.audit().clone();

@@ -35,6 +35,8 @@ use crate::audit::AuditLog;
 
 /// How long one submission may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest witness answer read.
+const MAX_ANSWER: usize = 4096;
 /// Longest wait between retries of a failing witness.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -55,7 +57,12 @@ impl FromStr for WitnessSpec {
             .split_once('=')
             .ok_or_else(|| format!("--witness {s:?}: expected URL=VKEY"))?;
         let url = url.trim_end_matches('/');
-        if !url.starts_with("http://") || url.len() <= "http://".len() {
+        if !url.starts_with("http://")
+            || url.len() <= "http://".len()
+            || format!("{url}/add-checkpoint")
+                .parse::<hyper::Uri>()
+                .is_err()
+        {
             return Err(format!(
                 "--witness {url:?}: only http:// witness URLs are supported (put a TLS proxy in front for https)"
             ));
@@ -170,15 +177,26 @@ async fn submit(
         .map_err(|_| "timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
-        .await
-        .map_err(|_| "timed out reading the answer".to_owned())?
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned();
+    // A witness answers a line or a number: anything longer is refused
+    // before it is read into memory.
+    let body = tokio::time::timeout(
+        TIMEOUT,
+        http_body_util::Limited::new(resp.into_body(), MAX_ANSWER).collect(),
+    )
+    .await
+    .map_err(|_| "timed out reading the answer".to_owned())?
+    .map_err(|e| format!("answer unreadable or longer than {MAX_ANSWER} bytes: {e}"))?
+    .to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
     Ok(match status {
         200 => {
             let line = text.trim_end_matches('\n').to_owned();
+            if line.contains('\n') {
+                return Err(format!(
+                    "witness {} answered more than one cosignature line",
+                    w.verifier.name()
+                ));
+            }
             // The answer must be a valid cosignature of this very note.
             let cosigned = format!("{note}{line}\n");
             w.verifier.verify_note(&cosigned).map_err(|e| {
@@ -226,7 +244,9 @@ fn store(log_dir: &Path, w: &WitnessSpec, cosigned: &str) -> std::io::Result<()>
     let path = witnessed_path(log_dir, w);
     let dir = path.parent().unwrap_or(log_dir);
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(cosigned.as_bytes())?;
     f.sync_all()?;
@@ -279,10 +299,14 @@ async fn round(
     mut old: u64,
 ) -> Result<Result<u64, String>, WitnessError> {
     for _ in 0..2 {
-        let Some((note, size, proof)) = log
-            .checkpoint_since(old)
-            .map_err(|e| WitnessError::Log(e.to_string()))?
-        else {
+        let snapshot = {
+            let log = log.clone();
+            tokio::task::spawn_blocking(move || log.checkpoint_since(old))
+                .await
+                .map_err(|e| WitnessError::Log(e.to_string()))?
+                .map_err(|e| WitnessError::Log(e.to_string()))?
+        };
+        let Some((note, size, proof)) = snapshot else {
             return Err(WitnessError::Truncated {
                 witness: w.verifier.name().to_owned(),
                 cosigned: old,
@@ -302,6 +326,15 @@ async fn round(
                 shared.record(w.verifier.name(), size, cosigned);
                 return Ok(Ok(size));
             }
+            // Told to start from the very size just sent: the witness has
+            // another tree of that size (the older spec's answer to a fork).
+            Ok(Reply::Size(s)) if s == old => {
+                return Err(WitnessError::Forked {
+                    witness: w.verifier.name().to_owned(),
+                    status: 409,
+                    body: format!("another tree of {s} entries"),
+                });
+            }
             Ok(Reply::Size(s)) => old = s,
             Ok(Reply::Refused(status @ 422, body)) => {
                 return Err(WitnessError::Forked {
@@ -320,6 +353,24 @@ async fn round(
         }
     }
     Ok(Err("the witness's size kept changing".to_owned()))
+}
+
+/// Refuses a witness listed twice (by name or key): it would count twice
+/// toward nothing and make exports wait for a cosignature that never
+/// comes.
+pub fn check_distinct(witnesses: &[WitnessSpec]) -> Result<(), String> {
+    for (i, w) in witnesses.iter().enumerate() {
+        if witnesses[..i].iter().any(|o| {
+            o.verifier.name() == w.verifier.name()
+                || o.verifier.public_key() == w.verifier.public_key()
+        }) {
+            return Err(format!(
+                "--witness {}: listed twice (by name or key)",
+                w.verifier.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Shows every witness the current checkpoint before the server starts.

@@ -70,14 +70,20 @@ struct WitnessPolicy {
     quorum: usize,
 }
 
+/// The witness policy to apply.
+#[derive(Debug)]
+struct Policy {
+    verifiers: Vec<CosignatureVerifier>,
+    quorum: usize,
+    /// The policy file to write once the command succeeded (given on the
+    /// command line).
+    save: Option<Vec<u8>>,
+}
+
 /// The witness policy to apply: the one given (`--witness`, `--quorum`;
-/// remembered in the home for the next verification), else the remembered
-/// one, else none.
-fn witness_policy(
-    ctx: &Ctx,
-    given: &[String],
-    quorum: Option<usize>,
-) -> CmdResult<Option<(Vec<CosignatureVerifier>, usize)>> {
+/// remembered in the home once the command succeeds, [`save_policy`]),
+/// else the remembered one, else none.
+fn witness_policy(ctx: &Ctx, given: &[String], quorum: Option<usize>) -> CmdResult<Option<Policy>> {
     let path = ctx.home.path(WITNESS_POLICY);
     let policy = if given.is_empty() {
         match std::fs::read(&path) {
@@ -88,6 +94,10 @@ fn witness_policy(
                     p.quorum = q;
                 }
                 p
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                // Fail closed: an unreadable policy is not "no policy".
+                return Err(Fail::other(format!("cannot read {}: {e}", path.display())));
             }
             Err(_) if quorum.is_some() => {
                 return Err(Fail::usage(
@@ -110,31 +120,56 @@ fn witness_policy(
                 .map_err(|e| Fail::usage(format!("invalid witness key {v:?}: {e}")))
         })
         .collect::<CmdResult<Vec<_>>>()?;
+    for (i, v) in verifiers.iter().enumerate() {
+        if verifiers[..i]
+            .iter()
+            .any(|o| o.public_key() == v.public_key() || o.name() == v.name())
+        {
+            return Err(Fail::usage(format!(
+                "witness {} is listed twice (by name or key): a witness counts once",
+                escape(v.name(), false)
+            )));
+        }
+    }
     if policy.quorum == 0 || policy.quorum > verifiers.len() {
         return Err(Fail::usage(format!(
             "--quorum must be 1 to {} (the number of witnesses)",
             verifiers.len()
         )));
     }
-    if (!given.is_empty() || quorum.is_some()) && ctx.home.dir.is_dir() {
-        let bytes = serde_json::to_vec_pretty(&policy).map_err(|e| Fail::other(e.to_string()))?;
-        write_replace(&path, &bytes, 0o600)?;
+    let save = if (!given.is_empty() || quorum.is_some()) && ctx.home.dir.is_dir() {
+        Some(serde_json::to_vec_pretty(&policy).map_err(|e| Fail::other(e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(Some(Policy {
+        verifiers,
+        quorum: policy.quorum,
+        save,
+    }))
+}
+
+/// Remembers a policy given on the command line, after the command it
+/// came with succeeded.
+fn save_policy(ctx: &Ctx, policy: Option<&Policy>) -> CmdResult {
+    if let Some(bytes) = policy.and_then(|p| p.save.as_ref()) {
+        write_replace(&ctx.home.path(WITNESS_POLICY), bytes, 0o600)?;
     }
-    Ok(Some((verifiers, policy.quorum)))
+    Ok(())
 }
 
 /// Checks a bundle's witness cosignatures against `policy`.
 fn check_witnesses(
     path: &std::path::Path,
     key: &NoteVerifier,
-    policy: Option<&(Vec<CosignatureVerifier>, usize)>,
+    policy: Option<&Policy>,
 ) -> Result<Vec<String>, String> {
-    let Some((witnesses, quorum)) = policy else {
+    let Some(p) = policy else {
         return Ok(Vec::new());
     };
     let mut r = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
     let header = bundle::read_header(&mut r).map_err(|e| e.to_string())?;
-    bundle::check_witnesses(&header, key, witnesses, *quorum)
+    bundle::check_witnesses(&header, key, &p.verifiers, p.quorum)
         .map_err(|f| format!("witness cosignatures: {f}"))
 }
 
@@ -253,6 +288,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
     .await;
     session.close().await;
     let header = result?;
+    save_policy(ctx, policy.as_ref())?;
     ctx.out.emit(
         &json!({"out": args.out, "entries": header.count, "matter": header.matter}),
         || {
@@ -349,6 +385,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
             "index": e.index, "time": rfc3339(e.time), "by": e.by, "by_this_client": ours,
         })),
     });
+    save_policy(ctx, policy.as_ref())?;
     ctx.out.emit(&v, || {
         let mut s = String::new();
         let _ = writeln!(

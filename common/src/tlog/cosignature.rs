@@ -153,6 +153,13 @@ impl CosignatureVerifier {
         &self.name
     }
 
+    /// The witness's public key. A cosignature covers neither the name nor
+    /// the key id, so one key listed under two names is one witness:
+    /// quorums count keys.
+    pub fn public_key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
     /// The verifier key text.
     pub fn to_vkey(&self) -> String {
         let mut raw = vec![ALG_COSIGNATURE_V1];
@@ -219,10 +226,10 @@ pub fn check_quorum(
 ) -> Result<Vec<String>, String> {
     let mut ok = Vec::new();
     let mut missing = Vec::new();
-    // A witness listed twice counts once.
+    // A witness listed twice (even under another name) counts once.
     let mut seen: Vec<&CosignatureVerifier> = Vec::new();
     for w in witnesses {
-        if seen.contains(&w) {
+        if seen.iter().any(|s| s.key == w.key) {
             continue;
         }
         seen.push(w);
