@@ -11,7 +11,8 @@
 //!
 //! While it serves, one task per witness ([`spawn`]) submits the latest
 //! checkpoint whenever the log grows: asynchronously (no user request
-//! waits for a witness) and batched (while a submission is in flight, new
+//! waits for a witness) and batched (at most one submission per
+//! [`BATCH_WINDOW`]; while one is in flight or the window runs, new
 //! checkpoints only move the target; the next submission carries the
 //! latest one, with one consistency proof). Each witness's latest
 //! cosigned checkpoint (the log's note plus the witness's cosignature
@@ -35,6 +36,8 @@ use crate::audit::AuditLog;
 
 /// How long one submission may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Least time between two submissions to one witness.
+const BATCH_WINDOW: Duration = Duration::from_millis(250);
 /// Longest witness answer read.
 const MAX_ANSWER: usize = 4096;
 /// Longest wait between retries of a failing witness.
@@ -320,10 +323,18 @@ async fn round(
         match submit(client, w, old, &proof, &note).await {
             Ok(Reply::Cosigned(line)) => {
                 let cosigned = format!("{note}{line}\n");
-                if let Err(e) = store(log_dir, w, &cosigned) {
+                shared.record(w.verifier.name(), size, cosigned.clone());
+                // Written and fsynced off the async workers, which carry
+                // the users' QUIC traffic.
+                let (dir, spec) = (log_dir.to_owned(), w.clone());
+                let stored =
+                    tokio::task::spawn_blocking(move || store(&dir, &spec, &cosigned)).await;
+                if let Err(e) = stored
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                {
                     warn!(witness = w.verifier.name(), error = %e, "cannot keep the cosigned checkpoint");
                 }
-                shared.record(w.verifier.name(), size, cosigned);
                 return Ok(Ok(size));
             }
             // Told to start from the very size just sent: the witness has
@@ -429,6 +440,13 @@ pub fn spawn(
                         Ok(Ok(size)) => {
                             cosigned = Some(size);
                             backoff = Duration::from_secs(1);
+                            // A batching window: under load the log grows
+                            // continuously, and one submission per window
+                            // carries everything logged meanwhile.
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                () = tokio::time::sleep(BATCH_WINDOW) => {}
+                            }
                             continue;
                         }
                         Ok(Err(e)) => {
