@@ -131,6 +131,14 @@ pub struct ReceiptVerifyArgs {
     /// The log key to trust, if this home is not enrolled with that server.
     #[arg(long)]
     pub log_key: Option<String>,
+    /// A witness whose cosignature of the receipt's checkpoint must be in
+    /// the receipt (its cosignature key). Repeatable; remembered in the
+    /// home with --quorum (shared with `audit verify`). Below: exit 4.
+    #[arg(long, value_name = "VKEY")]
+    pub witness: Vec<String>,
+    /// How many of the witnesses must have cosigned (default: all).
+    #[arg(long)]
+    pub quorum: Option<usize>,
 }
 
 /// `mdrop report …`.

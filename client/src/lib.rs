@@ -15,3 +15,4 @@ pub mod keyaudit;
 pub mod output;
 pub mod pins;
 pub mod roster;
+pub mod witnesses;

@@ -79,12 +79,30 @@ pub fn check_witnesses(
     witnesses: &[tlog::cosignature::CosignatureVerifier],
     quorum: usize,
 ) -> Result<Vec<String>, Failure> {
-    let cp = tlog::open_checkpoint(&header.checkpoint, pinned)
+    check_witnessed(
+        &header.checkpoint,
+        &header.witnessed,
+        pinned,
+        witnesses,
+        quorum,
+    )
+}
+
+/// [`check_witnesses`] for any signed `checkpoint` (a bundle's, a
+/// receipt's) and the cosigned checkpoints carried with it.
+pub fn check_witnessed(
+    checkpoint: &str,
+    witnessed: &[Witnessed],
+    pinned: &NoteVerifier,
+    witnesses: &[tlog::cosignature::CosignatureVerifier],
+    quorum: usize,
+) -> Result<Vec<String>, Failure> {
+    let cp = tlog::open_checkpoint(checkpoint, pinned)
         .map_err(|e| fail(None, format!("checkpoint signature does not verify: {e}")))?;
     // Counted by key: a cosignature does not cover the witness's name, so
     // one key under two names is one witness.
     let mut ok: Vec<&tlog::cosignature::CosignatureVerifier> = Vec::new();
-    for (i, w) in header.witnessed.iter().enumerate() {
+    for (i, w) in witnessed.iter().enumerate() {
         // A note the log key did not sign, or of another log or an older
         // tree, proves nothing either way: skipped.
         let Ok(other) = tlog::open_checkpoint(&w.note, pinned) else {

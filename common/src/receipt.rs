@@ -189,6 +189,57 @@ pub struct LogProof {
     pub checkpoint: String,
     /// The log's key (signed-note verifier form).
     pub log_key: String,
+    /// Witness-cosigned checkpoints covering `checkpoint` (`receipt verify
+    /// --witness … --quorum K` requires them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witnessed: Vec<CosignedCheckpoint>,
+}
+
+/// A checkpoint with witness cosignatures, and a consistency proof (hex
+/// hashes) from the receipt's checkpoint to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosignedCheckpoint {
+    /// The log's signed note with the cosignature lines.
+    pub note: String,
+    /// Consistency proof (hex).
+    pub proof: Vec<String>,
+}
+
+impl CosignedCheckpoint {
+    /// From the wire form.
+    pub fn from_witnessed(w: &crate::bundle::Witnessed) -> Self {
+        Self {
+            note: w.note.clone(),
+            proof: w
+                .proof
+                .iter()
+                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+                .collect(),
+        }
+    }
+
+    /// To the form [`crate::bundle::check_witnessed`] checks; `None` if a
+    /// hash is not 64 hex digits.
+    pub fn to_witnessed(&self) -> Option<crate::bundle::Witnessed> {
+        let proof = self
+            .proof
+            .iter()
+            .map(|h| {
+                if h.len() != 64 {
+                    return None;
+                }
+                let mut out = [0u8; 32];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                Some(out)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(crate::bundle::Witnessed {
+            note: self.note.clone(),
+            proof,
+        })
+    }
 }
 
 /// One file of the reviewed deliverable.

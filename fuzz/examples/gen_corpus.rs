@@ -227,6 +227,7 @@ fn header(matter: Option<&str>, note: String, count: u64) -> BundleHeader {
         count,
         exported_by: "audrey@firm-a".into(),
         consistency: None,
+        witnessed: Vec::new(),
     }
 }
 
@@ -653,6 +654,7 @@ fn receipts(out: &mut Out) -> io::Result<()> {
                 .collect(),
             checkpoint: checkpoint_note(&k.log, 3, tlog::root(&leaves)),
             log_key: k.verifier.to_vkey(),
+            witnessed: Vec::new(),
         },
     };
     let json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;

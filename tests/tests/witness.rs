@@ -392,3 +392,94 @@ fn run_mdropd(data: &Path, extra: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A receipt made while `mdropd` has a witness carries the witness's
+/// cosignature of its checkpoint; `receipt verify --witness` requires it
+/// (exit 4 when it is stripped).
+#[test]
+fn receipts_carry_witness_cosignatures() {
+    let mut w = World::new();
+    let log_vkey = w.admin.json(&["whoami"])["log_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let witness = start_witness(&w.tmp.path().join("witness"), &log_vkey);
+    let flag = format!("http://{}={}", witness.addr, witness.vkey);
+    w.server.restart_with(&["--witness", flag.as_str()], |_| {});
+    w.admin.repoint(&w.server);
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let tmp = w.tmp.path();
+    std::fs::write(tmp.join("ack.txt"), "Confidential.\n").unwrap();
+    alice.json(&[
+        "matter",
+        "create",
+        "2026-W-1",
+        "--title",
+        "Witnessed",
+        "--ack-file",
+        tmp.join("ack.txt").to_str().unwrap(),
+        "--scope",
+        "medical-chronology",
+    ]);
+    alice
+        .add_member("2026-W-1", &bob, "bob@lpo-1", "provider")
+        .ok();
+    bob.json(&["ack", "2026-W-1", "--yes"]);
+    std::fs::write(tmp.join("records.txt"), "ER visit\n").unwrap();
+    let packet = alice.json(&[
+        "push",
+        "2026-W-1",
+        tmp.join("records.txt").to_str().unwrap(),
+        "--task",
+        "medical-chronology",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.json(&["pull", &packet, "--out", tmp.join("in").to_str().unwrap()]);
+    std::fs::write(tmp.join("chronology.txt"), "Jan 2: ER visit\n").unwrap();
+    let d = bob.json(&[
+        "deliver",
+        "2026-W-1",
+        "--packet",
+        &packet,
+        tmp.join("chronology.txt").to_str().unwrap(),
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let receipt = tmp.join("receipt.json");
+    alice.json(&[
+        "review",
+        "approve",
+        &d,
+        "--receipt",
+        receipt.to_str().unwrap(),
+    ]);
+    let v = alice.json(&[
+        "receipt",
+        "verify",
+        receipt.to_str().unwrap(),
+        "--witness",
+        &witness.vkey,
+    ]);
+    assert_eq!(v["witnesses"], serde_json::json!(["witness-a.example"]));
+    // Stripped of its cosignatures: exit 4, the witness named (the policy
+    // is remembered from the run above).
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert!(!json["log"]["witnessed"].as_array().unwrap().is_empty());
+    json["log"].as_object_mut().unwrap().remove("witnessed");
+    let stripped = tmp.join("stripped.json");
+    std::fs::write(&stripped, json.to_string()).unwrap();
+    let r = alice
+        .run(&["receipt", "verify", stripped.to_str().unwrap()])
+        .code(4);
+    assert!(
+        r.stderr.contains("witness") && r.stderr.contains("witness-a.example"),
+        "{r:?}"
+    );
+}

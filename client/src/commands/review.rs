@@ -11,7 +11,8 @@ use matterdrop_common::audit;
 use matterdrop_common::packet::{Descriptor, Kind, Manifest};
 use matterdrop_common::proto::{ClientRequest, ReportRequest, ReviewSubmitRequest, ServerResponse};
 use matterdrop_common::receipt::{
-    self, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry, ReceiptStatement,
+    self, CosignedCheckpoint, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry,
+    ReceiptStatement,
 };
 use matterdrop_common::roster::{Check, Roster, SignedStatement};
 use matterdrop_common::tlog::{self, NoteVerifier};
@@ -170,6 +171,11 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
                 proof: info.proof.iter().map(|h| hex(h)).collect(),
                 checkpoint: info.checkpoint.clone(),
                 log_key: info.log_key.clone(),
+                witnessed: info
+                    .witnessed
+                    .iter()
+                    .map(CosignedCheckpoint::from_witnessed)
+                    .collect(),
             },
         };
         // Check what the server returned before trusting it.
@@ -375,6 +381,7 @@ pub fn check(file: &ReceiptFile, log_key: &NoteVerifier, files: &[PathBuf]) -> C
 
 /// `mdrop receipt verify`.
 pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
+    let policy = crate::witnesses::witness_policy(ctx, &args.witness, args.quorum)?;
     let bytes = std::fs::read(&args.receipt)
         .map_err(|e| Fail::usage(format!("{}: {e}", args.receipt.display())))?;
     let file: ReceiptFile = serde_json::from_slice(&bytes)
@@ -391,6 +398,30 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
     let log_key =
         NoteVerifier::from_vkey(&vkey).map_err(|e| Fail::usage(format!("invalid log key: {e}")))?;
     let v = check(&file, &log_key, &args.files)?;
+    // The witnesses' cosignatures of the receipt's checkpoint (or a newer,
+    // consistent one), when this auditor requires them.
+    let witnessed = match &policy {
+        None => Vec::new(),
+        Some(p) => {
+            let carried = file
+                .log
+                .witnessed
+                .iter()
+                .map(|w| {
+                    w.to_witnessed()
+                        .ok_or_else(|| bad("a witnessed checkpoint's proof is not hex"))
+                })
+                .collect::<CmdResult<Vec<_>>>()?;
+            matterdrop_common::bundle::check_witnessed(
+                &file.log.checkpoint,
+                &carried,
+                &log_key,
+                &p.verifiers,
+                p.quorum,
+            )
+            .map_err(|f| bad(format!("witness cosignatures: {f}")))?
+        }
+    };
     // Whether the receipt's roster is anchored in something this client
     // verified itself: its own copy of the matter's roster, or a pin of the
     // matter's creator. Otherwise whoever holds the log key could have
@@ -431,12 +462,13 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
         }
         pins.save(&ctx.home)?;
     }
+    crate::witnesses::save_policy(ctx, policy.as_ref())?;
     let s = &v.statement;
     ctx.out.emit(
         &json!({"ok": true, "deliverable": s.deliverable, "packet": s.packet, "matter": s.matter,
                 "decision": s.decision.as_str(), "reviewer": s.reviewer, "time": rfc3339(s.time),
                 "log_index": file.log.index, "files_checked": v.files_checked,
-                "roster_anchored": anchored,
+                "roster_anchored": anchored, "witnesses": witnessed,
                 "roster_creator": v.creator.0}),
         || {
             let anchor = if anchored {

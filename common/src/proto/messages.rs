@@ -806,6 +806,9 @@ pub struct ReviewRecordedInfo {
     pub log_key: String,
     /// New state of the deliverable.
     pub state: String,
+    /// Witness-cosigned checkpoints covering `checkpoint`, with consistency
+    /// proofs from it (empty without witnesses).
+    pub witnessed: Vec<crate::bundle::Witnessed>,
 }
 
 /// Asks for a turnaround report.

@@ -14,6 +14,27 @@ use crate::policy::{Operation, ServerOperation};
 /// How long an export waits for the witnesses to cosign its checkpoint.
 const WITNESS_WAIT: Duration = Duration::from_secs(5);
 
+/// The witnesses' cosigned checkpoints covering `checkpoint`, each with a
+/// consistency proof from it: waits up to [`WITNESS_WAIT`] for every
+/// configured witness. Empty without witnesses. For exports and receipts
+/// only: no other request waits for a witness.
+pub(super) fn witnessed(state: &State, checkpoint: &str) -> Vec<Witnessed> {
+    let mut out = Vec::new();
+    if state.witnessed.expected() == 0 {
+        return out;
+    }
+    let Some(size) = crate::witness::note_size(checkpoint) else {
+        return out;
+    };
+    for (cosigned_size, note) in state.witnessed.covering(size, WITNESS_WAIT) {
+        match state.gate.audit().consistency_between(size, cosigned_size) {
+            Ok(proof) => out.push(Witnessed { note, proof }),
+            Err(e) => tracing::warn!(error = %e, "a witnessed checkpoint was left out"),
+        }
+    }
+    out
+}
+
 pub(super) fn export(
     state: &State,
     me: &Actor,
@@ -56,17 +77,6 @@ pub(super) fn export(
     // With witnesses, the bundle carries their cosignatures of a checkpoint
     // at least as new as its own: an export (unlike other requests) waits a
     // little for them to cosign the entry that logged it.
-    if state.witnessed.expected() > 0 {
-        if let Some(size) = crate::witness::note_size(&header.checkpoint) {
-            for (cosigned_size, note) in state.witnessed.covering(size, WITNESS_WAIT) {
-                match state.gate.audit().consistency_between(size, cosigned_size) {
-                    Ok(proof) => header.witnessed.push(Witnessed { note, proof }),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "witnessed checkpoint left out of an export")
-                    }
-                }
-            }
-        }
-    }
+    header.witnessed = witnessed(state, &header.checkpoint);
     Ok(Reply::Download(ServerResponse::AuditBundle(header), body))
 }

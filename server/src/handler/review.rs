@@ -317,6 +317,8 @@ pub(super) fn review(
         tracing::error!(error = %e, "inclusion proof");
         Failure::new(ErrorCode::Internal, "the audit log cannot prove the review")
     })?;
+    // A receipt, like an export, may wait a little for the witnesses.
+    let witnessed = super::export::witnessed(state, &checkpoint);
     Ok(ServerResponse::ReviewRecorded(ReviewRecordedInfo {
         index,
         record,
@@ -324,6 +326,7 @@ pub(super) fn review(
         checkpoint,
         log_key: state.log_vkey.clone(),
         state: new_state.as_str().into(),
+        witnessed,
     }))
 }
 
