@@ -1,1 +1,4 @@
 //! Shared helpers for the benchmark binaries.
+
+pub mod harness;
+pub mod link;

@@ -9,9 +9,11 @@
 //!   existing members and files stay readable. A file key wrapped to an
 //!   X25519 stanza is only as confidential as X25519.
 //!
-//! The primitives are the `age` crate's own (`age::pq`, `age::x25519`); this
-//! module only types them, parses them canonically and decides how a mixed
-//! set of readers is encrypted to ([`Recipients`]). It is the one place that
+//! Parsing, decryption and classic wrapping are the `age` crate's own
+//! (`age::pq`, `age::x25519`); hybrid stanzas are made on aws-lc-rs
+//! (`hybrid_wrap`, checked against `age::pq` and the `x-wing` and `hpke`
+//! crates). This module types the keys, parses them canonically and decides
+//! how a mixed set of readers is encrypted to ([`Recipients`]). It is the one place that
 //! names the classic types, which `age` marks deprecated.
 
 #![allow(deprecated)]
@@ -22,6 +24,8 @@ use std::fmt;
 use age::secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use crate::hybrid_wrap::HybridRecipient;
 
 /// The type name of the hybrid post-quantum recipient.
 pub const HYBRID: &str = "mlkem768x25519";
@@ -39,6 +43,21 @@ pub enum AgeKey {
     /// A native age ML-KEM-768 + X25519 recipient, `age1pq1…` (hybrid,
     /// post-quantum).
     MlKem768X25519(String),
+}
+
+/// How many checked hybrid recipients [`valid_hybrid`] remembers.
+const VALID_HYBRID_MEMO: usize = 4096;
+
+/// SHA-256 of hybrid recipient strings already found valid and canonical
+/// in this process. Checking one (Bech32 of 1,959 characters, FIPS 203's
+/// modulus check, a low-order X25519 test, re-encoding) takes about 0.2 ms,
+/// and a push meets each reader's key several times (roster statements,
+/// the descriptor it signs, the wrapping) as the server does on every
+/// push: 50 readers cost 30–40 ms without the memo.
+fn valid_hybrid() -> &'static std::sync::Mutex<HashSet<[u8; 32]>> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<HashSet<[u8; 32]>>> =
+        std::sync::OnceLock::new();
+    MEMO.get_or_init(Default::default)
 }
 
 impl AgeKey {
@@ -67,6 +86,10 @@ impl AgeKey {
                 Ok(Self::X25519(value.to_owned()))
             }
             HYBRID => {
+                let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+                if valid_hybrid().lock().is_ok_and(|v| v.contains(&digest)) {
+                    return Ok(Self::MlKem768X25519(value.to_owned()));
+                }
                 let r = value.parse::<age::pq::Recipient>().map_err(|e| {
                     format!("invalid mlkem768x25519 age recipient {:?}: {e}", excerpt())
                 })?;
@@ -75,6 +98,12 @@ impl AgeKey {
                         "mlkem768x25519 age recipient {:?} is not in canonical form",
                         excerpt()
                     ));
+                }
+                if let Ok(mut v) = valid_hybrid().lock() {
+                    if v.len() >= VALID_HYBRID_MEMO {
+                        v.clear();
+                    }
+                    v.insert(digest);
                 }
                 Ok(Self::MlKem768X25519(value.to_owned()))
             }
@@ -256,42 +285,21 @@ impl age::Identity for AgeIdentity {
     }
 }
 
-/// A hybrid recipient that does not insist on being the only kind in a
-/// file. `age` labels hybrid stanzas `postquantum` and refuses to mix them
-/// with classic ones, since such a file is only as confidential as its
-/// classic stanzas. Matterdrop mixes them on purpose when a matter has
-/// classic-only readers and does not require post-quantum keys: every
-/// reader who has a hybrid key gets a hybrid stanza, the push says which
-/// readers are classic, and a `require-pq` matter refuses instead.
-struct Mixed(age::pq::Recipient);
-
-impl age::Recipient for Mixed {
-    fn wrap_file_key(
-        &self,
-        file_key: &age_core::format::FileKey,
-    ) -> Result<(Vec<age_core::format::Stanza>, HashSet<String>), age::EncryptError> {
-        self.0
-            .wrap_file_key(file_key)
-            .map(|(s, _)| (s, HashSet::new()))
-    }
-}
-
 /// From this many hybrid readers on, their file-key stanzas are made on two
-/// threads ([`HybridGroup`]): an ML-KEM-768 + X25519 wrap costs about
-/// 0.18 ms, which every 32 MiB part of a push pays per reader.
+/// threads ([`HybridGroup`]): every 32 MiB part of a push pays one
+/// ML-KEM-768 + X25519 wrap per reader.
 const PARALLEL_WRAP: usize = 8;
 
 /// Many hybrid readers wrapped as one age recipient, half of them on a
 /// second thread. Its label set is the hybrid recipients' own
-/// (`postquantum`), or empty among classic readers (see [`Mixed`]).
+/// (`postquantum`, or none among classic readers: see [`Recipients::new`]).
 struct HybridGroup {
-    recipients: Vec<age::pq::Recipient>,
-    mixed: bool,
+    recipients: Vec<HybridRecipient>,
 }
 
 impl HybridGroup {
     fn wrap_all(
-        recipients: &[age::pq::Recipient],
+        recipients: &[HybridRecipient],
         file_key: &age_core::format::FileKey,
     ) -> Result<(Vec<age_core::format::Stanza>, HashSet<String>), age::EncryptError> {
         let mut stanzas = Vec::with_capacity(recipients.len());
@@ -321,7 +329,7 @@ impl age::Recipient for HybridGroup {
         })??;
         let (more, _) = b?;
         stanzas.extend(more);
-        Ok((stanzas, if self.mixed { HashSet::new() } else { labels }))
+        Ok((stanzas, labels))
     }
 }
 
@@ -345,7 +353,19 @@ impl fmt::Debug for Recipients {
 impl Recipients {
     /// Prepares `keys` (already validated: [`AgeKey`] values are canonical).
     /// All hybrid or all classic: age's own rules. A mix: hybrid stanzas
-    /// for those who have them, classic for the rest ([`Mixed`]).
+    /// for those who have them, classic for the rest.
+    ///
+    /// age labels hybrid stanzas `postquantum` and refuses to mix them with
+    /// classic ones, since such a file is only as confidential as its
+    /// classic stanzas. Matterdrop mixes them on purpose when a matter has
+    /// classic-only readers and does not require post-quantum keys (the
+    /// hybrid stanzas then carry no label): every reader who has a hybrid
+    /// key gets a hybrid stanza, the push says which readers are classic,
+    /// and a `require-pq` matter refuses instead.
+    ///
+    /// Hybrid stanzas are made by [`HybridRecipient`] (aws-lc-rs
+    /// primitives, about three times faster than `age::pq`'s); files are
+    /// still read with `age::pq::Identity`.
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a AgeKey>) -> Result<Self, String> {
         let keys: Vec<&AgeKey> = keys.into_iter().collect();
         if keys.is_empty() {
@@ -362,7 +382,7 @@ impl Recipients {
                         .map_err(|e| format!("age recipient {s:?}: {e}"))?,
                 )),
                 AgeKey::MlKem768X25519(s) => hybrid.push(
-                    s.parse::<age::pq::Recipient>()
+                    HybridRecipient::parse(s, !mixed)
                         .map_err(|e| format!("age recipient {}: {e}", k.short()))?,
                 ),
             }
@@ -370,17 +390,10 @@ impl Recipients {
         let mut out: Vec<Box<dyn age::Recipient + Send + Sync>> =
             Vec::with_capacity(hybrid.len() + classics.len());
         if hybrid.len() >= PARALLEL_WRAP {
-            out.push(Box::new(HybridGroup {
-                recipients: hybrid,
-                mixed,
-            }));
+            out.push(Box::new(HybridGroup { recipients: hybrid }));
         } else {
             for r in hybrid {
-                if mixed {
-                    out.push(Box::new(Mixed(r)));
-                } else {
-                    out.push(Box::new(r));
-                }
+                out.push(Box::new(r));
             }
         }
         out.extend(classics);

@@ -11,6 +11,7 @@ pub mod agekey;
 pub mod audit;
 pub mod bundle;
 pub mod custody;
+mod hybrid_wrap;
 pub mod ids;
 pub mod keys;
 pub mod net;

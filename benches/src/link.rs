@@ -1,0 +1,480 @@
+//! A long, lossy link on loopback: a userspace UDP relay between a QUIC
+//! client and server.
+//!
+//! The client sends to [`Link::addr`]; the relay forwards to the server and
+//! back. Each direction is one bottleneck with:
+//!
+//! - a **rate** (bits per second): a packet occupies the link for
+//!   `size × 8 / rate`, packets leave in arrival order;
+//! - a **tail-drop queue** measured in time: a packet that would wait longer
+//!   than `queue` for the link is dropped (a queue of `queue × rate` bytes);
+//! - a **one-way delay** of `rtt / 2` after it leaves the queue;
+//! - **random loss**: each packet is dropped with probability `loss` before
+//!   it reaches the queue (both directions, so acknowledgments are lost too);
+//! - a **cut** ([`Link::cut_for`]): every packet both ways is dropped until
+//!   it ends, as when a connection's path dies for a while.
+//!
+//! One thread per direction; nothing is sent from the relay before its due
+//! time, so the relay only adds its scheduling jitter (tens of
+//! microseconds). Datagrams the kernel drops at the relay's own sockets are
+//! not counted here: compare [`udp_rcvbuf_errors`] before and after.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A link's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Profile {
+    pub name: &'static str,
+    pub rtt: Duration,
+    /// Bits per second, each direction.
+    pub rate_bps: u64,
+    /// Probability of dropping a packet, each direction.
+    pub loss: f64,
+    /// The longest a packet may wait for the link before it is dropped.
+    pub queue: Duration,
+}
+
+impl Profile {
+    /// The profiles. Queues are `rtt + 20 ms` (about one
+    /// bandwidth-delay product) unless the profile gives one.
+    pub const ALL: [Self; 4] = [
+        Self {
+            name: "longfat",
+            rtt: Duration::from_millis(250),
+            rate_bps: 400_000_000,
+            loss: 0.0,
+            queue: Duration::from_millis(270),
+        },
+        Self {
+            name: "nearshore",
+            rtt: Duration::from_millis(60),
+            rate_bps: 200_000_000,
+            loss: 0.001,
+            queue: Duration::from_millis(80),
+        },
+        Self {
+            name: "offshore",
+            rtt: Duration::from_millis(250),
+            rate_bps: 100_000_000,
+            loss: 0.005,
+            queue: Duration::from_millis(270),
+        },
+        Self {
+            name: "bad-day",
+            rtt: Duration::from_millis(250),
+            rate_bps: 50_000_000,
+            loss: 0.02,
+            queue: Duration::from_millis(50),
+        },
+    ];
+
+    pub fn by_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name == name)
+    }
+
+    /// Bytes per second.
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.rate_bps as f64 / 8.0
+    }
+
+    /// The bandwidth-delay product in bytes.
+    pub fn bdp(&self) -> u64 {
+        (self.bytes_per_sec() * self.rtt.as_secs_f64()) as u64
+    }
+
+    /// One line for a report: `longfat (250 ms, 400 Mbit/s, 0 %, queue 270 ms)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({} ms RTT, {} Mbit/s, {} % loss, queue {} ms)",
+            self.name,
+            self.rtt.as_millis(),
+            self.rate_bps / 1_000_000,
+            self.loss * 100.0,
+            self.queue.as_millis()
+        )
+    }
+}
+
+/// Counters of one direction.
+#[derive(Debug, Default)]
+pub struct DirStats {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub lost: AtomicU64,
+    pub queue_drops: AtomicU64,
+    pub cut_drops: AtomicU64,
+}
+
+/// A snapshot of one direction's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirCount {
+    /// Packets and bytes delivered.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Dropped at random, by the full queue, during a cut.
+    pub lost: u64,
+    pub queue_drops: u64,
+    pub cut_drops: u64,
+}
+
+impl DirStats {
+    fn snapshot(&self) -> DirCount {
+        DirCount {
+            packets: self.packets.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
+            lost: self.lost.load(Relaxed),
+            queue_drops: self.queue_drops.load(Relaxed),
+            cut_drops: self.cut_drops.load(Relaxed),
+        }
+    }
+}
+
+struct Shared {
+    stop: AtomicBool,
+    cut_until: Mutex<Option<Instant>>,
+    /// The client's address, learnt from its first datagram.
+    client: Mutex<Option<SocketAddr>>,
+    up: DirStats,
+    down: DirStats,
+}
+
+impl Shared {
+    fn cut(&self, now: Instant) -> bool {
+        self.cut_until
+            .lock()
+            .map(|c| c.is_some_and(|until| now < until))
+            .unwrap_or(false)
+    }
+}
+
+/// A running relay; stops when dropped.
+pub struct Link {
+    addr: SocketAddr,
+    profile: Profile,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("addr", &self.addr)
+            .field("profile", &self.profile.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Socket buffers of the relay: deep enough that the relay's own sockets
+/// never drop at these rates (the kernel caps them at `rmem_max` /
+/// `wmem_max`; see [`udp_rcvbuf_errors`]).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+fn socket() -> io::Result<UdpSocket> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    Ok(s.into())
+}
+
+impl Link {
+    /// Starts a relay to `server` shaped by `profile`; `seed` drives the
+    /// random losses (the same seed loses the same packet numbers).
+    pub fn start(server: SocketAddr, profile: Profile, seed: u64) -> io::Result<Self> {
+        let front = Arc::new(socket()?);
+        let back = Arc::new(socket()?);
+        let addr = front.local_addr()?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            cut_until: Mutex::new(None),
+            client: Mutex::new(None),
+            up: DirStats::default(),
+            down: DirStats::default(),
+        });
+        let mut threads = Vec::new();
+        for upstream in [true, false] {
+            let (rx, tx) = if upstream {
+                (front.clone(), back.clone())
+            } else {
+                (back.clone(), front.clone())
+            };
+            let shared = shared.clone();
+            let mut pipe = Pipe::new(profile, seed ^ u64::from(upstream));
+            threads.push(
+                std::thread::Builder::new()
+                    .name(if upstream { "link-up" } else { "link-down" }.into())
+                    .spawn(move || pipe.run(&rx, &tx, upstream, server, &shared))?,
+            );
+        }
+        Ok(Self {
+            addr,
+            profile,
+            shared,
+            threads,
+        })
+    }
+
+    /// Where the client sends.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// Drops every packet both ways for `d` from now.
+    pub fn cut_for(&self, d: Duration) {
+        if let Ok(mut c) = self.shared.cut_until.lock() {
+            *c = Some(Instant::now() + d);
+        }
+    }
+
+    /// Counters: (client → server, server → client).
+    pub fn counts(&self) -> (DirCount, DirCount) {
+        (self.shared.up.snapshot(), self.shared.down.snapshot())
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One direction's bottleneck.
+struct Pipe {
+    profile: Profile,
+    /// Seconds per byte.
+    byte_time: f64,
+    delay: Duration,
+    rng: u64,
+    /// When the link finishes sending what is queued.
+    free_at: Instant,
+    /// Packets in the queue or in flight, in departure order.
+    flight: VecDeque<(Instant, Vec<u8>)>,
+}
+
+impl Pipe {
+    fn new(profile: Profile, seed: u64) -> Self {
+        Self {
+            profile,
+            byte_time: 8.0 / profile.rate_bps as f64,
+            delay: profile.rtt / 2,
+            rng: seed | 1,
+            free_at: Instant::now(),
+            flight: VecDeque::new(),
+        }
+    }
+
+    /// xorshift64*: a uniform number in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Admits one packet arriving `now`, or counts why not.
+    fn admit(&mut self, now: Instant, packet: &[u8], stats: &DirStats, cut: bool) {
+        if cut {
+            stats.cut_drops.fetch_add(1, Relaxed);
+            return;
+        }
+        if self.profile.loss > 0.0 && self.uniform() < self.profile.loss {
+            stats.lost.fetch_add(1, Relaxed);
+            return;
+        }
+        let start = self.free_at.max(now);
+        if start.duration_since(now) > self.profile.queue {
+            stats.queue_drops.fetch_add(1, Relaxed);
+            return;
+        }
+        self.free_at = start + Duration::from_secs_f64(packet.len() as f64 * self.byte_time);
+        self.flight
+            .push_back((self.free_at + self.delay, packet.to_vec()));
+    }
+
+    fn run(
+        &mut self,
+        rx: &UdpSocket,
+        tx: &UdpSocket,
+        upstream: bool,
+        server: SocketAddr,
+        shared: &Shared,
+    ) {
+        let stats = if upstream { &shared.up } else { &shared.down };
+        let mut buf = vec![0u8; 65_536];
+        while !shared.stop.load(Relaxed) {
+            let now = Instant::now();
+            // Send what is due.
+            while self.flight.front().is_some_and(|(due, _)| *due <= now) {
+                let Some((_, p)) = self.flight.pop_front() else {
+                    break;
+                };
+                let to = if upstream {
+                    Some(server)
+                } else {
+                    shared.client.lock().ok().and_then(|c| *c)
+                };
+                if let Some(to) = to {
+                    if tx.send_to(&p, to).is_ok() {
+                        stats.packets.fetch_add(1, Relaxed);
+                        stats.bytes.fetch_add(p.len() as u64, Relaxed);
+                    }
+                }
+            }
+            // Wait for a packet until the next one is due (at most 5 ms,
+            // to notice `stop`).
+            let wait = self
+                .flight
+                .front()
+                .map(|(due, _)| due.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(5))
+                .clamp(Duration::from_micros(20), Duration::from_millis(5));
+            let _ = rx.set_read_timeout(Some(wait));
+            match rx.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if upstream {
+                        if let Ok(mut c) = shared.client.lock() {
+                            *c = Some(from);
+                        }
+                    } else if from != server {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let cut = shared.cut(now);
+                    self.admit(now, &buf[..n], stats, cut);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => std::thread::sleep(Duration::from_micros(100)),
+            }
+        }
+    }
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer
+/// (`RcvbufErrors` in `/proc/net/snmp`), all sockets.
+pub fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "RcvbufErrors")?;
+    values.get(i)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server on loopback; the relay between it and a client
+    /// socket must delay, limit and drop as configured.
+    fn echo() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let addr = s.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let t = std::thread::spawn(move || {
+            let mut b = [0u8; 2048];
+            while !st.load(Relaxed) {
+                if let Ok((n, from)) = s.recv_from(&mut b) {
+                    let _ = s.send_to(&b[..n], from);
+                }
+            }
+        });
+        (addr, stop, t)
+    }
+
+    #[test]
+    fn delays_by_the_round_trip_time() {
+        let (server, stop, t) = echo();
+        let p = Profile {
+            name: "t",
+            rtt: Duration::from_millis(80),
+            rate_bps: 100_000_000,
+            loss: 0.0,
+            queue: Duration::from_millis(100),
+        };
+        let link = Link::start(server, p, 1).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let start = Instant::now();
+        c.send_to(b"ping", link.addr()).unwrap();
+        let mut b = [0u8; 16];
+        let (n, _) = c.recv_from(&mut b).unwrap();
+        let rtt = start.elapsed();
+        assert_eq!(&b[..n], b"ping");
+        assert!(rtt >= Duration::from_millis(80), "{rtt:?}");
+        assert!(rtt < Duration::from_millis(200), "{rtt:?}");
+        stop.store(true, Relaxed);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn the_queue_drops_what_the_rate_cannot_carry_and_loss_is_random() {
+        let (server, stop, t) = echo();
+        // 8 Mbit/s: 1,000-byte packets take 1 ms each; a 10 ms queue holds
+        // about 10 of a burst of 100.
+        let p = Profile {
+            name: "t",
+            rtt: Duration::from_millis(10),
+            rate_bps: 8_000_000,
+            loss: 0.0,
+            queue: Duration::from_millis(10),
+        };
+        let link = Link::start(server, p, 1).unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..100 {
+            c.send_to(&[0u8; 1000], link.addr()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (up, _) = link.counts();
+        assert!(
+            (8..=14).contains(&up.packets),
+            "delivered {} of a burst of 100",
+            up.packets
+        );
+        assert_eq!(up.packets + up.queue_drops, 100);
+        drop(link);
+
+        let p = Profile {
+            loss: 0.25,
+            rate_bps: 1_000_000_000,
+            queue: Duration::from_secs(1),
+            ..p
+        };
+        let link = Link::start(server, p, 7).unwrap();
+        for _ in 0..2000 {
+            c.send_to(&[0u8; 100], link.addr()).unwrap();
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let (up, _) = link.counts();
+        assert_eq!(up.packets + up.lost, 2000);
+        assert!((400..=600).contains(&up.lost), "lost {} of 2000", up.lost);
+        // A cut drops everything.
+        link.cut_for(Duration::from_millis(200));
+        for _ in 0..10 {
+            c.send_to(b"x", link.addr()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(link.counts().0.cut_drops, 10);
+        stop.store(true, Relaxed);
+        t.join().unwrap();
+    }
+}
