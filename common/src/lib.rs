@@ -10,6 +10,7 @@
 pub mod agekey;
 pub mod audit;
 pub mod bundle;
+pub mod congestion;
 pub mod custody;
 mod hybrid_wrap;
 pub mod ids;

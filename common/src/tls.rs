@@ -46,10 +46,15 @@ pub const MAX_CONCURRENT_STREAMS: u32 = 16;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Clients ping this often so a slow local step does not idle them out.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// Per-stream receive window.
-pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Per-stream receive window: at least the bandwidth-delay product of the
+/// longest, fastest path served (250 ms at 400 Mbit/s is 12.5 MB) with the
+/// congestion controller's headroom and probing (× 1.44).
+pub const STREAM_WINDOW: u32 = 24 << 20;
 /// Per-connection receive window.
-pub const CONNECTION_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 32 << 20;
+/// Unacknowledged data a sender buffers: enough for the window on the
+/// longest, fastest path (above), and no more, since it is held in memory.
+pub const SEND_WINDOW: u64 = 24 << 20;
 /// Connection attempts the server keeps in its handshake queue.
 pub const MAX_INCOMING: usize = 256;
 /// UDP socket receive and send buffers asked for (the kernel caps them at
@@ -191,7 +196,8 @@ pub fn transport_config() -> TransportConfig {
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
     t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
-    t.send_window(u64::from(CONNECTION_WINDOW));
+    t.send_window(SEND_WINDOW);
+    t.congestion_controller_factory(Arc::new(crate::congestion::RateConfig::default()));
     t
 }
 

@@ -17,7 +17,11 @@
 //! - `raw-tuned`: the same with quinn's BBR, windows of 2 × the path's
 //!   bandwidth-delay product (8–64 MiB), `initial_rtt` set to the path's,
 //!   read out of order (`read_chunk(_, false)`, which keeps quinn's
-//!   1,024-gap limit out of the way).
+//!   1,024-gap limit out of the way);
+//! - `raw-rate`: the same stream with the project's own transport
+//!   configuration (`tls::transport_config`: its congestion controller
+//!   `common::congestion::Rate` and its windows), read in order as
+//!   `mdropd` reads.
 //!
 //! Goodput is payload bytes over wall time, handshake included, as a
 //! fraction of the link rate. A transfer still running after `--cap-secs`
@@ -34,7 +38,7 @@
 //! ```
 //!
 //! Options: `--profiles longfat,nearshore,offshore,bad-day` (default all),
-//! `--sizes-mib 64,1024` (default), `--kinds push,pull,raw-default,raw-tuned`
+//! `--sizes-mib 64,1024` (default), `--kinds push,pull,raw-default,raw-tuned,raw-rate`
 //! (default all), `--cap-secs S` (default 120), `--dir PATH`, `--keep`,
 //! `--seed N` (the links' loss pattern; default 1). Binaries from
 //! `MDROP_BIN_DIR`, else beside this executable. A full run takes up to
@@ -66,10 +70,17 @@ enum Kind {
     Pull,
     RawDefault,
     RawTuned,
+    RawRate,
 }
 
 impl Kind {
-    const ALL: [Self; 4] = [Self::Push, Self::Pull, Self::RawDefault, Self::RawTuned];
+    const ALL: [Self; 5] = [
+        Self::Push,
+        Self::Pull,
+        Self::RawDefault,
+        Self::RawTuned,
+        Self::RawRate,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -77,6 +88,7 @@ impl Kind {
             Self::Pull => "pull",
             Self::RawDefault => "raw-default",
             Self::RawTuned => "raw-tuned",
+            Self::RawRate => "raw-rate",
         }
     }
 }
@@ -126,7 +138,7 @@ fn parse_args() -> Result<Options> {
             "--seed" => o.seed = val()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: wan [--profiles a,b] [--sizes-mib 64,1024] [--kinds push,pull,raw-default,raw-tuned] [--cap-secs S] [--dir PATH] [--keep] [--seed N]"
+                    "usage: wan [--profiles a,b] [--sizes-mib 64,1024] [--kinds push,pull,raw-default,raw-tuned,raw-rate] [--cap-secs S] [--dir PATH] [--keep] [--seed N]"
                 );
                 std::process::exit(0);
             }
@@ -306,6 +318,7 @@ impl Bench<'_> {
     fn raw(&mut self, p: Profile, size: u64, kind: Kind) -> Result<Row> {
         let (transport, ordered) = match kind {
             Kind::RawTuned => (tuned_transport(&p), false),
+            Kind::RawRate => (tls::transport_config(), true),
             _ => (quinn::TransportConfig::default(), true),
         };
         let transport = Arc::new(transport);
@@ -424,7 +437,9 @@ fn main() -> Result<()> {
                 std::thread::sleep(Duration::from_millis(500));
                 let row = match k {
                     Kind::Push | Kind::Pull => bench.product(p, s * MIB, k)?,
-                    Kind::RawDefault | Kind::RawTuned => bench.raw(p, s * MIB, k)?,
+                    Kind::RawDefault | Kind::RawTuned | Kind::RawRate => {
+                        bench.raw(p, s * MIB, k)?
+                    }
                 };
                 eprintln!(
                     "  {:.3} of the link ({:.1} MB/s){} in {:.1} s",

@@ -1283,7 +1283,10 @@ async fn fetch_blob<T: Send + 'static>(
     consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
 ) -> CmdResult<T> {
     let recv = open_blob(session, packet, blob).await?;
-    receive_blob(recv, blob, pb, consume).await.finish().await
+    receive_blob(recv, blob, pb, None, consume)
+        .await
+        .finish()
+        .await
 }
 
 /// Asks the server for blob `blob` of `packet`; returns the stream its
@@ -1312,6 +1315,11 @@ async fn open_blob(
     }
 }
 
+/// How many bytes of a part may still be on their way when `pull` asks for
+/// the next one: about the bandwidth-delay product of a long, fast path
+/// (250 ms at 400 Mbit/s is 12.5 MB).
+const NEXT_PART_AHEAD: u64 = 16 << 20;
+
 /// SHA-256 and size of what a download received.
 type Hashed = ([u8; 32], u64);
 
@@ -1331,6 +1339,7 @@ async fn receive_blob<T: Send + 'static>(
     mut recv: quinn::RecvStream,
     blob: &BlobRef,
     pb: &ProgressBar,
+    mut nearly_done: Option<tokio::sync::oneshot::Sender<()>>,
     consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
 ) -> Received<T> {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -1351,6 +1360,11 @@ async fn receive_blob<T: Send + 'static>(
                 if received > blob.size {
                     too_long = true;
                     break;
+                }
+                if received + NEXT_PART_AHEAD >= blob.size {
+                    if let Some(tx) = nearly_done.take() {
+                        let _ = tx.send(());
+                    }
                 }
                 pb.inc(n);
                 if tx.send(Ok(batch)).await.is_err() {
@@ -1656,7 +1670,11 @@ async fn pull_file(
             return Err(Fail::other("internal error: no stream for the next part"));
         };
         let id = ids.to_vec();
-        let received = receive_blob(recv, blob, pb, move |input| {
+        // The next part is asked for while this one still has about a
+        // bandwidth-delay product to arrive, so that on a long path its
+        // bytes follow this part's without an idle round trip.
+        let (near_tx, near_rx) = tokio::sync::oneshot::channel();
+        let receiving = receive_blob(recv, blob, pb, Some(near_tx), move |input| {
             out.pair = Some(input.cipher_hash());
             let decrypted = decrypt_stream(input, &mut out, &id);
             out.pair = None;
@@ -1668,17 +1686,23 @@ async fn pull_file(
                 .sync_data()
                 .map_err(ConsumeError::Write)?;
             Ok(out)
-        })
-        .await;
+        });
         // While this part is decrypted and made durable, the next one
         // already streams in (up to the stream's flow-control window; the
         // server waits up to 30 s for it to be read). This part's outcome
         // comes first: a tampered part is reported as such, and a verified
         // one is recorded even if asking for the next one failed.
-        let opened = match parts.get(j + 1) {
-            Some(blob) => Some(open_blob(session, packet, blob).await),
-            None => None,
+        let opening = async {
+            match parts.get(j + 1) {
+                Some(blob) => {
+                    // Sent or dropped: either way, time to ask.
+                    let _ = near_rx.await;
+                    Some(open_blob(session, packet, blob).await)
+                }
+                None => None,
+            }
         };
+        let (received, opened) = tokio::join!(receiving, opening);
         out = received.finish().await?;
         let done = FileProgress {
             parts: j + 1,

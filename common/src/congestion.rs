@@ -1,0 +1,506 @@
+//! A delivery-rate congestion controller for long and lossy paths.
+//!
+//! Law firms' providers sit behind long links (60–250 ms) that lose a
+//! fraction of a percent of their packets at random. A loss-based
+//! controller (quinn's default Cubic) reads every such loss as congestion
+//! and halves its window: it follows the Mathis limit, a few percent of a
+//! 100 Mbit/s link at 250 ms and 0.5 % loss. quinn's BBR (v1, marked
+//! experimental) ignores random loss but overshoots the bottleneck by far
+//! in start-up, and the burst of losses that follows trips quinn's limit of
+//! 1,024 gaps in one stream's receive buffer, which closes the connection
+//! (see `../shared/FIELD-NOTES.md`).
+//!
+//! [`Rate`] sizes its window from what the path delivers:
+//!
+//! - **Delivery rate**, per acknowledged packet as BBR samples it: the
+//!   bytes delivered between the packet's sending and its acknowledgment,
+//!   over the time between the acknowledgment that was latest when it left
+//!   and this one. quinn keeps no per-packet state for a controller, so
+//!   [`Rate`] logs `(send time, delivered, delivered time)` at each send
+//!   time and finds the entry by the acknowledged packet's send time.
+//! - **Rounds.** A round starts now and ends when a packet sent after its
+//!   start is acknowledged; its rate is the largest sample in it. A round
+//!   that used less than half the window, or in which quinn says the
+//!   sender ran out of data, is application-limited: its samples and
+//!   delays do not count (requests and answers say nothing about the pipe).
+//! - **Start-up** grows the window by the bytes acknowledged (doubling each
+//!   round) and ends at the first sign that the pipe is full: the round's
+//!   average RTT exceeds the path's minimum by `clamp(min_rtt / 8, 4 ms,
+//!   16 ms)` (a queue is building; HyStart++'s margin), the delivery rate
+//!   grew less than 25 % in three rounds (BBR's test), or a round lost more
+//!   than [`LOSS_THRESHOLD`] of its bytes.
+//! - **Cruise:** window = gain × [`HEADROOM`] × max delivery rate of the
+//!   last [`RATE_ROUNDS`] rounds × min RTT (never below the initial
+//!   window), with gain cycling through one probing round (1.25), one
+//!   draining round (0.9) and six at 1.0. A probe that raised the rate by
+//!   more than 10 % probes again at once; two such in a row mean start-up
+//!   ended early (a delay spike), and start-up resumes.
+//! - **Loss** is not congestion unless a round loses more than
+//!   [`LOSS_THRESHOLD`] of its bytes (5 %: the worst profile loses
+//!   2 % at random); then the window shrinks to 0.85 ×. The first two
+//!   rounds of cruise carry start-up's overshoot and do not count.
+//!   Persistent congestion (every packet lost for several RTTs) restarts
+//!   from the minimum window.
+//! - **Min RTT** is the least sample of the last 10 s (two 5 s buckets), so
+//!   a path that got longer is noticed.
+//!
+//! quinn paces at 1.25 × window / smoothed RTT, so the window is the only
+//! output. Random loss at a few percent leaves the rate estimate intact:
+//! losses take bytes out of a round's acknowledgments, not its duration.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::congestion::{Controller, ControllerFactory};
+
+/// A round losing more than this fraction of its bytes is congested.
+pub const LOSS_THRESHOLD: f64 = 0.05;
+/// Window over the bandwidth-delay product in cruise.
+pub const HEADROOM: f64 = 1.15;
+/// Rounds the maximum delivery rate is taken over.
+pub const RATE_ROUNDS: usize = 10;
+/// The gain cycle of cruise: probe, drain, then hold.
+const GAINS: [f64; 8] = [1.25, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The window never goes below this many full packets.
+const MIN_WINDOW_PACKETS: u64 = 4;
+/// Half the min-RTT window.
+const MIN_RTT_BUCKET: Duration = Duration::from_secs(5);
+
+/// Builds [`Rate`] controllers; the initial window is `initial_packets`
+/// packets of the current MTU.
+#[derive(Debug, Clone)]
+pub struct RateConfig {
+    initial_packets: u64,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        Self {
+            initial_packets: 32,
+        }
+    }
+}
+
+impl RateConfig {
+    /// A start-up window of `packets` packets.
+    pub fn initial_packets(mut self, packets: u64) -> Self {
+        self.initial_packets = packets.max(MIN_WINDOW_PACKETS);
+        self
+    }
+}
+
+impl ControllerFactory for RateConfig {
+    fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
+        Box::new(Rate::new(now, u64::from(current_mtu), self.initial_packets))
+    }
+}
+
+/// `MDROP_CC_TRACE` set: every round's figures go to stderr (a tuning
+/// aid for the WAN benchmark; nothing secret is in them).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("MDROP_CC_TRACE").is_some())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Startup,
+    Cruise,
+}
+
+/// The controller; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Rate {
+    mtu: u64,
+    initial: u64,
+    window: u64,
+    mode: Mode,
+    // Min RTT over two buckets.
+    min_rtt_cur: Option<Duration>,
+    min_rtt_prev: Option<Duration>,
+    bucket_start: Instant,
+    // The current round.
+    round_start: Instant,
+    round_delivered_start: u64,
+    round_lost: u64,
+    round_min_rtt: Option<Duration>,
+    /// Sum of RTT samples × bytes, and bytes, of this round.
+    round_rtt_weighted: f64,
+    round_rtt_bytes: u64,
+    /// The largest per-packet delivery rate sampled in this round.
+    round_max_rate: f64,
+    round_app_limited: bool,
+    delivered: u64,
+    /// When `delivered` last grew.
+    delivered_time: Instant,
+    /// (send time, `delivered` and `delivered_time` then), one entry per
+    /// distinct send time, oldest first: BBR's per-packet delivery-rate
+    /// sampling without per-packet state in quinn.
+    sent_log: VecDeque<(Instant, u64, Instant)>,
+    // The largest delivery rate (bytes per second) of each recent round.
+    rates: VecDeque<f64>,
+    // Start-up's plateau test.
+    full_rate: f64,
+    full_rate_rounds: u32,
+    // Cruise's gain cycle.
+    cycle: usize,
+    probe_base: f64,
+    paid_probes: u32,
+    cruise_rounds: u32,
+}
+
+impl Rate {
+    fn new(now: Instant, mtu: u64, initial_packets: u64) -> Self {
+        let initial = initial_packets * mtu;
+        Self {
+            mtu,
+            initial,
+            window: initial,
+            mode: Mode::Startup,
+            min_rtt_cur: None,
+            min_rtt_prev: None,
+            bucket_start: now,
+            round_start: now,
+            round_delivered_start: 0,
+            round_lost: 0,
+            round_min_rtt: None,
+            round_rtt_weighted: 0.0,
+            round_rtt_bytes: 0,
+            round_max_rate: 0.0,
+            round_app_limited: false,
+            delivered: 0,
+            delivered_time: now,
+            sent_log: VecDeque::new(),
+            rates: VecDeque::with_capacity(RATE_ROUNDS + 1),
+            full_rate: 0.0,
+            full_rate_rounds: 0,
+            cycle: 0,
+            probe_base: 0.0,
+            paid_probes: 0,
+            cruise_rounds: 0,
+        }
+    }
+
+    fn min_window(&self) -> u64 {
+        MIN_WINDOW_PACKETS * self.mtu
+    }
+
+    /// The least RTT sample of the last 10 s (5 s at least).
+    pub fn min_rtt(&self) -> Option<Duration> {
+        match (self.min_rtt_cur, self.min_rtt_prev) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The largest delivery rate of the recent rounds, bytes per second.
+    pub fn max_rate(&self) -> f64 {
+        self.rates.iter().copied().fold(0.0, f64::max)
+    }
+
+    fn sample_rtt(&mut self, now: Instant, rtt: Duration, bytes: u64) {
+        self.round_rtt_weighted += rtt.as_secs_f64() * bytes as f64;
+        self.round_rtt_bytes += bytes;
+        if now.duration_since(self.bucket_start) >= MIN_RTT_BUCKET {
+            self.min_rtt_prev = self.min_rtt_cur.take();
+            self.bucket_start = now;
+        }
+        self.min_rtt_cur = Some(self.min_rtt_cur.map_or(rtt, |m| m.min(rtt)));
+        self.round_min_rtt = Some(self.round_min_rtt.map_or(rtt, |m| m.min(rtt)));
+    }
+
+    /// The cruise window for `gain`, never below the initial window (a
+    /// connection that only exchanged requests has no useful rate yet).
+    fn target(&self, gain: f64) -> u64 {
+        let Some(min_rtt) = self.min_rtt() else {
+            return self.window;
+        };
+        let bdp = self.max_rate() * min_rtt.as_secs_f64();
+        ((gain * HEADROOM * bdp) as u64).max(self.initial)
+    }
+
+    fn end_round(&mut self, now: Instant) {
+        let acked = self.delivered - self.round_delivered_start;
+        let rate = self.round_max_rate;
+        // A round that did not use half the window says little about the
+        // path (requests and answers, a stream waiting for the disk): it
+        // is treated as application-limited.
+        if acked < self.window / 2 {
+            self.round_app_limited = true;
+        }
+        let lossy = self.round_lost as f64 > LOSS_THRESHOLD * (acked + self.round_lost) as f64
+            && self.round_lost > 2 * self.mtu;
+        if !self.round_app_limited && rate > 0.0 {
+            self.rates.push_back(rate);
+            while self.rates.len() > RATE_ROUNDS {
+                self.rates.pop_front();
+            }
+        }
+        match self.mode {
+            Mode::Startup => {
+                // The round's average RTT shows a queue building (its
+                // first packets left before this round's burst did).
+                let queueing = match (self.round_rtt_bytes, self.min_rtt()) {
+                    (n, Some(min)) if n > 0 && !self.round_app_limited => {
+                        let avg = self.round_rtt_weighted / n as f64;
+                        let eta =
+                            (min / 8).clamp(Duration::from_millis(4), Duration::from_millis(16));
+                        avg >= (min + eta).as_secs_f64()
+                    }
+                    _ => false,
+                };
+                if !self.round_app_limited {
+                    if rate >= self.full_rate * 1.25 {
+                        self.full_rate = rate;
+                        self.full_rate_rounds = 0;
+                    } else {
+                        self.full_rate_rounds += 1;
+                    }
+                }
+                if queueing || lossy || self.full_rate_rounds >= 3 {
+                    self.mode = Mode::Cruise;
+                    self.cycle = 1; // drain the start-up queue first
+                    self.window = self.target(GAINS[self.cycle]);
+                }
+            }
+            Mode::Cruise => {
+                // The first rounds of cruise still carry start-up's
+                // overshoot: their losses are not news.
+                self.cruise_rounds += 1;
+                if lossy && self.cruise_rounds > 2 {
+                    self.window = ((self.window as f64 * 0.85) as u64).max(self.min_window());
+                    self.cycle = 2;
+                } else {
+                    // A probe that found more bandwidth probes again; two
+                    // in a row mean start-up ended too early (a delay
+                    // spike): grow exponentially again.
+                    let probe_paid = self.cycle == 0 && rate > self.probe_base * 1.10;
+                    self.paid_probes = if probe_paid { self.paid_probes + 1 } else { 0 };
+                    self.cycle = if probe_paid {
+                        0
+                    } else {
+                        (self.cycle + 1) % GAINS.len()
+                    };
+                    if self.cycle == 0 {
+                        self.probe_base = rate;
+                    }
+                    if self.paid_probes >= 2 {
+                        self.mode = Mode::Startup;
+                        self.full_rate = 0.0;
+                        self.full_rate_rounds = 0;
+                        self.paid_probes = 0;
+                        self.cruise_rounds = 0;
+                    }
+                    self.window = self.target(GAINS[self.cycle]);
+                }
+            }
+        }
+        if trace() {
+            eprintln!(
+                "cc {:?} rate {:.1} MB/s max {:.1} win {} KB min_rtt {:?} round_min {:?} lost {} of {} lossy {} app {}",
+                self.mode,
+                rate / 1e6,
+                self.max_rate() / 1e6,
+                self.window / 1000,
+                self.min_rtt(),
+                self.round_min_rtt,
+                self.round_lost,
+                acked,
+                lossy,
+                self.round_app_limited
+            );
+        }
+        self.round_start = now;
+        self.round_delivered_start = self.delivered;
+        self.round_lost = 0;
+        self.round_min_rtt = None;
+        self.round_rtt_weighted = 0.0;
+        self.round_rtt_bytes = 0;
+        self.round_max_rate = 0.0;
+        self.round_app_limited = false;
+    }
+}
+
+impl Rate {
+    /// `bytes` sent at `sent` were acknowledged at `now`.
+    fn sent(&mut self, now: Instant) {
+        if self.sent_log.back().is_none_or(|(t, _, _)| *t < now) {
+            self.sent_log
+                .push_back((now, self.delivered, self.delivered_time));
+        }
+    }
+
+    fn ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
+        self.delivered += bytes;
+        self.delivered_time = now;
+        self.round_app_limited |= app_limited;
+        self.sample_rtt(now, now.saturating_duration_since(sent), bytes);
+        // Delivery rate since this packet left: what was delivered from
+        // then to now over the time it took.
+        let i = self.sent_log.partition_point(|(t, _, _)| *t < sent);
+        if let Some(&(t, then, then_time)) = self.sent_log.get(i) {
+            if t == sent {
+                let interval = now.saturating_duration_since(then_time).as_secs_f64();
+                if interval > 0.0 && !app_limited {
+                    let rate = (self.delivered - then) as f64 / interval;
+                    self.round_max_rate = self.round_max_rate.max(rate);
+                }
+            }
+        }
+        // Older entries can only match packets that were reordered or
+        // lost; one RTT of history is enough.
+        while self.sent_log.len() > 1 && self.sent_log.front().is_some_and(|(t, _, _)| *t < sent) {
+            self.sent_log.pop_front();
+        }
+        if self.mode == Mode::Startup && !app_limited {
+            self.window += bytes;
+        }
+        if sent >= self.round_start {
+            self.end_round(now);
+        }
+    }
+}
+
+impl Controller for Rate {
+    fn on_sent(&mut self, now: Instant, _bytes: u64, _last_packet_number: u64) {
+        self.sent(now);
+    }
+
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        _rtt: &quinn_proto::RttEstimator,
+    ) {
+        self.ack(now, sent, bytes, app_limited);
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        now: Instant,
+        _sent: Instant,
+        is_persistent_congestion: bool,
+        lost_bytes: u64,
+    ) {
+        self.round_lost += lost_bytes;
+        if is_persistent_congestion {
+            let initial = self.initial;
+            *self = Self::new(now, self.mtu, 1);
+            self.initial = initial;
+            self.window = self.min_window();
+        }
+    }
+
+    fn on_mtu_update(&mut self, new_mtu: u16) {
+        self.mtu = u64::from(new_mtu);
+        self.window = self.window.max(self.min_window());
+    }
+
+    fn window(&self) -> u64 {
+        self.window
+    }
+
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
+    fn initial_window(&self) -> u64 {
+        self.initial
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a controller over an ideal bottleneck of `rate` bytes/s and
+    /// `rtt`, one packet of `mtu` bytes at a time, for `rounds` rounds,
+    /// with every `lose_every`-th packet lost. Returns the final window.
+    fn drive(rate: f64, rtt: Duration, rounds: u32, lose_every: Option<u64>) -> Rate {
+        let mtu = 1200u64;
+        let t0 = Instant::now();
+        let mut c = Rate::new(t0, mtu, 32);
+        let mut now = t0;
+        let mut n = 0u64;
+        let bdp = rate * rtt.as_secs_f64();
+        for _ in 0..rounds {
+            // One round: the window is sent, and acknowledged one RTT later
+            // at most at the bottleneck rate; what exceeds BDP + a queue of
+            // one BDP is dropped.
+            let window = c.window();
+            let sent = now;
+            let carried = (window as f64).min(2.0 * bdp) as u64;
+            let duration = rtt.as_secs_f64().max(carried as f64 / rate);
+            let queue = (window as f64 - bdp).max(0.0) / rate;
+            let packets = carried / mtu;
+            c.sent(sent);
+            let mut lost = 0u64;
+            for i in 0..packets {
+                n += 1;
+                let at = sent
+                    + Duration::from_secs_f64(
+                        rtt.as_secs_f64()
+                            + queue.min(rtt.as_secs_f64()) * (i as f64 / packets.max(1) as f64),
+                    )
+                    .max(Duration::from_secs_f64(
+                        duration * (i + 1) as f64 / packets as f64,
+                    ));
+                if lose_every.is_some_and(|k| n.is_multiple_of(k)) {
+                    lost += mtu;
+                    continue;
+                }
+                c.ack(at, sent, mtu, false);
+            }
+            let dropped = window.saturating_sub(carried);
+            if lost + dropped > 0 {
+                c.on_congestion_event(sent + rtt, sent, false, lost + dropped);
+            }
+            now = sent + Duration::from_secs_f64(duration.max(rtt.as_secs_f64()));
+        }
+        c
+    }
+
+    #[test]
+    fn converges_near_the_bandwidth_delay_product() {
+        // 100 Mbit/s, 250 ms: BDP 3.125 MB.
+        let rate = 12.5e6;
+        let rtt = Duration::from_millis(250);
+        let c = drive(rate, rtt, 60, None);
+        let bdp = rate * rtt.as_secs_f64();
+        let w = c.window() as f64;
+        assert!(
+            (0.9 * bdp..=1.6 * bdp).contains(&w),
+            "window {w:.0} for a BDP of {bdp:.0}"
+        );
+        assert_eq!(c.mode, Mode::Cruise);
+    }
+
+    #[test]
+    fn random_loss_below_the_threshold_does_not_shrink_the_window() {
+        let rate = 12.5e6;
+        let rtt = Duration::from_millis(250);
+        let clean = drive(rate, rtt, 60, None).window() as f64;
+        // 0.5 % loss.
+        let lossy = drive(rate, rtt, 60, Some(200)).window() as f64;
+        assert!(lossy > 0.8 * clean, "{lossy:.0} vs {clean:.0}");
+        // 10 % loss is congestion.
+        let heavy = drive(rate, rtt, 60, Some(10)).window() as f64;
+        assert!(heavy < 0.8 * clean, "{heavy:.0} vs {clean:.0}");
+    }
+
+    #[test]
+    fn persistent_congestion_restarts_small() {
+        let mut c = drive(12.5e6, Duration::from_millis(60), 30, None);
+        c.on_congestion_event(Instant::now(), Instant::now(), true, 1_000_000);
+        assert_eq!(c.window(), c.min_window());
+        assert_eq!(c.mode, Mode::Startup);
+    }
+}
