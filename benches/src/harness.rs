@@ -609,6 +609,7 @@ impl Drop for RawServer {
 
 pub async fn raw_serve_conn(incoming: quinn::Incoming, sink: PathBuf, ordered: bool) -> Result<()> {
     let conn = incoming.await?;
+    tls::fit_windows(&conn);
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let mut mode = [0u8; 1];
         recv.read_exact(&mut mode).await?;
@@ -664,6 +665,7 @@ pub async fn raw_copy(
     let start = Instant::now();
     let (ep, _) = tls::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
     let conn = ep.connect_with(cfg, addr, "localhost")?.await?;
+    tls::fit_windows(&conn);
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&[mode]).await?;
     let mut left = bytes;

@@ -84,7 +84,10 @@ impl Session {
                 ))
                 .hint("check the address and that mdropd is running and reachable over UDP"));
             }
-            Ok(Ok(c)) => c,
+            Ok(Ok(c)) => {
+                tls::fit_windows(&c);
+                c
+            }
             Ok(Err(e)) => {
                 let seen = observed.lock().ok().and_then(|s| s.clone());
                 return Err(match (pin, seen) {
@@ -216,6 +219,12 @@ impl Session {
 
     /// Sends one request and waits for its answer. An error answer becomes
     /// a [`Fail`] with the exit code of its class.
+    /// Whether the path to the server is long (its RTT at least
+    /// [`tls::SHORT_PATH`]): the connection then has the large windows.
+    pub fn long_path(&self) -> bool {
+        self.conn.rtt() >= tls::SHORT_PATH
+    }
+
     pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {
         self.request_stream(req).await.map(|(resp, _)| resp)
     }

@@ -65,6 +65,8 @@ pub const RATE_ROUNDS: usize = 10;
 const GAINS: [f64; 8] = [1.25, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// The window never goes below this many full packets.
 const MIN_WINDOW_PACKETS: u64 = 4;
+/// The least time of delivery a cruise window covers (see `target`).
+const ACK_AGGREGATION: Duration = Duration::from_millis(25);
 /// Half the min-RTT window.
 const MIN_RTT_BUCKET: Duration = Duration::from_secs(5);
 
@@ -217,7 +219,10 @@ impl Rate {
         let Some(min_rtt) = self.min_rtt() else {
             return self.window;
         };
-        let bdp = self.max_rate() * min_rtt.as_secs_f64();
+        // On a short path acknowledgments come in bursts longer than the
+        // RTT itself (delayed acks, a busy receiver): the window covers at
+        // least ACK_AGGREGATION of delivery, or loopback would crawl.
+        let bdp = self.max_rate() * min_rtt.max(ACK_AGGREGATION).as_secs_f64();
         ((gain * HEADROOM * bdp) as u64).max(self.initial)
     }
 

@@ -201,6 +201,25 @@ pub fn transport_config() -> TransportConfig {
     t
 }
 
+/// Paths shorter than this get the small windows of [`fit_windows`].
+pub const SHORT_PATH: Duration = Duration::from_millis(20);
+/// Connection receive and send windows on a short path (a LAN, loopback):
+/// the bandwidth-delay product is small there, and a large window only
+/// lets data wait in memory while the disk or the decryption catches up.
+pub const SHORT_PATH_WINDOW: u32 = 8 << 20;
+
+/// Sizes a new connection's windows to its path, from the RTT its
+/// handshake measured: the large windows of [`transport_config`] serve
+/// long, fast paths; a short path gets [`SHORT_PATH_WINDOW`] (what the
+/// windows were before they were sized for long paths, and what keeps a
+/// loopback transfer's memory flat).
+pub fn fit_windows(conn: &quinn::Connection) {
+    if conn.rtt() < SHORT_PATH {
+        conn.set_receive_window(VarInt::from_u32(SHORT_PATH_WINDOW));
+        conn.set_send_window(u64::from(SHORT_PATH_WINDOW));
+    }
+}
+
 /// A QUIC endpoint on a UDP socket bound to `bind`, with
 /// [`SOCKET_BUFFER`]-sized socket buffers: a server when `server` is
 /// given, else a client. Call from within a Tokio runtime. Also returns

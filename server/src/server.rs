@@ -155,6 +155,7 @@ async fn serve_connection(
             return;
         }
     };
+    tls::fit_windows(&conn);
     let alpn_ok = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())

@@ -1316,8 +1316,10 @@ async fn open_blob(
 }
 
 /// How many bytes of a part may still be on their way when `pull` asks for
-/// the next one: about the bandwidth-delay product of a long, fast path
-/// (250 ms at 400 Mbit/s is 12.5 MB).
+/// the next one on a long path: about the bandwidth-delay product of a
+/// long, fast path (250 ms at 400 Mbit/s is 12.5 MB). The next part's
+/// stream can hold at most the stream window, less than a long path's
+/// connection window, so this part's bytes always get through.
 const NEXT_PART_AHEAD: u64 = 16 << 20;
 
 /// SHA-256 and size of what a download received.
@@ -1339,9 +1341,10 @@ async fn receive_blob<T: Send + 'static>(
     mut recv: quinn::RecvStream,
     blob: &BlobRef,
     pb: &ProgressBar,
-    mut nearly_done: Option<tokio::sync::oneshot::Sender<()>>,
+    mut nearly_done: Option<(u64, tokio::sync::oneshot::Sender<()>)>,
     consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
 ) -> Received<T> {
+    let ahead = nearly_done.as_ref().map_or(0, |(a, _)| *a);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let consumer = tokio::task::spawn_blocking(move || {
         let mut input = Incoming::new(rx);
@@ -1361,8 +1364,8 @@ async fn receive_blob<T: Send + 'static>(
                     too_long = true;
                     break;
                 }
-                if received + NEXT_PART_AHEAD >= blob.size {
-                    if let Some(tx) = nearly_done.take() {
+                if received + ahead >= blob.size {
+                    if let Some((_, tx)) = nearly_done.take() {
                         let _ = tx.send(());
                     }
                 }
@@ -1673,8 +1676,16 @@ async fn pull_file(
         // The next part is asked for while this one still has about a
         // bandwidth-delay product to arrive, so that on a long path its
         // bytes follow this part's without an idle round trip.
+        // On a short path (small windows, shared by both streams) the next
+        // part is asked for only once this one has all arrived: its bytes
+        // must not take the connection's window from this part's.
         let (near_tx, near_rx) = tokio::sync::oneshot::channel();
-        let receiving = receive_blob(recv, blob, pb, Some(near_tx), move |input| {
+        let ahead = if session.long_path() {
+            NEXT_PART_AHEAD
+        } else {
+            0
+        };
+        let receiving = receive_blob(recv, blob, pb, Some((ahead, near_tx)), move |input| {
             out.pair = Some(input.cipher_hash());
             let decrypted = decrypt_stream(input, &mut out, &id);
             out.pair = None;
