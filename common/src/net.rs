@@ -33,10 +33,22 @@ pub async fn read_frame<T: Message>(recv: &mut RecvStream) -> Result<T, FrameErr
     read_exact(recv, &mut header).await?;
     let len = proto::decode_header(header)?;
     debug_assert!(len <= MAX_FRAME);
-    let mut body = vec![0u8; len];
-    read_exact(recv, &mut body).await?;
+    // The buffer grows as bytes arrive: a header that announces 1 MiB and
+    // then nothing costs the reader nothing.
+    let mut body = Vec::with_capacity(len.min(FRAME_CHUNK));
+    while body.len() < len {
+        let want = (len - body.len()).min(FRAME_CHUNK);
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(e) => return Err(FrameError::Stream(e.to_string())),
+        }
+    }
     Ok(proto::decode(&body)?)
 }
+
+/// Largest piece of a frame read at once.
+const FRAME_CHUNK: usize = 16 * 1024;
 
 async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), FrameError> {
     recv.read_exact(buf).await.map_err(|e| match e {

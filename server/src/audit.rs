@@ -1,16 +1,22 @@
 //! The server's side of the tamper-evident audit log.
 //!
 //! Handlers describe what happened as [`Event`]s; [`AuditLog::record`]
-//! chains each one to the previous entry of its matter, appends the batch to
-//! the append-only file (fsync), extends the Merkle tree and signs a new
+//! chains each one to the previous entry of its matter, appends it to the
+//! append-only file (fsync), extends the Merkle tree and signs a new
 //! checkpoint, all before the handler answers. One mutex orders appends, so
 //! every checkpoint extends the previous one: two inconsistent checkpoints
 //! for one log never exist.
+//!
+//! Appends are committed in groups: the callers that arrive while a commit
+//! is on disk queue their events, and the next committer (the first of
+//! them) writes all of them with one append, one fsync and one checkpoint.
+//! Each caller returns only once the group holding its events is durable
+//! and signed, so an answer never gets ahead of the log.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ed25519_dalek::SigningKey;
 use matterdrop_common::audit::{self, Entry};
@@ -40,6 +46,9 @@ pub enum AuditError {
     /// The lock was poisoned by a panic.
     #[error("audit log unavailable after an internal error")]
     Poisoned,
+    /// The group commit that carried this request's events failed.
+    #[error("{0}")]
+    Group(Arc<Self>),
 }
 
 /// One thing that happened, before it gets its place in the log.
@@ -155,7 +164,32 @@ pub type Proven = (u64, Vec<u8>, Vec<tlog::Hash>);
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Mutex<Inner>>,
+    group: Arc<Group>,
 }
+
+/// Callers waiting for their events to be committed.
+#[derive(Default)]
+struct Group {
+    queue: Mutex<Queue>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Events not yet taken by a committer, with their caller's ticket.
+    pending: Vec<(u64, Vec<Event>)>,
+    next_ticket: u64,
+    /// Whether a caller is committing a group now.
+    committing: bool,
+    /// Outcomes not yet collected: the index of each caller's last event.
+    results: HashMap<u64, Result<u64, Arc<AuditError>>>,
+    /// Group sizes, for the statistics: groups committed and events in them.
+    groups: u64,
+    grouped_events: u64,
+}
+
+/// Most events one group commit takes (the rest wait for the next).
+const MAX_GROUP_EVENTS: usize = 1024;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,14 +280,87 @@ impl AuditLog {
         info!(entries = inner.log.len(), "audit log open");
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
+            group: Arc::default(),
         })
     }
 
     /// Appends `events` durably and signs a checkpoint covering them.
-    /// Returns the index of the last one.
+    /// Returns the index of the last one. `events` stay together and in
+    /// order; other callers' events may share the same fsync.
     pub fn record(&self, events: Vec<Event>) -> Result<u64, AuditError> {
+        if events.is_empty() {
+            return Err(AuditError::Inconsistent("nothing to record".into()));
+        }
+        let g = &*self.group;
+        let mut q = g.queue.lock().map_err(|_| AuditError::Poisoned)?;
+        let ticket = q.next_ticket;
+        q.next_ticket += 1;
+        q.pending.push((ticket, events));
+        loop {
+            if let Some(r) = q.results.remove(&ticket) {
+                return r.map_err(AuditError::Group);
+            }
+            if q.committing {
+                q = g.done.wait(q).map_err(|_| AuditError::Poisoned)?;
+                continue;
+            }
+            // Commit what is queued, this caller's events among them.
+            q.committing = true;
+            let mut batch = Vec::new();
+            let mut n = 0;
+            while let Some(first) = q.pending.first() {
+                if n > 0 && n + first.1.len() > MAX_GROUP_EVENTS {
+                    break;
+                }
+                n += first.1.len();
+                batch.push(q.pending.remove(0));
+            }
+            drop(q);
+            // A panic here must not leave the others waiting for ever.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(&mut batch)))
+                    .unwrap_or(Err(AuditError::Poisoned));
+            q = g.queue.lock().map_err(|_| AuditError::Poisoned)?;
+            q.committing = false;
+            q.groups += 1;
+            q.grouped_events += n as u64;
+            match outcome {
+                Ok(lasts) => {
+                    for ((t, _), last) in batch.iter().zip(lasts) {
+                        q.results.insert(*t, Ok(last));
+                    }
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for (t, _) in &batch {
+                        q.results.insert(*t, Err(e.clone()));
+                    }
+                }
+            }
+            g.done.notify_all();
+        }
+    }
+
+    /// How many group commits were made and how many events they held.
+    pub fn group_stats(&self) -> (u64, u64) {
+        self.group
+            .queue
+            .lock()
+            .map(|q| (q.groups, q.grouped_events))
+            .unwrap_or_default()
+    }
+
+    /// Writes the callers' events as one append with one fsync and one
+    /// checkpoint; returns the index of each caller's last event.
+    fn commit(&self, callers: &mut [(u64, Vec<Event>)]) -> Result<Vec<u64>, AuditError> {
         let mut inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
         let start = inner.log.len();
+        let mut lasts = Vec::with_capacity(callers.len());
+        let mut events = Vec::new();
+        for (_, evs) in callers.iter_mut() {
+            events.append(evs);
+            lasts.push(start + events.len() as u64 - 1);
+        }
         // Chain links for this batch; applied only once it is on disk.
         let mut batch: HashMap<String, u64> = HashMap::new();
         let mut batch_counts: HashMap<String, u64> = HashMap::new();
@@ -299,7 +406,8 @@ impl AuditLog {
             inner.registrations.entry(who).or_default().push(index);
         }
         inner.sign()?;
-        Ok(range.end.saturating_sub(1))
+        debug_assert_eq!(lasts.last().copied(), range.end.checked_sub(1));
+        Ok(lasts)
     }
 
     /// Notified with the new size whenever a checkpoint is signed.
@@ -570,6 +678,93 @@ fn is_registration(entry: &Entry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(dir: &Path) -> AuditLog {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let signer = NoteSigner::new("test.example/log", key.clone()).unwrap();
+        AuditLog::open(dir, key, signer, "test.example/log".into()).unwrap()
+    }
+
+    /// Many callers at once: every caller's events land together, in
+    /// order, at the indexes it was told; each matter's chain links every
+    /// one of its entries; the checkpoint covers them all; and the log
+    /// reopens to the same state.
+    #[test]
+    fn group_commit_keeps_each_callers_events_and_chains() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for round in 0..40 {
+                        let matter = format!("m{}", t % 4);
+                        let n = 1 + (t + round) % 3;
+                        let events = (0..n)
+                            .map(|k| {
+                                Event::server(
+                                    &format!("t{t}"),
+                                    "probe",
+                                    Some(&format!("{round}.{k}")),
+                                    None,
+                                    Vec::new(),
+                                )
+                                .in_matter(&matter)
+                            })
+                            .collect();
+                        let last = log.record(events).unwrap();
+                        got.push((last, n, round));
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut total = 0;
+        let mut results = Vec::new();
+        for (t, h) in threads.into_iter().enumerate() {
+            for (last, n, round) in h.join().unwrap() {
+                total += n;
+                results.push((t, last, n, round));
+            }
+        }
+        let (groups, grouped) = log.group_stats();
+        assert_eq!(grouped, total as u64);
+        assert!(groups >= 1 && groups <= total as u64);
+        let inner = log.inner.lock().unwrap();
+        assert_eq!(inner.log.len(), total as u64);
+        for (t, last, n, round) in results {
+            for k in 0..n {
+                let index = last + 1 - (n - k) as u64;
+                let (e, _) = audit::parse_record(&inner.log.read(index).unwrap()).unwrap();
+                assert_eq!(e.index, index);
+                assert_eq!(e.principal, format!("t{t}"));
+                assert_eq!(e.object.as_deref(), Some(format!("{round}.{k}").as_str()));
+            }
+        }
+        // Walk each matter's chain back from its last entry: it must visit
+        // every entry of the matter exactly once, newest first.
+        for m in 0..4 {
+            let matter = format!("m{m}");
+            let mut seen = 0;
+            let mut next = inner.last_in_matter.get(&matter).copied();
+            let mut prev_index = u64::MAX;
+            while let Some(i) = next {
+                let (e, _) = audit::parse_record(&inner.log.read(i).unwrap()).unwrap();
+                assert_eq!(e.matter.as_deref(), Some(matter.as_str()));
+                assert!(i < prev_index);
+                prev_index = i;
+                next = e.prev_in_matter;
+                seen += 1;
+            }
+            assert_eq!(Some(&seen), inner.matter_counts.get(&matter));
+        }
+        let cp = inner.checkpoint.clone();
+        drop(inner);
+        drop(log);
+        let reopened = open(dir.path());
+        assert_eq!(reopened.checkpoint().unwrap(), cp);
+    }
 
     #[test]
     fn levels_give_rfc6962_proofs() {

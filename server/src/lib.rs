@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auditlog;
 pub mod cli;
 pub mod datadir;
+pub mod flood;
 pub mod handler;
 pub mod policy;
 pub mod server;

@@ -135,7 +135,8 @@ fn serve(a: ServeArgs) -> Result<()> {
     let state = Arc::new(State {
         gate: matterdrop_server::handler::gate::Gate::new(Arc::new(data.store.clone()), audit),
         log_vkey,
-        writes: std::sync::Mutex::new(()),
+        locks: Default::default(),
+        enroll_limiter: Default::default(),
         blobs,
         per_key: Default::default(),
         witnessed: Arc::new(matterdrop_server::witness::Witnessed::new(

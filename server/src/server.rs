@@ -1,7 +1,7 @@
 //! The QUIC endpoint: accept loop, one task per connection and per stream,
 //! limits, and graceful shutdown.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +19,32 @@ use tracing::{Instrument as _, debug, info, info_span, warn};
 use crate::audit::{Body, BodyOut};
 use crate::handler::{self, Reply, Sink, State};
 
-/// Connections served at once; more are refused at the handshake.
+/// Connections of enrolled keys served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Connections in their handshake at once; more wait (up to
+/// [`HANDSHAKE_QUEUE_WAIT`], at most [`MAX_QUEUED`] of them) for a place.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Connections waiting for a handshake place; more are refused.
+pub const MAX_QUEUED: usize = 2048;
+/// How long a connection waits for a handshake place.
+pub const HANDSHAKE_QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// Connections one source address may have queued or in their handshake.
+pub const MAX_HANDSHAKES_PER_ADDR: usize = 32;
+/// With this many handshakes under way, a new connection must first prove
+/// its source address (a QUIC Retry, one more round trip) before the
+/// server spends a handshake on it.
+pub const RETRY_ABOVE: usize = 32;
+/// A handshake must finish within this time.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of keys that are not enrolled (they can only enroll), in
+/// all: a pool of their own, so they never take an enrolled user's place.
+pub const MAX_UNENROLLED: usize = 64;
+/// Connections of keys that are not enrolled, per source address.
+pub const MAX_UNENROLLED_PER_ADDR: usize = 8;
+/// How long the connection of a key that is not enrolled stays open.
+pub const UNENROLLED_LIFETIME: Duration = Duration::from_secs(15);
+/// How often counts of failed enrollments go into the audit log.
+pub const ENROLL_REPORT_PERIOD: Duration = Duration::from_secs(60);
 /// A stream must deliver its request frame within this time.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -56,6 +80,78 @@ impl Drop for KeySlot<'_> {
                 *n -= 1;
                 if *n == 0 {
                     m.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+/// The connection pools.
+#[derive(Debug)]
+struct Pools {
+    handshakes: Arc<Semaphore>,
+    /// Places for connections queued or in their handshake.
+    admitted: Arc<Semaphore>,
+    handshakes_per_addr: AddrCounts,
+    enrolled: Arc<Semaphore>,
+    unenrolled: Arc<Semaphore>,
+    unenrolled_per_addr: AddrCounts,
+    /// Connections refused since the last report, by reason.
+    refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Pools {
+    fn new() -> Self {
+        Self {
+            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            admitted: Arc::new(Semaphore::new(MAX_HANDSHAKES + MAX_QUEUED)),
+            handshakes_per_addr: Default::default(),
+            enrolled: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            unenrolled: Arc::new(Semaphore::new(MAX_UNENROLLED)),
+            unenrolled_per_addr: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    fn refused(&self, why: &'static str) {
+        debug!(why, "connection refused");
+        if let Ok(mut m) = self.refused.lock() {
+            *m.entry(why).or_default() += 1;
+        }
+    }
+}
+
+/// Connections per source address.
+type AddrCounts = Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
+/// A connection's place in its source address's count; freed on drop.
+struct AddrSlot {
+    counts: AddrCounts,
+    addr: IpAddr,
+}
+
+impl AddrSlot {
+    fn take(counts: &AddrCounts, addr: IpAddr, limit: usize) -> Option<Self> {
+        let mut m = counts.lock().ok()?;
+        let n = m.entry(addr).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            addr,
+        })
+    }
+}
+
+impl Drop for AddrSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.counts.lock() {
+            if let Some(n) = m.get_mut(&self.addr) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.addr);
                 }
             }
         }
@@ -103,15 +199,36 @@ impl Server {
     /// requests finish for up to `grace`, closes and flushes.
     pub async fn run(self, shutdown: CancellationToken, grace: Duration) -> Result<()> {
         let tracker = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let pools = Arc::new(Pools::new());
+        let reporter = tokio::spawn(report_periodically(
+            self.state.clone(),
+            pools.clone(),
+            shutdown.clone(),
+        ));
         loop {
             let incoming = tokio::select! {
                 () = shutdown.cancelled() => break,
                 incoming = self.endpoint.accept() => incoming,
             };
             let Some(incoming) = incoming else { break };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            let busy = MAX_HANDSHAKES - pools.handshakes.available_permits();
+            if busy >= RETRY_ABOVE && !incoming.remote_address_validated() && incoming.may_retry() {
+                // Stateless: costs the server one packet, and a spoofed
+                // source never comes back.
+                let _ = incoming.retry();
+                continue;
+            }
+            let Some(from_addr) = AddrSlot::take(
+                &pools.handshakes_per_addr,
+                incoming.remote_address().ip(),
+                MAX_HANDSHAKES_PER_ADDR,
+            ) else {
+                pools.refused("handshakes per address");
+                incoming.refuse();
+                continue;
+            };
+            let Ok(admitted) = pools.admitted.clone().try_acquire_owned() else {
+                pools.refused("handshake queue full");
                 incoming.refuse();
                 continue;
             };
@@ -119,10 +236,30 @@ impl Server {
             let state = self.state.clone();
             let shutdown = shutdown.clone();
             let inner = tracker.clone();
+            let pools = pools.clone();
             tracker.spawn(
                 async move {
-                    serve_connection(incoming, state, shutdown, inner).await;
-                    drop(permit);
+                    // Waits its turn: a burst of handshakes delays a new
+                    // connection rather than refusing it.
+                    let place = tokio::time::timeout(
+                        HANDSHAKE_QUEUE_WAIT,
+                        pools.handshakes.clone().acquire_owned(),
+                    )
+                    .await;
+                    let Ok(Ok(handshake)) = place else {
+                        pools.refused("no handshake place in time");
+                        incoming.refuse();
+                        return;
+                    };
+                    serve_connection(
+                        incoming,
+                        (handshake, admitted, from_addr),
+                        &pools,
+                        state,
+                        shutdown,
+                        inner,
+                    )
+                    .await;
                 }
                 .instrument(span),
             );
@@ -135,6 +272,8 @@ impl Server {
         }
         self.endpoint.close(0u32.into(), b"server shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = reporter.await;
+        report(&self.state, &pools).await;
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || state.flush()).await??;
         info!("shutdown complete");
@@ -142,19 +281,92 @@ impl Server {
     }
 }
 
+/// Every [`ENROLL_REPORT_PERIOD`] until `shutdown`: failed enrollments
+/// into the audit log and refused connections into the server log.
+async fn report_periodically(state: Arc<State>, pools: Arc<Pools>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(ENROLL_REPORT_PERIOD);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => report(&state, &pools).await,
+        }
+    }
+}
+
+async fn report(state: &Arc<State>, pools: &Pools) {
+    let refused = pools
+        .refused
+        .lock()
+        .map(|mut m| std::mem::take(&mut *m))
+        .unwrap_or_default();
+    for (why, n) in refused {
+        warn!(connections = n, why, "refused connections");
+    }
+    let Some(c) = state.enroll_limiter.take_counts() else {
+        return;
+    };
+    warn!(
+        failed = c.failed,
+        rate_limited = c.limited,
+        keys = c.keys,
+        addresses = c.addresses,
+        "failed enrollments"
+    );
+    let state = state.clone();
+    let logged = tokio::task::spawn_blocking(move || {
+        let mut details = vec![
+            ("failed".into(), c.failed.to_string()),
+            ("rate_limited".into(), c.limited.to_string()),
+            ("keys".into(), c.keys.to_string()),
+            ("addresses".into(), c.addresses.to_string()),
+        ];
+        for (reason, n) in &c.reasons {
+            details.push((format!("reason:{reason}"), n.to_string()));
+        }
+        let summary = format!(
+            "{} failed enrollments, {} more refused by the rate limit",
+            c.failed, c.limited
+        );
+        state.record(crate::audit::Event::server(
+            "server",
+            "enroll-failures",
+            None,
+            Some(("enroll-failures", &summary)),
+            details,
+        ))
+    })
+    .await;
+    if !matches!(logged, Ok(Ok(_))) {
+        warn!("could not log the counts of failed enrollments");
+    }
+}
+
 async fn serve_connection(
     incoming: quinn::Incoming,
+    handshake: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+        AddrSlot,
+    ),
+    pools: &Pools,
     state: Arc<State>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    let remote = incoming.remote_address().ip();
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             debug!(error = %e, "handshake failed");
             return;
         }
+        Err(_) => {
+            pools.refused("handshake timed out");
+            return;
+        }
     };
+    drop(handshake);
     tls::fit_windows(&conn);
     let alpn_ok = conn
         .handshake_data()
@@ -170,22 +382,78 @@ async fn serve_connection(
         return;
     };
     tracing::Span::current().record("peer", ed25519_fingerprint(&key).as_str());
+    let enrolled = {
+        let (state, key) = (state.clone(), key.to_bytes());
+        tokio::task::spawn_blocking(move || {
+            state
+                .gate
+                .read()
+                .principal_by_key(&key)
+                .is_ok_and(|p| p.is_some())
+        })
+        .await
+        .unwrap_or(false)
+    };
+    // Enrolled keys share the large pool; the others a small one of their
+    // own, a few per address, for a short time.
+    let (_pool, _addr_slot, deadline) = if enrolled {
+        let Ok(p) = pools.enrolled.clone().try_acquire_owned() else {
+            pools.refused("connection limit reached");
+            conn.close(2u32.into(), b"server busy: too many connections");
+            return;
+        };
+        (p, None, None)
+    } else {
+        let Some(a) = AddrSlot::take(&pools.unenrolled_per_addr, remote, MAX_UNENROLLED_PER_ADDR)
+        else {
+            pools.refused("unenrolled connections per address");
+            conn.close(
+                2u32.into(),
+                b"too many connections of keys that are not enrolled from this address",
+            );
+            return;
+        };
+        let Ok(p) = pools.unenrolled.clone().try_acquire_owned() else {
+            pools.refused("unenrolled connection pool full");
+            conn.close(
+                2u32.into(),
+                b"server busy: too many connections of keys that are not enrolled",
+            );
+            return;
+        };
+        (
+            p,
+            Some(a),
+            Some(tokio::time::Instant::now() + UNENROLLED_LIFETIME),
+        )
+    };
     let Some(_slot) = KeySlot::take(&state.per_key, key.to_bytes()) else {
-        warn!("too many connections for one key; refusing");
+        pools.refused("connections per key");
         conn.close(2u32.into(), b"too many connections for this key");
         return;
     };
-    debug!("connected");
+    debug!(enrolled, "connected");
+    let expired = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = &mut expired => {
+                conn.close(3u32.into(), b"a key that is not enrolled gets a short connection; reconnect after enrolling");
+                break;
+            }
             s = conn.accept_bi() => s,
         };
         match stream {
             Ok((send, recv)) => {
                 let state = state.clone();
                 let span = info_span!("stream", id = %send.id());
-                tracker.spawn(serve_stream(state, key, send, recv).instrument(span));
+                tracker.spawn(serve_stream(state, key, remote, send, recv).instrument(span));
             }
             Err(e) => {
                 debug!(reason = %e, "connection ended");
@@ -198,6 +466,7 @@ async fn serve_connection(
 async fn serve_stream(
     state: Arc<State>,
     key: VerifyingKey,
+    remote: IpAddr,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
@@ -211,12 +480,29 @@ async fn serve_stream(
         Ok(Ok(req)) => {
             let name = req.name();
             let started = std::time::Instant::now();
-            let result =
-                tokio::task::spawn_blocking(move || handler::handle(&state, &key, req)).await;
-            let resp = result.unwrap_or_else(|e| {
-                warn!(error = %e, "handler panicked");
-                ServerResponse::error(ErrorCode::Internal, "internal error").into()
-            });
+            let enroll = matches!(req, ClientRequest::Enroll(_));
+            let limited = if enroll {
+                state.enroll_limiter.check(key.as_bytes(), remote).err()
+            } else {
+                None
+            };
+            let resp = if let Some(limited) = limited {
+                ServerResponse::error(ErrorCode::Denied, limited.to_string()).into()
+            } else {
+                let st = state.clone();
+                let result =
+                    tokio::task::spawn_blocking(move || handler::handle(&st, &key, req)).await;
+                let resp = result.unwrap_or_else(|e| {
+                    warn!(error = %e, "handler panicked");
+                    ServerResponse::error(ErrorCode::Internal, "internal error").into()
+                });
+                if let (true, Reply::Frame(ServerResponse::Error(e))) = (enroll, &resp) {
+                    state
+                        .enroll_limiter
+                        .failed(key.as_bytes(), remote, &enroll_reason(&e.message));
+                }
+                resp
+            };
             let outcome = match &resp {
                 Reply::Frame(ServerResponse::Error(e)) => format!("{:?}", e.code),
                 _ => "ok".into(),
@@ -252,6 +538,17 @@ async fn serve_stream(
     }
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// A failed enrollment's reason as counted: the refusal up to its first
+/// detail (names in it come from the caller).
+fn enroll_reason(message: &str) -> String {
+    let head = message
+        .split([':', '(', '"'])
+        .next()
+        .unwrap_or_default()
+        .trim();
+    head.chars().take(60).collect()
 }
 
 /// How long an upload may stall between chunks.

@@ -1768,3 +1768,213 @@ fn concurrent_uploads_cannot_overshoot_the_quota() {
         "{used} bytes stored with a quota of {QUOTA}: {results:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Floods from keys that are not enrolled
+// ---------------------------------------------------------------------------
+
+/// The audit entries on disk (the server stopped).
+fn log_entries(data: &Path) -> Vec<matterdrop_common::audit::Entry> {
+    matterdrop_server::auditlog::scan_raw(
+        &data
+            .join("log")
+            .join(matterdrop_server::auditlog::ENTRIES_FILE),
+    )
+    .expect("read the log")
+    .iter()
+    .map(|r| {
+        matterdrop_common::audit::parse_record(r)
+            .expect("audit record")
+            .0
+    })
+    .collect()
+}
+
+/// A bounded flood (a few seconds): from eight source addresses
+/// (127.0.0.2–9; the user is on 127.0.0.1), 100 throwaway keys open up to
+/// 8 connections each (800 handshakes), and the connections that get in
+/// send 2,000 enrollments with made-up invites. Meanwhile an enrolled user
+/// runs `whoami` and `push`, which must succeed; the connections of keys
+/// that are not enrolled stay within their per-address limit; the failed
+/// enrollments are rate-limited; and the audit log grows by one
+/// `enroll-failures` entry with the counts, not one entry per attempt.
+#[test]
+fn a_flood_of_unenrolled_keys_neither_locks_out_users_nor_grows_the_log() {
+    const KEYS: usize = 100;
+    const SOURCES: usize = 8;
+    const CONNS_PER_KEY: usize = 8;
+    const ENROLLS: usize = 2_000;
+    let mut t = team();
+    let file = t.w.tmp.path().join("flood-intake.txt");
+    std::fs::write(&file, pseudo_random(64 * 1024, 7)).unwrap();
+    let age = t.alice.json(&["whoami"])["age_recipient"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut before = Vec::new();
+    t.w.server.restart_after(|data| before = log_entries(data));
+    for u in [&t.w.admin, &t.alice, &t.bob] {
+        u.repoint(&t.w.server);
+    }
+    let addr: std::net::SocketAddr = t.w.server.addr.parse().unwrap();
+    let pin = tls::ServerPin::Fingerprint(t.w.server.fingerprint.clone());
+    let rt = runtime();
+    let started = std::time::Instant::now();
+    let (per_source, connected, refused, answers, limited) = rt.block_on(async {
+        tls::install_crypto_provider();
+        let endpoints: Vec<quinn::Endpoint> = (2..=SOURCES + 1)
+            .map(|i| quinn::Endpoint::client(format!("127.0.0.{i}:0").parse().unwrap()).unwrap())
+            .collect();
+        let mut dials = tokio::task::JoinSet::new();
+        for k in 0..KEYS {
+            let key = SigningKey::generate(&mut rand_core::OsRng);
+            let (cfg, _) = tls::client_config(&key, &pin).unwrap();
+            let source = k % SOURCES;
+            for _ in 0..CONNS_PER_KEY {
+                let connecting = endpoints[source].connect_with(cfg.clone(), addr, "localhost");
+                dials.spawn(async move {
+                    let c = tokio::time::timeout(Duration::from_secs(10), connecting.ok()?)
+                        .await
+                        .ok()?
+                        .ok()?;
+                    Some((source, c))
+                });
+            }
+        }
+        // The user works while the handshakes are under way.
+        let user = {
+            let (alice, file) = (t.alice.clone(), file.clone());
+            tokio::task::spawn_blocking(move || {
+                let who = alice.run(&["whoami"]);
+                let push = alice.run(&["push", MATTER, file.to_str().unwrap(), "--task", TASK]);
+                (who, push)
+            })
+        };
+        let mut conns = Vec::new();
+        let mut refused = 0;
+        while let Some(c) = dials.join_next().await {
+            match c.unwrap() {
+                Some(c) => conns.push(c),
+                None => refused += 1,
+            }
+        }
+        // Kept are the connections the server answers on (it closes the
+        // others right after their handshake, which it may finish well
+        // after the client did).
+        let mut probes = tokio::task::JoinSet::new();
+        for (source, c) in conns.drain(..) {
+            probes.spawn(async move {
+                let answered = async {
+                    let (mut send, mut recv) = c.open_bi().await.ok()?;
+                    send.write_all(&frame(&ClientRequest::WhoAmI)).await.ok()?;
+                    let _ = send.finish();
+                    recv.read_to_end(1 << 20).await.ok()
+                };
+                let got = tokio::time::timeout(Duration::from_secs(20), answered).await;
+                matches!(got, Ok(Some(_))).then_some((source, c))
+            });
+        }
+        while let Some(c) = probes.join_next().await {
+            match c.unwrap() {
+                Some(c) => conns.push(c),
+                None => refused += 1,
+            }
+        }
+        let dialed = started.elapsed();
+        let mut per_source = [0usize; SOURCES];
+        for (s, _) in &conns {
+            per_source[*s] += 1;
+        }
+        let conns: Vec<quinn::Connection> = conns.into_iter().map(|(_, c)| c).collect();
+        // Enrollments with made-up invites over the connections that got in.
+        let mut enrolls = tokio::task::JoinSet::new();
+        for i in 0..ENROLLS {
+            let conn = conns[i % conns.len()].clone();
+            let req = frame(&ClientRequest::Enroll(EnrollRequest {
+                invite: format!("mdi1-not-an-invite-{i}"),
+                id: format!("flood{i}@firm-a"),
+                name: "Flood".into(),
+                age_recipient: age.clone(),
+            }));
+            enrolls.spawn(async move {
+                let (mut send, mut recv) = conn.open_bi().await.ok()?;
+                send.write_all(&req).await.ok()?;
+                let _ = send.finish();
+                let buf = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20))
+                    .await
+                    .ok()?
+                    .ok()?;
+                proto::decode_frame(&buf).ok()
+            });
+        }
+        let mut answers = 0;
+        let mut limited = 0;
+        while let Some(a) = enrolls.join_next().await {
+            if let Some(ServerResponse::Error(e)) = a.unwrap() {
+                answers += 1;
+                limited += usize::from(e.message.contains("too many failed enrollments"));
+            }
+        }
+        eprintln!(
+            "flood: {} kept, {refused} refused in {dialed:?}; {answers} enrollments answered ({limited} rate-limited) by {:?}",
+            conns.len(),
+            started.elapsed()
+        );
+        let (who, push) = user.await.unwrap();
+        assert_eq!(who.code, 0, "whoami during the flood: {who:?}");
+        assert_eq!(push.code, 0, "push during the flood: {push:?}");
+        let connected = conns.len();
+        for c in conns {
+            c.close(0u32.into(), b"");
+        }
+        for e in endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(2), e.wait_idle()).await;
+        }
+        (per_source, connected, refused, answers, limited)
+    });
+    // The unenrolled pool held: a few per address got in, the rest not.
+    assert!(
+        per_source
+            .iter()
+            .all(|&n| n <= matterdrop_server::server::MAX_UNENROLLED_PER_ADDR),
+        "connections of unenrolled keys kept per source address: {per_source:?}"
+    );
+    assert_eq!(connected + refused, KEYS * CONNS_PER_KEY);
+    assert!(answers > 0, "no enrollment was answered");
+    // Each address may fail 20 times a minute; requests already being
+    // handled when the limit is reached still count as failures.
+    let allowed_failures = SOURCES * (matterdrop_server::flood::FAILURES_PER_ADDR as usize + 16);
+    assert!(
+        answers - limited <= allowed_failures,
+        "only {limited} of {answers} enrollments were rate-limited"
+    );
+    // Still serving, and a push after the flood works.
+    t.alice.json(&["whoami"]);
+    push(&t.alice, MATTER, &file);
+    assert!(t.w.server.stop(), "mdropd did not stop cleanly");
+    let after = log_entries(&t.w.server.data);
+    let new = &after[before.len()..];
+    let flood_entries: Vec<_> = new
+        .iter()
+        .filter(|e| e.action == "enroll" || e.principal.starts_with("key:"))
+        .collect();
+    assert!(flood_entries.is_empty(), "{flood_entries:?}");
+    let counts: Vec<_> = new
+        .iter()
+        .filter(|e| e.action == "enroll-failures")
+        .collect();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    let detail = |k: &str| -> usize {
+        counts[0]
+            .details
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {:?}", counts[0].details))
+    };
+    assert_eq!(detail("failed") + detail("rate_limited"), answers);
+    assert_eq!(detail("rate_limited"), limited);
+    // The whole flood added a bounded number of entries: the user's own
+    // requests and the one count.
+    assert!(new.len() < 40, "{} entries from a flood", new.len());
+}

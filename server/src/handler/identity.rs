@@ -15,7 +15,7 @@ use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
 use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
 use crate::policy::{self, ServerOperation};
-use crate::store::{OrgRecord, PrincipalRecord, StoreError};
+use crate::store::{OrgRecord, PrincipalRecord};
 
 const MAX_NAME: usize = 128;
 
@@ -71,22 +71,13 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
         ("signing_key".into(), fp.clone()),
         ("age_recipient".into(), record.age_recipient.clone()),
     ];
-    let _guard = state.write_lock();
-    // The invite's validity is the decision; either outcome is logged
-    // before the user hears it.
-    let refused = |e: &StoreError| match e {
-        StoreError::Refused(r) => {
-            let reason = r.to_string();
-            Some(Event::server(
-                &format!("key:{fp}"),
-                "enroll",
-                Some(&req.id),
-                Some(("bad-invite", reason.as_str())),
-                details.clone(),
-            ))
-        }
-        _ => None,
-    };
+    // Enrollment changes no existing principal: it holds off only other
+    // enrollments of the same id, not every writer.
+    let _guard = state.principal_lock(&req.id);
+    // The invite's validity is the decision. A success is logged before
+    // the user hears it; refusals are counted and rate-limited by the
+    // server (`flood::EnrollLimiter`), and logged as periodic counts: one
+    // entry per refusal would let anyone with a key grow the log.
     let enrolled = Event::server(
         &record.id,
         "enroll",
@@ -96,7 +87,7 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
     );
     state
         .gate
-        .enroll(&invite_hash(&req.invite), &record, now(), refused, enrolled)?;
+        .enroll(&invite_hash(&req.invite), &record, now(), enrolled)?;
     let stored = state
         .gate
         .read()
@@ -204,7 +195,7 @@ pub(super) fn revoke(
 ) -> Outcome {
     ids::validate_principal(&req.principal).map_err(|e| Failure::bad_request(e.to_string()))?;
     let allowed = authorize_server(state, me, &ServerOperation::RevokeKey, &req.principal)?;
-    let _guard = state.write_lock();
+    let _guard = state.server_lock();
     let p = state.gate.write(&allowed).revoke(&req.principal, now())?;
     let fp = VerifyingKey::from_bytes(&p.signing_key)
         .map(|k| matterdrop_common::keys::ed25519_fingerprint(&k))
@@ -239,7 +230,7 @@ pub(super) fn update_age_key(
         .map(|k| k.fingerprint())
         .unwrap_or_default();
     let allowed = authorize_server(state, me, &ServerOperation::ReplaceOwnAgeKey, &me.record.id)?;
-    let _guard = state.write_lock();
+    let _guard = state.server_lock();
     let p = state
         .gate
         .write(&allowed)

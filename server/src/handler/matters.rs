@@ -463,7 +463,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
     if let Some(member) = s.change.member() {
         details.push(("member".into(), member.into()));
     }
-    let _guard = state.write_lock();
+    let _guard = state.matter_lock(&s.matter);
     if let Change::Create { .. } = &s.change {
         return create(state, me, &s, entry, ack_text, details);
     }
@@ -702,7 +702,7 @@ pub(super) fn ack_sign(
     key: &VerifyingKey,
     req: AckSignRequest,
 ) -> Outcome {
-    let _guard = state.write_lock();
+    let _guard = state.matter_lock(&req.matter);
     // Logged with its signature, so an auditor can check it offline with
     // the member's roster key.
     let details = vec![

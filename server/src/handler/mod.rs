@@ -13,7 +13,7 @@ mod matters;
 mod packets;
 mod review;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::keys::ed25519_fingerprint;
@@ -32,14 +32,17 @@ pub struct State {
     pub gate: gate::Gate,
     /// The audit-log key in signed-note verifier form.
     pub log_vkey: String,
-    /// Serializes read-decide-write sequences on metadata.
-    pub writes: Mutex<()>,
+    /// Serializes read-decide-write sequences on metadata: per matter, and
+    /// server-wide for principals.
+    pub locks: Locks,
     /// Ciphertext blobs.
     pub blobs: crate::store::blobs::BlobStore,
     /// Open connections per client key.
     pub per_key: crate::server::PerKey,
     /// The witnesses' latest cosigned checkpoints (exports carry them).
     pub witnessed: std::sync::Arc<crate::witness::Witnessed>,
+    /// Failed enrollments: limits and counts.
+    pub enroll_limiter: crate::flood::EnrollLimiter,
 }
 
 impl State {
@@ -54,12 +57,84 @@ impl State {
         self.gate.log(vec![event])
     }
 
-    /// Holds off other writers.
-    pub(crate) fn write_lock(&self) -> MutexGuard<'_, ()> {
-        self.writes
-            .lock()
+    /// [`State::matter_lock`] for the matter of packet `packet` (a
+    /// packet's matter never changes), or for the id itself when there is
+    /// no such packet.
+    pub(crate) fn packet_lock(&self, packet: &str) -> Result<MatterGuard<'_>, Failure> {
+        let matter = self.gate.read().packet(packet)?.map(|p| p.matter);
+        Ok(self.matter_lock(matter.as_deref().unwrap_or(packet)))
+    }
+
+    /// Holds off other requests that register principal `id` (it shares
+    /// the matter locks, under another name).
+    pub(crate) fn principal_lock(&self, id: &str) -> MatterGuard<'_> {
+        self.matter_lock(&format!("principal\n{id}"))
+    }
+
+    /// Holds off every other writer (for changes to principals, which
+    /// every matter's decisions read).
+    pub(crate) fn server_lock(&self) -> RwLockWriteGuard<'_, ()> {
+        self.locks
+            .server
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Holds off other writers of `matter` (and server-wide writers), not
+    /// the writers of other matters: a request waits for an fsync only
+    /// behind requests on the same matter.
+    pub(crate) fn matter_lock(&self, matter: &str) -> MatterGuard<'_> {
+        let server = self
+            .locks
+            .server
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stripe = &self.locks.matters[self.locks.stripe(matter)];
+        MatterGuard {
+            _matter: stripe
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            _server: server,
+        }
+    }
+}
+
+/// The write locks: one server-wide reader-writer lock (principals) and a
+/// fixed set of matter locks, a matter's chosen by a keyed hash of its id.
+/// Order: the server lock, then one matter lock; never two matter locks.
+#[derive(Debug)]
+pub struct Locks {
+    server: RwLock<()>,
+    matters: Box<[Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Matter locks; two matters share one with probability 1/64.
+const MATTER_STRIPES: usize = 64;
+
+impl Default for Locks {
+    fn default() -> Self {
+        Self {
+            server: RwLock::new(()),
+            matters: (0..MATTER_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+impl Locks {
+    fn stripe(&self, matter: &str) -> usize {
+        use std::hash::BuildHasher as _;
+        (self.hasher.hash_one(matter) % self.matters.len() as u64) as usize
+    }
+}
+
+/// Held while a request reads, decides and writes one matter's state.
+#[must_use]
+pub(crate) struct MatterGuard<'a> {
+    // Dropped in declaration order: the matter lock first.
+    _matter: MutexGuard<'a, ()>,
+    _server: RwLockReadGuard<'a, ()>,
 }
 
 /// An authenticated principal with what policy needs to know about it.

@@ -341,7 +341,7 @@ pub(super) fn commit(
         ));
     }
     let task = task(&d.task)?;
-    let _guard = state.write_lock();
+    let _guard = state.matter_lock(&d.matter);
     let details = vec![
         ("task".into(), d.task.clone()),
         ("size".into(), d.total_size().to_string()),
@@ -503,10 +503,7 @@ pub(super) fn check_commit(
 }
 
 pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
-    // Deliverables are listed under their packet's task and due time.
-    let all = state.gate.read().packets()?;
-    let by_id: std::collections::HashMap<&str, &PacketRecord> =
-        all.iter().map(|p| (p.id.as_str(), p)).collect();
+    let mine = state.gate.read().packets_for(&me.record.id)?;
     if let Some(matter) = &req.matter {
         authorize(
             state,
@@ -527,16 +524,26 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
         ))?;
     }
     let mut items = Vec::new();
-    for p in &all {
+    // Whether `me` may list each matter, looked up once per matter.
+    let mut may_list: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for p in &mine {
         if req.matter.as_ref().is_some_and(|m| *m != p.matter)
             || !p.recipients.contains(&me.record.id)
         {
             continue;
         }
-        let Some(m) = state.gate.read().matter(&p.matter)? else {
-            continue;
+        let may = match may_list.get(&p.matter) {
+            Some(&may) => may,
+            None => {
+                let may = match state.gate.read().matter(&p.matter)? {
+                    Some(m) => allowed(me, &m, &Operation::Inbox)?,
+                    None => false,
+                };
+                may_list.insert(p.matter.clone(), may);
+                may
+            }
         };
-        if !allowed(me, &m, &Operation::Inbox)? {
+        if !may {
             continue;
         }
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
@@ -548,13 +555,19 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
         if !waiting && !req.all {
             continue;
         }
-        let answered = p.for_packet.as_deref().and_then(|id| by_id.get(id));
+        // Deliverables are listed under their packet's task and due time.
+        let answered = match p.for_packet.as_deref() {
+            Some(id) => state.gate.read().packet(id)?,
+            None => None,
+        };
         items.push(InboxItem {
             id: p.id.clone(),
             matter: p.matter.clone(),
             sender: p.sender.clone(),
-            task: answered.map_or_else(|| p.task.clone(), |a| a.task.clone()),
-            due: answered.map_or(p.due, |a| a.due),
+            task: answered
+                .as_ref()
+                .map_or_else(|| p.task.clone(), |a| a.task.clone()),
+            due: answered.as_ref().map_or(p.due, |a| a.due),
             size: p.size(),
             created_at: p.created_at,
             pulled,
@@ -621,7 +634,7 @@ pub(super) fn authorize_pull(
 }
 
 pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome {
-    let _guard = state.write_lock();
+    let _guard = state.packet_lock(&req.id)?;
     let (mut p, allowed) = authorize_pull(state, me, &req.id, "pull", Vec::new())?;
     if !p.pulled_by.iter().any(|(who, _)| *who == me.record.id) {
         p.pulled_by.push((me.record.id.clone(), now()));
@@ -699,7 +712,7 @@ pub(super) fn confirm_delivery(
 ) -> Outcome {
     let st =
         DeliveryStatement::parse(&req.signed).map_err(|e| Failure::bad_request(e.to_string()))?;
-    let _guard = state.write_lock();
+    let _guard = state.packet_lock(&st.id)?;
     let details = vec![
         ("statement".into(), custody::entry_text(&req.signed)),
         ("signature".into(), custody::entry_hex(&req.signature)),

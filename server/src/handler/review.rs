@@ -94,7 +94,7 @@ fn deliverables_for(state: &State, packet: &str) -> Result<Vec<PacketRecord>, Fa
     Ok(state
         .gate
         .read()
-        .packets()?
+        .deliverables_for(packet)?
         .into_iter()
         .filter(|p| p.kind == PacketKind::Deliverable && p.for_packet.as_deref() == Some(packet))
         .collect())
@@ -136,7 +136,7 @@ pub(super) fn commit(
     let (Kind::Deliverable, Some(answered)) = (d.kind, d.packet.clone()) else {
         return Err(Failure::bad_request("not a deliverable descriptor"));
     };
-    let _guard = state.write_lock();
+    let _guard = state.matter_lock(&d.matter);
     let (m, p, allowed) = authorize_delivery(state, me, &d.matter, &answered, "deliver")?;
     let details = vec![
         ("packet".into(), p.id.clone()),
@@ -219,7 +219,7 @@ pub(super) fn review(
 ) -> Outcome {
     let st =
         ReceiptStatement::parse(&req.signed).map_err(|e| Failure::bad_request(e.to_string()))?;
-    let _guard = state.write_lock();
+    let _guard = state.packet_lock(&st.deliverable)?;
     let pending = state
         .gate
         .read()

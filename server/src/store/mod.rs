@@ -347,6 +347,11 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn packet(&self, id: &str) -> Result<Option<PacketRecord>, StoreError>;
     /// Every packet.
     fn packets(&self) -> Result<Vec<PacketRecord>, StoreError>;
+    /// The packets and deliverables `principal` is a recipient of (from an
+    /// index: the cost follows that principal's packets, not the server's).
+    fn packets_for(&self, principal: &str) -> Result<Vec<PacketRecord>, StoreError>;
+    /// The deliverables answering packet `packet` (from an index).
+    fn deliverables_for(&self, packet: &str) -> Result<Vec<PacketRecord>, StoreError>;
     /// Whether `uploader` uploaded blob `sha256`.
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
 }

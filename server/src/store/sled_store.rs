@@ -2,8 +2,11 @@
 //!
 //! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
 //! (id → record), `invites` (SHA-256 of token → record), `matters` (id →
-//! record), `packets` (id → record), `claims` (blob hash ‖ uploader → ()).
-//! Values are postcard.
+//! record), `packets` (id → record), `claims` (blob hash ‖ uploader → ()),
+//! and two indexes of packets, written in the same transaction as the
+//! packet: `by_recipient` (principal ‖ 0 ‖ packet id → ()) and `answers`
+//! (packet id ‖ 0 ‖ deliverable id → ()). `meta` holds the index version;
+//! a store without it has its indexes built at open. Values are postcard.
 
 use std::path::Path;
 
@@ -28,6 +31,42 @@ pub struct SledStore {
     matters: sled::Tree,
     packets: sled::Tree,
     claims: sled::Tree,
+    by_recipient: sled::Tree,
+    answers: sled::Tree,
+}
+
+/// The `meta` key that says the packet indexes are complete.
+const INDEX_VERSION_KEY: &[u8] = b"packet-indexes";
+const INDEX_VERSION: &[u8] = b"1";
+
+fn index_key(owner: &str, packet: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(owner.len() + 1 + packet.len());
+    k.extend_from_slice(owner.as_bytes());
+    k.push(0);
+    k.extend_from_slice(packet.as_bytes());
+    k
+}
+
+fn index_prefix(owner: &str) -> Vec<u8> {
+    let mut k = owner.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The index entries of `packet`: one per recipient, and one under the
+/// packet a deliverable answers.
+fn index_entries(packet: &PacketRecord) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+    (
+        packet
+            .recipients
+            .iter()
+            .map(|r| index_key(r, &packet.id))
+            .collect(),
+        packet
+            .for_packet
+            .as_deref()
+            .map(|answered| index_key(answered, &packet.id)),
+    )
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -75,7 +114,7 @@ impl SledStore {
                 Err(other) => return Err(backend(other)),
             }
         };
-        Ok(Self {
+        let store = Self {
             principals: db.open_tree("principals").map_err(backend)?,
             keys: db.open_tree("keys").map_err(backend)?,
             orgs: db.open_tree("orgs").map_err(backend)?,
@@ -83,8 +122,93 @@ impl SledStore {
             matters: db.open_tree("matters").map_err(backend)?,
             packets: db.open_tree("packets").map_err(backend)?,
             claims: db.open_tree("claims").map_err(backend)?,
+            by_recipient: db.open_tree("by_recipient").map_err(backend)?,
+            answers: db.open_tree("answers").map_err(backend)?,
             db,
-        })
+        };
+        store.build_indexes()?;
+        Ok(store)
+    }
+
+    /// Builds the packet indexes of a store written before they existed
+    /// (idempotent: an interrupted build is redone at the next open).
+    fn build_indexes(&self) -> Result<(), StoreError> {
+        let meta = self.db.open_tree("meta").map_err(backend)?;
+        if meta.get(INDEX_VERSION_KEY).map_err(backend)?.as_deref() == Some(INDEX_VERSION) {
+            return Ok(());
+        }
+        for v in self.packets.iter().values() {
+            let packet: PacketRecord = dec(&v.map_err(backend)?)?;
+            let (recipients, answer) = index_entries(&packet);
+            for k in recipients {
+                self.by_recipient.insert(k, &[][..]).map_err(backend)?;
+            }
+            if let Some(k) = answer {
+                self.answers.insert(k, &[][..]).map_err(backend)?;
+            }
+        }
+        self.flush()?;
+        meta.insert(INDEX_VERSION_KEY, INDEX_VERSION)
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    /// The packets named by the index entries under `prefix` in `tree`.
+    fn indexed(&self, tree: &sled::Tree, owner: &str) -> Result<Vec<PacketRecord>, StoreError> {
+        let prefix = index_prefix(owner);
+        let mut out = Vec::new();
+        for k in tree.scan_prefix(&prefix).keys() {
+            let k = k.map_err(backend)?;
+            let id = std::str::from_utf8(&k[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("packet index key is not UTF-8".into()))?;
+            // An entry without its packet (none is written that way) is
+            // skipped rather than trusted.
+            if let Some(p) = self.packet(id)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `packet` and its index entries in one transaction; with
+    /// `create`, refuses an existing id.
+    fn write_packet(&self, packet: &PacketRecord, create: bool) -> Result<(), StoreError> {
+        let bytes = enc(packet)?;
+        let (recipients, answer) = index_entries(packet);
+        let result = (&self.packets, &self.by_recipient, &self.answers).transaction(
+            |(packets, by_recipient, answers)| {
+                let old = packets.insert(packet.id.as_bytes(), bytes.as_slice())?;
+                if let Some(old) = old {
+                    if create {
+                        return Err(ConflictableTransactionError::Abort(Refusal::PacketExists(
+                            packet.id.clone(),
+                        )));
+                    }
+                    // Entries of recipients no longer on the packet go.
+                    if let Ok(old) = postcard::from_bytes::<PacketRecord>(&old) {
+                        for r in old
+                            .recipients
+                            .iter()
+                            .filter(|r| !packet.recipients.contains(r))
+                        {
+                            by_recipient.remove(index_key(r, &packet.id))?;
+                        }
+                    }
+                }
+                for k in &recipients {
+                    by_recipient.insert(k.as_slice(), &[][..])?;
+                }
+                if let Some(k) = &answer {
+                    answers.insert(k.as_slice(), &[][..])?;
+                }
+                Ok(())
+            },
+        );
+        match result {
+            Ok(()) => self.flush(),
+            Err(TransactionError::Abort(r)) => Err(StoreError::Refused(r)),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
     }
 
     fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -130,6 +254,14 @@ impl MetaRead for SledStore {
             .values()
             .map(|v| dec(&v.map_err(backend)?))
             .collect()
+    }
+
+    fn packets_for(&self, principal: &str) -> Result<Vec<PacketRecord>, StoreError> {
+        self.indexed(&self.by_recipient, principal)
+    }
+
+    fn deliverables_for(&self, packet: &str) -> Result<Vec<PacketRecord>, StoreError> {
+        self.indexed(&self.answers, packet)
     }
 
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError> {
@@ -296,22 +428,11 @@ impl MetaWrite for SledStore {
     }
 
     fn create_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
-        self.packets
-            .compare_and_swap(
-                packet.id.as_bytes(),
-                None as Option<&[u8]>,
-                Some(enc(packet)?),
-            )
-            .map_err(backend)?
-            .map_err(|_| Refusal::PacketExists(packet.id.clone()))?;
-        self.flush()
+        self.write_packet(packet, true)
     }
 
     fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
-        self.packets
-            .insert(packet.id.as_bytes(), enc(packet)?)
-            .map_err(backend)?;
-        self.flush()
+        self.write_packet(packet, false)
     }
 
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError> {
@@ -353,6 +474,80 @@ mod tests {
             expires_at,
             used_by: None,
         }
+    }
+
+    fn packet(id: &str, recipients: &[&str], answers: Option<&str>) -> PacketRecord {
+        PacketRecord {
+            id: id.into(),
+            matter: "m".into(),
+            sender: "s@firm-a".into(),
+            task: "t".into(),
+            due: None,
+            created_at: 1,
+            descriptor: Vec::new(),
+            signature: Vec::new(),
+            sender_key: [0; 32],
+            recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+            blobs: Vec::new(),
+            pulled_by: Vec::new(),
+            delivered_to: Vec::new(),
+            kind: if answers.is_some() {
+                super::super::PacketKind::Deliverable
+            } else {
+                super::super::PacketKind::Packet
+            },
+            for_packet: answers.map(Into::into),
+            state: None,
+            reviews: Vec::new(),
+        }
+    }
+
+    fn ids(v: Vec<PacketRecord>) -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().map(|p| p.id).collect();
+        v.sort();
+        v
+    }
+
+    /// The recipient and answer indexes follow creates and updates (also
+    /// a recipient taken off), a refused create changes none of them, and
+    /// a store whose indexes are missing (written before they existed)
+    /// gets them rebuilt at open.
+    #[test]
+    fn packet_indexes_follow_writes_and_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.create_packet(&packet("p1", &["a@x", "b@x"], None))
+                .unwrap();
+            s.create_packet(&packet("p2", &["b@x"], None)).unwrap();
+            // "a@x" is a byte prefix of "a@xy": their entries must not mix.
+            s.create_packet(&packet("p3", &["a@xy"], None)).unwrap();
+            s.create_packet(&packet("d1", &["a@x"], Some("p1")))
+                .unwrap();
+            let dup = s.create_packet(&packet("p1", &["c@x"], None));
+            assert!(matches!(
+                dup,
+                Err(StoreError::Refused(Refusal::PacketExists(_)))
+            ));
+            assert_eq!(ids(s.packets_for("a@x").unwrap()), ["d1", "p1"]);
+            assert_eq!(ids(s.packets_for("b@x").unwrap()), ["p1", "p2"]);
+            assert_eq!(ids(s.packets_for("a@xy").unwrap()), ["p3"]);
+            assert!(s.packets_for("c@x").unwrap().is_empty());
+            assert_eq!(ids(s.deliverables_for("p1").unwrap()), ["d1"]);
+            assert!(s.deliverables_for("p2").unwrap().is_empty());
+            s.put_packet(&packet("p2", &["c@x"], None)).unwrap();
+            assert_eq!(ids(s.packets_for("b@x").unwrap()), ["p1"]);
+            assert_eq!(ids(s.packets_for("c@x").unwrap()), ["p2"]);
+            // As if written by a version without indexes.
+            s.db.drop_tree("by_recipient").unwrap();
+            s.db.drop_tree("answers").unwrap();
+            s.db.drop_tree("meta").unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(ids(s.packets_for("a@x").unwrap()), ["d1", "p1"]);
+        assert_eq!(ids(s.packets_for("c@x").unwrap()), ["p2"]);
+        assert_eq!(ids(s.deliverables_for("p1").unwrap()), ["d1"]);
     }
 
     #[test]
