@@ -28,8 +28,10 @@ pub const MAX_HANDSHAKES: usize = 256;
 pub const MAX_QUEUED: usize = 2048;
 /// How long a connection waits for a handshake place.
 pub const HANDSHAKE_QUEUE_WAIT: Duration = Duration::from_secs(5);
-/// Connections one source address may have queued or in their handshake.
-pub const MAX_HANDSHAKES_PER_ADDR: usize = 32;
+/// Connections one source address may have queued or in their handshake
+/// (a whole firm may sit behind one address: as many as may be in their
+/// handshake at once, but not the queue).
+pub const MAX_HANDSHAKES_PER_ADDR: usize = 256;
 /// With this many handshakes under way, a new connection must first prove
 /// its source address (a QUIC Retry, one more round trip) before the
 /// server spends a handshake on it.
