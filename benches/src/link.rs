@@ -137,6 +137,8 @@ impl DirStats {
 
 struct Shared {
     stop: AtomicBool,
+    /// Where the relay forwards (changed by [`Link::repoint`]).
+    server: Mutex<SocketAddr>,
     cut_until: Mutex<Option<Instant>>,
     /// The client's address, learnt from its first datagram.
     client: Mutex<Option<SocketAddr>>,
@@ -192,6 +194,7 @@ impl Link {
         let addr = front.local_addr()?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            server: Mutex::new(server),
             cut_until: Mutex::new(None),
             client: Mutex::new(None),
             up: DirStats::default(),
@@ -209,7 +212,7 @@ impl Link {
             threads.push(
                 std::thread::Builder::new()
                     .name(if upstream { "link-up" } else { "link-down" }.into())
-                    .spawn(move || pipe.run(&rx, &tx, upstream, server, &shared))?,
+                    .spawn(move || pipe.run(&rx, &tx, upstream, &shared))?,
             );
         }
         Ok(Self {
@@ -233,6 +236,14 @@ impl Link {
     pub fn cut_for(&self, d: Duration) {
         if let Ok(mut c) = self.shared.cut_until.lock() {
             *c = Some(Instant::now() + d);
+        }
+    }
+
+    /// Forwards to `server` from now on (a server restarted on another
+    /// port); the client keeps its address.
+    pub fn repoint(&self, server: SocketAddr) {
+        if let Ok(mut s) = self.shared.server.lock() {
+            *s = server;
         }
     }
 
@@ -304,14 +315,8 @@ impl Pipe {
             .push_back((self.free_at + self.delay, packet.to_vec()));
     }
 
-    fn run(
-        &mut self,
-        rx: &UdpSocket,
-        tx: &UdpSocket,
-        upstream: bool,
-        server: SocketAddr,
-        shared: &Shared,
-    ) {
+    fn run(&mut self, rx: &UdpSocket, tx: &UdpSocket, upstream: bool, shared: &Shared) {
+        let server = || shared.server.lock().map(|s| *s).ok();
         let stats = if upstream { &shared.up } else { &shared.down };
         let mut buf = vec![0u8; 65_536];
         while !shared.stop.load(Relaxed) {
@@ -322,7 +327,7 @@ impl Pipe {
                     break;
                 };
                 let to = if upstream {
-                    Some(server)
+                    server()
                 } else {
                     shared.client.lock().ok().and_then(|c| *c)
                 };
@@ -348,7 +353,7 @@ impl Pipe {
                         if let Ok(mut c) = shared.client.lock() {
                             *c = Some(from);
                         }
-                    } else if from != server {
+                    } else if Some(from) != server() {
                         continue;
                     }
                     let now = Instant::now();

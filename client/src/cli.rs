@@ -86,6 +86,9 @@ pub struct DeliverArgs {
     /// A note for the firm (encrypted).
     #[arg(long)]
     pub note: Option<String>,
+    /// Reconnect and resume this many times after a lost connection.
+    #[arg(long, default_value_t = crate::conn::DEFAULT_RETRIES)]
+    pub retries: u32,
 }
 
 /// `mdrop review …`.
@@ -176,6 +179,9 @@ pub struct PushArgs {
     /// A note for the recipients (encrypted; the server never sees it).
     #[arg(long)]
     pub note: Option<String>,
+    /// Reconnect and resume this many times after a lost connection.
+    #[arg(long, default_value_t = crate::conn::DEFAULT_RETRIES)]
+    pub retries: u32,
 }
 
 /// `mdrop inbox`.
@@ -203,6 +209,9 @@ pub struct PullArgs {
     /// Replace existing files.
     #[arg(long)]
     pub force: bool,
+    /// Reconnect and resume this many times after a lost connection.
+    #[arg(long, default_value_t = crate::conn::DEFAULT_RETRIES)]
+    pub retries: u32,
 }
 
 /// `mdrop audit …`.

@@ -79,7 +79,7 @@ impl Session {
             .map_err(|e| Fail::connect(format!("cannot connect to {server}: {e}")))?;
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Err(_) => {
-                return Err(Fail::connect(format!(
+                return Err(Fail::lost(format!(
                     "no answer from {server} within {CONNECT_TIMEOUT:?}"
                 ))
                 .hint("check the address and that mdropd is running and reachable over UDP"));
@@ -98,6 +98,11 @@ impl Session {
                         "check the fingerprint printed by `mdropd init` on the server; if the server was \
                          re-initialized, verify the new fingerprint out of band before trusting it",
                     ),
+                    // Gone or busy, not refused for who we are: worth a retry.
+                    _ if lost_connection(&e) => Fail::lost(format!(
+                        "cannot establish a secure connection to {server}: {e}"
+                    ))
+                    .hint("check the address and that mdropd is running"),
                     _ => Fail::connect(format!("cannot establish a secure connection to {server}: {e}"))
                         .hint("check the address, the pinned fingerprint or CA file, and that mdropd is running"),
                 });
@@ -123,12 +128,14 @@ impl Session {
 
     fn connection_failure(&self, what: &str, e: impl std::fmt::Display) -> Fail {
         if let Some(reason) = self.conn.close_reason() {
-            return Fail::connect(format!(
-                "the server {} closed the connection: {reason}",
-                self.server
-            ));
+            let f = format!("the server {} closed the connection: {reason}", self.server);
+            return if lost_connection(&reason) {
+                Fail::lost(f)
+            } else {
+                Fail::connect(f)
+            };
         }
-        Fail::connect(format!("{what} with {}: {e}", self.server))
+        Fail::lost(format!("{what} with {}: {e}", self.server))
     }
 
     /// Sends one request and returns its answer and the rest of the stream
@@ -149,7 +156,7 @@ impl Session {
         let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(&mut recv))
             .await
             .map_err(|_| {
-                Fail::connect(format!(
+                Fail::lost(format!(
                     "no answer from {} within {RESPONSE_TIMEOUT:?}",
                     self.server
                 ))
@@ -202,7 +209,7 @@ impl Session {
         let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(recv))
             .await
             .map_err(|_| {
-                Fail::connect(format!(
+                Fail::lost(format!(
                     "no answer from {} within {RESPONSE_TIMEOUT:?}",
                     self.server
                 ))
@@ -233,6 +240,87 @@ impl Session {
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// `--retries` by default: with [`backoff`], a minute of waiting between
+/// tries, and up to four minutes in all with a server that does not answer
+/// (each try then waits 30 s for the handshake).
+pub const DEFAULT_RETRIES: u32 = 6;
+
+/// The wait before retry `attempt` (from 0): 1, 2, 4, 8, 16, then 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs((1u64 << attempt.min(5)).min(30))
+}
+
+/// Runs `op`, a whole operation on a session of its own (each run resumes
+/// what the ones before it left: spooled parts, verified parts), and runs
+/// it again after a lost connection, up to `retries` more times with
+/// [`backoff`]. Other failures end it at once.
+pub async fn with_retries<T, F, Fut>(retries: u32, mut op: F) -> CmdResult<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = CmdResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op(attempt).await {
+            Err(f) if f.retryable && attempt < retries => {
+                let wait = backoff(attempt);
+                eprintln!(
+                    "mdrop: {}; reconnecting in {} s (retry {} of {retries})…",
+                    crate::output::escape(&f.message, false),
+                    wait.as_secs(),
+                    attempt + 1
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(f) if f.retryable => {
+                let message = if retries > 0 {
+                    format!("{} (gave up after {retries} retries)", f.message)
+                } else {
+                    f.message
+                };
+                return Err(Fail::lost(message).hint(
+                    "run the same command again to resume: what was already sent or verified is kept",
+                ));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs `work`; on Ctrl-C stops it and says how to resume (`kept` says
+/// what a new run finds).
+pub async fn interruptible<T>(
+    work: impl Future<Output = CmdResult<T>>,
+    kept: &str,
+) -> CmdResult<T> {
+    tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Fail::other("interrupted")
+            .hint(format!("run the same command again to resume: {kept}"))),
+    }
+}
+
+/// Whether a connection ended in a way a new connection may get past: a
+/// timeout, a reset (the server restarted), a refusal for load, a
+/// transport failure (such as quinn's "too many gaps"), or the server
+/// going away. Not: a TLS or protocol failure, or a close by the server
+/// for a reason of its own (a limit on this key, shutting down is fine).
+pub fn lost_connection(e: &quinn::ConnectionError) -> bool {
+    use quinn::ConnectionError as E;
+    match e {
+        E::TimedOut | E::Reset => true,
+        // TLS alerts travel as transport error codes 0x100-0x1ff.
+        E::TransportError(t) => !(0x100..0x200).contains(&u64::from(t.code)),
+        E::ConnectionClosed(c) => {
+            c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+                || c.error_code == quinn::TransportErrorCode::NO_ERROR
+        }
+        E::ApplicationClosed(c) => c.reason.starts_with(b"server shutting down"),
+        _ => false,
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Fail {
     pub message: String,
     /// What to do next.
     pub hint: Option<String>,
+    /// The connection was lost (not refused, not tampered with): the
+    /// operation may be resumed on a new connection.
+    pub retryable: bool,
 }
 
 impl Fail {
@@ -35,6 +38,7 @@ impl Fail {
             code,
             message: message.into(),
             hint: None,
+            retryable: false,
         }
     }
 
@@ -56,6 +60,15 @@ impl Fail {
     /// Exit code 5.
     pub fn connect(message: impl Into<String>) -> Self {
         Self::new(exit::CONNECT, message)
+    }
+
+    /// Exit code 5, for a connection lost or a server not answering:
+    /// worth another try on a new connection.
+    pub fn lost(message: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            ..Self::connect(message)
+        }
     }
 
     /// Adds a recommendation.

@@ -55,8 +55,11 @@ pub const CONNECTION_WINDOW: u32 = 32 << 20;
 /// Unacknowledged data a sender buffers: enough for the window on the
 /// longest, fastest path (above), and no more, since it is held in memory.
 pub const SEND_WINDOW: u64 = 24 << 20;
-/// Connection attempts the server keeps in its handshake queue.
-pub const MAX_INCOMING: usize = 256;
+/// Connection attempts the server holds before accepting or refusing them
+/// (quinn silently drops Initials beyond): the server's handshakes under
+/// way and its queue waiting for a handshake place (`server::MAX_HANDSHAKES`
+/// plus `server::MAX_QUEUED`).
+pub const MAX_INCOMING: usize = 2304;
 /// UDP socket receive and send buffers asked for (the kernel caps them at
 /// `net.core.rmem_max` and `wmem_max`). The Linux default of 208 KiB holds
 /// well under a millisecond of a fast transfer: a receiver descheduled for
@@ -229,6 +232,71 @@ pub fn endpoint(
     bind: std::net::SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> std::io::Result<(quinn::Endpoint, usize)> {
+    endpoint_with(bind, server, quinn::EndpointConfig::default())
+}
+
+/// A server endpoint whose QUIC stateless-reset key and connection-id
+/// key are derived from `secret` (the server's TLS key): after a restart
+/// the server still recognizes the connection ids of its previous run and
+/// proves that those connections are gone, so clients learn it at their
+/// next packet and reconnect at once instead of waiting out the idle
+/// timeout. The keys never leave the process.
+pub fn server_endpoint(
+    bind: std::net::SocketAddr,
+    server: quinn::ServerConfig,
+    secret: &[u8],
+) -> std::io::Result<(quinn::Endpoint, usize)> {
+    let mut config = quinn::EndpointConfig::new(Arc::new(ResetKey::derive(secret)));
+    let cid_key = derive(secret, b"matterdrop/quic-connection-id/v1");
+    let cid_key = u64::from_le_bytes(cid_key[..8].try_into().unwrap_or_default());
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    endpoint_with(bind, Some(server), config)
+}
+
+/// HMAC-SHA256 of `label` under `secret`.
+fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
+    use aws_lc_rs::hmac;
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), label);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// HMAC-SHA256 for QUIC stateless-reset tokens (on aws-lc, whichever
+/// backend quinn was built with).
+struct ResetKey(aws_lc_rs::hmac::Key);
+
+impl ResetKey {
+    fn derive(secret: &[u8]) -> Self {
+        let key = derive(secret, b"matterdrop/quic-stateless-reset/v1");
+        Self(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &key,
+        ))
+    }
+}
+
+impl quinn::crypto::HmacKey for ResetKey {
+    fn sign(&self, data: &[u8], out: &mut [u8]) {
+        out.copy_from_slice(aws_lc_rs::hmac::sign(&self.0, data).as_ref());
+    }
+
+    fn signature_len(&self) -> usize {
+        32
+    }
+
+    fn verify(&self, data: &[u8], signature: &[u8]) -> Result<(), quinn::crypto::CryptoError> {
+        aws_lc_rs::hmac::verify(&self.0, data, signature).map_err(|_| quinn::crypto::CryptoError)
+    }
+}
+
+fn endpoint_with(
+    bind: std::net::SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    config: quinn::EndpointConfig,
+) -> std::io::Result<(quinn::Endpoint, usize)> {
     let socket = std::net::UdpSocket::bind(bind)?;
     // Best effort: a smaller buffer costs speed, not correctness.
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, SOCKET_BUFFER);
@@ -236,7 +304,7 @@ pub fn endpoint(
     let granted = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap_or(0);
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
-    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)?;
+    let endpoint = quinn::Endpoint::new(config, server, socket, runtime)?;
     Ok((endpoint, granted))
 }
 

@@ -320,14 +320,18 @@ impl AuditLog {
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(&mut batch)))
                     .unwrap_or(Err(AuditError::Poisoned));
-            q = g.queue.lock().map_err(|_| AuditError::Poisoned)?;
+            // Never left poisoned: the others wait on this lock.
+            q = g
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             q.committing = false;
             q.groups += 1;
             q.grouped_events += n as u64;
             match outcome {
-                Ok(lasts) => {
-                    for ((t, _), last) in batch.iter().zip(lasts) {
-                        q.results.insert(*t, Ok(last));
+                Ok(outcomes) => {
+                    for ((t, _), outcome) in batch.iter().zip(outcomes) {
+                        q.results.insert(*t, outcome.map_err(Arc::new));
                     }
                 }
                 Err(e) => {
@@ -351,48 +355,91 @@ impl AuditLog {
     }
 
     /// Writes the callers' events as one append with one fsync and one
-    /// checkpoint; returns the index of each caller's last event.
-    fn commit(&self, callers: &mut [(u64, Vec<Event>)]) -> Result<Vec<u64>, AuditError> {
+    /// checkpoint; returns, per caller, the index of its last event, or why
+    /// its events could not be sealed (they are then left out, and the
+    /// others' go ahead). A failure of the append itself fails them all.
+    fn commit(
+        &self,
+        callers: &mut [(u64, Vec<Event>)],
+    ) -> Result<Vec<Result<u64, AuditError>>, AuditError> {
         let mut inner = self.inner.lock().map_err(|_| AuditError::Poisoned)?;
         let start = inner.log.len();
-        let mut lasts = Vec::with_capacity(callers.len());
-        let mut events = Vec::new();
-        for (_, evs) in callers.iter_mut() {
-            events.append(evs);
-            lasts.push(start + events.len() as u64 - 1);
-        }
-        // Chain links for this batch; applied only once it is on disk.
+        let mut next = start;
+        // Chain links for this group; applied only once it is on disk.
         let mut batch: HashMap<String, u64> = HashMap::new();
         let mut batch_counts: HashMap<String, u64> = HashMap::new();
-        let mut bytes = Vec::with_capacity(events.len());
+        let mut bytes = Vec::new();
         let mut enrolled = Vec::new();
-        for (i, Event(mut entry)) in events.into_iter().enumerate() {
-            let index = start + i as u64;
-            entry.index = index;
-            if let Some(m) = &entry.matter {
-                let prev = batch
-                    .get(m)
-                    .or_else(|| inner.last_in_matter.get(m))
-                    .copied();
-                entry.prev_in_matter = prev;
-                batch.insert(m.clone(), index);
-                let count = batch_counts.entry(m.clone()).or_default();
-                *count += 1;
-                // A matter export signs how many entries the matter has,
-                // itself included: the bundle it ends must hold them all.
-                if entry.action == "audit-export" {
-                    let total = inner.matter_counts.get(m).copied().unwrap_or(0) + *count;
-                    entry
-                        .details
-                        .push(("matter_entries".into(), total.to_string()));
+        let mut outcomes = Vec::with_capacity(callers.len());
+        for (_, events) in callers.iter_mut() {
+            // Sealed on copies of the chain state, kept only if every one
+            // of this caller's events seals.
+            let (mut links, mut counts) = (batch.clone(), batch_counts.clone());
+            let mut sealed = Vec::new();
+            let mut registered = Vec::new();
+            let mut failed = None;
+            for (k, Event(mut entry)) in std::mem::take(events).into_iter().enumerate() {
+                let index = next + k as u64;
+                entry.index = index;
+                if let Some(m) = &entry.matter {
+                    let prev = links
+                        .get(m)
+                        .or_else(|| inner.last_in_matter.get(m))
+                        .copied();
+                    entry.prev_in_matter = prev;
+                    links.insert(m.clone(), index);
+                    let count = counts.entry(m.clone()).or_default();
+                    *count += 1;
+                    // A matter export signs how many entries the matter
+                    // has, itself included: the bundle it ends must hold
+                    // them all.
+                    if entry.action == "audit-export" {
+                        let total = inner.matter_counts.get(m).copied().unwrap_or(0) + *count;
+                        entry
+                            .details
+                            .push(("matter_entries".into(), total.to_string()));
+                    }
+                }
+                if is_registration(&entry) {
+                    registered.push((entry.principal.clone(), index));
+                }
+                match audit::seal(&entry, &inner.key) {
+                    Ok(record) if record.len() <= crate::auditlog::MAX_ENTRY_LEN => {
+                        sealed.push(record);
+                    }
+                    Ok(record) => {
+                        failed = Some(AuditError::Inconsistent(format!(
+                            "an entry of {} bytes exceeds the log's limit of {}",
+                            record.len(),
+                            crate::auditlog::MAX_ENTRY_LEN
+                        )));
+                        break;
+                    }
+                    Err(e) => {
+                        failed = Some(e.into());
+                        break;
+                    }
                 }
             }
-            if is_registration(&entry) {
-                enrolled.push((entry.principal.clone(), index));
+            match failed {
+                Some(e) => outcomes.push(Err(e)),
+                None if sealed.is_empty() => {
+                    outcomes.push(Err(AuditError::Inconsistent("nothing to record".into())));
+                }
+                None => {
+                    next += sealed.len() as u64;
+                    bytes.extend(sealed);
+                    (batch, batch_counts) = (links, counts);
+                    enrolled.extend(registered);
+                    outcomes.push(Ok(next - 1));
+                }
             }
-            bytes.push(audit::seal(&entry, &inner.key)?);
+        }
+        if bytes.is_empty() {
+            return Ok(outcomes);
         }
         let range = inner.log.append(&bytes)?;
+        debug_assert_eq!(range, start..next);
         let leaves: Vec<_> =
             inner.log.leaf_hashes()[range.start as usize..range.end as usize].to_vec();
         for leaf in leaves {
@@ -406,8 +453,7 @@ impl AuditLog {
             inner.registrations.entry(who).or_default().push(index);
         }
         inner.sign()?;
-        debug_assert_eq!(lasts.last().copied(), range.end.checked_sub(1));
-        Ok(lasts)
+        Ok(outcomes)
     }
 
     /// Notified with the new size whenever a checkpoint is signed.
@@ -764,6 +810,43 @@ mod tests {
         drop(log);
         let reopened = open(dir.path());
         assert_eq!(reopened.checkpoint().unwrap(), cp);
+    }
+
+    /// A caller whose entry cannot be logged (too large) fails alone: the
+    /// others in its group are written, with consecutive indexes and an
+    /// unbroken matter chain.
+    #[test]
+    fn one_callers_bad_entry_does_not_fail_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path());
+        let event = |who: &str, big: bool| {
+            let details = if big {
+                vec![("x".to_owned(), "y".repeat(crate::auditlog::MAX_ENTRY_LEN))]
+            } else {
+                Vec::new()
+            };
+            Event::server(who, "probe", None, None, details).in_matter("m")
+        };
+        let mut callers = vec![
+            (0, vec![event("a", false), event("a", false)]),
+            (1, vec![event("b", false), event("b", true)]),
+            (2, vec![event("c", false)]),
+        ];
+        let outcomes = log.commit(&mut callers).unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap(), &1);
+        assert!(
+            outcomes[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("exceeds")
+        );
+        assert_eq!(outcomes[2].as_ref().unwrap(), &2);
+        let inner = log.inner.lock().unwrap();
+        assert_eq!(inner.log.len(), 3);
+        let (e, _) = audit::parse_record(&inner.log.read(2).unwrap()).unwrap();
+        assert_eq!((e.principal.as_str(), e.prev_in_matter), ("c", Some(1)));
+        assert_eq!(inner.matter_counts.get("m"), Some(&3));
     }
 
     #[test]

@@ -15,10 +15,24 @@ pub const FAILURES_PER_ADDR: u32 = 20;
 /// The rate-limit window.
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Keys and addresses tracked at most; beyond, expired windows are pruned
-/// and, if that is not enough, new ones are treated as over the limit.
+/// and, if that is not enough, new ones go untracked.
 const MAX_TRACKED: usize = 16_384;
 /// Distinct refusal reasons counted separately; the rest are "other".
 const MAX_REASONS: usize = 32;
+
+/// The source an address counts as: itself for IPv4, its /64 for IPv6
+/// (one host usually holds a whole /64).
+pub fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -108,16 +122,14 @@ impl EnrollLimiter {
             Err(Limited::Key(wait(&w)))
         } else if let Some(w) = by_addr.filter(|w| w.failures >= FAILURES_PER_ADDR) {
             Err(Limited::Address(wait(&w)))
-        } else if (g.by_key.len() >= MAX_TRACKED && !g.by_key.contains_key(key))
-            || (g.by_addr.len() >= MAX_TRACKED && !g.by_addr.contains_key(&addr))
-        {
-            prune(&mut g, now);
-            if g.by_key.len() >= MAX_TRACKED || g.by_addr.len() >= MAX_TRACKED {
-                Err(Limited::Address(WINDOW))
-            } else {
-                Ok(())
-            }
         } else {
+            // A full table is pruned of expired windows; keys and
+            // addresses that still do not fit go untracked (allowed: the
+            // unenrolled pool bounds them, and failures cost the log
+            // nothing), so filling the table cannot lock out newcomers.
+            if g.by_key.len() >= MAX_TRACKED || g.by_addr.len() >= MAX_TRACKED {
+                prune(&mut g, now);
+            }
             Ok(())
         };
         if verdict.is_err() {
@@ -228,5 +240,16 @@ mod tests {
                 .to_string()
                 .contains("59 s")
         );
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source(a), source(b));
+        assert_ne!(source(a), source(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(source(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }

@@ -25,13 +25,13 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// [`HANDSHAKE_QUEUE_WAIT`], at most [`MAX_QUEUED`] of them) for a place.
 pub const MAX_HANDSHAKES: usize = 256;
 /// Connections waiting for a handshake place; more are refused.
-pub const MAX_QUEUED: usize = 2048;
+pub const MAX_QUEUED: usize = tls::MAX_INCOMING - MAX_HANDSHAKES;
 /// How long a connection waits for a handshake place.
 pub const HANDSHAKE_QUEUE_WAIT: Duration = Duration::from_secs(5);
-/// Connections one source address may have queued or in their handshake
-/// (a whole firm may sit behind one address: as many as may be in their
-/// handshake at once, but not the queue).
-pub const MAX_HANDSHAKES_PER_ADDR: usize = 256;
+/// Connections one source address (an IPv6 /64) may have queued or in
+/// their handshake: a whole firm may sit behind one address, but one
+/// address cannot fill the queue.
+pub const MAX_HANDSHAKES_PER_ADDR: usize = 128;
 /// With this many handshakes under way, a new connection must first prove
 /// its source address (a QUIC Retry, one more round trip) before the
 /// server spends a handshake on it.
@@ -177,8 +177,8 @@ impl Server {
         state: Arc<State>,
     ) -> Result<Self> {
         let cfg = tls::server_config(vec![cert], tls_key, kx)?;
-        let (endpoint, granted) =
-            tls::endpoint(listen, Some(cfg)).with_context(|| format!("binding {listen}"))?;
+        let (endpoint, granted) = tls::server_endpoint(listen, cfg, tls_key)
+            .with_context(|| format!("binding {listen}"))?;
         if granted < tls::SOCKET_BUFFER {
             warn!(
                 granted,
@@ -222,7 +222,7 @@ impl Server {
             }
             let Some(from_addr) = AddrSlot::take(
                 &pools.handshakes_per_addr,
-                incoming.remote_address().ip(),
+                crate::flood::source(incoming.remote_address().ip()),
                 MAX_HANDSHAKES_PER_ADDR,
             ) else {
                 pools.refused("handshakes per address");
@@ -356,7 +356,7 @@ async fn serve_connection(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let remote = incoming.remote_address().ip();
+    let remote = crate::flood::source(incoming.remote_address().ip());
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {

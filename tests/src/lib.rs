@@ -388,10 +388,15 @@ impl User {
 
     /// Points this user's home at `server`'s (new) address.
     pub fn repoint(&self, server: &Server) {
+        self.repoint_addr(&server.addr);
+    }
+
+    /// Points this user's home at `addr` (a relay in front of the server).
+    pub fn repoint_addr(&self, addr: &str) {
         let path = self.home.join("server.json");
         let mut v: Value =
             serde_json::from_slice(&std::fs::read(&path).expect("server.json")).expect("JSON");
-        v["server"] = server.addr.clone().into();
+        v["server"] = addr.into();
         std::fs::write(&path, v.to_string()).expect("write server.json");
     }
 

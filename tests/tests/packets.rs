@@ -504,6 +504,8 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     }
     std::fs::write(&big, &data).unwrap();
     let data_dir = t.w.server.data.clone();
+    // Without automatic retries: this is the resume of a command run again
+    // by hand (tests/tests/resume.rs has the automatic one).
     let push_args = |file: &Path| {
         [
             "push",
@@ -511,6 +513,8 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
             file.to_str().unwrap(),
             "--task",
             "document-review",
+            "--retries",
+            "0",
         ]
         .map(str::to_owned)
     };
@@ -597,7 +601,15 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     let bob = t.bob.clone();
     let (id2, out2) = (id.clone(), out.clone());
     let puller = std::thread::spawn(move || {
-        bob.run(&["--json", "pull", &id2, "--out", out2.to_str().unwrap()])
+        bob.run(&[
+            "--json",
+            "pull",
+            &id2,
+            "--out",
+            out2.to_str().unwrap(),
+            "--retries",
+            "0",
+        ])
     });
     wait_until("a verified part", || {
         bytes_named(&partial, ".state") > 0 && bytes_named(&partial, ".plain") > (40 << 20)

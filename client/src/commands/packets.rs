@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use super::Ctx;
 use crate::cli::{DeliverArgs, InboxArgs, PullArgs, PushArgs};
-use crate::conn::{Session, unexpected};
+use crate::conn::{Session, interruptible, unexpected, with_retries};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
 use crate::output::escape;
@@ -521,6 +521,7 @@ pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
             due: args.due,
             note: args.note.clone(),
             files: args.files.clone(),
+            retries: args.retries,
         },
     )
     .await
@@ -537,6 +538,7 @@ pub async fn deliver(ctx: &Ctx, args: &DeliverArgs) -> CmdResult {
             due: None,
             note: args.note.clone(),
             files: args.files.clone(),
+            retries: args.retries,
         },
     )
     .await
@@ -557,6 +559,8 @@ pub struct SendSpec {
     pub note: Option<String>,
     /// Files and folders.
     pub files: Vec<PathBuf>,
+    /// Reconnections after a lost connection.
+    pub retries: u32,
 }
 
 async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
@@ -584,24 +588,14 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
         .hint("send them in several pushes"));
     }
     let key = identity::signing_key(&ctx.home)?;
-    let (session, server) = Session::open(&ctx.home, &key).await?;
-    let result = push_inner(
-        ctx,
-        spec,
-        &files,
-        &key,
-        &session,
-        // The spool belongs to the server's identity, not its address.
-        server
-            .fingerprint
-            .as_deref()
-            .or(server.ca_file.as_deref())
-            .unwrap_or(&server.server),
-        &server.principal,
-    )
-    .await;
-    session.close().await;
-    let (d, dir, resumed) = result?;
+    let (files_ref, key_ref) = (&files, &key);
+    let work = with_retries(spec.retries, |attempt| async move {
+        let (session, server) = Session::open(&ctx.home, key_ref).await?;
+        let result = push_inner(ctx, spec, files_ref, key_ref, &session, &server, attempt).await;
+        session.close().await;
+        result
+    });
+    let (d, dir, resumed) = interruptible(work, "what was sent is kept").await?;
     let _ = fs::remove_dir_all(&dir);
     let recipients: Vec<&str> = d.recipients.iter().map(|r| r.principal.as_str()).collect();
     let classic: Vec<&str> = d
@@ -653,9 +647,16 @@ async fn push_inner(
     files: &[(String, PathBuf)],
     key: &ed25519_dalek::SigningKey,
     session: &Session,
-    server: &str,
-    me: &str,
+    server_file: &crate::home::ServerFile,
+    attempt: u32,
 ) -> CmdResult<(Descriptor, PathBuf, u64)> {
+    // The spool belongs to the server's identity, not its address.
+    let server = server_file
+        .fingerprint
+        .as_deref()
+        .or(server_file.ca_file.as_deref())
+        .unwrap_or(&server_file.server);
+    let me = server_file.principal.as_str();
     let prepare = match &spec.deliverable_for {
         None => ClientRequest::PushPrepare(PushPrepareRequest {
             matter: spec.matter.clone(),
@@ -713,10 +714,29 @@ async fn push_inner(
 
     let dir = ctx.home.path("spool").join(spool_key(server, spec, files)?);
     let state_path = dir.join("spool.json");
-    let mut spool: Spool = match fs::read(&state_path)
+    let stored = fs::read(&state_path)
         .ok()
-        .and_then(|b| serde_json::from_slice::<Spool>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<Spool>(&b).ok());
+    // A commit an earlier run sent may have landed unanswered, and the
+    // readers changed since: the same commit again is answered as it was
+    // then (its packet, to the readers of that time), rather than a second
+    // packet being made for the new readers. Refused, it had not landed.
+    if let Some((descriptor, signature)) = stored
+        .as_ref()
+        .filter(|s| s.recipients != pairs(&recipients) || s.recovery != info.recovery)
+        .and_then(|s| s.commit.clone())
     {
+        match commit(session, spec, descriptor.clone(), signature).await {
+            Ok(()) => {
+                let d = Descriptor::parse(&descriptor).map_err(|e| Fail::other(e.to_string()))?;
+                let resumed = d.total_size();
+                return Ok((d, dir, resumed));
+            }
+            Err(f) if f.retryable => return Err(f),
+            Err(_) => {}
+        }
+    }
+    let mut spool: Spool = match stored {
         Some(s)
             if s.recipients == pairs(&recipients)
                 && s.recovery == info.recovery
@@ -760,6 +780,9 @@ async fn push_inner(
         }
         if held {
             let resumed = d.total_size();
+            if attempt > 0 {
+                eprintln!("mdrop: reconnected; every part was already sent, committing");
+            }
             commit(session, spec, descriptor, signature).await?;
             return Ok((d, dir, resumed));
         }
@@ -786,6 +809,9 @@ async fn push_inner(
                 }
             }
         }
+    }
+    if attempt > 0 {
+        eprintln!("mdrop: reconnected; resumed at {resumed} of {total} bytes");
     }
 
     // Encryption streams into the uploads from a blocking thread; two
@@ -1415,9 +1441,7 @@ fn finish_blob<T>(
     too_long: bool,
 ) -> CmdResult<T> {
     if let Some(e) = broken {
-        return Err(Fail::connect(format!(
-            "download interrupted ({e}); run the pull again to resume"
-        )));
+        return Err(Fail::lost(format!("download interrupted ({e})")));
     }
     let tampered = || {
         verify_fail(format!(
@@ -1657,6 +1681,16 @@ async fn pull_file(
         return Err(Fail::other("the partial download changed while reading it"));
     }
     let resumed: u64 = parts[..progress.parts].iter().map(|b| b.size).sum();
+    if progress.parts > 0 {
+        pb.suspend(|| {
+            eprintln!(
+                "mdrop: resumed at part {} of {} ({} bytes already verified)",
+                progress.parts + 1,
+                parts.len(),
+                progress.bytes
+            );
+        });
+    }
     pb.inc(resumed);
     io::Seek::seek(&mut file, io::SeekFrom::Start(progress.bytes))?;
     let mut out = PlainOut {
@@ -1793,18 +1827,31 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
     // hold up the connection.
     let key = identity::signing_key(&ctx.home)?;
     let keys = OwnKeys::load(ctx, &key)?;
-    let (session, server) = Session::open(&ctx.home, &key).await?;
     let partial = ctx.home.path("partial").join(&args.id);
-    let result = pull_inner(ctx, args, &session, &server.principal, &keys, &partial).await;
-    // Every file verified: say so, signed, for the chain of custody. The
-    // files are already in place, so a failure here is a warning.
-    let confirmed = match &result {
-        Ok(p) => Some(confirm_delivery(&session, &key, &server.principal, p).await),
-        Err(_) => None,
-    };
-    session.close().await;
+    let (key_ref, keys_ref, partial_ref) = (&key, &keys, &partial);
+    let work = with_retries(args.retries, |_| async move {
+        let (session, server) = Session::open(&ctx.home, key_ref).await?;
+        let result = pull_inner(
+            ctx,
+            args,
+            &session,
+            &server.principal,
+            keys_ref,
+            partial_ref,
+        )
+        .await;
+        // Every file verified: say so, signed, for the chain of custody.
+        // The files are already in place, so a failure here is a warning.
+        let confirmed = match &result {
+            Ok(p) => Some(confirm_delivery(&session, key_ref, &server.principal, p).await),
+            Err(_) => None,
+        };
+        session.close().await;
+        result.map(|p| (p, confirmed))
+    });
+    let result = interruptible(work, "the verified parts are kept").await;
     match result {
-        Ok(Pulled { json: mut done, .. }) => {
+        Ok((Pulled { json: mut done, .. }, confirmed)) => {
             let _ = fs::remove_dir_all(&partial);
             match confirmed {
                 Some(Ok(index)) => done["delivery_log_index"] = json!(index),

@@ -92,6 +92,7 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             out: Some(out.clone()),
             raw: false,
             force: true,
+            retries: 0,
         };
         let pulled: Pulled =
             pull_inner(ctx, &pull, &session, &server.principal, &keys, &partial).await?;

@@ -107,20 +107,29 @@ impl Gate {
     }
 
     /// Enrollment: the invite is checked and redeemed atomically by the
-    /// store (its validity is the decision), and a success is logged as
-    /// `enrolled` before the caller hears it. A refusal changes nothing and
-    /// is not logged here: the server counts refusals and logs the counts
-    /// periodically (`enroll-failures`).
+    /// store (its validity is the decision), and the outcome is logged
+    /// before the caller hears it: a success as `enrolled`, a refusal as
+    /// `refused` makes it (`None` for refusals the server only counts).
     pub(crate) fn enroll(
         &self,
         token_hash: &[u8; 32],
         principal: &PrincipalRecord,
         now: u64,
+        refused: impl FnOnce(&StoreError) -> Option<Event>,
         enrolled: Event,
     ) -> Result<(), Failure> {
-        self.store.enroll(token_hash, principal, now)?;
-        self.log(vec![enrolled])?;
-        Ok(())
+        match self.store.enroll(token_hash, principal, now) {
+            Ok(()) => {
+                self.log(vec![enrolled])?;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(event) = refused(&e) {
+                    self.log(vec![event])?;
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// Forces metadata to disk.

@@ -15,7 +15,7 @@ use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
 use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
 use crate::policy::{self, ServerOperation};
-use crate::store::{OrgRecord, PrincipalRecord};
+use crate::store::{OrgRecord, PrincipalRecord, Refusal, StoreError};
 
 const MAX_NAME: usize = 128;
 
@@ -74,10 +74,27 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
     // Enrollment changes no existing principal: it holds off only other
     // enrollments of the same id, not every writer.
     let _guard = state.principal_lock(&req.id);
-    // The invite's validity is the decision. A success is logged before
-    // the user hears it; refusals are counted and rate-limited by the
-    // server (`flood::EnrollLimiter`), and logged as periodic counts: one
-    // entry per refusal would let anyone with a key grow the log.
+    // The invite's validity is the decision; the outcome is logged before
+    // the user hears it. An invite nobody issued is only counted (the
+    // server rate-limits failed enrollments and logs their counts
+    // periodically: one entry each would let anyone with a key grow the
+    // log); a refusal of a real invite (used, expired, another
+    // organization's, an id or key taken) is logged with the key and id,
+    // since only a holder of a real invite can make it.
+    let refused = |e: &StoreError| match e {
+        StoreError::Refused(Refusal::InviteUnknown) => None,
+        StoreError::Refused(r) => {
+            let reason = r.to_string();
+            Some(Event::server(
+                &format!("key:{fp}"),
+                "enroll",
+                Some(&req.id),
+                Some(("bad-invite", reason.as_str())),
+                details.clone(),
+            ))
+        }
+        _ => None,
+    };
     let enrolled = Event::server(
         &record.id,
         "enroll",
@@ -87,7 +104,7 @@ pub(super) fn enroll(state: &State, key: &VerifyingKey, req: EnrollRequest) -> O
     );
     state
         .gate
-        .enroll(&invite_hash(&req.invite), &record, now(), enrolled)?;
+        .enroll(&invite_hash(&req.invite), &record, now(), refused, enrolled)?;
     let stored = state
         .gate
         .read()

@@ -342,6 +342,11 @@ pub(super) fn commit(
     }
     let task = task(&d.task)?;
     let _guard = state.matter_lock(&d.matter);
+    // Again under the lock: a client's retry may have waited here behind
+    // the commit it repeats.
+    if already_committed(state, me, req, &d.id)? {
+        return Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }));
+    }
     let details = vec![
         ("task".into(), d.task.clone()),
         ("size".into(), d.total_size().to_string()),

@@ -137,6 +137,11 @@ pub(super) fn commit(
         return Err(Failure::bad_request("not a deliverable descriptor"));
     };
     let _guard = state.matter_lock(&d.matter);
+    // Again under the lock: a client's retry may have waited here behind
+    // the commit it repeats.
+    if super::packets::already_committed(state, me, req, &d.id)? {
+        return Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }));
+    }
     let (m, p, allowed) = authorize_delivery(state, me, &d.matter, &answered, "deliver")?;
     let details = vec![
         ("packet".into(), p.id.clone()),
