@@ -204,6 +204,9 @@ pub fn transport_config() -> TransportConfig {
     t
 }
 
+/// The server's connection receive window until it knows the client.
+pub const SERVER_INITIAL_WINDOW: u32 = 2 << 20;
+
 /// Paths shorter than this get the small windows of [`fit_windows`].
 pub const SHORT_PATH: Duration = Duration::from_millis(20);
 /// Connection receive and send windows on a short path (a LAN, loopback):
@@ -215,11 +218,17 @@ pub const SHORT_PATH_WINDOW: u32 = 8 << 20;
 /// handshake measured: the large windows of [`transport_config`] serve
 /// long, fast paths; a short path gets [`SHORT_PATH_WINDOW`] (what the
 /// windows were before they were sized for long paths, and what keeps a
-/// loopback transfer's memory flat).
-pub fn fit_windows(conn: &quinn::Connection) {
+/// loopback transfer's memory flat). Returns the connection's receive and
+/// send windows.
+pub fn fit_windows(conn: &quinn::Connection) -> (u64, u64) {
     if conn.rtt() < SHORT_PATH {
         conn.set_receive_window(VarInt::from_u32(SHORT_PATH_WINDOW));
         conn.set_send_window(u64::from(SHORT_PATH_WINDOW));
+        (u64::from(SHORT_PATH_WINDOW), u64::from(SHORT_PATH_WINDOW))
+    } else {
+        conn.set_receive_window(VarInt::from_u32(CONNECTION_WINDOW));
+        conn.set_send_window(SEND_WINDOW);
+        (u64::from(CONNECTION_WINDOW), SEND_WINDOW)
     }
 }
 
@@ -409,7 +418,12 @@ pub fn server_config_with(
     tls.send_half_rtt_data = false;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config()));
+    // A connection starts with a small receive window: the server grows
+    // it (`fit_windows`, then its window budget) once it knows the key is
+    // enrolled, so a connection that is not gives no credit worth having.
+    let mut transport = transport_config();
+    transport.receive_window(VarInt::from_u32(SERVER_INITIAL_WINDOW));
+    cfg.transport_config(Arc::new(transport));
     cfg.migration(false);
     cfg.max_incoming(MAX_INCOMING);
     Ok(cfg)

@@ -98,6 +98,13 @@ pub struct ServeArgs {
     /// not fit are refused. Default: no quota beyond the disk itself.
     #[arg(long)]
     pub quota: Option<u64>,
+    /// Flow-control window memory all connections may be granted together
+    /// (MiB): what the server commits to buffering for uploads and
+    /// downloads in flight. A connection gets what its path wants (up to
+    /// 56 MiB on a long path, 16 MiB on a short one) while this lasts, then
+    /// less, at least 2 MiB.
+    #[arg(long, default_value_t = 512)]
+    pub window_budget_mib: u64,
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             hostnames: Vec::new(),
             json: false,
             quota: None,
+            window_budget_mib: matterdrop_server::server::DEFAULT_WINDOW_BUDGET >> 20,
             shutdown_grace: std::time::Duration::from_secs(10),
             require_pq_transport: false,
             witnesses: Vec::new(),
@@ -160,7 +161,8 @@ fn serve(a: ServeArgs) -> Result<()> {
         } else {
             tls::KeyExchange::Hybrid
         };
-        let server = Server::bind(listen, data.cert.clone(), &data.tls_key, kx, state)?;
+        let server = Server::bind(listen, data.cert.clone(), &data.tls_key, kx, state)?
+            .window_budget(a.window_budget_mib.saturating_mul(1 << 20));
         let addr = server.local_addr()?;
         {
             let mut out = std::io::stdout().lock();

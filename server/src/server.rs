@@ -43,6 +43,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_UNENROLLED: usize = 64;
 /// Connections of keys that are not enrolled, per source address.
 pub const MAX_UNENROLLED_PER_ADDR: usize = 8;
+/// Receive and send windows of a key that is not enrolled: one request
+/// frame and its answer.
+pub const UNENROLLED_WINDOW: u32 = tls::SERVER_INITIAL_WINDOW;
 /// How long the connection of a key that is not enrolled stays open.
 pub const UNENROLLED_LIFETIME: Duration = Duration::from_secs(15);
 /// How often counts of failed enrollments go into the audit log.
@@ -86,6 +89,102 @@ impl Drop for KeySlot<'_> {
             }
         }
     }
+}
+
+/// Flow-control window memory all connections may be granted together,
+/// by default (`mdropd serve --window-budget-mib`).
+pub const DEFAULT_WINDOW_BUDGET: u64 = 512 << 20;
+/// Windows (receive and send together) a connection gets even when the
+/// budget is spent: enough to work, slowly (each window holds a whole
+/// request or answer frame).
+pub const MIN_WINDOWS: u64 = 2 * tls::SERVER_INITIAL_WINDOW as u64;
+
+/// The server-wide budget for flow-control windows: a connection's receive
+/// window bounds the upload data the server may have to buffer for it, and
+/// its send window the download data; their sum over all connections is
+/// what the server commits to holding. A connection is granted what its
+/// path wants while the budget lasts, then less (at least
+/// [`MIN_WINDOWS`]); the grant returns to the budget when the connection
+/// ends.
+#[derive(Debug)]
+pub struct WindowBudget {
+    total: u64,
+    used: std::sync::Mutex<u64>,
+}
+
+/// A connection's share of the [`WindowBudget`]; returned on drop.
+#[derive(Debug)]
+pub struct WindowGrant<'a> {
+    budget: &'a WindowBudget,
+    /// Bytes granted.
+    pub bytes: u64,
+}
+
+impl WindowBudget {
+    /// A budget of `total` bytes.
+    pub fn new(total: u64) -> Self {
+        Self {
+            total,
+            used: std::sync::Mutex::new(0),
+        }
+    }
+
+    /// Grants up to `want` bytes: all of it while the budget lasts, else
+    /// what is left, but never less than [`MIN_WINDOWS`] (nor more than
+    /// `want`).
+    pub fn grant(&self, want: u64) -> WindowGrant<'_> {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = self.total.saturating_sub(*used);
+        let bytes = want.min(left.max(MIN_WINDOWS));
+        *used += bytes;
+        WindowGrant {
+            budget: self,
+            bytes,
+        }
+    }
+
+    /// Bytes granted now.
+    pub fn used(&self) -> u64 {
+        *self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for WindowGrant<'_> {
+    fn drop(&mut self) {
+        let mut used = self
+            .budget
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *used = used.saturating_sub(self.bytes);
+    }
+}
+
+/// Sizes `conn`'s windows to its path ([`tls::fit_windows`]) and then to
+/// its grant of `budget`: both windows shrink by the same factor when the
+/// grant is less than they want.
+fn apply_windows<'a>(conn: &quinn::Connection, budget: &'a WindowBudget) -> WindowGrant<'a> {
+    let (recv, send) = tls::fit_windows(conn);
+    let want = recv + send;
+    let grant = budget.grant(want);
+    if grant.bytes < want {
+        // Each window keeps room for a whole frame.
+        let scale = |w: u64| (w * grant.bytes / want).max(u64::from(tls::SERVER_INITIAL_WINDOW));
+        conn.set_receive_window(quinn::VarInt::from_u64(scale(recv)).unwrap_or(quinn::VarInt::MAX));
+        conn.set_send_window(scale(send));
+        debug!(
+            granted = grant.bytes,
+            wanted = want,
+            "window budget short: smaller windows"
+        );
+    }
+    grant
 }
 
 /// The connection pools.
@@ -165,6 +264,7 @@ impl Drop for AddrSlot {
 pub struct Server {
     endpoint: quinn::Endpoint,
     state: Arc<State>,
+    windows: Arc<WindowBudget>,
 }
 
 impl Server {
@@ -189,7 +289,18 @@ impl Server {
         } else {
             debug!(granted, "UDP receive buffer");
         }
-        Ok(Self { endpoint, state })
+        Ok(Self {
+            endpoint,
+            state,
+            windows: Arc::new(WindowBudget::new(DEFAULT_WINDOW_BUDGET)),
+        })
+    }
+
+    /// Sets the server-wide flow-control window budget (bytes).
+    #[must_use]
+    pub fn window_budget(mut self, bytes: u64) -> Self {
+        self.windows = Arc::new(WindowBudget::new(bytes));
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -239,6 +350,7 @@ impl Server {
             let shutdown = shutdown.clone();
             let inner = tracker.clone();
             let pools = pools.clone();
+            let windows = self.windows.clone();
             tracker.spawn(
                 async move {
                     // Waits its turn: a burst of handshakes delays a new
@@ -256,7 +368,7 @@ impl Server {
                     serve_connection(
                         incoming,
                         (handshake, admitted, from_addr),
-                        &pools,
+                        (&pools, &windows),
                         state,
                         shutdown,
                         inner,
@@ -351,7 +463,7 @@ async fn serve_connection(
         tokio::sync::OwnedSemaphorePermit,
         AddrSlot,
     ),
-    pools: &Pools,
+    (pools, windows): (&Pools, &WindowBudget),
     state: Arc<State>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -369,7 +481,6 @@ async fn serve_connection(
         }
     };
     drop(handshake);
-    tls::fit_windows(&conn);
     let alpn_ok = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
@@ -398,13 +509,13 @@ async fn serve_connection(
     };
     // Enrolled keys share the large pool; the others a small one of their
     // own, a few per address, for a short time.
-    let (_pool, _addr_slot, deadline) = if enrolled {
+    let (_pool, _addr_slot, deadline, _windows) = if enrolled {
         let Ok(p) = pools.enrolled.clone().try_acquire_owned() else {
             pools.refused("connection limit reached");
             conn.close(2u32.into(), b"server busy: too many connections");
             return;
         };
-        (p, None, None)
+        (p, None, None, Some(apply_windows(&conn, windows)))
     } else {
         let Some(a) = AddrSlot::take(&pools.unenrolled_per_addr, remote, MAX_UNENROLLED_PER_ADDR)
         else {
@@ -423,10 +534,15 @@ async fn serve_connection(
             );
             return;
         };
+        // It can only enroll (one frame): small windows, outside the
+        // budget, so a flood cannot spend it.
+        conn.set_receive_window(quinn::VarInt::from_u32(UNENROLLED_WINDOW));
+        conn.set_send_window(u64::from(UNENROLLED_WINDOW));
         (
             p,
             Some(a),
             Some(tokio::time::Instant::now() + UNENROLLED_LIFETIME),
+            None,
         )
     };
     let Some(_slot) = KeySlot::take(&state.per_key, key.to_bytes()) else {
@@ -677,5 +793,31 @@ fn frame_error_response(e: &FrameError) -> ServerResponse {
             format!("{e}; this server speaks matterdrop/1"),
         ),
         _ => ServerResponse::error(ErrorCode::BadRequest, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_budget_grants_what_is_left_and_takes_it_back() {
+        let b = WindowBudget::new(100 << 20);
+        let a = b.grant(56 << 20);
+        assert_eq!(a.bytes, 56 << 20);
+        let c = b.grant(56 << 20);
+        assert_eq!(c.bytes, 44 << 20, "what is left");
+        let d = b.grant(56 << 20);
+        assert_eq!(d.bytes, MIN_WINDOWS, "spent: the floor");
+        const { assert!(MIN_WINDOWS > 2 * matterdrop_common::proto::MAX_FRAME as u64) };
+        let e = b.grant(1 << 20);
+        assert_eq!(e.bytes, 1 << 20, "never more than wanted");
+        assert_eq!(b.used(), (100 << 20) + MIN_WINDOWS + (1 << 20));
+        drop((a, d, e));
+        assert_eq!(b.used(), 44 << 20);
+        let f = b.grant(56 << 20);
+        assert_eq!(f.bytes, 56 << 20);
+        drop((c, f));
+        assert_eq!(b.used(), 0);
     }
 }

@@ -178,3 +178,43 @@ fn push_and_pull_resume_across_a_cut_link_and_a_server_restart() {
     // Nothing of the interrupted pull is left behind.
     assert!(!alice.home.join("partial").join(&id).exists());
 }
+
+/// With the server's window budget spent (`--window-budget-mib 1`: every
+/// connection gets the 2 MiB floor), a 40 MiB push and its pull still
+/// complete byte-identical: the budget slows connections, never breaks
+/// them.
+#[test]
+fn a_spent_window_budget_slows_but_never_breaks_a_transfer() {
+    let mut w = World::new();
+    w.org("firm-a", "firm");
+    let alice = w.user("alice@firm-a");
+    let ack = w.tmp.path().join("ack.txt");
+    std::fs::write(&ack, "Confidential.\n").unwrap();
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Budget",
+        "--ack-file",
+        ack.to_str().unwrap(),
+        "--scope",
+        "document-review",
+    ]);
+    w.server.restart_with(&["--window-budget-mib", "1"], |_| {});
+    alice.repoint(&w.server);
+    let file = w.tmp.path().join("budget.bin");
+    let data: Vec<u8> = (0..40 * MIB).map(|i| (i * 7 + i / 4099) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let pushed = alice.json(&[
+        "push",
+        MATTER,
+        file.to_str().unwrap(),
+        "--task",
+        "document-review",
+    ]);
+    let id = pushed["id"].as_str().unwrap();
+    let out = w.tmp.path().join("budget-out");
+    alice.json(&["pull", id, "--out", out.to_str().unwrap()]);
+    assert!(std::fs::read(out.join("budget.bin")).unwrap() == data);
+}
