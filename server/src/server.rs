@@ -605,7 +605,14 @@ async fn serve_stream(
                 None
             };
             let resp = if let Some(limited) = limited {
-                ServerResponse::error(ErrorCode::Denied, limited.to_string()).into()
+                // Counted and reported with the failed enrollments, not a
+                // log line each: a flood must not grow the server's log.
+                return answer_unread(
+                    &mut send,
+                    &mut recv,
+                    ServerResponse::error(ErrorCode::Denied, limited.to_string()),
+                )
+                .await;
             } else {
                 let st = state.clone();
                 let result =
@@ -656,6 +663,20 @@ async fn serve_stream(
     }
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// Sends `frame` on a stream whose request is not served, without reading
+/// what else the client sends.
+async fn answer_unread(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    frame: ServerResponse,
+) {
+    let _ = recv.stop(0u32.into());
+    if write_frame(send, &frame).await.is_ok() {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    }
 }
 
 /// A failed enrollment's reason as counted: the refusal up to its first

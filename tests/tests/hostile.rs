@@ -1951,6 +1951,18 @@ fn a_flood_of_unenrolled_keys_neither_locks_out_users_nor_grows_the_log() {
     // Still serving, and a push after the flood works.
     t.alice.json(&["whoami"]);
     push(&t.alice, MATTER, &file);
+    // The server's own log did not get a line per attempt either: the
+    // rate-limited enrollments are only counted.
+    let lines =
+        t.w.server
+            .log()
+            .lines()
+            .filter(|l| l.contains("request=\"enroll\""))
+            .count();
+    assert!(
+        lines <= answers - limited + 10,
+        "{lines} log lines for {answers} enrollments ({limited} rate-limited)"
+    );
     assert!(t.w.server.stop(), "mdropd did not stop cleanly");
     let after = log_entries(&t.w.server.data);
     let new = &after[before.len()..];

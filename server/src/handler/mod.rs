@@ -61,8 +61,17 @@ impl State {
     /// packet's matter never changes), or for the id itself when there is
     /// no such packet.
     pub(crate) fn packet_lock(&self, packet: &str) -> Result<MatterGuard<'_>, Failure> {
-        let matter = self.gate.read().packet(packet)?.map(|p| p.matter);
-        Ok(self.matter_lock(matter.as_deref().unwrap_or(packet)))
+        let mut matter = self.gate.read().packet(packet)?.map(|p| p.matter);
+        loop {
+            let guard = self.matter_lock(matter.as_deref().unwrap_or(packet));
+            // A packet created meanwhile is written under its matter's
+            // lock: take that one instead.
+            let now = self.gate.read().packet(packet)?.map(|p| p.matter);
+            if now == matter {
+                return Ok(guard);
+            }
+            matter = now;
+        }
     }
 
     /// Holds off other requests that register principal `id` (it shares
