@@ -89,9 +89,10 @@ fn sha256_file(path: &Path) -> [u8; 32] {
     h.finalize().into()
 }
 
-#[test]
-fn push_and_pull_resume_across_a_cut_link_and_a_server_restart() {
-    let mut w = World::new();
+/// A server with alice@firm-a, attorney of `MATTER` (scope
+/// document-review).
+fn firm_with_matter() -> (World, User) {
+    let w = World::new();
     w.org("firm-a", "firm");
     let alice = w.user("alice@firm-a");
     let ack = w.tmp.path().join("ack.txt");
@@ -107,6 +108,12 @@ fn push_and_pull_resume_across_a_cut_link_and_a_server_restart() {
         "--scope",
         "document-review",
     ]);
+    (w, alice)
+}
+
+#[test]
+fn push_and_pull_resume_across_a_cut_link_and_a_server_restart() {
+    let (mut w, alice) = firm_with_matter();
     // 100 MiB that compress to nothing useful.
     let file = w.tmp.path().join("production.bin");
     {
@@ -185,22 +192,7 @@ fn push_and_pull_resume_across_a_cut_link_and_a_server_restart() {
 /// them.
 #[test]
 fn a_spent_window_budget_slows_but_never_breaks_a_transfer() {
-    let mut w = World::new();
-    w.org("firm-a", "firm");
-    let alice = w.user("alice@firm-a");
-    let ack = w.tmp.path().join("ack.txt");
-    std::fs::write(&ack, "Confidential.\n").unwrap();
-    alice.json(&[
-        "matter",
-        "create",
-        MATTER,
-        "--title",
-        "Budget",
-        "--ack-file",
-        ack.to_str().unwrap(),
-        "--scope",
-        "document-review",
-    ]);
+    let (mut w, alice) = firm_with_matter();
     w.server.restart_with(&["--window-budget-mib", "1"], |_| {});
     alice.repoint(&w.server);
     let file = w.tmp.path().join("budget.bin");
