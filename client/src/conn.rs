@@ -1,6 +1,7 @@
 //! A mutually authenticated connection to the server.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -23,6 +24,9 @@ pub struct Session {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     server: String,
+    /// The send window, kept near twice the congestion window while an
+    /// upload writes.
+    sending: Arc<tls::SendWindow>,
 }
 
 /// The pin recorded in a home.
@@ -84,10 +88,7 @@ impl Session {
                 ))
                 .hint("check the address and that mdropd is running and reachable over UDP"));
             }
-            Ok(Ok(c)) => {
-                tls::fit_windows(&c);
-                c
-            }
+            Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 let seen = observed.lock().ok().and_then(|s| s.clone());
                 return Err(match (pin, seen) {
@@ -108,10 +109,13 @@ impl Session {
                 });
             }
         };
+        let (_, send_cap) = tls::fit_windows(&conn);
+        let sending = tls::SendWindow::new(&conn, send_cap);
         Ok(Self {
             endpoint,
             conn,
             server: server.to_owned(),
+            sending,
         })
     }
 
@@ -191,6 +195,7 @@ impl Session {
         let mut refused = false;
         while let Some(chunk) = body.recv().await {
             let n = chunk.len() as u64;
+            self.sending.follow();
             if send.write_chunk(chunk).await.is_err() {
                 // The server stopped reading: its answer says why.
                 refused = true;

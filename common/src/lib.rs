@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod agekey;
+pub mod alloc;
 pub mod audit;
 pub mod bundle;
 pub mod congestion;

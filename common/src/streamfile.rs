@@ -47,7 +47,7 @@ struct Aligned {
 /// Window size of the pooled buffers.
 pub const POOLED: usize = 1 << 20;
 /// Buffers the pool keeps at most (the rest are freed).
-const POOL_MAX: usize = 16;
+const POOL_MAX: usize = 8;
 static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 impl Aligned {

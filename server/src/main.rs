@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 fn main() -> ExitCode {
+    // Before any thread starts: two arenas serve the few threads that run
+    // at once (see `alloc`).
+    matterdrop_common::alloc::limit_arenas(2);
     let cli = Cli::parse();
     init_tracing(cli.log_format, cli.verbose);
     tls::install_crypto_provider();

@@ -169,22 +169,28 @@ impl Drop for WindowGrant<'_> {
 /// Sizes `conn`'s windows to its path ([`tls::fit_windows`]) and then to
 /// its grant of `budget`: both windows shrink by the same factor when the
 /// grant is less than they want.
-fn apply_windows<'a>(conn: &quinn::Connection, budget: &'a WindowBudget) -> WindowGrant<'a> {
+/// Returns the grant and the send window's ceiling, which the
+/// connection's [`tls::SendWindow`] then follows up to.
+fn apply_windows<'a>(
+    conn: &quinn::Connection,
+    budget: &'a WindowBudget,
+) -> (WindowGrant<'a>, Arc<tls::SendWindow>) {
     let (recv, send) = tls::fit_windows(conn);
     let want = recv + send;
     let grant = budget.grant(want);
+    let mut send_cap = send;
     if grant.bytes < want {
         // Each window keeps room for a whole frame.
         let scale = |w: u64| (w * grant.bytes / want).max(u64::from(tls::SERVER_INITIAL_WINDOW));
         conn.set_receive_window(quinn::VarInt::from_u64(scale(recv)).unwrap_or(quinn::VarInt::MAX));
-        conn.set_send_window(scale(send));
+        send_cap = scale(send);
         debug!(
             granted = grant.bytes,
             wanted = want,
             "window budget short: smaller windows"
         );
     }
-    grant
+    (grant, tls::SendWindow::new(conn, send_cap))
 }
 
 /// The connection pools.
@@ -509,7 +515,7 @@ async fn serve_connection(
     };
     // Enrolled keys share the large pool; the others a small one of their
     // own, a few per address, for a short time.
-    let (_pool, _addr_slot, deadline, _windows) = if enrolled {
+    let (_pool, _addr_slot, deadline, windows) = if enrolled {
         let Ok(p) = pools.enrolled.clone().try_acquire_owned() else {
             pools.refused("connection limit reached");
             conn.close(2u32.into(), b"server busy: too many connections");
@@ -571,7 +577,10 @@ async fn serve_connection(
             Ok((send, recv)) => {
                 let state = state.clone();
                 let span = info_span!("stream", id = %send.id());
-                tracker.spawn(serve_stream(state, key, remote, send, recv).instrument(span));
+                let sending = windows.as_ref().map(|(_, w)| w.clone());
+                tracker.spawn(
+                    serve_stream(state, key, remote, (send, recv), sending).instrument(span),
+                );
             }
             Err(e) => {
                 debug!(reason = %e, "connection ended");
@@ -585,8 +594,8 @@ async fn serve_stream(
     state: Arc<State>,
     key: VerifyingKey,
     remote: IpAddr,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    (mut send, mut recv): (quinn::SendStream, quinn::RecvStream),
+    sending: Option<Arc<tls::SendWindow>>,
 ) {
     let request =
         tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<ClientRequest>(&mut recv)).await;
@@ -655,7 +664,7 @@ async fn serve_stream(
         return;
     }
     if let Some(body) = body {
-        if let Err(e) = stream_body(&mut send, body).await {
+        if let Err(e) = stream_body(&mut send, body, sending.as_deref()).await {
             warn!(error = %e, "transfer failed; resetting the stream");
             let _ = send.reset(1u32.into());
             return;
@@ -690,12 +699,37 @@ fn enroll_reason(message: &str) -> String {
     head.chars().take(60).collect()
 }
 
+/// Transfers (uploads and downloads) under way.
+static TRANSFERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One transfer under way; when the last one ends, the allocator's free
+/// memory goes back to the system ([`matterdrop_common::alloc::trim`]),
+/// so what one transfer buffered does not stay resident after it.
+struct Transfer;
+
+impl Transfer {
+    fn start() -> Self {
+        TRANSFERS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if TRANSFERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            // A walk over the heaps: off the async threads.
+            drop(tokio::task::spawn_blocking(matterdrop_common::alloc::trim));
+        }
+    }
+}
+
 /// How long an upload may stall between chunks.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Feeds the bytes that follow the request frame to `sink` on a blocking
 /// thread, through a small bounded queue, and returns its answer.
 async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
+    let _transfer = Transfer::start();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let consumer = tokio::task::spawn_blocking(move || sink(rx));
     let mut received = 0u64;
@@ -733,7 +767,12 @@ const CHUNK: usize = 256 * 1024;
 
 /// Runs `body` on a blocking thread and copies what it writes onto `send`,
 /// with a small bounded queue between them (memory stays flat).
-async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Result<()> {
+async fn stream_body(
+    send: &mut quinn::SendStream,
+    body: Body,
+    window: Option<&tls::SendWindow>,
+) -> std::io::Result<()> {
+    let _transfer = Transfer::start();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
     let producer = tokio::task::spawn_blocking(move || {
         let mut w = ChunkWriter {
@@ -744,6 +783,9 @@ async fn stream_body(send: &mut quinn::SendStream, body: Body) -> std::io::Resul
         w.flush_chunk()
     });
     while let Some(chunk) = rx.recv().await {
+        if let Some(w) = window {
+            w.follow();
+        }
         // A reader that stops reading is cut off, not waited for forever.
         // Handed to quinn as it is (no copy).
         match tokio::time::timeout(CHUNK_TIMEOUT, send.write_chunk(chunk)).await {

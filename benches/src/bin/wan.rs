@@ -189,6 +189,8 @@ struct Row {
     kernel_drops: u64,
     client_kib: Option<u64>,
     server_kib: Option<u64>,
+    /// The server's RSS when the transfer began (what earlier ones left).
+    server_before_kib: Option<u64>,
     note: String,
 }
 
@@ -262,6 +264,7 @@ impl Bench<'_> {
             }
         };
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server_before_kib = proc_kib(self.server.pid, "VmRSS:");
         reset_peak(self.server.pid);
         let kernel0 = udp_rcvbuf_errors().unwrap_or(0);
         let c0 = link.counts();
@@ -311,6 +314,7 @@ impl Bench<'_> {
             kernel_drops: udp_rcvbuf_errors().unwrap_or(0) - kernel0,
             client_kib: Some(proc.peak_kib),
             server_kib,
+            server_before_kib,
             note,
         })
     }
@@ -365,6 +369,7 @@ impl Bench<'_> {
             kernel_drops: udp_rcvbuf_errors().unwrap_or(0) - kernel0,
             client_kib: None,
             server_kib: None,
+            server_before_kib: None,
             note,
         })
     }
@@ -470,7 +475,7 @@ fn report(rows: &[Row], opts: &Options, took: Duration) {
         took.as_secs_f64()
     );
     println!(
-        "| profile | size | kind | fraction of link | MB/s | time s | lost / queue-dropped packets | peak RSS client / server MiB | note |"
+        "| profile | size | kind | fraction of link | MB/s | time s | lost / queue-dropped packets | peak RSS client / server MiB (server at start) | note |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
@@ -487,7 +492,7 @@ fn report(rows: &[Row], opts: &Options, took: Duration) {
             note.push_str(&format!("; {} kernel socket drops", r.kernel_drops));
         }
         println!(
-            "| {} | {} MiB | {} | {}{:.3} | {:.1} | {:.1} | {} / {} | {} / {} | {} |",
+            "| {} | {} MiB | {} | {}{:.3} | {:.1} | {:.1} | {} / {} | {} / {}{} | {} |",
             r.profile.name,
             r.size / MIB,
             r.kind.name(),
@@ -499,6 +504,8 @@ fn report(rows: &[Row], opts: &Options, took: Duration) {
             r.data.queue_drops,
             mib(r.client_kib),
             mib(r.server_kib),
+            r.server_before_kib
+                .map_or(String::new(), |k| format!(" ({})", mib(Some(k)))),
             note
         );
     }
