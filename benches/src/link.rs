@@ -177,11 +177,11 @@ impl std::fmt::Debug for Link {
 /// `wmem_max`; see [`udp_rcvbuf_errors`]).
 const SOCKET_BUFFER: usize = 8 << 20;
 
-fn socket() -> io::Result<UdpSocket> {
+fn socket(ip: std::net::Ipv4Addr) -> io::Result<UdpSocket> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    s.bind(&SocketAddr::from((ip, 0)).into())?;
     Ok(s.into())
 }
 
@@ -189,8 +189,20 @@ impl Link {
     /// Starts a relay to `server` shaped by `profile`; `seed` drives the
     /// random losses (the same seed loses the same packet numbers).
     pub fn start(server: SocketAddr, profile: Profile, seed: u64) -> io::Result<Self> {
-        let front = Arc::new(socket()?);
-        let back = Arc::new(socket()?);
+        Self::start_from(server, profile, seed, std::net::Ipv4Addr::LOCALHOST)
+    }
+
+    /// [`Link::start`] whose packets reach the server from `source` (a
+    /// loopback address: 127.0.0.0/8), so that the server sees each link
+    /// as another client address.
+    pub fn start_from(
+        server: SocketAddr,
+        profile: Profile,
+        seed: u64,
+        source: std::net::Ipv4Addr,
+    ) -> io::Result<Self> {
+        let front = Arc::new(socket(std::net::Ipv4Addr::LOCALHOST)?);
+        let back = Arc::new(socket(source)?);
         let addr = front.local_addr()?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),

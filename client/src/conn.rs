@@ -1,14 +1,18 @@
 //! A mutually authenticated connection to the server.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use matterdrop_common::congestion::{PathMemory, ResumeSlot};
 use matterdrop_common::keys::normalize_fingerprint;
 use matterdrop_common::net::{FrameError, read_frame, write_frame};
 use matterdrop_common::proto::{ClientRequest, ServerResponse};
 use matterdrop_common::tls::{self, ServerPin};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CmdResult, Fail, exit};
 use crate::home::{Home, ServerFile, files};
@@ -24,9 +28,14 @@ pub struct Session {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     server: String,
-    /// The send window, kept near twice the congestion window while an
+    /// The send window, kept near a few congestion windows while an
     /// upload writes.
     sending: Arc<tls::SendWindow>,
+    /// Where the congestion controller takes a remembered path from.
+    resume: ResumeSlot,
+    /// Where [`Session::close`] records what this connection measured of
+    /// its path (sessions opened from a home).
+    remember: Option<(PathBuf, String)>,
 }
 
 /// The pin recorded in a home.
@@ -67,8 +76,10 @@ impl Session {
     /// against `pin`.
     pub async fn connect(server: &str, pin: &ServerPin, key: &SigningKey) -> CmdResult<Self> {
         let (addr, host) = resolve(server).await?;
-        let (config, observed) = tls::client_config(key, pin)
+        let (mut config, observed) = tls::client_config(key, pin)
             .map_err(|e| Fail::other(format!("client TLS configuration: {e}")))?;
+        let resume = ResumeSlot::default();
+        tls::client_config_resuming(&mut config, resume.clone());
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0".parse().map_err(|_| Fail::other("bind address"))?
         } else {
@@ -116,6 +127,8 @@ impl Session {
             conn,
             server: server.to_owned(),
             sending,
+            resume,
+            remember: None,
         })
     }
 
@@ -123,7 +136,14 @@ impl Session {
     pub async fn open(home: &Home, key: &SigningKey) -> CmdResult<(Self, ServerFile)> {
         let server = home.server()?;
         let pin = pin_of(home, &server)?;
-        let session = Self::connect(&server.server, &pin, key).await?;
+        let mut session = Self::connect(&server.server, &pin, key).await?;
+        // A long path this home sent over lately starts at about the rate
+        // it delivered then (the controller checks it is the same path).
+        let paths = home.path(PATHS);
+        if let Some(m) = PathMemories::load(&paths).get(&server.server) {
+            let _ = session.resume.set(m);
+        }
+        session.remember = Some((paths, server.server.clone()));
         // Once a day: keys registered under this id that this client did
         // not create (a warning, never a reason to stop).
         crate::keyaudit::daily(home, &session, &server, key).await;
@@ -241,12 +261,102 @@ impl Session {
         self.request_stream(req).await.map(|(resp, _)| resp)
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely: long enough for the close to be
+    /// sent, not for the connection to drain (three probe timeouts, over
+    /// a second on a long path, that every command would wait at its end).
+    /// A lost close costs the server only an idle connection.
+    /// What this connection measured of its path (if it sent enough to
+    /// fill it) is remembered for the next one.
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"done");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        if let (Some((file, server)), Some(m)) = (&self.remember, tls::path_memory(&self.conn)) {
+            let mut all = PathMemories::load(file);
+            all.put(server, m);
+            // Only a speed-up is lost if it cannot be written.
+            let _ = all.save(file);
+        }
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.endpoint.wait_idle()).await;
     }
 }
+
+/// The home's memory of the paths to its servers.
+const PATHS: &str = "paths.json";
+/// How long a path's memory is used.
+const PATH_MEMORY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Servers remembered at most.
+const PATHS_KEPT: usize = 8;
+
+/// `paths.json`: what the last connection that filled the path to each
+/// server measured (rate and RTT only; nothing secret, kept 0600 like the
+/// rest of the home).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PathMemories {
+    servers: BTreeMap<String, PathEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PathEntry {
+    rate_bytes_per_sec: f64,
+    min_rtt_us: u64,
+    /// Unix seconds.
+    measured_at: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl PathMemories {
+    /// The file's memories; none if it is missing or unreadable.
+    fn load(path: &Path) -> Self {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// `server`'s memory, if recent and sane.
+    fn get(&self, server: &str) -> Option<PathMemory> {
+        let e = self.servers.get(server)?;
+        let age = unix_now().checked_sub(e.measured_at)?;
+        let sane = e.rate_bytes_per_sec.is_finite() && e.rate_bytes_per_sec > 0.0;
+        (age < PATH_MEMORY_TTL.as_secs() && sane && e.min_rtt_us > 0).then(|| PathMemory {
+            rate: e.rate_bytes_per_sec,
+            min_rtt: Duration::from_micros(e.min_rtt_us),
+        })
+    }
+
+    fn put(&mut self, server: &str, m: PathMemory) {
+        self.servers.insert(
+            server.to_owned(),
+            PathEntry {
+                rate_bytes_per_sec: m.rate,
+                min_rtt_us: u64::try_from(m.min_rtt.as_micros()).unwrap_or(u64::MAX),
+                measured_at: unix_now(),
+            },
+        );
+        while self.servers.len() > PATHS_KEPT {
+            let oldest = self
+                .servers
+                .iter()
+                .min_by_key(|(_, e)| e.measured_at)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.servers.remove(&k);
+            }
+        }
+    }
+
+    fn save(&self, path: &Path) -> CmdResult {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Fail::other(e.to_string()))?;
+        crate::home::write_replace(path, &bytes, 0o600)
+    }
+}
+
+/// How long [`Session::close`] lets the endpoint send its close.
+const CLOSE_WAIT: Duration = Duration::from_millis(50);
 
 /// `--retries` by default: with [`backoff`], a minute of waiting between
 /// tries, and up to four minutes in all with a server that does not answer

@@ -20,9 +20,11 @@
 //!   time and finds the entry by the acknowledged packet's send time.
 //! - **Rounds.** A round starts now and ends when a packet sent after its
 //!   start is acknowledged; its rate is the largest sample in it. A round
-//!   that used less than half the window, or in which quinn says the
-//!   sender ran out of data, is application-limited: its samples and
-//!   delays do not count (requests and answers say nothing about the pipe).
+//!   that used less than half the window it began with, or in which quinn
+//!   says the sender ran out of data, is application-limited: its delays
+//!   do not count, nor its rate unless it beats every recent round's
+//!   (requests and answers say nothing about the pipe, but a round that
+//!   delivered more than any other shows what the path can carry).
 //! - **Start-up** grows the window by the bytes acknowledged (doubling each
 //!   round) and ends at the first sign that the pipe is full: the round's
 //!   average RTT exceeds the path's minimum by `clamp(min_rtt / 8, 4 ms,
@@ -43,6 +45,16 @@
 //!   from the minimum window.
 //! - **Min RTT** is the least sample of the last 10 s (two 5 s buckets), so
 //!   a path that got longer is noticed.
+//!
+//! - **Resume** (after the IETF's careful resume, draft-ietf-tsvwg-careful-resume):
+//!   a sender that remembers what a path delivered before ([`PathMemory`],
+//!   handed over through a [`ResumeSlot`] once the peer is known) jumps,
+//!   in start-up, to half of that rate × the current min RTT instead of
+//!   doubling up from 32 packets, but only if the path's RTT is within a
+//!   factor of two of the remembered one (another path otherwise). The
+//!   jump is paced like any window and start-up's exits apply to it, so a
+//!   path that has less to give than remembered is left at what it
+//!   delivers within a round or two.
 //!
 //! quinn paces at 1.25 × window / smoothed RTT, so the window is the only
 //! output. Random loss at a few percent leaves the rate estimate intact:
@@ -70,17 +82,37 @@ const ACK_AGGREGATION: Duration = Duration::from_millis(25);
 /// Half the min-RTT window.
 const MIN_RTT_BUCKET: Duration = Duration::from_secs(5);
 
+/// The largest window a resume jumps to (a remembered rate is data from
+/// a peer's earlier connection; this bounds what a wrong one can cost).
+pub const MAX_RESUME_WINDOW: u64 = 32 << 20;
+
+/// What a path delivered on an earlier connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathMemory {
+    /// The largest delivery rate measured, bytes per second.
+    pub rate: f64,
+    /// The least RTT measured.
+    pub min_rtt: Duration,
+}
+
+/// Where a connection's [`PathMemory`] is handed to its controller once
+/// the peer is known (after the handshake, before the data); set at most
+/// once.
+pub type ResumeSlot = Arc<std::sync::OnceLock<PathMemory>>;
+
 /// Builds [`Rate`] controllers; the initial window is `initial_packets`
 /// packets of the current MTU.
 #[derive(Debug, Clone)]
 pub struct RateConfig {
     initial_packets: u64,
+    resume: Option<ResumeSlot>,
 }
 
 impl Default for RateConfig {
     fn default() -> Self {
         Self {
             initial_packets: 32,
+            resume: None,
         }
     }
 }
@@ -91,11 +123,20 @@ impl RateConfig {
         self.initial_packets = packets.max(MIN_WINDOW_PACKETS);
         self
     }
+
+    /// Controllers that resume from what `slot` is given (see the module
+    /// documentation). One slot per connection.
+    pub fn resume(mut self, slot: ResumeSlot) -> Self {
+        self.resume = Some(slot);
+        self
+    }
 }
 
 impl ControllerFactory for RateConfig {
     fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
-        Box::new(Rate::new(now, u64::from(current_mtu), self.initial_packets))
+        let mut c = Rate::new(now, u64::from(current_mtu), self.initial_packets);
+        c.resume = self.resume.clone();
+        Box::new(c)
     }
 }
 
@@ -134,6 +175,8 @@ pub struct Rate {
     /// The largest per-packet delivery rate sampled in this round.
     round_max_rate: f64,
     round_app_limited: bool,
+    /// The window when this round began.
+    round_window: u64,
     delivered: u64,
     /// When `delivered` last grew.
     delivered_time: Instant,
@@ -151,6 +194,8 @@ pub struct Rate {
     probe_base: f64,
     paid_probes: u32,
     cruise_rounds: u32,
+    /// Where a remembered path may arrive; taken (`None`) once looked at.
+    resume: Option<ResumeSlot>,
 }
 
 impl Rate {
@@ -172,6 +217,7 @@ impl Rate {
             round_rtt_bytes: 0,
             round_max_rate: 0.0,
             round_app_limited: false,
+            round_window: initial,
             delivered: 0,
             delivered_time: now,
             sent_log: VecDeque::new(),
@@ -182,6 +228,44 @@ impl Rate {
             probe_base: 0.0,
             paid_probes: 0,
             cruise_rounds: 0,
+            resume: None,
+        }
+    }
+
+    /// What this connection measured of its path, if it ever filled it
+    /// (rounds limited by the application measure nothing).
+    pub fn memory(&self) -> Option<PathMemory> {
+        let rate = self.max_rate();
+        let min_rtt = self.min_rtt()?;
+        (rate > 0.0).then_some(PathMemory { rate, min_rtt })
+    }
+
+    /// In start-up, once a remembered path has arrived and the RTT is
+    /// known: jumps to half the remembered rate × the current min RTT if
+    /// the RTT is within a factor of two of the remembered one.
+    fn try_resume(&mut self) {
+        let Some(min_rtt) = self.min_rtt() else {
+            return;
+        };
+        let Some(mem) = self.resume.as_ref().and_then(|s| s.get()).copied() else {
+            return;
+        };
+        self.resume = None;
+        let same_path = min_rtt * 2 >= mem.min_rtt && min_rtt <= mem.min_rtt * 2;
+        if self.mode != Mode::Startup || !same_path || !mem.rate.is_finite() {
+            return;
+        }
+        let jump = (mem.rate * min_rtt.as_secs_f64() / 2.0).min(MAX_RESUME_WINDOW as f64) as u64;
+        if jump > self.window {
+            self.window = jump;
+        }
+        if trace() {
+            eprintln!(
+                "cc resume: remembered {:.1} MB/s at {:?}, now {min_rtt:?}: window {} KB",
+                mem.rate / 1e6,
+                mem.min_rtt,
+                self.window / 1000
+            );
         }
     }
 
@@ -229,15 +313,20 @@ impl Rate {
     fn end_round(&mut self, now: Instant) {
         let acked = self.delivered - self.round_delivered_start;
         let rate = self.round_max_rate;
-        // A round that did not use half the window says little about the
-        // path (requests and answers, a stream waiting for the disk): it
-        // is treated as application-limited.
-        if acked < self.window / 2 {
+        // A round that did not use half the window it began with says
+        // little about the path (requests and answers, a stream waiting
+        // for the disk): it is treated as application-limited. (Not the
+        // window now: start-up doubled that during the round.)
+        if acked < self.round_window / 2 {
             self.round_app_limited = true;
         }
         let lossy = self.round_lost as f64 > LOSS_THRESHOLD * (acked + self.round_lost) as f64
             && self.round_lost > 2 * self.mtu;
-        if !self.round_app_limited && rate > 0.0 {
+        // An application-limited round still counts if it delivered more
+        // than any recent round: the path can carry at least that (BBR's
+        // rule), and a start-up cut short by the sender's own window would
+        // otherwise leave the estimate below what the path showed.
+        if rate > 0.0 && (!self.round_app_limited || rate > self.max_rate()) {
             self.rates.push_back(rate);
             while self.rates.len() > RATE_ROUNDS {
                 self.rates.pop_front();
@@ -325,6 +414,7 @@ impl Rate {
         self.round_rtt_bytes = 0;
         self.round_max_rate = 0.0;
         self.round_app_limited = false;
+        self.round_window = self.window;
     }
 }
 
@@ -342,6 +432,9 @@ impl Rate {
         self.delivered_time = now;
         self.round_app_limited |= app_limited;
         self.sample_rtt(now, now.saturating_duration_since(sent), bytes);
+        if self.resume.is_some() {
+            self.try_resume();
+        }
         // Delivery rate since this packet left: what was delivered from
         // then to now over the time it took.
         let i = self.sent_log.partition_point(|(t, _, _)| *t < sent);
@@ -393,6 +486,8 @@ impl Controller for Rate {
     ) {
         self.round_lost += lost_bytes;
         if is_persistent_congestion {
+            // Not worth resuming from what a path that lost everything
+            // once delivered.
             let initial = self.initial;
             *self = Self::new(now, self.mtu, 1);
             self.initial = initial;
@@ -430,9 +525,20 @@ mod tests {
     /// `rtt`, one packet of `mtu` bytes at a time, for `rounds` rounds,
     /// with every `lose_every`-th packet lost. Returns the final window.
     fn drive(rate: f64, rtt: Duration, rounds: u32, lose_every: Option<u64>) -> Rate {
-        let mtu = 1200u64;
         let t0 = Instant::now();
-        let mut c = Rate::new(t0, mtu, 32);
+        drive_from(Rate::new(t0, 1200, 32), t0, rate, rtt, rounds, lose_every)
+    }
+
+    /// [`drive`] from the controller `c` built at `t0`.
+    fn drive_from(
+        mut c: Rate,
+        t0: Instant,
+        rate: f64,
+        rtt: Duration,
+        rounds: u32,
+        lose_every: Option<u64>,
+    ) -> Rate {
+        let mtu = 1200u64;
         let mut now = t0;
         let mut n = 0u64;
         let bdp = rate * rtt.as_secs_f64();
@@ -471,6 +577,80 @@ mod tests {
             now = sent + Duration::from_secs_f64(duration.max(rtt.as_secs_f64()));
         }
         c
+    }
+
+    /// A controller that will find `mem` in its slot, after one request
+    /// and its answer measured the RTT `rtt`.
+    fn resuming(mem: Option<PathMemory>, rtt: Duration) -> (Rate, Instant) {
+        let t0 = Instant::now();
+        let slot = ResumeSlot::default();
+        let mut c = Rate::new(t0, 1200, 32);
+        c.resume = Some(slot.clone());
+        if let Some(m) = mem {
+            slot.set(m).unwrap();
+        }
+        c.sent(t0);
+        c.ack(t0 + rtt, t0, 1200, true);
+        (c, t0 + rtt)
+    }
+
+    #[test]
+    fn resume_jumps_to_half_the_remembered_rate_on_the_same_path() {
+        let rtt = Duration::from_millis(250);
+        let mem = PathMemory {
+            rate: 50e6,
+            min_rtt: Duration::from_millis(240),
+        };
+        let (c, _) = resuming(Some(mem), rtt);
+        assert_eq!(c.window(), (50e6 * 0.25 / 2.0) as u64);
+        assert!(c.resume.is_none(), "looked at once");
+        // Nothing remembered: start-up from 32 packets.
+        let (c, _) = resuming(None, rtt);
+        assert_eq!(c.window(), 32 * 1200);
+        // Another path (RTT more than twice, or under half, the one
+        // remembered): no jump.
+        for other in [Duration::from_millis(600), Duration::from_millis(100)] {
+            let (c, _) = resuming(Some(mem), other);
+            assert_eq!(c.window(), 32 * 1200, "rtt {other:?}");
+        }
+        // A huge remembered rate is bounded.
+        let (c, _) = resuming(
+            Some(PathMemory {
+                rate: 1e12,
+                min_rtt: rtt,
+            }),
+            rtt,
+        );
+        assert_eq!(c.window(), MAX_RESUME_WINDOW);
+    }
+
+    #[test]
+    fn resume_reaches_the_path_sooner_and_a_wrong_memory_settles_to_the_path() {
+        // 400 Mbit/s, 250 ms: BDP 12.5 MB.
+        let (rate, rtt) = (50e6, Duration::from_millis(250));
+        let bdp = rate * rtt.as_secs_f64();
+        let rounds_to_fill = |c: Rate, t0: Instant| {
+            (1..40)
+                .find(|&n| drive_from(c.clone(), t0, rate, rtt, n, None).max_rate() > 0.8 * rate)
+                .unwrap()
+        };
+        let t0 = Instant::now();
+        let cold = rounds_to_fill(Rate::new(t0, 1200, 32), t0);
+        let (warm, t1) = resuming(Some(PathMemory { rate, min_rtt: rtt }), rtt);
+        let warm = rounds_to_fill(warm, t1);
+        assert!(warm + 4 <= cold, "warm {warm} rounds, cold {cold}");
+        // Remembered four times what the path now gives: cruise brings the
+        // window back near this path's BDP.
+        let (wrong, t1) = resuming(
+            Some(PathMemory {
+                rate: 4.0 * rate,
+                min_rtt: rtt,
+            }),
+            rtt,
+        );
+        let c = drive_from(wrong, t1, rate, rtt, 30, None);
+        let w = c.window() as f64;
+        assert!(w < 1.6 * bdp && w > 0.9 * bdp, "window {w} vs BDP {bdp}");
     }
 
     #[test]

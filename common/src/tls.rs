@@ -37,6 +37,7 @@ use rustls::server::ParsedCertificate;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::congestion::{PathMemory, ResumeSlot};
 use crate::keys::spki_fingerprint;
 use crate::proto::ALPN;
 
@@ -191,6 +192,16 @@ pub fn install_crypto_provider() {
 /// Transport limits shared by both ends, set explicitly rather than
 /// inherited from library defaults.
 pub fn transport_config() -> TransportConfig {
+    transport_config_with(None)
+}
+
+/// [`transport_config`] whose congestion controller resumes from what
+/// `resume` is given ([`crate::congestion`]).
+pub fn transport_config_with(resume: Option<ResumeSlot>) -> TransportConfig {
+    let mut rate = crate::congestion::RateConfig::default();
+    if let Some(slot) = resume {
+        rate = rate.resume(slot);
+    }
     let mut t = TransportConfig::default();
     t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_STREAMS));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
@@ -200,8 +211,40 @@ pub fn transport_config() -> TransportConfig {
     t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
     t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
     t.send_window(SEND_WINDOW);
-    t.congestion_controller_factory(Arc::new(crate::congestion::RateConfig::default()));
+    t.congestion_controller_factory(Arc::new(rate));
     t
+}
+
+/// The server's transport: [`transport_config_with`], and a small receive
+/// window until the server knows the client (see [`server_config`]).
+pub fn server_transport(resume: Option<ResumeSlot>) -> TransportConfig {
+    let mut t = transport_config_with(resume);
+    t.receive_window(VarInt::from_u32(SERVER_INITIAL_WINDOW));
+    t
+}
+
+/// `base` for one incoming connection whose controller resumes from what
+/// `slot` is given once the client is known.
+pub fn server_config_resuming(base: &quinn::ServerConfig, slot: ResumeSlot) -> quinn::ServerConfig {
+    let mut cfg = base.clone();
+    cfg.transport_config(Arc::new(server_transport(Some(slot))));
+    cfg
+}
+
+/// A client configuration whose controller resumes from what `slot` is
+/// given (after the handshake, before the data).
+pub fn client_config_resuming(cfg: &mut quinn::ClientConfig, slot: ResumeSlot) {
+    cfg.transport_config(Arc::new(transport_config_with(Some(slot))));
+}
+
+/// What `conn`'s congestion controller measured of its path, if it ever
+/// sent enough to fill it.
+pub fn path_memory(conn: &quinn::Connection) -> Option<PathMemory> {
+    conn.congestion_state()
+        .into_any()
+        .downcast::<crate::congestion::Rate>()
+        .ok()
+        .and_then(|r| r.memory())
 }
 
 /// The server's connection receive window until it knows the client.
@@ -495,9 +538,7 @@ pub fn server_config_with(
     // A connection starts with a small receive window: the server grows
     // it (`fit_windows`, then its window budget) once it knows the key is
     // enrolled, so a connection that is not gives no credit worth having.
-    let mut transport = transport_config();
-    transport.receive_window(VarInt::from_u32(SERVER_INITIAL_WINDOW));
-    cfg.transport_config(Arc::new(transport));
+    cfg.transport_config(Arc::new(server_transport(None)));
     cfg.migration(false);
     cfg.max_incoming(MAX_INCOMING);
     Ok(cfg)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use ed25519_dalek::VerifyingKey;
+use matterdrop_common::congestion::ResumeSlot;
 use matterdrop_common::keys::ed25519_fingerprint;
 use matterdrop_common::net::{BatchError, FrameError, read_batch, read_frame, write_frame};
 use matterdrop_common::proto::{ALPN, ClientRequest, ErrorCode, ProtoError, ServerResponse};
@@ -271,6 +272,9 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     state: Arc<State>,
     windows: Arc<WindowBudget>,
+    /// The QUIC configuration each connection starts from.
+    config: Arc<quinn::ServerConfig>,
+    paths: Arc<crate::paths::PathBook>,
 }
 
 impl Server {
@@ -283,6 +287,7 @@ impl Server {
         state: Arc<State>,
     ) -> Result<Self> {
         let cfg = tls::server_config(vec![cert], tls_key, kx)?;
+        let config = Arc::new(cfg.clone());
         let (endpoint, granted) = tls::server_endpoint(listen, cfg, tls_key)
             .with_context(|| format!("binding {listen}"))?;
         if granted < tls::SOCKET_BUFFER {
@@ -299,6 +304,8 @@ impl Server {
             endpoint,
             state,
             windows: Arc::new(WindowBudget::new(DEFAULT_WINDOW_BUDGET)),
+            config,
+            paths: Arc::default(),
         })
     }
 
@@ -356,7 +363,11 @@ impl Server {
             let shutdown = shutdown.clone();
             let inner = tracker.clone();
             let pools = pools.clone();
-            let windows = self.windows.clone();
+            let shared = Shared {
+                windows: self.windows.clone(),
+                config: self.config.clone(),
+                paths: self.paths.clone(),
+            };
             tracker.spawn(
                 async move {
                     // Waits its turn: a burst of handshakes delays a new
@@ -374,7 +385,7 @@ impl Server {
                     serve_connection(
                         incoming,
                         (handshake, admitted, from_addr),
-                        (&pools, &windows),
+                        (&pools, &shared),
                         state,
                         shutdown,
                         inner,
@@ -462,6 +473,13 @@ async fn report(state: &Arc<State>, pools: &Pools) {
     }
 }
 
+/// What every connection task shares besides the pools.
+struct Shared {
+    windows: Arc<WindowBudget>,
+    config: Arc<quinn::ServerConfig>,
+    paths: Arc<crate::paths::PathBook>,
+}
+
 async fn serve_connection(
     incoming: quinn::Incoming,
     handshake: (
@@ -469,13 +487,27 @@ async fn serve_connection(
         tokio::sync::OwnedSemaphorePermit,
         AddrSlot,
     ),
-    (pools, windows): (&Pools, &WindowBudget),
+    (pools, shared): (&Pools, &Shared),
     state: Arc<State>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let remote = crate::flood::source(incoming.remote_address().ip());
-    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+    // Its congestion controller learns the path remembered for the client
+    // once the client is known.
+    let resume = ResumeSlot::default();
+    let connecting = match incoming.accept_with(Arc::new(tls::server_config_resuming(
+        &shared.config,
+        resume.clone(),
+    ))) {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let windows = &*shared.windows;
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
             debug!(error = %e, "handshake failed");
@@ -557,6 +589,11 @@ async fn serve_connection(
         return;
     };
     debug!(enrolled, "connected");
+    if enrolled {
+        if let Some(m) = shared.paths.get(key.as_bytes(), remote) {
+            let _ = resume.set(m);
+        }
+    }
     let expired = async {
         match deadline {
             Some(d) => tokio::time::sleep_until(d).await,
@@ -586,6 +623,13 @@ async fn serve_connection(
                 debug!(reason = %e, "connection ended");
                 break;
             }
+        }
+    }
+    // What this connection delivered, for the client's next one (only a
+    // connection that sent enough to fill the path measured anything).
+    if enrolled {
+        if let Some(m) = tls::path_memory(&conn) {
+            shared.paths.put(key.as_bytes(), remote, m);
         }
     }
 }

@@ -667,13 +667,18 @@ async fn push_inner(
             packet: packet.clone(),
         }),
     };
-    let resp = session.request(&prepare).await?;
+    // Recipients are decided here, from the matter's signed roster; the
+    // server's list must say the same, or nothing is encrypted. Both are
+    // asked for at once (one round trip, not two, on a long path).
+    let (resp, synced) = tokio::join!(
+        session.request(&prepare),
+        crate::roster::sync(&ctx.home, session, &spec.matter)
+    );
+    let resp = resp?;
     let ServerResponse::Recipients(info) = resp else {
         return Err(unexpected(&resp));
     };
-    // Recipients are decided here, from the matter's signed roster; the
-    // server's list must say the same, or nothing is encrypted.
-    let synced = crate::roster::sync(&ctx.home, session, &spec.matter).await?;
+    let synced = synced?;
     let my_key = key.verifying_key().to_bytes();
     let decided = match &spec.deliverable_for {
         None => synced.roster.packet_recipients(me, &my_key, &synced.acks),
@@ -1645,7 +1650,7 @@ struct FileProgress {
 async fn pull_file(
     session: &Session,
     packet: &str,
-    parts: &[BlobRef],
+    (parts, opened): (&[BlobRef], Option<([u8; 32], quinn::RecvStream)>),
     plain: &Path,
     state: &Path,
     ids: &[AgeIdentity],
@@ -1698,9 +1703,12 @@ async fn pull_file(
         lane: prefix,
         pair: None,
     };
-    let mut next = match parts.get(progress.parts) {
-        Some(blob) => Some(open_blob(session, packet, blob).await?),
-        None => None,
+    // `opened`: the stream of a part asked for in advance, used if it is
+    // the one needed first.
+    let mut next = match (parts.get(progress.parts), opened) {
+        (Some(blob), Some((sha, recv))) if sha == blob.sha256 => Some(recv),
+        (Some(blob), _) => Some(open_blob(session, packet, blob).await?),
+        (None, _) => None,
     };
     for (j, blob) in parts.iter().enumerate().skip(progress.parts) {
         let Some(recv) = next.take() else {
@@ -2070,14 +2078,35 @@ pub async fn pull_inner(
             d.manifest.size
         )));
     }
-    let manifest_cipher = fetch_blob(session, &d.id, &d.manifest, &pb, |input| {
-        let mut v = Vec::new();
-        input
-            .read_to_end(&mut v)
-            .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
-        Ok(v)
-    })
-    .await?;
+    // On a long path the first part is asked for with the manifest (one
+    // round trip, not two); its bytes wait in the stream's window until
+    // the manifest is verified, and are dropped unread if the manifest
+    // does not start with that part. (The stream window is smaller than a
+    // long path's connection window, so the manifest always gets through;
+    // on a short path the round trip costs nothing.)
+    let prefetch = d.blobs.first().filter(|_| !args.raw && session.long_path());
+    let (manifest_cipher, first) = tokio::join!(
+        fetch_blob(session, &d.id, &d.manifest, &pb, |input| {
+            let mut v = Vec::new();
+            input
+                .read_to_end(&mut v)
+                .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+            Ok(v)
+        }),
+        async {
+            match prefetch {
+                // A failure here is met again, and reported, when the part
+                // is asked for in its turn.
+                Some(b) => open_blob(session, &d.id, b)
+                    .await
+                    .ok()
+                    .map(|r| (b.sha256, r)),
+                None => None,
+            }
+        }
+    );
+    let manifest_cipher = manifest_cipher?;
+    let mut first = first;
     let mut bytes = Vec::new();
     decrypt_stream(&mut &manifest_cipher[..], &mut bytes, &ident)
         .map_err(|e| verify_fail(format!("cannot decrypt the manifest: {e}")))?;
@@ -2123,8 +2152,16 @@ pub async fn pull_inner(
         let plain = partial.join(format!("{i}.plain"));
         let state = partial.join(format!("{i}.state"));
         let parts: Vec<BlobRef> = parts.into_iter().cloned().collect();
-        let (sha, size, reused) =
-            pull_file(session, &d.id, &parts, &plain, &state, &ident, &pb).await?;
+        let (sha, size, reused) = pull_file(
+            session,
+            &d.id,
+            (&parts, first.take()),
+            &plain,
+            &state,
+            &ident,
+            &pb,
+        )
+        .await?;
         resumed += reused;
         if sha != f.sha256 || size != f.size {
             let _ = fs::remove_file(&plain);
