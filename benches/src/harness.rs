@@ -469,9 +469,6 @@ impl Mdrop {
     pub fn cmd(&self, home: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--home").arg(home).arg("--json").args(args);
-        if std::env::var_os("WAN_VV").is_some() {
-            c.arg("-vv");
-        }
         c.env_remove("MDROP_PASSPHRASE");
         c
     }

@@ -94,10 +94,25 @@ pub struct DeliverArgs {
 /// `mdrop review …`.
 #[derive(Debug, Subcommand)]
 pub enum ReviewCommand {
-    /// Approve a deliverable.
+    /// Show a deliverable before deciding: its files and sizes, the
+    /// provider's note, the packet it answers and its state (pulled and
+    /// verified into HOME/reviews/ID, or --out).
+    Show(ReviewShowArgs),
+    /// Approve a deliverable (shows it and asks before signing).
     Approve(ReviewArgs),
-    /// Return a deliverable for correction (a note is required).
+    /// Return a deliverable for correction (a note is required; shows it
+    /// and asks before signing).
     Return(ReviewArgs),
+}
+
+/// `mdrop review show`.
+#[derive(Debug, Args)]
+pub struct ReviewShowArgs {
+    /// Deliverable id.
+    pub id: String,
+    /// Where the files are put (default: HOME/reviews/ID).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// `mdrop review approve|return`.
@@ -114,6 +129,9 @@ pub struct ReviewArgs {
     /// Where to save the receipt (default: ./receipt-ID.json).
     #[arg(long)]
     pub receipt: Option<PathBuf>,
+    /// Sign without asking (scripts); the deliverable is still shown.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `mdrop receipt …`.

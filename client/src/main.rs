@@ -98,6 +98,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Inbox(a) => rt.block_on(commands::packets::inbox(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),
         Command::Deliver(a) => rt.block_on(commands::packets::deliver(ctx, &a)),
+        Command::Review(ReviewCommand::Show(a)) => rt.block_on(commands::review::show(ctx, &a)),
         Command::Review(ReviewCommand::Approve(a)) => {
             rt.block_on(commands::review::review(ctx, &a, Decision::Approve))
         }

@@ -4,6 +4,8 @@ use std::io::Write as _;
 
 use serde::Serialize;
 
+use crate::error::{CmdResult, Fail};
+
 /// Where command results go.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -43,9 +45,59 @@ pub fn escape(text: &str, keep_newlines: bool) -> String {
     out
 }
 
+/// Shows `what` on standard error and asks `question` (answered by typing
+/// `yes`), unless `yes` (`--yes`) was given. Without a terminal to ask on,
+/// refuses (usage, exit 2) and says to pass `--yes`; any other answer
+/// refuses with `declined`.
+pub fn confirm(yes: bool, what: &str, question: &str, declined: &str) -> CmdResult {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{what}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Fail::usage(
+            "confirmation needed: run in a terminal or pass --yes",
+        ));
+    }
+    let _ = write!(err, "{question} Type 'yes' to sign: ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        return Err(Fail::other(declined.to_owned()));
+    }
+    Ok(())
+}
+
+/// A size for people: `512 B`, `1.5 KiB`, `32.0 MiB`, `1.2 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, human_size};
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(32 << 20), "32.0 MiB");
+        assert_eq!(human_size(5 << 30), "5.0 GiB");
+    }
 
     #[test]
     fn control_and_bidi_characters_are_escaped() {

@@ -99,12 +99,45 @@ fn full_review_workflow_with_receipts() {
     assert_eq!(item["task"], "medical-chronology");
     assert!(item["due"].as_str().is_some());
 
+    // The attorney sees the work before deciding: files, sizes, the
+    // provider's note, the packet it answers, its state.
+    let shown = tmp.join("shown");
+    let v = alice.json(&["review", "show", &d1, "--out", shown.to_str().unwrap()]);
+    assert_eq!(v["packet"], packet.as_str());
+    assert_eq!(v["sender"], "bob@lpo-1");
+    assert_eq!(v["state"], "submitted");
+    assert_eq!(v["note"], "first draft");
+    assert_eq!(v["files"][0]["path"], "chronology.txt");
+    assert_eq!(v["files"][0]["size"], 27);
+    assert_eq!(
+        std::fs::read_to_string(shown.join("chronology.txt")).unwrap(),
+        "Jan 2: ER visit\nFeb 3: MRI\n"
+    );
+    let r = alice.run(&["review", "show", &d1]).ok();
+    for want in [
+        "answering packet",
+        "chronology.txt",
+        "27 B",
+        "The provider's note:\n  first draft",
+        "State: submitted",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} in {r:?}");
+    }
+    // A packet is not a deliverable.
+    alice.run(&["review", "show", &packet]).code(2);
+    // Deciding shows the same and asks; without a terminal to ask on and
+    // without --yes, nothing is signed or recorded.
+    let r = alice.run(&["review", "approve", &d1]).code(2);
+    assert!(r.stderr.contains("chronology.txt"), "{r:?}");
+    assert!(r.stderr.contains("pass --yes"), "{r:?}");
+    assert_eq!(alice.json(&["review", "show", &d1])["state"], "submitted");
+
     // State rules.
-    let r = bob.run(&["review", "approve", &d1]).code(3);
+    let r = bob.run(&["review", "approve", "--yes", &d1]).code(3);
     assert!(r.stderr.contains("bob@lpo-1"), "{r:?}");
-    let r = pat.run(&["review", "approve", &d1]).code(3);
+    let r = pat.run(&["review", "approve", "--yes", &d1]).code(3);
     assert!(r.stderr.contains("only an attorney"), "{r:?}");
-    alice.run(&["review", "return", &d1]).code(2);
+    alice.run(&["review", "return", "--yes", &d1]).code(2);
     // Delivery rules are access rules: exit 3, the rule named.
     let r = bob
         .run(&["deliver", MATTER, "--packet", &packet, &chrono])
@@ -120,6 +153,7 @@ fn full_review_workflow_with_receipts() {
         .run(&[
             "review",
             "return",
+            "--yes",
             &d1,
             "--note",
             "dates are wrong",
@@ -134,6 +168,7 @@ fn full_review_workflow_with_receipts() {
     let v = alice.json(&[
         "review",
         "return",
+        "--yes",
         &d1,
         "--note",
         "dates are wrong",
@@ -149,7 +184,7 @@ fn full_review_workflow_with_receipts() {
         .as_str()
         .unwrap()
         .to_owned();
-    let r = alice.run(&["review", "approve", &d1]).code(3);
+    let r = alice.run(&["review", "approve", "--yes", &d1]).code(3);
     assert!(
         r.stderr.contains("not awaiting review"),
         "superseded: {r:?}"
@@ -158,6 +193,7 @@ fn full_review_workflow_with_receipts() {
     let v = alice.json(&[
         "review",
         "approve",
+        "--yes",
         &d2,
         "--note",
         "thanks",
@@ -166,7 +202,7 @@ fn full_review_workflow_with_receipts() {
     ]);
     assert_eq!(v["state"], "approved");
     assert_eq!(v["receipt"], receipt.to_str().unwrap());
-    alice.run(&["review", "approve", &d2]).code(3);
+    alice.run(&["review", "approve", "--yes", &d2]).code(3);
     let r = bob
         .run(&["deliver", MATTER, "--packet", &packet, &fixed])
         .code(3);

@@ -308,6 +308,7 @@ fn forged_and_dropped_statements_are_refused() {
     let r = t.alice.run(&[
         "review",
         "approve",
+        "--yes",
         &d1,
         "--receipt",
         receipt.to_str().unwrap(),

@@ -455,6 +455,7 @@ fn receipts_carry_witness_cosignatures() {
     alice.json(&[
         "review",
         "approve",
+        "--yes",
         &d,
         "--receipt",
         receipt.to_str().unwrap(),

@@ -11,6 +11,13 @@
 //!   `mdropd`, through the link; wall clock of the process;
 //! - `pull`: the real `mdrop pull` by bob of a packet of that size pushed
 //!   beforehand on plain loopback; the pulled file's SHA-256 is checked;
+//! - `push-warm`, `pull-warm`: the same transfer right after an untimed one
+//!   of the smallest size through the same link, so that the sender
+//!   remembers the path (the client in its home's `paths.json`, `mdropd`
+//!   by the client's key and address) and resumes from it; each profile's
+//!   link reaches the server from a loopback address of its own
+//!   (127.0.0.10 and up), as another client site would, so the plain
+//!   `push` and `pull` rows start cold;
 //! - `raw-default`: one quinn stream of the same size, client to an
 //!   in-process server, both with quinn's default `TransportConfig` (Cubic,
 //!   1.25 MB stream window), read in order;
@@ -38,7 +45,7 @@
 //! ```
 //!
 //! Options: `--profiles longfat,nearshore,offshore,bad-day` (default all),
-//! `--sizes-mib 64,1024` (default), `--kinds push,pull,raw-default,raw-tuned,raw-rate`
+//! `--sizes-mib 64,1024` (default), `--kinds push,pull,push-warm,pull-warm,raw-default,raw-tuned,raw-rate`
 //! (default all), `--cap-secs S` (default 120), `--dir PATH`, `--keep`,
 //! `--seed N` (the links' loss pattern; default 1). Binaries from
 //! `MDROP_BIN_DIR`, else beside this executable. A full run takes up to
@@ -153,7 +160,7 @@ fn parse_args() -> Result<Options> {
             "--seed" => o.seed = val()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: wan [--profiles a,b] [--sizes-mib 64,1024] [--kinds push,pull,raw-default,raw-tuned,raw-rate] [--cap-secs S] [--dir PATH] [--keep] [--seed N]"
+                    "usage: wan [--profiles a,b] [--sizes-mib 64,1024] [--kinds push,pull,push-warm,pull-warm,raw-default,raw-tuned,raw-rate] [--cap-secs S] [--dir PATH] [--keep] [--seed N]"
                 );
                 std::process::exit(0);
             }

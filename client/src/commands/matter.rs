@@ -396,24 +396,12 @@ async fn vouch(
 
 /// Shows `what` and asks for `yes` on the terminal, unless `yes` was given.
 fn confirm(yes: bool, what: &str) -> CmdResult {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{what}");
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Fail::usage(
-            "confirmation needed: run in a terminal or pass --yes",
-        ));
-    }
-    let _ = write!(err, "Sign this change? Type 'yes' to sign: ");
-    let _ = err.flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() != "yes" {
-        return Err(Fail::other("not confirmed; nothing was signed"));
-    }
-    Ok(())
+    crate::output::confirm(
+        yes,
+        what,
+        "Sign this change?",
+        "not confirmed; nothing was signed",
+    )
 }
 
 fn parse_scope(names: &[String]) -> CmdResult<Vec<Task>> {

@@ -9,7 +9,9 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
 use matterdrop_common::audit;
 use matterdrop_common::packet::{Descriptor, Kind, Manifest};
-use matterdrop_common::proto::{ClientRequest, ReportRequest, ReviewSubmitRequest, ServerResponse};
+use matterdrop_common::proto::{
+    ClientRequest, InboxRequest, ReportRequest, ReviewSubmitRequest, ServerResponse,
+};
 use matterdrop_common::receipt::{
     self, CosignedCheckpoint, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry,
     ReceiptStatement,
@@ -20,12 +22,12 @@ use serde_json::json;
 
 use super::Ctx;
 use super::packets::{OwnKeys, Pulled, confirm_delivery, pull_inner};
-use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, TurnaroundArgs};
+use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, ReviewShowArgs, TurnaroundArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::home::{check_writable, write_replace};
 use crate::identity;
-use crate::output::escape;
+use crate::output::{escape, human_size};
 use crate::pins::Pins;
 
 fn hex(b: &[u8]) -> String {
@@ -80,32 +82,20 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let log_key =
         NoteVerifier::from_vkey(&server.log_key).map_err(|e| Fail::other(e.to_string()))?;
-    let partial = ctx.home.path("partial").join(&args.id);
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| ctx.home.path("reviews").join(&args.id));
     let result = async {
-        // Review only what this client has pulled and verified itself.
-        let pull = PullArgs {
-            id: args.id.clone(),
-            out: Some(out.clone()),
-            raw: false,
-            force: true,
-            retries: 0,
-        };
-        let pulled: Pulled =
-            pull_inner(ctx, &pull, &session, &server.principal, &keys, &partial).await?;
-        if let Err(e) = confirm_delivery(&session, &key, &server.principal, &pulled).await {
-            eprintln!("mdrop: warning: the signed delivery confirmation could not be logged: {e}");
-        }
-        let d = Descriptor::parse(&pulled.descriptor).map_err(|e| bad(e.to_string()))?;
-        let (Kind::Deliverable, Some(packet)) = (d.kind, d.packet.clone()) else {
-            return Err(Fail::usage(format!(
-                "{} is a packet, not a deliverable",
-                args.id
-            )));
-        };
+        let shown = fetch(
+            ctx,
+            (&session, &server.principal),
+            (&key, &keys),
+            &args.id,
+            &out,
+        )
+        .await?;
+        let (pulled, d, packet) = (&shown.pulled, &shown.descriptor, shown.packet.clone());
         // A receipt vouches for work from a current provider of the matter,
         // signed with the key its roster gives them now (not one it has
         // since removed or replaced).
@@ -116,6 +106,25 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
                 d.id, d.sender, d.matter
             )));
         }
+        // The attorney signs what they have seen: the files and the note.
+        let mut what = shown.describe(&out);
+        if decision == Decision::Return {
+            let _ = writeln!(what, "Your note to the provider:\n{}", indent(&note));
+        }
+        crate::output::confirm(
+            args.yes,
+            &what,
+            &format!(
+                "{} deliverable {} as {}?",
+                match decision {
+                    Decision::Approve => "Approve",
+                    Decision::Return => "Return",
+                },
+                d.id,
+                server.principal
+            ),
+            "not confirmed; nothing was signed",
+        )?;
         let statement = ReceiptStatement {
             deliverable: d.id.clone(),
             packet,
@@ -188,7 +197,6 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
     let (file, state) = result?;
     let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Fail::other(e.to_string()))?;
     write_replace(&path, &bytes, 0o644)?;
-    let _ = std::fs::remove_dir_all(&partial);
     ctx.out.emit(
         &json!({"id": args.id, "decision": decision.as_str(), "state": state, "receipt": path,
                 "log_index": file.log.index, "files": out}),
@@ -202,6 +210,163 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
                 args.id,
                 path.display()
             )
+        },
+    );
+    Ok(())
+}
+
+/// A deliverable pulled and verified for review.
+struct Shown {
+    pulled: Pulled,
+    descriptor: Descriptor,
+    /// The packet it answers.
+    packet: String,
+    /// Its review state as the server lists it (submitted, approved,
+    /// returned, superseded), if it does.
+    state: Option<String>,
+}
+
+impl Shown {
+    /// What a reviewer sees before deciding; text from the provider is
+    /// escaped.
+    fn describe(&self, out: &std::path::Path) -> String {
+        let d = &self.descriptor;
+        let m = &self.pulled.manifest;
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "Deliverable {} of matter {}, from {}, answering packet {} (task {})",
+            escape(&d.id, false),
+            escape(&d.matter, false),
+            escape(&d.sender, false),
+            escape(&self.packet, false),
+            escape(&d.task, false)
+        );
+        if let Some(state) = &self.state {
+            let _ = writeln!(t, "State: {}", escape(state, false));
+        }
+        let total: u64 = m.files.iter().map(|f| f.size).sum();
+        let _ = writeln!(
+            t,
+            "{} file{}, {} (verified, in {}):",
+            m.files.len(),
+            if m.files.len() == 1 { "" } else { "s" },
+            human_size(total),
+            out.display()
+        );
+        for f in &m.files {
+            let _ = writeln!(
+                t,
+                "  {:>10}  {}",
+                human_size(f.size),
+                escape(&f.path, false)
+            );
+        }
+        if m.note.trim().is_empty() {
+            let _ = writeln!(t, "The provider left no note.");
+        } else {
+            let _ = writeln!(t, "The provider's note:\n{}", indent(&m.note));
+        }
+        t
+    }
+}
+
+/// `text`, escaped for a terminal, each line indented.
+fn indent(text: &str) -> String {
+    escape(text.trim_end(), true)
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect()
+}
+
+/// Pulls and verifies deliverable `id` into `out` (review only what this
+/// client has pulled and verified itself), confirms its delivery, and
+/// looks up its review state.
+async fn fetch(
+    ctx: &Ctx,
+    (session, me): (&Session, &str),
+    (key, keys): (&ed25519_dalek::SigningKey, &OwnKeys),
+    id: &str,
+    out: &std::path::Path,
+) -> CmdResult<Shown> {
+    let partial = ctx.home.path("partial").join(id);
+    let pull = PullArgs {
+        id: id.to_owned(),
+        out: Some(out.to_owned()),
+        raw: false,
+        force: true,
+        retries: 0,
+    };
+    let pulled: Pulled = pull_inner(ctx, &pull, session, me, keys, &partial).await?;
+    let _ = std::fs::remove_dir_all(&partial);
+    if let Err(e) = confirm_delivery(session, key, me, &pulled).await {
+        eprintln!("mdrop: warning: the signed delivery confirmation could not be logged: {e}");
+    }
+    let d = Descriptor::parse(&pulled.descriptor).map_err(|e| bad(e.to_string()))?;
+    let (Kind::Deliverable, Some(packet)) = (d.kind, d.packet.clone()) else {
+        return Err(Fail::usage(format!("{id} is a packet, not a deliverable")));
+    };
+    let resp = session
+        .request(&ClientRequest::Inbox(InboxRequest {
+            matter: Some(d.matter.clone()),
+            all: true,
+        }))
+        .await?;
+    let state = match resp {
+        ServerResponse::Inbox(items) => items
+            .into_iter()
+            .find(|i| i.id == d.id)
+            .and_then(|i| i.state),
+        other => return Err(unexpected(&other)),
+    };
+    Ok(Shown {
+        pulled,
+        descriptor: d,
+        packet,
+        state,
+    })
+}
+
+/// `mdrop review show ID`: the deliverable's files, sizes, the provider's
+/// note, the packet it answers and its state, pulled and verified.
+pub async fn show(ctx: &Ctx, args: &ReviewShowArgs) -> CmdResult {
+    let key = identity::signing_key(&ctx.home)?;
+    let keys = OwnKeys::load(ctx, &key)?;
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| ctx.home.path("reviews").join(&args.id));
+    let shown = fetch(
+        ctx,
+        (&session, &server.principal),
+        (&key, &keys),
+        &args.id,
+        &out,
+    )
+    .await;
+    session.close().await;
+    let shown = shown?;
+    let d = &shown.descriptor;
+    let m = &shown.pulled.manifest;
+    ctx.out.emit(
+        &json!({
+            "id": d.id, "matter": d.matter, "sender": d.sender, "packet": shown.packet,
+            "task": d.task, "state": shown.state, "out": out, "note": m.note,
+            "sender_current": shown.pulled.sender_current,
+            "files": m.files.iter().map(|f| json!({"path": f.path, "size": f.size, "sha256": hex(&f.sha256)})).collect::<Vec<_>>(),
+        }),
+        || {
+            let mut t = shown.describe(&out);
+            if !shown.pulled.sender_current {
+                let _ = writeln!(
+                    t,
+                    "Note: {} is no longer a current provider of this matter with that key; \
+                     it cannot be approved.",
+                    escape(&d.sender, false)
+                );
+            }
+            t
         },
     );
     Ok(())
