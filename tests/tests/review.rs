@@ -125,6 +125,28 @@ fn full_review_workflow_with_receipts() {
     }
     // A packet is not a deliverable.
     alice.run(&["review", "show", &packet]).code(2);
+    // Ids by unique prefix of at least six hex digits, with or without
+    // their kind; anything else is refused before it names a folder.
+    assert_eq!(
+        alice.json(&["review", "show", &d1[..10]])["id"],
+        d1.as_str()
+    );
+    assert_eq!(
+        alice.json(&["review", "show", &d1[2..9]])["id"],
+        d1.as_str()
+    );
+    let r = alice.run(&["review", "show", &d1[..6]]).code(2);
+    assert!(r.stderr.contains("at least 6"), "{r:?}");
+    let r = alice.run(&["review", "show", "d-000000"]).code(2);
+    assert!(r.stderr.contains("no packet or deliverable"), "{r:?}");
+    let victim = tmp.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "keep").unwrap();
+    for hostile in ["../../victim", "../victim", "p-../../victim"] {
+        let r = bob.run(&["pull", hostile]).code(2);
+        assert!(r.stderr.contains("invalid packet id"), "{r:?}");
+    }
+    assert!(victim.join("keep.txt").exists());
     // Deciding shows the same and asks; without a terminal to ask on and
     // without --yes, nothing is signed or recorded.
     let r = alice.run(&["review", "approve", &d1]).code(2);

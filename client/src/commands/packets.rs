@@ -529,12 +529,13 @@ pub async fn push(ctx: &Ctx, args: &PushArgs) -> CmdResult {
 
 /// `mdrop deliver`.
 pub async fn deliver(ctx: &Ctx, args: &DeliverArgs) -> CmdResult {
+    let packet = resolve_id(ctx, &args.packet).await?;
     send(
         ctx,
         &SendSpec {
             matter: args.matter.clone(),
             task: String::new(),
-            deliverable_for: Some(args.packet.clone()),
+            deliverable_for: Some(packet),
             due: None,
             note: args.note.clone(),
             files: args.files.clone(),
@@ -1099,6 +1100,73 @@ fn changed(path: &Path) -> Fail {
         "{} changed while it was being sent; run the push again",
         path.display()
     ))
+}
+
+/// Hex digits a shortened id needs at least.
+pub const MIN_ID_PREFIX: usize = 6;
+
+/// The packet or deliverable id `given` names: a whole id as it is, or a
+/// unique prefix of at least [`MIN_ID_PREFIX`] hex digits (with or without
+/// its `p-`/`d-`), looked up among what this user can see (`inbox
+/// --all`). Anything else is refused before it can be used in a path: an
+/// id comes from another party, perhaps a hostile server's listing. The
+/// id found is checked again when the packet is fetched (its signed
+/// descriptor must carry it).
+pub async fn resolve_id(ctx: &Ctx, given: &str) -> CmdResult<String> {
+    if packet::validate_id(given) {
+        return Ok(given.to_owned());
+    }
+    let (kind, digits) = match given.split_once('-') {
+        Some((k @ ("p" | "d"), rest)) => (Some(k), rest),
+        _ => (None, given),
+    };
+    let lower = digits.to_ascii_lowercase();
+    if !(MIN_ID_PREFIX..32).contains(&lower.len()) || !lower.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(Fail::usage(format!(
+            "invalid packet id {}: expected p-… or d-… with 32 hex digits, or a unique prefix of \
+             at least {MIN_ID_PREFIX} of them",
+            escape(given, false)
+        )));
+    }
+    let resp = super::matter::call(
+        ctx,
+        &ClientRequest::Inbox(InboxRequest {
+            matter: None,
+            all: true,
+        }),
+    )
+    .await?;
+    let ServerResponse::Inbox(items) = resp else {
+        return Err(unexpected(&resp));
+    };
+    let found: std::collections::BTreeSet<&str> = items
+        .iter()
+        .map(|i| i.id.as_str())
+        .filter(|id| packet::validate_id(id))
+        .filter(|id| {
+            id.split_once('-').is_some_and(|(k, rand)| {
+                kind.is_none_or(|want| want == k) && rand.starts_with(&lower)
+            })
+        })
+        .collect();
+    match found.len() {
+        1 => {
+            let id = found.into_iter().next().unwrap_or_default().to_owned();
+            eprintln!("mdrop: {} is {id}", escape(given, false));
+            Ok(id)
+        }
+        0 => Err(Fail::usage(format!(
+            "no packet or deliverable you can see starts with {}",
+            escape(given, false)
+        ))
+        .hint("`mdrop inbox --all` lists them")),
+        n => Err(Fail::usage(format!(
+            "{} is ambiguous: {n} ids start with it ({}); give more digits",
+            escape(given, false),
+            found.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 /// `mdrop inbox`.
@@ -1831,6 +1899,15 @@ fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
 
 /// `mdrop pull`.
 pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
+    // A whole, well-formed id before it names a folder.
+    let resolved = PullArgs {
+        id: resolve_id(ctx, &args.id).await?,
+        out: args.out.clone(),
+        raw: args.raw,
+        force: args.force,
+        retries: args.retries,
+    };
+    let args = &resolved;
     // Both keys before the session opens: a passphrase prompt must not
     // hold up the connection.
     let key = identity::signing_key(&ctx.home)?;

@@ -69,6 +69,14 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             "returning a deliverable requires --note saying what to correct",
         ));
     }
+    let id = super::packets::resolve_id(ctx, &args.id).await?;
+    let args = &ReviewArgs {
+        id,
+        note: args.note.clone(),
+        out: args.out.clone(),
+        receipt: args.receipt.clone(),
+        yes: args.yes,
+    };
     // Where the receipt goes is checked before anything is signed: the
     // server records the decision once, and a receipt that cannot be saved
     // afterwards would be lost.
@@ -330,6 +338,11 @@ async fn fetch(
 /// `mdrop review show ID`: the deliverable's files, sizes, the provider's
 /// note, the packet it answers and its state, pulled and verified.
 pub async fn show(ctx: &Ctx, args: &ReviewShowArgs) -> CmdResult {
+    let id = super::packets::resolve_id(ctx, &args.id).await?;
+    let args = &ReviewShowArgs {
+        id,
+        out: args.out.clone(),
+    };
     let key = identity::signing_key(&ctx.home)?;
     let keys = OwnKeys::load(ctx, &key)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
