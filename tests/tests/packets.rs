@@ -1,6 +1,7 @@
 //! End-to-end encrypted case packets: push, inbox, pull, and what a
 //! tampering server cannot get past the client.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use matterdrop_tests::{Server, User, World, age_v13, pull_refused_as_tampered, walk};
@@ -130,7 +131,21 @@ fn round_trip_of_a_folder_is_byte_identical_and_server_sees_only_ciphertext() {
         let rel = path.strip_prefix(t.w.tmp.path()).unwrap();
         let got = std::fs::read(out.join(rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()));
         assert!(got == *data, "{} differs", rel.display());
+        // Plaintext is this user's only, in folders that are too.
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out.join(rel)), 0o600, "{}", rel.display());
+        let mut dir = out.join(rel);
+        while dir.pop() && dir.starts_with(&out) {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
     }
+    // Nothing is left in the staging folder, which is private too.
+    let partial = t.bob.home.join("partial");
+    assert_eq!(
+        std::fs::metadata(&partial).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(walk(&partial).is_empty());
     // Pulled packets leave the inbox; --all still lists them.
     assert_eq!(t.bob.json(&["inbox"])["items"].as_array().unwrap().len(), 0);
     assert_eq!(

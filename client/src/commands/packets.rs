@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -1728,12 +1729,15 @@ async fn pull_file(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    // Plaintext: readable by this user only, wherever it lies.
     let file = fs::OpenOptions::new()
         .create(true)
         .read(true)
         .write(true)
         .truncate(false)
+        .mode(0o600)
         .open(plain)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
     let progress = if progress.parts <= parts.len() && file.metadata()?.len() >= progress.bytes {
         progress
     } else {
@@ -1861,7 +1865,12 @@ async fn pull_raw(
         return Ok(blob.size);
     }
     let tmp = dst.with_extension("tmp");
-    let file = File::create(&tmp)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     let file = fetch_blob(session, packet, blob, pb, move |input| {
         let mut out = BufWriter::with_capacity(BUF, file);
         let mut w = WriteWatch {
@@ -1886,6 +1895,16 @@ async fn pull_raw(
 const MAX_MANIFEST_BLOB: u64 = 2 * packet::MAX_MANIFEST as u64;
 
 /// Renames, or copies when `src` and `dst` are on different filesystems.
+/// Creates `dir` and its missing parents 0700, and makes `dir` itself
+/// 0700 if it existed (a staging folder for plaintext).
+fn private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
 fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
     if fs::rename(src, dst).is_ok() {
         return Ok(());
@@ -2146,7 +2165,7 @@ pub async fn pull_inner(
         ));
     }
     let ident = keys.age.clone();
-    fs::create_dir_all(partial)?;
+    private_dir(partial)?;
 
     let pb = bar(d.total_size(), "downloading");
     if d.manifest.size > MAX_MANIFEST_BLOB {
@@ -2282,7 +2301,12 @@ pub async fn pull_inner(
     for (src, rel) in &staged {
         let target = out_dir.join(rel);
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
+            // Folders this creates for plaintext are this user's only
+            // (one that exists keeps its mode: the user chose it).
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
         }
         // A move across file systems copies: off the runtime thread.
         let (from, to) = (src.clone(), target.clone());
