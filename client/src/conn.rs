@@ -31,6 +31,8 @@ pub struct Session {
     /// The send window, kept near a few congestion windows while an
     /// upload writes.
     sending: Arc<tls::SendWindow>,
+    /// The connection receive window `fit_windows` chose.
+    recv_window: u64,
     /// Where the congestion controller takes a remembered path from.
     resume: ResumeSlot,
     /// Where [`Session::close`] records what this connection measured of
@@ -120,13 +122,14 @@ impl Session {
                 });
             }
         };
-        let (_, send_cap) = tls::fit_windows(&conn);
+        let (recv_window, send_cap) = tls::fit_windows(&conn);
         let sending = tls::SendWindow::new(&conn, send_cap);
         Ok(Self {
             endpoint,
             conn,
             server: server.to_owned(),
             sending,
+            recv_window,
             resume,
             remember: None,
         })
@@ -251,10 +254,13 @@ impl Session {
 
     /// Sends one request and waits for its answer. An error answer becomes
     /// a [`Fail`] with the exit code of its class.
-    /// Whether the path to the server is long (its RTT at least
-    /// [`tls::SHORT_PATH`]): the connection then has the large windows.
+    /// Whether the connection has the large windows of a long path
+    /// ([`tls::fit_windows`] chose them from the handshake's RTT): its
+    /// receive window then exceeds a stream's, so one stream that nobody
+    /// reads yet cannot take all of the connection's credit. Decided by
+    /// the window, not by the RTT now, which may have moved since.
     pub fn long_path(&self) -> bool {
-        self.conn.rtt() >= tls::SHORT_PATH
+        self.recv_window > u64::from(tls::STREAM_WINDOW)
     }
 
     pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {

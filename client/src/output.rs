@@ -50,17 +50,13 @@ pub fn escape(text: &str, keep_newlines: bool) -> String {
 /// refuses (usage, exit 2) and says to pass `--yes`; any other answer
 /// refuses with `declined`.
 pub fn confirm(yes: bool, what: &str, question: &str, declined: &str) -> CmdResult {
-    use std::io::{BufRead as _, IsTerminal as _};
+    use std::io::BufRead as _;
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{what}");
     if yes {
         return Ok(());
     }
-    if !std::io::stdin().is_terminal() {
-        return Err(Fail::usage(
-            "confirmation needed: run in a terminal or pass --yes",
-        ));
-    }
+    can_confirm(yes)?;
     let _ = write!(err, "{question} Type 'yes' to sign: ");
     let _ = err.flush();
     let mut answer = String::new();
@@ -69,6 +65,20 @@ pub fn confirm(yes: bool, what: &str, question: &str, declined: &str) -> CmdResu
         return Err(Fail::other(declined.to_owned()));
     }
     Ok(())
+}
+
+/// Refuses at once (usage, exit 2) when [`confirm`] could not ask: no
+/// `--yes` and no terminal. Call before work that should not be done for
+/// nothing.
+pub fn can_confirm(yes: bool) -> CmdResult {
+    use std::io::IsTerminal as _;
+    if yes || std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(Fail::usage(
+            "confirmation needed: run in a terminal or pass --yes",
+        ))
+    }
 }
 
 /// A size for people: `512 B`, `1.5 KiB`, `32.0 MiB`, `1.2 GiB`.

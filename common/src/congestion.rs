@@ -48,8 +48,9 @@
 //!
 //! - **Resume** (after the IETF's careful resume, draft-ietf-tsvwg-careful-resume):
 //!   a sender that remembers what a path delivered before ([`PathMemory`],
-//!   handed over through a [`ResumeSlot`] once the peer is known) jumps,
-//!   in start-up, to half of that rate × the current min RTT instead of
+//!   only from a connection that filled it, handed over through a
+//!   [`ResumeSlot`] once the peer is known) jumps, in start-up, to half of
+//!   that rate × the lesser of the remembered and current min RTT instead of
 //!   doubling up from 32 packets, but only if the path's RTT is within a
 //!   factor of two of the remembered one (another path otherwise). The
 //!   jump is paced like any window and start-up's exits apply to it, so a
@@ -196,6 +197,10 @@ pub struct Rate {
     cruise_rounds: u32,
     /// Where a remembered path may arrive; taken (`None`) once looked at.
     resume: Option<ResumeSlot>,
+    /// The pipe was seen full (start-up ended on a queue, losses or a
+    /// plateau, or a round delivered clearly less than its window): what
+    /// the rounds measured is the path's, worth remembering.
+    filled: bool,
 }
 
 impl Rate {
@@ -229,15 +234,18 @@ impl Rate {
             paid_probes: 0,
             cruise_rounds: 0,
             resume: None,
+            filled: false,
         }
     }
 
-    /// What this connection measured of its path, if it ever filled it
-    /// (rounds limited by the application measure nothing).
+    /// What this connection measured of its path, if it filled it (see
+    /// `filled`): a short transfer that never did measured its own
+    /// start-up, not the path, and must not replace what a longer one
+    /// remembered.
     pub fn memory(&self) -> Option<PathMemory> {
         let rate = self.max_rate();
         let min_rtt = self.min_rtt()?;
-        (rate > 0.0).then_some(PathMemory { rate, min_rtt })
+        (self.filled && rate > 0.0).then_some(PathMemory { rate, min_rtt })
     }
 
     /// In start-up, once a remembered path has arrived and the RTT is
@@ -255,7 +263,10 @@ impl Rate {
         if self.mode != Mode::Startup || !same_path || !mem.rate.is_finite() {
             return;
         }
-        let jump = (mem.rate * min_rtt.as_secs_f64() / 2.0).min(MAX_RESUME_WINDOW as f64) as u64;
+        // The lesser RTT: a peer that delays its first acknowledgments
+        // must not get a larger jump than the path showed.
+        let rtt = min_rtt.min(mem.min_rtt);
+        let jump = (mem.rate * rtt.as_secs_f64() / 2.0).min(MAX_RESUME_WINDOW as f64) as u64;
         if jump > self.window {
             self.window = jump;
         }
@@ -326,6 +337,17 @@ impl Rate {
         // than any recent round: the path can carry at least that (BBR's
         // rule), and a start-up cut short by the sender's own window would
         // otherwise leave the estimate below what the path showed.
+        // The path was full if a round that used its window delivered
+        // clearly less per RTT than that window: a transfer that ends in
+        // start-up (64 MiB on a long path) has still measured the path.
+        if let Some(min) = self.min_rtt() {
+            if acked >= self.round_window / 2
+                && rate > 0.0
+                && rate * min.as_secs_f64() < 0.8 * self.round_window as f64
+            {
+                self.filled = true;
+            }
+        }
         if rate > 0.0 && (!self.round_app_limited || rate > self.max_rate()) {
             self.rates.push_back(rate);
             while self.rates.len() > RATE_ROUNDS {
@@ -354,6 +376,7 @@ impl Rate {
                     }
                 }
                 if queueing || lossy || self.full_rate_rounds >= 3 {
+                    self.filled = true;
                     self.mode = Mode::Cruise;
                     self.cycle = 1; // drain the start-up queue first
                     self.window = self.target(GAINS[self.cycle]);
@@ -602,7 +625,8 @@ mod tests {
             min_rtt: Duration::from_millis(240),
         };
         let (c, _) = resuming(Some(mem), rtt);
-        assert_eq!(c.window(), (50e6 * 0.25 / 2.0) as u64);
+        // Half the rate × the lesser RTT (remembered 240 ms, now 250 ms).
+        assert_eq!(c.window(), (50e6 * 0.24 / 2.0) as u64);
         assert!(c.resume.is_none(), "looked at once");
         // Nothing remembered: start-up from 32 packets.
         let (c, _) = resuming(None, rtt);
@@ -622,6 +646,19 @@ mod tests {
             rtt,
         );
         assert_eq!(c.window(), MAX_RESUME_WINDOW);
+    }
+
+    #[test]
+    fn only_a_connection_that_filled_the_path_remembers_it() {
+        let (rate, rtt) = (12.5e6, Duration::from_millis(250));
+        let m = drive(rate, rtt, 40, None).memory().expect("filled");
+        assert!(m.rate > 0.8 * rate && m.rate < 1.5 * rate, "{m:?}");
+        assert!(m.min_rtt >= rtt);
+        // Requests and answers only, or a start-up cut short: nothing.
+        let (c, _) = resuming(None, rtt);
+        assert_eq!(c.memory(), None);
+        let short = drive(rate, rtt, 3, None);
+        assert_eq!(short.memory(), None, "three rounds of start-up");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -744,26 +745,44 @@ fn enroll_reason(message: &str) -> String {
 }
 
 /// Transfers (uploads and downloads) under way.
-static TRANSFERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static TRANSFERS: AtomicUsize = AtomicUsize::new(0);
+/// Counts the times transfers went idle; a trim goes ahead only if no
+/// transfer started since it was scheduled.
+static IDLE_SINCE: AtomicUsize = AtomicUsize::new(0);
+/// How long transfers must stay idle before the allocator is trimmed.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
-/// One transfer under way; when the last one ends, the allocator's free
-/// memory goes back to the system ([`matterdrop_common::alloc::trim`]),
-/// so what one transfer buffered does not stay resident after it.
+/// One transfer under way. A second after the last one ends, if none
+/// started meanwhile, the allocator's free memory goes back to the system
+/// ([`matterdrop_common::alloc::trim`]), so what transfers buffered does
+/// not stay resident after them; many small transfers in a row trim once.
 struct Transfer;
 
 impl Transfer {
     fn start() -> Self {
-        TRANSFERS.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        TRANSFERS.fetch_add(1, Ordering::AcqRel);
+        IDLE_SINCE.fetch_add(1, Ordering::AcqRel);
         Self
     }
 }
 
 impl Drop for Transfer {
     fn drop(&mut self) {
-        if TRANSFERS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-            // A walk over the heaps: off the async threads.
-            drop(tokio::task::spawn_blocking(matterdrop_common::alloc::trim));
+        if TRANSFERS.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let idle = IDLE_SINCE.fetch_add(1, Ordering::AcqRel) + 1;
+        rt.spawn(async move {
+            tokio::time::sleep(TRIM_AFTER).await;
+            if TRANSFERS.load(Ordering::Acquire) == 0 && IDLE_SINCE.load(Ordering::Acquire) == idle
+            {
+                // A walk over the heaps: off the async threads.
+                let _ = tokio::task::spawn_blocking(matterdrop_common::alloc::trim).await;
+            }
+        });
     }
 }
 

@@ -148,15 +148,22 @@ fn full_review_workflow_with_receipts() {
     }
     assert!(victim.join("keep.txt").exists());
     // Deciding shows the same and asks; without a terminal to ask on and
-    // without --yes, nothing is signed or recorded.
+    // without --yes it refuses before pulling anything, and nothing is
+    // signed or recorded.
     let r = alice.run(&["review", "approve", &d1]).code(2);
-    assert!(r.stderr.contains("chronology.txt"), "{r:?}");
     assert!(r.stderr.contains("pass --yes"), "{r:?}");
+    assert!(!r.stderr.contains("chronology.txt"), "{r:?}");
+
     assert_eq!(alice.json(&["review", "show", &d1])["state"], "submitted");
 
     // State rules.
     let r = bob.run(&["review", "approve", "--yes", &d1]).code(3);
     assert!(r.stderr.contains("bob@lpo-1"), "{r:?}");
+    // What is decided on is shown first, even with --yes.
+    assert!(
+        r.stderr.contains("chronology.txt") && r.stderr.contains("first draft"),
+        "{r:?}"
+    );
     let r = pat.run(&["review", "approve", "--yes", &d1]).code(3);
     assert!(r.stderr.contains("only an attorney"), "{r:?}");
     alice.run(&["review", "return", "--yes", &d1]).code(2);

@@ -676,6 +676,11 @@ async fn push_inner(
         session.request(&prepare),
         crate::roster::sync(&ctx.home, session, &spec.matter)
     );
+    // A roster that does not verify is the news, whatever else failed.
+    let synced = match (synced, &resp) {
+        (Err(e), Err(_)) if e.code == exit::VERIFY => return Err(e),
+        (synced, _) => synced,
+    };
     let resp = resp?;
     let ServerResponse::Recipients(info) = resp else {
         return Err(unexpected(&resp));
@@ -1743,6 +1748,9 @@ async fn pull_file(
     } else {
         FileProgress::default()
     };
+    // A part asked for in advance is needed only when starting afresh;
+    // otherwise it is let go now, not after the re-hash below.
+    let opened = opened.filter(|_| progress.parts == 0);
     file.set_len(progress.bytes)?;
     // Re-hash the plaintext of the parts already verified (gigabytes,
     // perhaps: off the runtime thread, which keeps the connection alive).
@@ -2180,7 +2188,12 @@ pub async fn pull_inner(
     // does not start with that part. (The stream window is smaller than a
     // long path's connection window, so the manifest always gets through;
     // on a short path the round trip costs nothing.)
-    let prefetch = d.blobs.first().filter(|_| !args.raw && session.long_path());
+    // (Not when an earlier run verified parts of the first file: its
+    // first part is not needed.)
+    let prefetch = d
+        .blobs
+        .first()
+        .filter(|_| !args.raw && session.long_path() && !partial.join("0.state").exists());
     let (manifest_cipher, first) = tokio::join!(
         fetch_blob(session, &d.id, &d.manifest, &pb, |input| {
             let mut v = Vec::new();

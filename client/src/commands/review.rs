@@ -69,6 +69,8 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             "returning a deliverable requires --note saying what to correct",
         ));
     }
+    // Nothing is pulled for a decision that cannot be asked for.
+    crate::output::can_confirm(args.yes)?;
     let id = super::packets::resolve_id(ctx, &args.id).await?;
     let args = &ReviewArgs {
         id,
@@ -314,18 +316,19 @@ async fn fetch(
     let (Kind::Deliverable, Some(packet)) = (d.kind, d.packet.clone()) else {
         return Err(Fail::usage(format!("{id} is a packet, not a deliverable")));
     };
-    let resp = session
+    // Only shown, never relied on: a failure to list leaves it out.
+    let state = match session
         .request(&ClientRequest::Inbox(InboxRequest {
             matter: Some(d.matter.clone()),
             all: true,
         }))
-        .await?;
-    let state = match resp {
-        ServerResponse::Inbox(items) => items
+        .await
+    {
+        Ok(ServerResponse::Inbox(items)) => items
             .into_iter()
             .find(|i| i.id == d.id)
             .and_then(|i| i.state),
-        other => return Err(unexpected(&other)),
+        _ => None,
     };
     Ok(Shown {
         pulled,
@@ -375,7 +378,7 @@ pub async fn show(ctx: &Ctx, args: &ReviewShowArgs) -> CmdResult {
                 let _ = writeln!(
                     t,
                     "Note: {} is no longer a current provider of this matter with that key; \
-                     it cannot be approved.",
+                     it cannot be approved or returned.",
                     escape(&d.sender, false)
                 );
             }
