@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CmdResult, Fail, exit};
 use crate::home::{Home, ServerFile, files};
+use crate::unix_now;
 
 /// How long to wait for the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -306,12 +307,6 @@ struct PathEntry {
     min_rtt_us: u64,
     /// Unix seconds.
     measured_at: u64,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl PathMemories {

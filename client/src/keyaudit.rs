@@ -192,12 +192,7 @@ struct State {
     clean: bool,
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::unix_now as now;
 
 fn save_state(home: &Home, at: u64, clean: bool) -> CmdResult {
     let bytes = serde_json::to_vec(&State {

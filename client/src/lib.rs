@@ -16,3 +16,10 @@ pub mod output;
 pub mod pins;
 pub mod roster;
 pub mod witnesses;
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

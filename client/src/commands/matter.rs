@@ -71,12 +71,7 @@ pub async fn call(ctx: &Ctx, req: &ClientRequest) -> CmdResult<ServerResponse> {
     resp
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::unix_now as now;
 
 /// A refusal by the roster's own rules, found before anything is sent.
 fn rule(e: &RosterError) -> Fail {

@@ -49,12 +49,7 @@ fn bad(message: impl Into<String>) -> Fail {
     Fail::new(exit::VERIFY, message)
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::unix_now as now;
 
 fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
@@ -72,39 +67,22 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
     // Nothing is pulled for a decision that cannot be asked for.
     crate::output::can_confirm(args.yes)?;
     let id = super::packets::resolve_id(ctx, &args.id).await?;
-    let args = &ReviewArgs {
-        id,
-        note: args.note.clone(),
-        out: args.out.clone(),
-        receipt: args.receipt.clone(),
-        yes: args.yes,
-    };
     // Where the receipt goes is checked before anything is signed: the
     // server records the decision once, and a receipt that cannot be saved
     // afterwards would be lost.
     let path = args
         .receipt
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("receipt-{}.json", args.id)));
+        .unwrap_or_else(|| PathBuf::from(format!("receipt-{id}.json")));
     check_writable(&path)?;
     let key = identity::signing_key(&ctx.home)?;
     let keys = OwnKeys::load(ctx, &key)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let log_key =
         NoteVerifier::from_vkey(&server.log_key).map_err(|e| Fail::other(e.to_string()))?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| ctx.home.path("reviews").join(&args.id));
+    let out = review_dir(ctx, &id, args.out.as_deref());
     let result = async {
-        let shown = fetch(
-            ctx,
-            (&session, &server.principal),
-            (&key, &keys),
-            &args.id,
-            &out,
-        )
-        .await?;
+        let shown = fetch(ctx, (&session, &server.principal), (&key, &keys), &id, &out).await?;
         let (pulled, d, packet) = (&shown.pulled, &shown.descriptor, shown.packet.clone());
         // A receipt vouches for work from a current provider of the matter,
         // signed with the key its roster gives them now (not one it has
@@ -208,7 +186,7 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
     let bytes = serde_json::to_vec_pretty(&file).map_err(|e| Fail::other(e.to_string()))?;
     write_replace(&path, &bytes, 0o644)?;
     ctx.out.emit(
-        &json!({"id": args.id, "decision": decision.as_str(), "state": state, "receipt": path,
+        &json!({"id": id, "decision": decision.as_str(), "state": state, "receipt": path,
                 "log_index": file.log.index, "files": out}),
         || {
             format!(
@@ -217,7 +195,7 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
                     Decision::Approve => "Approved",
                     Decision::Return => "Returned",
                 },
-                args.id,
+                id,
                 path.display()
             )
         },
@@ -289,6 +267,11 @@ fn indent(text: &str) -> String {
         .collect()
 }
 
+/// Where a reviewed deliverable's files go: `--out`, else HOME/reviews/ID.
+fn review_dir(ctx: &Ctx, id: &str, out: Option<&std::path::Path>) -> PathBuf {
+    out.map_or_else(|| ctx.home.path("reviews").join(id), PathBuf::from)
+}
+
 /// Pulls and verifies deliverable `id` into `out` (review only what this
 /// client has pulled and verified itself), confirms its delivery, and
 /// looks up its review state.
@@ -342,25 +325,11 @@ async fn fetch(
 /// note, the packet it answers and its state, pulled and verified.
 pub async fn show(ctx: &Ctx, args: &ReviewShowArgs) -> CmdResult {
     let id = super::packets::resolve_id(ctx, &args.id).await?;
-    let args = &ReviewShowArgs {
-        id,
-        out: args.out.clone(),
-    };
     let key = identity::signing_key(&ctx.home)?;
     let keys = OwnKeys::load(ctx, &key)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| ctx.home.path("reviews").join(&args.id));
-    let shown = fetch(
-        ctx,
-        (&session, &server.principal),
-        (&key, &keys),
-        &args.id,
-        &out,
-    )
-    .await;
+    let out = review_dir(ctx, &id, args.out.as_deref());
+    let shown = fetch(ctx, (&session, &server.principal), (&key, &keys), &id, &out).await;
     session.close().await;
     let shown = shown?;
     let d = &shown.descriptor;
