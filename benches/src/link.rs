@@ -283,8 +283,9 @@ struct Pipe {
     rng: u64,
     /// When the link finishes sending what is queued.
     free_at: Instant,
-    /// Packets in the queue or in flight, in departure order.
-    flight: VecDeque<(Instant, Vec<u8>)>,
+    /// Packets in the queue or in flight, in departure order, with the
+    /// flow each belongs to (always 0 on a [`Link`]).
+    flight: VecDeque<(Instant, Vec<u8>, usize)>,
 }
 
 impl Pipe {
@@ -308,7 +309,7 @@ impl Pipe {
     }
 
     /// Admits one packet arriving `now`, or counts why not.
-    fn admit(&mut self, now: Instant, packet: &[u8], stats: &DirStats, cut: bool) {
+    fn admit(&mut self, now: Instant, packet: &[u8], stats: &DirStats, cut: bool, flow: usize) {
         if cut {
             stats.cut_drops.fetch_add(1, Relaxed);
             return;
@@ -324,7 +325,7 @@ impl Pipe {
         }
         self.free_at = start + Duration::from_secs_f64(packet.len() as f64 * self.byte_time);
         self.flight
-            .push_back((self.free_at + self.delay, packet.to_vec()));
+            .push_back((self.free_at + self.delay, packet.to_vec(), flow));
     }
 
     fn run(&mut self, rx: &UdpSocket, tx: &UdpSocket, upstream: bool, shared: &Shared) {
@@ -334,8 +335,8 @@ impl Pipe {
         while !shared.stop.load(Relaxed) {
             let now = Instant::now();
             // Send what is due.
-            while self.flight.front().is_some_and(|(due, _)| *due <= now) {
-                let Some((_, p)) = self.flight.pop_front() else {
+            while self.flight.front().is_some_and(|(due, _, _)| *due <= now) {
+                let Some((_, p, _)) = self.flight.pop_front() else {
                     break;
                 };
                 let to = if upstream {
@@ -355,7 +356,7 @@ impl Pipe {
             let wait = self
                 .flight
                 .front()
-                .map(|(due, _)| due.saturating_duration_since(Instant::now()))
+                .map(|(due, _, _)| due.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(5))
                 .clamp(Duration::from_micros(20), Duration::from_millis(5));
             let _ = rx.set_read_timeout(Some(wait));
@@ -370,7 +371,7 @@ impl Pipe {
                     }
                     let now = Instant::now();
                     let cut = shared.cut(now);
-                    self.admit(now, &buf[..n], stats, cut);
+                    self.admit(now, &buf[..n], stats, cut, 0);
                 }
                 Err(e)
                     if matches!(
@@ -379,6 +380,225 @@ impl Pipe {
                     ) => {}
                 Err(_) => std::thread::sleep(Duration::from_micros(100)),
             }
+        }
+    }
+}
+
+/// Several clients through one bottleneck: each direction is one [`Pipe`]
+/// (one rate, one queue, one loss process) that every flow shares, as
+/// flows share a provider's uplink. Each client has its own front address
+/// and reaches the server from its own back address, so the server sees
+/// separate clients. For fairness measurements.
+pub struct SharedLink {
+    addrs: Vec<SocketAddr>,
+    shared: Arc<MultiShared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SharedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLink")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Direction {
+    pipe: Mutex<Pipe>,
+    wake: std::sync::Condvar,
+    stats: DirStats,
+    /// Bytes delivered per flow.
+    flows: Vec<AtomicU64>,
+}
+
+struct MultiShared {
+    stop: AtomicBool,
+    server: SocketAddr,
+    /// Each flow's client address, learnt from its first datagram.
+    clients: Mutex<Vec<Option<SocketAddr>>>,
+    up: Direction,
+    down: Direction,
+}
+
+impl SharedLink {
+    /// `flows` clients to `server` through one bottleneck shaped by
+    /// `profile`.
+    pub fn start(
+        server: SocketAddr,
+        profile: Profile,
+        seed: u64,
+        flows: usize,
+    ) -> io::Result<Self> {
+        let dir = |seed: u64| Direction {
+            pipe: Mutex::new(Pipe::new(profile, seed)),
+            wake: std::sync::Condvar::new(),
+            stats: DirStats::default(),
+            flows: (0..flows).map(|_| AtomicU64::new(0)).collect(),
+        };
+        let shared = Arc::new(MultiShared {
+            stop: AtomicBool::new(false),
+            server,
+            clients: Mutex::new(vec![None; flows]),
+            up: dir(seed ^ 1),
+            down: dir(seed),
+        });
+        let mut fronts = Vec::new();
+        let mut backs = Vec::new();
+        for _ in 0..flows {
+            fronts.push(Arc::new(socket(std::net::Ipv4Addr::LOCALHOST)?));
+            backs.push(Arc::new(socket(std::net::Ipv4Addr::LOCALHOST)?));
+        }
+        let addrs = fronts
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut threads = Vec::new();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name).spawn(f)
+        };
+        for flow in 0..flows {
+            for upstream in [true, false] {
+                let rx = if upstream {
+                    &fronts[flow]
+                } else {
+                    &backs[flow]
+                }
+                .clone();
+                let sh = shared.clone();
+                threads.push(spawn(
+                    format!("link-rx-{flow}"),
+                    Box::new(move || sh.receive(&rx, flow, upstream)),
+                )?);
+            }
+        }
+        for upstream in [true, false] {
+            let tx = if upstream {
+                backs.clone()
+            } else {
+                fronts.clone()
+            };
+            let sh = shared.clone();
+            threads.push(spawn(
+                "link-tx".into(),
+                Box::new(move || sh.transmit(&tx, upstream)),
+            )?);
+        }
+        Ok(Self {
+            addrs,
+            shared,
+            threads,
+        })
+    }
+
+    /// Where client `flow` sends.
+    pub fn addr(&self, flow: usize) -> SocketAddr {
+        self.addrs[flow]
+    }
+
+    /// Bytes delivered client → server, per flow.
+    pub fn up_bytes(&self) -> Vec<u64> {
+        self.shared
+            .up
+            .flows
+            .iter()
+            .map(|b| b.load(Relaxed))
+            .collect()
+    }
+
+    /// Counters: (client → server, server → client), all flows.
+    pub fn counts(&self) -> (DirCount, DirCount) {
+        (
+            self.shared.up.stats.snapshot(),
+            self.shared.down.stats.snapshot(),
+        )
+    }
+}
+
+impl Drop for SharedLink {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Relaxed);
+        self.shared.up.wake.notify_all();
+        self.shared.down.wake.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl MultiShared {
+    fn direction(&self, upstream: bool) -> &Direction {
+        if upstream { &self.up } else { &self.down }
+    }
+
+    /// Admits what arrives at one socket into its direction's pipe.
+    fn receive(&self, rx: &UdpSocket, flow: usize, upstream: bool) {
+        let dir = self.direction(upstream);
+        let _ = rx.set_read_timeout(Some(Duration::from_millis(5)));
+        let mut buf = vec![0u8; 65_536];
+        while !self.stop.load(Relaxed) {
+            let Ok((n, from)) = rx.recv_from(&mut buf) else {
+                continue;
+            };
+            if upstream {
+                if let Ok(mut c) = self.clients.lock() {
+                    c[flow] = Some(from);
+                }
+            } else if from != self.server {
+                continue;
+            }
+            if let Ok(mut pipe) = dir.pipe.lock() {
+                pipe.admit(Instant::now(), &buf[..n], &dir.stats, false, flow);
+            }
+            dir.wake.notify_one();
+        }
+    }
+
+    /// Sends each packet when it is due, from its flow's socket.
+    fn transmit(&self, tx: &[Arc<UdpSocket>], upstream: bool) {
+        let dir = self.direction(upstream);
+        let Ok(mut pipe) = dir.pipe.lock() else {
+            return;
+        };
+        let mut due = Vec::new();
+        while !self.stop.load(Relaxed) {
+            let now = Instant::now();
+            while pipe.flight.front().is_some_and(|(t, _, _)| *t <= now) {
+                if let Some((_, p, flow)) = pipe.flight.pop_front() {
+                    due.push((p, flow));
+                }
+            }
+            if !due.is_empty() {
+                drop(pipe);
+                for (p, flow) in due.drain(..) {
+                    let to = if upstream {
+                        Some(self.server)
+                    } else {
+                        self.clients.lock().ok().and_then(|c| c[flow])
+                    };
+                    if let Some(to) = to {
+                        if tx[flow].send_to(&p, to).is_ok() {
+                            dir.stats.packets.fetch_add(1, Relaxed);
+                            dir.stats.bytes.fetch_add(p.len() as u64, Relaxed);
+                            dir.flows[flow].fetch_add(p.len() as u64, Relaxed);
+                        }
+                    }
+                }
+                pipe = match dir.pipe.lock() {
+                    Ok(p) => p,
+                    Err(_) => return,
+                };
+                continue;
+            }
+            let wait = pipe
+                .flight
+                .front()
+                .map(|(t, _, _)| t.saturating_duration_since(now))
+                .unwrap_or(Duration::from_millis(5))
+                .min(Duration::from_millis(5));
+            pipe = match dir.wake.wait_timeout(pipe, wait) {
+                Ok((p, _)) => p,
+                Err(_) => return,
+            };
         }
     }
 }

@@ -26,15 +26,21 @@
 //!   (requests and answers say nothing about the pipe, but a round that
 //!   delivered more than any other shows what the path can carry).
 //! - **Start-up** grows the window by the bytes acknowledged (doubling each
-//!   round) and ends at the first sign that the pipe is full: the round's
-//!   average RTT exceeds the path's minimum by `clamp(min_rtt / 8, 4 ms,
-//!   16 ms)` (a queue is building; HyStart++'s margin), the delivery rate
-//!   grew less than 25 % in three rounds (BBR's test), or a round lost more
-//!   than [`LOSS_THRESHOLD`] of its bytes.
+//!   round) and ends at the first sign that the pipe is full: a queue is
+//!   building, the RTT exceeding the path's minimum by `clamp(min_rtt / 8,
+//!   4 ms, 16 ms)` (HyStart++'s margin) on at least [`INFLATED_SAMPLES`]
+//!   acknowledgments in a row spanning the margin itself (a stall of the
+//!   receiver delays a burst of acknowledgments; a queue lasts) —
+//!   checked on each one, not at the end of the
+//!   round, since the window keeps doubling within the round and a deep
+//!   queue would otherwise overflow by thousands of packets (enough
+//!   separate holes to trip quinn's gap limit) — or on the round's average;
+//!   the delivery rate grew less than 25 % in three rounds (BBR's test);
+//!   or a round lost more than [`LOSS_THRESHOLD`] of its bytes.
 //! - **Cruise:** window = gain × [`HEADROOM`] × max delivery rate of the
 //!   last [`RATE_ROUNDS`] rounds × min RTT (never below the initial
 //!   window), with gain cycling through one probing round (1.25), one
-//!   draining round (0.9) and six at 1.0. A probe that raised the rate by
+//!   draining round (0.7) and six at 1.0. A probe that raised the rate by
 //!   more than 10 % probes again at once; two such in a row mean start-up
 //!   ended early (a delay spike), and start-up resumes.
 //! - **Loss** is not congestion unless a round loses more than
@@ -70,12 +76,24 @@ use quinn::congestion::{Controller, ControllerFactory};
 
 /// A round losing more than this fraction of its bytes is congested.
 pub const LOSS_THRESHOLD: f64 = 0.05;
-/// Window over the bandwidth-delay product in cruise.
-pub const HEADROOM: f64 = 1.15;
+/// Window over the bandwidth-delay product in cruise. The acknowledgment
+/// clock is not smooth (acknowledgments come in bursts, the receiver is
+/// busy, losses leave holes to retransmit): at 1.15 the link idled 6–7 %
+/// of the time on the lossy profiles; 1.3 keeps it busy (1 GiB on
+/// nearshore 0.85 → 0.94 of the link, offshore 0.84 → 0.93) for a standing
+/// queue of 0.3 × the RTT, far below what a loss-based flow keeps.
+pub const HEADROOM: f64 = 1.3;
 /// Rounds the maximum delivery rate is taken over.
 pub const RATE_ROUNDS: usize = 10;
-/// The gain cycle of cruise: probe, drain, then hold.
-const GAINS: [f64; 8] = [1.25, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// The gain cycle of cruise: probe, drain, then hold. The drain round's
+/// window (0.7 × [`HEADROOM`] = 0.91 × the BDP) is below the path's
+/// bandwidth-delay product, so the queue the others keep empties once a
+/// cycle and the min RTT stays the path's (a window above it in every
+/// round would let the min RTT, and with it the window, creep up).
+const GAINS: [f64; 8] = [1.25, 0.7, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// Consecutive acknowledgments whose RTT shows a queue that end start-up
+/// at once (HyStart++ takes eight samples a round).
+pub const INFLATED_SAMPLES: u32 = 8;
 /// The window never goes below this many full packets.
 const MIN_WINDOW_PACKETS: u64 = 4;
 /// The least time of delivery a cruise window covers (see `target`).
@@ -201,6 +219,10 @@ pub struct Rate {
     /// plateau, or a round delivered clearly less than its window): what
     /// the rounds measured is the path's, worth remembering.
     filled: bool,
+    /// Acknowledgments in a row, in start-up, whose RTT showed a queue,
+    /// and when the first of them arrived.
+    inflated: u32,
+    inflated_since: Option<Instant>,
 }
 
 impl Rate {
@@ -235,7 +257,32 @@ impl Rate {
             cruise_rounds: 0,
             resume: None,
             filled: false,
+            inflated: 0,
+            inflated_since: None,
         }
+    }
+
+    /// The RTT above the path's minimum that shows a queue building.
+    fn queue_margin(min_rtt: Duration) -> Duration {
+        (min_rtt / 8).clamp(Duration::from_millis(4), Duration::from_millis(16))
+    }
+
+    /// Start-up is over: the pipe is full. Cruise begins by draining the
+    /// queue start-up built, from the best rate measured so far (this
+    /// round's included).
+    fn leave_startup(&mut self) {
+        if self.round_max_rate > self.max_rate() {
+            self.rates.push_back(self.round_max_rate);
+            while self.rates.len() > RATE_ROUNDS {
+                self.rates.pop_front();
+            }
+        }
+        self.filled = true;
+        self.mode = Mode::Cruise;
+        self.cycle = 1;
+        self.inflated = 0;
+        self.inflated_since = None;
+        self.window = self.target(GAINS[self.cycle]);
     }
 
     /// What this connection measured of its path, if it filled it (see
@@ -361,9 +408,7 @@ impl Rate {
                 let queueing = match (self.round_rtt_bytes, self.min_rtt()) {
                     (n, Some(min)) if n > 0 && !self.round_app_limited => {
                         let avg = self.round_rtt_weighted / n as f64;
-                        let eta =
-                            (min / 8).clamp(Duration::from_millis(4), Duration::from_millis(16));
-                        avg >= (min + eta).as_secs_f64()
+                        avg >= (min + Self::queue_margin(min)).as_secs_f64()
                     }
                     _ => false,
                 };
@@ -376,10 +421,7 @@ impl Rate {
                     }
                 }
                 if queueing || lossy || self.full_rate_rounds >= 3 {
-                    self.filled = true;
-                    self.mode = Mode::Cruise;
-                    self.cycle = 1; // drain the start-up queue first
-                    self.window = self.target(GAINS[self.cycle]);
+                    self.leave_startup();
                 }
             }
             Mode::Cruise => {
@@ -429,6 +471,11 @@ impl Rate {
                 self.round_app_limited
             );
         }
+        self.start_round(now);
+    }
+
+    /// A new round begins now.
+    fn start_round(&mut self, now: Instant) {
         self.round_start = now;
         self.round_delivered_start = self.delivered;
         self.round_lost = 0;
@@ -454,7 +501,8 @@ impl Rate {
         self.delivered += bytes;
         self.delivered_time = now;
         self.round_app_limited |= app_limited;
-        self.sample_rtt(now, now.saturating_duration_since(sent), bytes);
+        let rtt = now.saturating_duration_since(sent);
+        self.sample_rtt(now, rtt, bytes);
         if self.resume.is_some() {
             self.try_resume();
         }
@@ -477,6 +525,27 @@ impl Rate {
         }
         if self.mode == Mode::Startup && !app_limited {
             self.window += bytes;
+            // A queue seen on several acknowledgments in a row ends
+            // start-up now; the rest of the round would double into it.
+            // A receiver that stalls for a moment delays every
+            // acknowledgment of that moment; a queue lasts. So the samples
+            // must also span the margin itself.
+            let min = self.min_rtt().unwrap_or(rtt);
+            let margin = Self::queue_margin(min);
+            if rtt >= min + margin {
+                self.inflated += 1;
+                let since = *self.inflated_since.get_or_insert(now);
+                if self.inflated >= INFLATED_SAMPLES && now.duration_since(since) >= margin {
+                    self.leave_startup();
+                    // The drain round starts now (the rest of this one was
+                    // start-up's, and its rate is already counted).
+                    self.start_round(now);
+                    return;
+                }
+            } else {
+                self.inflated = 0;
+                self.inflated_since = None;
+            }
         }
         if sent >= self.round_start {
             self.end_round(now);
@@ -687,7 +756,7 @@ mod tests {
         );
         let c = drive_from(wrong, t1, rate, rtt, 30, None);
         let w = c.window() as f64;
-        assert!(w < 1.6 * bdp && w > 0.9 * bdp, "window {w} vs BDP {bdp}");
+        assert!(w < 1.7 * bdp && w > 0.9 * bdp, "window {w} vs BDP {bdp}");
     }
 
     #[test]
@@ -699,7 +768,7 @@ mod tests {
         let bdp = rate * rtt.as_secs_f64();
         let w = c.window() as f64;
         assert!(
-            (0.9 * bdp..=1.6 * bdp).contains(&w),
+            (0.9 * bdp..=1.7 * bdp).contains(&w),
             "window {w:.0} for a BDP of {bdp:.0}"
         );
         assert_eq!(c.mode, Mode::Cruise);
@@ -716,6 +785,131 @@ mod tests {
         // 10 % loss is congestion.
         let heavy = drive(rate, rtt, 60, Some(10)).window() as f64;
         assert!(heavy < 0.8 * clean, "{heavy:.0} vs {clean:.0}");
+    }
+
+    /// Packet by packet, unlike [`drive`]: the sender fills the window as
+    /// acknowledgments arrive (the window grows within a round, as it does
+    /// in quinn), paced as quinn paces (1.25 × window / RTT), through a
+    /// bottleneck of `rate` bytes/s with a tail-drop queue of `queue` and a
+    /// base RTT of `rtt`, for `secs`. Returns the controller, the packets
+    /// the queue dropped and the bytes delivered.
+    fn simulate(rate: f64, rtt: Duration, queue: Duration, secs: f64) -> (Rate, u64, u64) {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mtu = 1200u64;
+        let t0 = Instant::now();
+        let mut c = Rate::new(t0, mtu, 32);
+        let (mut now, mut free_at, mut next_send) = (t0, t0, t0);
+        let mut in_flight = 0u64;
+        let (mut dropped, mut delivered) = (0u64, 0u64);
+        // (when the sender learns, sent at, acknowledged (else lost)).
+        let mut events = BinaryHeap::new();
+        let end = t0 + Duration::from_secs_f64(secs);
+        while now < end {
+            while in_flight + mtu <= c.window() && next_send <= now {
+                c.on_sent(now, mtu, 0);
+                in_flight += mtu;
+                let gap = rtt.as_secs_f64() * mtu as f64 / (1.25 * c.window() as f64);
+                next_send = next_send.max(now) + Duration::from_secs_f64(gap);
+                let start = free_at.max(now);
+                if start.duration_since(now) > queue {
+                    dropped += 1;
+                    // Detected about an RTT later.
+                    events.push(Reverse((now + rtt, now, false)));
+                } else {
+                    free_at = start + Duration::from_secs_f64(mtu as f64 / rate);
+                    events.push(Reverse((free_at + rtt, now, true)));
+                }
+            }
+            let Some(&Reverse((at, sent, acked))) = events.peek() else {
+                break;
+            };
+            if in_flight + mtu <= c.window() && next_send < at {
+                now = next_send;
+                continue;
+            }
+            events.pop();
+            now = at;
+            in_flight -= mtu;
+            if acked {
+                delivered += mtu;
+                c.ack(now, sent, mtu, false);
+            } else {
+                c.on_congestion_event(now, sent, false, mtu);
+            }
+        }
+        (c, dropped, delivered)
+    }
+
+    #[test]
+    fn start_up_leaves_before_a_deep_queue_overflows() {
+        // Offshore without its random loss: 100 Mbit/s, 250 ms, a queue of
+        // 270 ms (3.4 MB). Judged only at the end of each round, start-up
+        // doubled from 6 MB to 11 MB in flight and the queue dropped
+        // thousands of packets, every other one: more separate holes than
+        // quinn lets a stream hold.
+        let (rate, rtt) = (12.5e6, Duration::from_millis(250));
+        let (c, dropped, delivered) = simulate(rate, rtt, Duration::from_millis(270), 8.0);
+        assert_eq!(c.mode, Mode::Cruise);
+        assert!(c.filled);
+        assert!(dropped < 100, "{dropped} packets dropped in start-up");
+        // And it still fills the link once out of start-up.
+        let bdp = rate * rtt.as_secs_f64();
+        let w = c.window() as f64;
+        assert!(
+            (0.9 * bdp..=1.7 * bdp).contains(&w),
+            "window {w:.0}, BDP {bdp:.0}"
+        );
+        assert!(delivered as f64 > 0.6 * rate * 8.0, "delivered {delivered}");
+    }
+
+    #[test]
+    fn cruise_drains_the_queue_so_the_min_rtt_stays_the_paths() {
+        // A minute on a deep queue: min RTT buckets roll over several
+        // times; a window that never went below the BDP would leave a
+        // standing queue, and the min RTT (and the window) would creep up.
+        let (rate, rtt) = (12.5e6, Duration::from_millis(250));
+        let (c, dropped, delivered) = simulate(rate, rtt, Duration::from_millis(270), 60.0);
+        let min = c.min_rtt().unwrap();
+        assert!(min < rtt.mul_f64(1.1), "min RTT {min:?} on a {rtt:?} path");
+        assert!(dropped < 100, "{dropped} packets dropped");
+        assert!(
+            delivered as f64 > 0.85 * rate * 60.0,
+            "delivered {delivered}"
+        );
+    }
+
+    #[test]
+    fn a_burst_of_late_acknowledgments_is_not_a_queue() {
+        let rtt = Duration::from_millis(250);
+        let t0 = Instant::now();
+        let mut c = Rate::new(t0, 1200, 32);
+        let ms = Duration::from_millis;
+        // Packets every millisecond, acknowledged after the path's RTT.
+        for i in 0..32u64 {
+            c.sent(t0 + ms(i));
+            c.ack(t0 + ms(i) + rtt, t0 + ms(i), 1200, false);
+        }
+        // The receiver stalls 30 ms: twenty acknowledgments arrive at once,
+        // within 2 ms, the first sixteen late by more than the margin
+        // (16 ms here).
+        let late = t0 + ms(32) + rtt + ms(30);
+        for i in 32..52u64 {
+            c.sent(t0 + ms(i));
+            c.ack(
+                late + Duration::from_micros(100 * (i - 32)),
+                t0 + ms(i),
+                1200,
+                false,
+            );
+        }
+        assert_eq!(c.mode, Mode::Startup, "a stall ended start-up");
+        // A queue: every acknowledgment late by 20 ms for 30 ms.
+        for i in 52..82u64 {
+            c.sent(t0 + ms(i));
+            c.ack(t0 + ms(i) + rtt + ms(20), t0 + ms(i), 1200, false);
+        }
+        assert_eq!(c.mode, Mode::Cruise, "a lasting queue did not end start-up");
     }
 
     #[test]
