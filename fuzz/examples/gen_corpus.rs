@@ -537,6 +537,7 @@ fn wire(out: &mut Out) -> io::Result<()> {
                 descriptor: d_bytes,
                 signature: d_sig,
                 sender_key: member_key,
+                review: None,
             }),
         ),
     ];

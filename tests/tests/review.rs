@@ -463,3 +463,225 @@ fn full_review_workflow_with_receipts() {
     }
     let _ = User::new(tmp, "unused");
 }
+
+/// The note of a return reaches the provider: encrypted by the attorney's
+/// client to the matter's readers, shown by `inbox` and `pull` after it
+/// checks the attorney's signature and the signed hash of the note. An
+/// operator who swaps notes or statements in the stopped server's
+/// database is refused (exit 4), and nothing is shown.
+#[test]
+fn the_return_note_reaches_the_provider_and_an_operator_cannot_change_it() {
+    use matterdrop_server::store::{MetaRead as _, MetaWrite as _, ReviewNoteRecord, SledStore};
+
+    let mut w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let tmp = w.tmp.path().to_owned();
+    let ack = write(&tmp.join("ack.txt"), "Confidential.\n");
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Doe",
+        "--ack-file",
+        &ack,
+        "--scope",
+        "medical-chronology",
+    ]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
+    bob.json(&["ack", MATTER, "--yes"]);
+    let records = write(&tmp.join("records.txt"), "2025-01-02 ER visit\n");
+    let packet = alice.json(&["push", MATTER, &records, "--task", "medical-chronology"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.json(&["pull", &packet, "--out", tmp.join("in").to_str().unwrap()]);
+    let deliver = |text: &str| {
+        let f = write(&tmp.join("chronology.txt"), text);
+        bob.json(&["deliver", MATTER, "--packet", &packet, &f])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let d1 = deliver("Jan 2: ER visit\n");
+    // Before a review: nothing attached, and the provider's own delivery
+    // does not wait in the provider's inbox.
+    assert!(
+        bob.json(&["inbox"])["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["id"] != d1.as_str())
+    );
+    // A note with a terminal escape sequence in it (it must arrive escaped).
+    let note = "add the MRI of 2025-02-03 \u{1b}[2J please";
+    alice.json(&[
+        "review",
+        "return",
+        "--yes",
+        &d1,
+        "--note",
+        note,
+        "--receipt",
+        tmp.join("r1.json").to_str().unwrap(),
+    ]);
+
+    // The returned deliverable now waits for the provider, with the note.
+    let find = |v: &serde_json::Value, id: &str| {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+    };
+    let item = find(&bob.json(&["inbox"]), &d1).expect("returned deliverable in bob's inbox");
+    assert_eq!(item["state"], "returned");
+    assert_eq!(item["review"]["decision"], "return");
+    assert_eq!(item["review"]["reviewer"], "alice@firm-a");
+    assert_eq!(item["review"]["note"], note);
+    // And no longer for the attorney.
+    assert!(find(&alice.json(&["inbox"]), &d1).is_none());
+    let r = bob.run(&["inbox"]).ok();
+    assert!(
+        r.stdout.contains("Returned by alice@firm-a") && r.stdout.contains("add the MRI"),
+        "{r:?}"
+    );
+    assert!(
+        !r.stdout.contains('\u{1b}'),
+        "escape sequence reached the terminal: {r:?}"
+    );
+    let v = bob.json(&["pull", &d1, "--out", tmp.join("d1").to_str().unwrap()]);
+    assert_eq!(v["review"]["note"], note);
+    let r = bob
+        .run(&[
+            "pull",
+            &d1,
+            "--force",
+            "--out",
+            tmp.join("d1b").to_str().unwrap(),
+        ])
+        .ok();
+    assert!(r.stdout.contains("Returned by alice@firm-a"), "{r:?}");
+    assert!(!r.stdout.contains('\u{1b}'), "{r:?}");
+
+    // The operator edits d1's review in the stopped server's database.
+    type Edit<'a> = &'a dyn Fn(&mut ReviewNoteRecord, &SledStore);
+    let mut operator = |edit: Edit| {
+        w.server.restart_after(|data| {
+            let store = SledStore::open(&data.join("db")).unwrap();
+            let mut one = store.review_note(&d1).unwrap().expect("d1's review");
+            edit(&mut one, &store);
+            store.put_review_note(&d1, &one).unwrap();
+            store.flush().unwrap();
+        });
+        alice.repoint(&w.server);
+        bob.repoint(&w.server);
+    };
+    let refused = |why: &str, inbox: bool| {
+        if inbox {
+            let r = bob.run(&["inbox"]).code(4);
+            assert!(
+                r.stderr.contains(&d1) && r.stderr.contains(why),
+                "{why}: {r:?}"
+            );
+            assert!(!r.stdout.contains("add the MRI"), "{r:?}");
+        }
+        let out = tmp.join("refused");
+        let r = bob
+            .run(&["pull", &d1, "--force", "--out", out.to_str().unwrap()])
+            .code(4);
+        assert!(
+            r.stderr.contains(&d1) && r.stderr.contains(why),
+            "{why}: {r:?}"
+        );
+        assert!(
+            !out.join("chronology.txt").exists(),
+            "pulled despite the review"
+        );
+    };
+    let original: ReviewNoteRecord = {
+        let store_copy = std::cell::RefCell::new(None);
+        operator(&|one, _| {
+            store_copy.replace(Some(one.clone()));
+        });
+        store_copy.into_inner().unwrap()
+    };
+    // Another note, encrypted to bob's key from the roster, as anyone who
+    // knows that public key can make one.
+    let roster = alice.json(&["matter", "show", MATTER]);
+    let bob_age = roster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["principal"] == "bob@lpo-1")
+        .unwrap()["age_recipient"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = {
+        use std::io::Write as _;
+        let key = matterdrop_common::agekey::AgeKey::from_recipient(&bob_age).unwrap();
+        let keys = matterdrop_common::agekey::Recipients::new([&key]).unwrap();
+        let mut out = Vec::new();
+        let mut wr = keys.encryptor().unwrap().wrap_output(&mut out).unwrap();
+        wr.write_all(b"all good, no changes needed").unwrap();
+        wr.finish().unwrap();
+        out
+    };
+    operator(&|one, _| one.note = forged.clone());
+    refused("a note other than the one alice@firm-a signed", true);
+    // The statement rewritten: return made approve.
+    operator(&|one, _| {
+        *one = original.clone();
+        one.signed = String::from_utf8(one.signed.clone())
+            .unwrap()
+            .replace("decision=return", "decision=approve")
+            .into_bytes();
+    });
+    refused(
+        "is not signed by the key the matter's roster gives alice@firm-a",
+        true,
+    );
+    operator(&|one, _| *one = original.clone());
+    assert_eq!(
+        find(&bob.json(&["inbox"]), &d1).unwrap()["review"]["note"],
+        note
+    );
+
+    // A second deliverable supersedes d1 and is approved with a note.
+    let d2 = deliver("2025-01-02: ER visit\n2025-02-03: MRI\n");
+    alice.json(&[
+        "review",
+        "approve",
+        "--yes",
+        &d2,
+        "--note",
+        "thanks, all good",
+        "--receipt",
+        tmp.join("r2.json").to_str().unwrap(),
+    ]);
+    let v = bob.json(&["pull", &d2, "--out", tmp.join("d2").to_str().unwrap()]);
+    assert_eq!(v["review"]["decision"], "approve");
+    assert_eq!(v["review"]["note"], "thanks, all good");
+    // alice's genuine approval of d2 put under d1.
+    operator(&|one, store| {
+        let two = store.review_note(&d2).unwrap().expect("d2's review");
+        one.signed = two.signed;
+        one.signature = two.signature;
+        one.note = two.note;
+    });
+    refused("is for deliverable", false);
+    operator(&|one, _| *one = original.clone());
+    let v = bob.json(&[
+        "pull",
+        &d1,
+        "--force",
+        "--out",
+        tmp.join("d1d").to_str().unwrap(),
+    ]);
+    assert_eq!(v["review"]["note"], note);
+}

@@ -24,7 +24,7 @@ use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
 use matterdrop_common::proto::{
-    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
+    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxItem, InboxRequest,
     PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
 };
 use matterdrop_common::sha256pair::{Sha256Lane, update_pair};
@@ -1172,21 +1172,29 @@ pub async fn resolve_id(ctx: &Ctx, given: &str) -> CmdResult<String> {
 
 /// `mdrop inbox`.
 pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
-    let resp = super::matter::call(
-        ctx,
-        &ClientRequest::Inbox(InboxRequest {
-            matter: args.matter.clone(),
-            all: args.all,
-        }),
-    )
-    .await?;
-    let ServerResponse::Inbox(items) = resp else {
-        return Err(unexpected(&resp));
-    };
-    let v = json!({"items": items.iter().map(|i| json!({
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, _) = Session::open(&ctx.home, &key).await?;
+    let result = async {
+        let resp = session
+            .request(&ClientRequest::Inbox(InboxRequest {
+                matter: args.matter.clone(),
+                all: args.all,
+            }))
+            .await?;
+        let ServerResponse::Inbox(items) = resp else {
+            return Err(unexpected(&resp));
+        };
+        let reviews = open_reviews(ctx, &session, &items).await?;
+        Ok((items, reviews))
+    }
+    .await;
+    session.close().await;
+    let (items, reviews) = result?;
+    let v = json!({"items": items.iter().zip(&reviews).map(|(i, r)| json!({
         "id": i.id, "kind": i.kind, "matter": i.matter, "sender": i.sender, "task": i.task,
         "due": i.due.map(rfc3339), "size": i.size, "created_at": rfc3339(i.created_at), "pulled": i.pulled,
         "packet": i.packet, "state": i.state,
+        "review": r.as_ref().map(super::review::OpenedReview::json),
     })).collect::<Vec<_>>()});
     ctx.out.emit(&v, || {
         let mut s = String::new();
@@ -1216,9 +1224,53 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
                 i.size
             );
         }
+        for (i, r) in items.iter().zip(&reviews) {
+            if let Some(r) = r {
+                let _ = write!(s, "\n{}: {}", i.id, r.describe());
+            }
+        }
         s
     });
     Ok(())
+}
+
+/// The reviews the server attached to inbox items, each checked against
+/// the matter's signed roster and decrypted (the age identity is loaded
+/// only if there is one). A review that does not check refuses the whole
+/// listing (exit 4), naming the deliverable.
+async fn open_reviews(
+    ctx: &Ctx,
+    session: &Session,
+    items: &[InboxItem],
+) -> CmdResult<Vec<Option<super::review::OpenedReview>>> {
+    let mut ids = None;
+    let mut rosters = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        let Some(r) = &i.review else {
+            out.push(None);
+            continue;
+        };
+        if ids.is_none() {
+            ids = Some(identity::age_identities(&ctx.home)?);
+        }
+        if !rosters.contains_key(&i.matter) {
+            let synced = crate::roster::sync(&ctx.home, session, &i.matter).await?;
+            rosters.insert(i.matter.clone(), synced.roster);
+        }
+        let (Some(ids), Some(roster)) = (&ids, rosters.get(&i.matter)) else {
+            out.push(None);
+            continue;
+        };
+        out.push(Some(super::review::open_review(
+            r,
+            (&i.id, &i.matter),
+            None,
+            roster,
+            ids,
+        )?));
+    }
+    Ok(out)
 }
 
 /// The ciphertext side of a download's hashing. What the download hands
@@ -1958,7 +2010,14 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
     });
     let result = interruptible(work, "the verified parts are kept").await;
     match result {
-        Ok((Pulled { json: mut done, .. }, confirmed)) => {
+        Ok((
+            Pulled {
+                json: mut done,
+                review,
+                ..
+            },
+            confirmed,
+        )) => {
             let _ = fs::remove_dir_all(&partial);
             match confirmed {
                 Some(Ok(index)) => done["delivery_log_index"] = json!(index),
@@ -1983,6 +2042,9 @@ pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
                     // The sender's words: escaped, so they cannot move the
                     // cursor or rewrite the screen.
                     let _ = writeln!(s, "Note: {}", escape(note, true));
+                }
+                if let Some(r) = &review {
+                    s.push_str(&r.describe());
                 }
                 s
             });
@@ -2046,6 +2108,8 @@ pub struct Pulled {
     /// key that signed it and a role that sends this kind (a provider for a
     /// deliverable, an attorney or paralegal for a packet).
     pub sender_current: bool,
+    /// A reviewed deliverable's review, checked.
+    pub review: Option<super::review::OpenedReview>,
 }
 
 /// This client's keys, as `pull` needs them (loaded before a session
@@ -2167,6 +2231,28 @@ pub async fn pull_inner(
             format!("packet {} is not encrypted to {me}", d.id),
         ));
     }
+    // A deliverable's review, checked (bound to these descriptor bytes)
+    // before anything is downloaded: one the server made up or changed
+    // refuses the pull.
+    let review = match (&info.review, d.packet.as_deref()) {
+        (Some(r), Some(packet)) => Some(super::review::open_review(
+            r,
+            (&d.id, &d.matter),
+            Some((
+                &matterdrop_common::receipt::sha256(&info.descriptor),
+                packet,
+            )),
+            roster,
+            &keys.age,
+        )?),
+        (Some(_), None) => {
+            return Err(verify_fail(format!(
+                "the server attached a review to {}, which is not a deliverable",
+                d.id
+            )));
+        }
+        (None, _) => None,
+    };
     let ident = keys.age.clone();
     private_dir(partial)?;
 
@@ -2327,7 +2413,9 @@ pub async fn pull_inner(
         json: json!({
             "id": d.id, "matter": d.matter, "sender": d.sender, "task": d.task, "out": out_dir,
             "files": names, "note": manifest.note, "raw": args.raw, "resumed_bytes": resumed,
+            "review": review.as_ref().map(super::review::OpenedReview::json),
         }),
+        review,
         descriptor: info.descriptor,
         manifest_bytes: bytes,
         manifest,

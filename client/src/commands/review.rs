@@ -1,21 +1,25 @@
 //! `review approve|return`, `receipt verify`, `report turnaround`.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePublicKey as _, EncodePublicKey as _};
+use matterdrop_common::agekey::{AgeIdentity, AgeKey, Recipients};
 use matterdrop_common::audit;
 use matterdrop_common::packet::{Descriptor, Kind, Manifest};
 use matterdrop_common::proto::{
-    ClientRequest, InboxRequest, ReportRequest, ReviewSubmitRequest, ServerResponse,
+    ClientRequest, InboxRequest, MAX_REVIEW_NOTE, ReportRequest, ReviewNote, ReviewSubmitRequest,
+    ServerResponse,
 };
 use matterdrop_common::receipt::{
     self, CosignedCheckpoint, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry,
     ReceiptStatement,
 };
+use matterdrop_common::roles::Role as RosterRole;
 use matterdrop_common::roster::{Check, Roster, SignedStatement};
 use matterdrop_common::tlog::{self, NoteVerifier};
 use serde_json::json;
@@ -130,10 +134,12 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
         let signature = statement
             .sign(&key)
             .map_err(|e| Fail::other(e.to_string()))?;
+        let sealed = seal_note(d, &note)?;
         let resp = session
             .request(&ClientRequest::ReviewSubmit(ReviewSubmitRequest {
                 signed: signed.clone(),
                 signature: signature.to_vec(),
+                note: sealed,
             }))
             .await?;
         let ServerResponse::ReviewRecorded(info) = resp else {
@@ -233,6 +239,9 @@ impl Shown {
         if let Some(state) = &self.state {
             let _ = writeln!(t, "State: {}", escape(state, false));
         }
+        if let Some(r) = &self.pulled.review {
+            t.push_str(&r.describe());
+        }
         let total: u64 = m.files.iter().map(|f| f.size).sum();
         let _ = writeln!(
             t,
@@ -257,6 +266,171 @@ impl Shown {
         }
         t
     }
+}
+
+/// Encrypts a review's note to the deliverable's own readers, as its
+/// signed descriptor names them (checked against the matter's signed
+/// roster when it was pulled): the provider who delivered it reads the
+/// note, the server and other providers cannot. Nothing for an empty note.
+fn seal_note(d: &Descriptor, note: &str) -> CmdResult<Vec<u8>> {
+    if note.is_empty() {
+        return Ok(Vec::new());
+    }
+    if note.len() > matterdrop_common::packet::MAX_NOTE {
+        return Err(Fail::usage(format!(
+            "the note exceeds {} bytes",
+            matterdrop_common::packet::MAX_NOTE
+        )));
+    }
+    let keys = d
+        .recipients
+        .iter()
+        .map(|r| r.age.as_str())
+        .chain(d.recovery.as_deref())
+        .map(AgeKey::from_recipient)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("the deliverable's recipients: {e}")))?;
+    let keys = Recipients::new(&keys).map_err(|e| bad(format!("age recipients: {e}")))?;
+    let mut out = Vec::new();
+    let sealed = (|| -> std::io::Result<()> {
+        let mut w = keys
+            .encryptor()
+            .map_err(std::io::Error::other)?
+            .wrap_output(&mut out)?;
+        w.write_all(note.as_bytes())?;
+        w.finish()?;
+        Ok(())
+    })();
+    sealed.map_err(|e| Fail::other(format!("encrypting the note: {e}")))?;
+    if out.len() > MAX_REVIEW_NOTE {
+        return Err(Fail::usage(format!(
+            "the note, encrypted to the deliverable's {} readers, exceeds {MAX_REVIEW_NOTE} bytes; \
+             shorten it",
+            d.recipients.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// A review the server attached to a deliverable, checked.
+#[derive(Debug, Clone)]
+pub struct OpenedReview {
+    /// Who signed it.
+    pub reviewer: String,
+    /// Approve or return.
+    pub decision: Decision,
+    /// When, as the reviewer signed it (Unix seconds).
+    pub time: u64,
+    /// The note, decrypted and matching the signed hash.
+    pub note: String,
+}
+
+impl OpenedReview {
+    /// For `--json`.
+    pub fn json(&self) -> serde_json::Value {
+        json!({"reviewer": self.reviewer, "decision": self.decision.as_str(),
+               "time": rfc3339(self.time), "note": self.note})
+    }
+
+    /// One or more lines for a terminal; the note is escaped.
+    pub fn describe(&self) -> String {
+        let mut t = format!(
+            "{} by {} at {}",
+            match self.decision {
+                Decision::Approve => "Approved",
+                Decision::Return => "Returned",
+            },
+            escape(&self.reviewer, false),
+            rfc3339(self.time)
+        );
+        if self.note.trim().is_empty() {
+            t.push('\n');
+        } else {
+            let _ = write!(t, ", with the note:\n{}", indent(&self.note));
+        }
+        t
+    }
+}
+
+/// Checks the review `r` of deliverable `deliverable` of `matter`: a
+/// receipt statement for this deliverable (and, given `bound`, for these
+/// exact descriptor bytes' SHA-256 and this answered packet), signed with
+/// the key the signed roster gives a current attorney of the matter (as
+/// `receipt verify` requires), and a note that decrypts with this
+/// client's keys to the text whose hash the reviewer signed. The server
+/// can withhold a review; a review it made up or changed is refused
+/// (exit 4), naming the deliverable and the rule.
+pub fn open_review(
+    r: &ReviewNote,
+    (deliverable, matter): (&str, &str),
+    bound: Option<(&[u8; 32], &str)>,
+    roster: &Roster,
+    ids: &[AgeIdentity],
+) -> CmdResult<OpenedReview> {
+    let refuse = |why: String| {
+        bad(format!(
+            "the review the server attached to deliverable {} {why}; it is not shown",
+            escape(deliverable, false)
+        ))
+    };
+    let st = ReceiptStatement::parse(&r.signed)
+        .map_err(|e| refuse(format!("is malformed: {}", escape(&e.to_string(), false))))?;
+    if st.deliverable != deliverable || st.matter != matter {
+        return Err(refuse(format!(
+            "is for deliverable {} of matter {}",
+            escape(&st.deliverable, false),
+            escape(&st.matter, false)
+        )));
+    }
+    if let Some((descriptor_sha256, packet)) = bound {
+        if st.descriptor_sha256 != *descriptor_sha256 || st.packet != packet {
+            return Err(refuse(
+                "names other work than this deliverable's signed descriptor".to_owned(),
+            ));
+        }
+    }
+    let reviewer = escape(&st.reviewer, false);
+    let Some(m) = roster.members.get(&st.reviewer) else {
+        return Err(refuse(format!(
+            "is signed by {reviewer}, who is not a member of the matter's signed roster"
+        )));
+    };
+    if m.role != RosterRole::Attorney {
+        return Err(refuse(format!(
+            "is signed by {reviewer}, {} of the matter, not an attorney",
+            m.role.with_article()
+        )));
+    }
+    let signed_with_roster_key = ed25519_dalek::VerifyingKey::from_bytes(&m.keys.signing_key)
+        .is_ok_and(|vk| matterdrop_common::sign::verify(&vk, &r.signed, &r.signature).is_ok());
+    if !signed_with_roster_key {
+        return Err(refuse(format!(
+            "is not signed by the key the matter's roster gives {reviewer}"
+        )));
+    }
+    let note = if r.note.is_empty() {
+        String::new()
+    } else {
+        let mut plain = Vec::new();
+        super::packets::decrypt_stream(&mut &r.note[..], &mut plain, ids).map_err(|e| {
+            refuse(format!(
+                "has a note that does not decrypt: {}",
+                escape(&e.to_string(), false)
+            ))
+        })?;
+        String::from_utf8(plain).map_err(|_| refuse("has a note that is not UTF-8".into()))?
+    };
+    if receipt::sha256(note.as_bytes()) != st.note_sha256 {
+        return Err(refuse(format!(
+            "has a note other than the one {reviewer} signed"
+        )));
+    }
+    Ok(OpenedReview {
+        reviewer: st.reviewer,
+        decision: st.decision,
+        time: st.time,
+        note,
+    })
 }
 
 /// `text`, escaped for a terminal, each line indented.

@@ -747,6 +747,27 @@ pub struct InboxItem {
     pub packet: Option<String>,
     /// For deliverables: submitted, approved, returned or superseded.
     pub state: Option<String>,
+    /// For a returned deliverable, listed to the provider who delivered
+    /// it: the review, as the reviewer signed it, with its note encrypted
+    /// to the deliverable's readers (other reviews come with `PacketGet`).
+    pub review: Option<ReviewNote>,
+}
+
+/// A review as the server keeps it for the deliverable's readers: the
+/// signed receipt statement, the reviewer's signature, and the note (age,
+/// encrypted by the reviewer's client to the deliverable's readers as its
+/// signed descriptor names them; empty when the note is empty). A reader checks the
+/// signature with the roster's key of the reviewer and the decrypted
+/// note against the statement's `note-sha256`: the server can withhold a
+/// review, not alter one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewNote {
+    /// The canonical receipt statement (`receipt::ReceiptStatement`).
+    pub signed: Vec<u8>,
+    /// The reviewer's Ed25519 signature over it.
+    pub signature: Vec<u8>,
+    /// The note, age-encrypted.
+    pub note: Vec<u8>,
 }
 
 /// A packet's signed descriptor, as stored.
@@ -760,6 +781,8 @@ pub struct PacketInfo {
     pub signature: Vec<u8>,
     /// The sender's registered Ed25519 key.
     pub sender_key: [u8; 32],
+    /// For a reviewed deliverable: its review.
+    pub review: Option<ReviewNote>,
 }
 
 /// Downloads a blob.
@@ -789,7 +812,15 @@ pub struct ReviewSubmitRequest {
     pub signed: Vec<u8>,
     /// The reviewer's Ed25519 signature over it.
     pub signature: Vec<u8>,
+    /// The note, age-encrypted to the matter's readers (at most
+    /// [`MAX_REVIEW_NOTE`] bytes; empty for an empty note).
+    pub note: Vec<u8>,
 }
+
+/// The largest encrypted review note: a note of `packet::MAX_NOTE` bytes
+/// and the age header of a few dozen hybrid readers (it travels inside
+/// answers that also carry a descriptor, all within one frame).
+pub const MAX_REVIEW_NOTE: usize = 128 * 1024;
 
 /// Where a review landed in the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use matterdrop_common::packet::{self, Descriptor, Kind};
 use matterdrop_common::proto::{
     BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, DeliveryConfirmRequest, ErrorCode,
     InboxItem, InboxRequest, PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest,
-    RecipientKey, RecipientsInfo, ServerResponse,
+    RecipientKey, RecipientsInfo, ReviewNote, ServerResponse,
 };
 
 use super::gate::Allowed;
@@ -554,7 +554,11 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
         let waiting = match p.kind {
             PacketKind::Packet => !pulled,
-            // A deliverable waits until it is reviewed.
+            // A deliverable waits for its reviewers until it is reviewed,
+            // and for the provider who delivered it once it is returned.
+            PacketKind::Deliverable if p.sender == me.record.id => {
+                p.state == Some(DeliverableState::Returned)
+            }
             PacketKind::Deliverable => p.state == Some(DeliverableState::Submitted),
         };
         if !waiting && !req.all {
@@ -582,6 +586,14 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
             },
             packet: p.for_packet.clone(),
             state: p.state.map(|s| s.as_str().to_owned()),
+            // The provider who must act on a return gets its note here;
+            // other reviews come with the deliverable (`PacketGet`), so
+            // the listing stays small.
+            review: if p.sender == me.record.id && p.state == Some(DeliverableState::Returned) {
+                review_note(state, p)?
+            } else {
+                None
+            },
         });
     }
     // Oldest first: what has waited longest comes first.
@@ -645,11 +657,25 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
         p.pulled_by.push((me.record.id.clone(), now()));
         state.gate.write(&allowed).put_packet(&p)?;
     }
+    let review = review_note(state, &p)?;
     Ok(ServerResponse::Packet(PacketInfo {
         id: p.id,
         descriptor: p.descriptor,
         signature: p.signature,
         sender_key: p.sender_key,
+        review,
+    }))
+}
+
+/// A reviewed deliverable's review, for its readers.
+fn review_note(state: &State, p: &PacketRecord) -> Result<Option<ReviewNote>, Failure> {
+    if p.kind != PacketKind::Deliverable || p.reviews.is_empty() {
+        return Ok(None);
+    }
+    Ok(state.gate.read().review_note(&p.id)?.map(|r| ReviewNote {
+        signed: r.signed,
+        signature: r.signature,
+        note: r.note,
     }))
 }
 

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::packet::{Descriptor, Kind};
 use matterdrop_common::proto::{
-    DeliverPrepareRequest, ErrorCode, PacketCommitRequest, PacketRef, RecipientKey, RecipientsInfo,
-    ReportRequest, ReportRow, ReviewRecordedInfo, ReviewSubmitRequest, ServerResponse,
+    DeliverPrepareRequest, ErrorCode, MAX_REVIEW_NOTE, PacketCommitRequest, PacketRef,
+    RecipientKey, RecipientsInfo, ReportRequest, ReportRow, ReviewRecordedInfo,
+    ReviewSubmitRequest, ServerResponse,
 };
 use matterdrop_common::receipt::{self, Decision, ReceiptStatement};
 
@@ -18,7 +19,9 @@ use crate::audit::Event;
 use crate::datadir::now;
 use crate::policy::{Operation, Role};
 use crate::store::blobs::hex;
-use crate::store::{DeliverableState, MatterRecord, PacketKind, PacketRecord, ReviewRecord};
+use crate::store::{
+    DeliverableState, MatterRecord, PacketKind, PacketRecord, ReviewNoteRecord, ReviewRecord,
+};
 
 /// How far a receipt's time may be from the server's clock.
 const RECEIPT_CLOCK_SKEW: u64 = 15 * 60;
@@ -290,6 +293,21 @@ pub(super) fn review(
             "returning a deliverable requires a note (--note) saying what to correct",
         ));
     }
+    // The note travels with the review, encrypted to the matter's readers
+    // by the reviewer's client; the server only checks its presence and
+    // size (its readers check it against the signed hash).
+    if req.note.len() > MAX_REVIEW_NOTE {
+        return Err(Failure::bad_request(format!(
+            "the encrypted review note is {} bytes, more than the limit of {MAX_REVIEW_NOTE}",
+            req.note.len()
+        )));
+    }
+    if (st.note_sha256 == empty_note) != req.note.is_empty() {
+        return Err(Failure::bad_request(
+            "a review's note must come with it, encrypted to the matter's readers (and only a \
+             non-empty note)",
+        ));
+    }
     // The receipt itself goes into the log: that entry is what the
     // returned inclusion proof covers.
     let details = vec![
@@ -317,6 +335,16 @@ pub(super) fn review(
         at: now(),
         log_index: index,
     });
+    // The note first: a crash between the two leaves the deliverable
+    // awaiting review, and a second review replaces the note.
+    state.gate.write(&allowed).put_review_note(
+        &d.id,
+        &ReviewNoteRecord {
+            signed: req.signed.clone(),
+            signature: req.signature.clone(),
+            note: req.note.clone(),
+        },
+    )?;
     state.gate.write(&allowed).put_packet(&d)?;
     let (record, proof, checkpoint) = state.gate.audit().inclusion(index).map_err(|e| {
         tracing::error!(error = %e, "inclusion proof");

@@ -216,6 +216,19 @@ pub struct PacketRecord {
     pub reviews: Vec<ReviewRecord>,
 }
 
+/// A deliverable's review as the reviewer's client made it: the signed
+/// receipt statement, the signature, and the note encrypted to the
+/// matter's readers. The server cannot read or alter the note unnoticed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewNoteRecord {
+    /// The canonical receipt statement.
+    pub signed: Vec<u8>,
+    /// The reviewer's signature over it.
+    pub signature: Vec<u8>,
+    /// The note, age-encrypted (empty for an empty note).
+    pub note: Vec<u8>,
+}
+
 /// What a [`PacketRecord`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PacketKind {
@@ -354,6 +367,8 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn deliverables_for(&self, packet: &str) -> Result<Vec<PacketRecord>, StoreError>;
     /// Whether `uploader` uploaded blob `sha256`.
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
+    /// The review of a deliverable, with its encrypted note.
+    fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError>;
 }
 
 /// Changing metadata. Handlers reach these only through the gate
@@ -384,6 +399,9 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     fn create_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
     /// Replaces a packet record (callers serialize writers).
     fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError>;
+    /// Stores the review of a deliverable (replacing any).
+    fn put_review_note(&self, deliverable: &str, note: &ReviewNoteRecord)
+    -> Result<(), StoreError>;
     /// Records that `uploader` uploaded blob `sha256` itself (only such
     /// blobs may go into its packets: a hash alone proves nothing).
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError>;

@@ -17,7 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
     InviteRecord, MatterRecord, MetaRead, MetaWrite, OrgRecord, PacketRecord, PrincipalRecord,
-    Refusal, StoreError,
+    Refusal, ReviewNoteRecord, StoreError,
 };
 
 /// sled-backed metadata store.
@@ -33,6 +33,9 @@ pub struct SledStore {
     claims: sled::Tree,
     by_recipient: sled::Tree,
     answers: sled::Tree,
+    /// Deliverable id → its [`ReviewNoteRecord`] (a tree of its own: the
+    /// packet record's encoding stays as it was).
+    review_notes: sled::Tree,
 }
 
 /// The `meta` key that says the packet indexes are complete.
@@ -124,6 +127,7 @@ impl SledStore {
             claims: db.open_tree("claims").map_err(backend)?,
             by_recipient: db.open_tree("by_recipient").map_err(backend)?,
             answers: db.open_tree("answers").map_err(backend)?,
+            review_notes: db.open_tree("review_notes").map_err(backend)?,
             db,
         };
         store.build_indexes()?;
@@ -268,6 +272,10 @@ impl MetaRead for SledStore {
         let mut key = sha256.to_vec();
         key.extend_from_slice(uploader.as_bytes());
         self.claims.contains_key(key).map_err(backend)
+    }
+
+    fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError> {
+        Self::get(&self.review_notes, deliverable.as_bytes())
     }
 }
 
@@ -433,6 +441,17 @@ impl MetaWrite for SledStore {
 
     fn put_packet(&self, packet: &PacketRecord) -> Result<(), StoreError> {
         self.write_packet(packet, false)
+    }
+
+    fn put_review_note(
+        &self,
+        deliverable: &str,
+        note: &ReviewNoteRecord,
+    ) -> Result<(), StoreError> {
+        self.review_notes
+            .insert(deliverable.as_bytes(), enc(note)?)
+            .map_err(backend)?;
+        self.flush()
     }
 
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError> {
