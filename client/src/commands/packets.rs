@@ -1208,6 +1208,7 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
             "id", "kind", "matter", "from", "task", "due", "bytes"
         );
         for i in &items {
+            // Every field is the server's word: escaped like the rest.
             let kind = match (&i.packet, &i.state) {
                 (Some(p), Some(st)) => format!("{} ({st}) for {p}", i.kind),
                 _ => i.kind.clone(),
@@ -1215,8 +1216,8 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
             let _ = writeln!(
                 s,
                 "{:<36} {:<12} {:<16} {:<20} {:<18} {:<20} {:>12}",
-                i.id,
-                kind,
+                escape(&i.id, false),
+                escape(&kind, false),
                 escape(&i.matter, false),
                 escape(&i.sender, false),
                 escape(&i.task, false),
@@ -1226,7 +1227,7 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         }
         for (i, r) in items.iter().zip(&reviews) {
             if let Some(r) = r {
-                let _ = write!(s, "\n{}: {}", i.id, r.describe());
+                let _ = write!(s, "\n{}: {}", escape(&i.id, false), r.describe());
             }
         }
         s
