@@ -180,6 +180,12 @@ pub struct Rate {
     initial: u64,
     window: u64,
     mode: Mode,
+    /// When the controller was made, bytes in flight as counted here and
+    /// the most of them this round (for the trace).
+    born: Instant,
+    inflight: u64,
+    round_max_inflight: u64,
+    srtt: Duration,
     // Min RTT over two buckets.
     min_rtt_cur: Option<Duration>,
     min_rtt_prev: Option<Duration>,
@@ -234,6 +240,10 @@ impl Rate {
             initial,
             window: initial,
             mode: Mode::Startup,
+            born: now,
+            inflight: 0,
+            round_max_inflight: 0,
+            srtt: Duration::ZERO,
             min_rtt_cur: None,
             min_rtt_prev: None,
             bucket_start: now,
@@ -459,7 +469,10 @@ impl Rate {
         }
         if trace() {
             eprintln!(
-                "cc {:?} rate {:.1} MB/s max {:.1} win {} KB min_rtt {:?} round_min {:?} lost {} of {} lossy {} app {}",
+                "cc {:.3}s srtt {:?} inflight {} KB {:?} rate {:.1} MB/s max {:.1} win {} KB min_rtt {:?} round_min {:?} lost {} of {} lossy {} app {}",
+                now.duration_since(self.born).as_secs_f64(),
+                self.srtt,
+                self.round_max_inflight / 1000,
                 self.mode,
                 rate / 1e6,
                 self.max_rate() / 1e6,
@@ -486,6 +499,7 @@ impl Rate {
         self.round_max_rate = 0.0;
         self.round_app_limited = false;
         self.round_window = self.window;
+        self.round_max_inflight = self.inflight;
     }
 }
 
@@ -555,7 +569,9 @@ impl Rate {
 }
 
 impl Controller for Rate {
-    fn on_sent(&mut self, now: Instant, _bytes: u64, _last_packet_number: u64) {
+    fn on_sent(&mut self, now: Instant, bytes: u64, _last_packet_number: u64) {
+        self.inflight += bytes;
+        self.round_max_inflight = self.round_max_inflight.max(self.inflight);
         self.sent(now);
     }
 
@@ -565,8 +581,10 @@ impl Controller for Rate {
         sent: Instant,
         bytes: u64,
         app_limited: bool,
-        _rtt: &quinn_proto::RttEstimator,
+        rtt: &quinn_proto::RttEstimator,
     ) {
+        self.srtt = rtt.get();
+        self.inflight = self.inflight.saturating_sub(bytes);
         self.ack(now, sent, bytes, app_limited);
     }
 
@@ -578,6 +596,7 @@ impl Controller for Rate {
         lost_bytes: u64,
     ) {
         self.round_lost += lost_bytes;
+        self.inflight = self.inflight.saturating_sub(lost_bytes);
         if is_persistent_congestion {
             // Not worth resuming from what a path that lost everything
             // once delivered.

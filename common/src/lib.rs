@@ -25,5 +25,6 @@ pub mod roster;
 pub mod sha256pair;
 pub mod sign;
 pub mod streamfile;
+pub mod timer;
 pub mod tlog;
 pub mod tls;

@@ -428,7 +428,9 @@ fn endpoint_with(
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, SOCKET_BUFFER);
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&socket, SOCKET_BUFFER);
     let granted = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap_or(0);
-    let runtime = quinn::default_runtime()
+    // Tokio's, with timers precise enough for quinn's pacer (see
+    // `crate::timer`).
+    let runtime = crate::timer::PreciseRuntime::new()
         .ok_or_else(|| std::io::Error::other("no async runtime for the QUIC endpoint"))?;
     let endpoint = quinn::Endpoint::new(config, server, socket, runtime)?;
     Ok((endpoint, granted))
