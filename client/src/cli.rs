@@ -54,6 +54,8 @@ pub enum Command {
     Push(PushArgs),
     /// What is waiting for me.
     Inbox(InboxArgs),
+    /// What I sent, and whether each recipient received and verified it.
+    Sent(SentArgs),
     /// Download, verify and decrypt a packet.
     Pull(PullArgs),
     /// Return work product for a packet (provider members).
@@ -211,6 +213,14 @@ pub struct InboxArgs {
     /// Include packets already pulled.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `mdrop sent`.
+#[derive(Debug, Args)]
+pub struct SentArgs {
+    /// Only this matter.
+    #[arg(long)]
+    pub matter: Option<String>,
 }
 
 /// `mdrop pull`.

@@ -96,6 +96,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Keys(cmd) => rt.block_on(commands::keys::keys(ctx, &cmd)),
         Command::Push(a) => rt.block_on(commands::packets::push(ctx, &a)),
         Command::Inbox(a) => rt.block_on(commands::packets::inbox(ctx, &a)),
+        Command::Sent(a) => rt.block_on(commands::sent::sent(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),
         Command::Deliver(a) => rt.block_on(commands::packets::deliver(ctx, &a)),
         Command::Review(ReviewCommand::Show(a)) => rt.block_on(commands::review::show(ctx, &a)),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use matterdrop_common::bundle;
-use matterdrop_tests::{Server, User, World, bin};
+use matterdrop_tests::{Server, User, World, bin, copy_dir};
 
 const MATTER: &str = "2026-PI-0042";
 
@@ -222,19 +222,6 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
     v.extend_from_slice(payload);
     v
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
 }
 
 /// Copies the data dir, lets `tamper` rewrite its log's entries, exports

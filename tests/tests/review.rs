@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
-use matterdrop_tests::{User, World, walk};
+use matterdrop_tests::{User, World, copy_dir, walk};
 
 const MATTER: &str = "2026-PI-0042";
 
@@ -684,4 +684,205 @@ fn the_return_note_reaches_the_provider_and_an_operator_cannot_change_it() {
         tmp.join("d1d").to_str().unwrap(),
     ]);
     assert_eq!(v["review"]["note"], note);
+}
+
+/// `mdrop sent`: the sender sees each recipient's state, a recipient
+/// counts as having received the files only on its own signed delivery
+/// statement, own pushes stay out of the inbox (and resolve by prefix
+/// from the sent list), and an operator who forges or moves delivery
+/// statements in the stopped server's database, or lists a packet the
+/// user never signed, is refused (exit 4) with nothing shown.
+#[test]
+fn sent_items_show_signed_deliveries_and_an_operator_cannot_forge_one() {
+    use matterdrop_server::store::{DeliveryRecord, MetaRead as _, MetaWrite as _, SledStore};
+
+    let mut w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let carol = w.user("carol@lpo-1");
+    let tmp = w.tmp.path().to_owned();
+    let ack = write(&tmp.join("ack.txt"), "Confidential.\n");
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Doe",
+        "--ack-file",
+        &ack,
+        "--scope",
+        "medical-chronology",
+    ]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
+    alice
+        .add_member(MATTER, &carol, "carol@lpo-1", "provider")
+        .ok();
+    bob.json(&["ack", MATTER, "--yes"]);
+    carol.json(&["ack", MATTER, "--yes"]);
+    let records = write(&tmp.join("records.txt"), "2025-01-02 ER visit\n");
+    let packet = alice.json(&[
+        "push",
+        MATTER,
+        &records,
+        "--task",
+        "medical-chronology",
+        "--due",
+        "3d",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let items = |v: serde_json::Value| v["items"].as_array().unwrap().clone();
+    let find = |v: &[serde_json::Value], id: &str| {
+        v.iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {v:?}"))
+    };
+    let state_of = |item: &serde_json::Value, who: &str| {
+        item["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["principal"] == who)
+            .cloned()
+            .unwrap_or_else(|| panic!("{who} not a recipient: {item}"))
+    };
+    // Not in the sender's own inbox, even with --all; in its sent items.
+    assert!(items(alice.json(&["inbox", "--all"])).is_empty());
+    let sent = items(alice.json(&["sent"]));
+    let p = find(&sent, &packet);
+    assert_eq!(p["kind"], "packet");
+    assert_eq!(p["task"], "medical-chronology");
+    assert!(p["due"].is_string());
+    assert_eq!(p["recipients"].as_array().unwrap().len(), 2, "{p}");
+    for who in ["bob@lpo-1", "carol@lpo-1"] {
+        let r = state_of(&p, who);
+        assert_eq!(r["delivered"], false);
+        assert!(r["pulled_at"].is_null());
+    }
+
+    // bob pulls: his client signs a delivery statement.
+    bob.json(&["pull", &packet, "--out", tmp.join("in").to_str().unwrap()]);
+    let p = find(&items(alice.json(&["sent", "--matter", MATTER])), &packet);
+    let b = state_of(&p, "bob@lpo-1");
+    assert_eq!(b["delivered"], true, "{p}");
+    assert!(b["delivered_at"].is_string() && b["pulled_at"].is_string());
+    assert_eq!(state_of(&p, "carol@lpo-1")["delivered"], false);
+    let r = alice.run(&["sent"]).ok();
+    assert!(
+        r.stdout.contains("received and verified") && r.stdout.contains("not downloaded"),
+        "{r:?}"
+    );
+
+    // bob's deliverable: in his sent items, answered on alice's packet;
+    // once returned, with alice's checked review.
+    let f = write(&tmp.join("chronology.txt"), "Jan 2: ER visit\n");
+    let d1 = bob.json(&["deliver", MATTER, "--packet", &packet, &f])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let d = find(&items(bob.json(&["sent"])), &d1);
+    assert_eq!(d["kind"], "deliverable");
+    assert_eq!(d["packet"], packet.as_str());
+    assert_eq!(d["state"], "submitted");
+    let p = find(&items(alice.json(&["sent"])), &packet);
+    assert_eq!(p["answers"][0]["id"], d1.as_str());
+    alice.json(&[
+        "review",
+        "return",
+        "--yes",
+        &d1,
+        "--note",
+        "add the MRI",
+        "--receipt",
+        tmp.join("r1.json").to_str().unwrap(),
+    ]);
+    let d = find(&items(bob.json(&["sent"])), &d1);
+    assert_eq!(d["state"], "returned");
+    assert_eq!(d["review"]["decision"], "return");
+    assert_eq!(d["review"]["note"], "add the MRI");
+
+    // The sender finds its own packet by prefix (from the sent list).
+    let prefix = &packet[..10];
+    let v = alice.json(&["pull", prefix, "--out", tmp.join("own").to_str().unwrap()]);
+    assert_eq!(v["id"], packet.as_str());
+
+    // A second packet bob pulls: its statement is genuine, for another
+    // packet.
+    let other = alice.json(&["push", MATTER, &records, "--task", "medical-chronology"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    bob.json(&["pull", &other, "--out", tmp.join("in2").to_str().unwrap()]);
+
+    // The operator edits the stopped server's database, each time from a
+    // copy taken now.
+    let backup = tmp.join("db-backup");
+    w.server
+        .restart_after(|data| copy_dir(&data.join("db"), &backup));
+    type Edit<'a> = &'a dyn Fn(&SledStore, &DeliveryRecord);
+    let mut operator = |edit: Edit| {
+        w.server.restart_after(|data| {
+            let db = data.join("db");
+            std::fs::remove_dir_all(&db).unwrap();
+            copy_dir(&backup, &db);
+            let store = SledStore::open(&db).unwrap();
+            let bobs = store
+                .deliveries(&packet)
+                .unwrap()
+                .into_iter()
+                .find(|d| d.principal == "bob@lpo-1")
+                .expect("bob's delivery statement");
+            edit(&store, &bobs);
+            store.flush().unwrap();
+        });
+        alice.repoint(&w.server);
+    };
+    let refused = |why: &str| {
+        let r = alice.run(&["sent"]).code(4);
+        assert!(
+            r.stderr.contains(&packet) && r.stderr.contains(why),
+            "{why}: {r:?}"
+        );
+        assert!(!r.stdout.contains("received and verified"), "{r:?}");
+    };
+    // Carol never pulled: bob's statement relabelled as hers.
+    operator(&|s, bobs| {
+        let mut forged = bobs.clone();
+        forged.principal = "carol@lpo-1".into();
+        s.put_delivery(&packet, &forged).unwrap();
+    });
+    refused("that names");
+    // Bob's statement with its signature changed.
+    operator(&|s, bobs| {
+        let mut bad = bobs.clone();
+        bad.signature[0] ^= 1;
+        s.put_delivery(&packet, &bad).unwrap();
+    });
+    refused("not signed with a key the matter's roster gave bob@lpo-1");
+    // Bob's genuine statement for the other packet, moved to this one.
+    operator(&|s, _| {
+        let moved = s
+            .deliveries(&other)
+            .unwrap()
+            .into_iter()
+            .find(|d| d.principal == "bob@lpo-1")
+            .expect("bob's statement for the other packet");
+        s.put_delivery(&packet, &moved).unwrap();
+    });
+    refused(&format!("that names {other}"));
+    // A packet alice never signed: its signature changed.
+    operator(&|s, _| {
+        let mut p = s.packet(&packet).unwrap().unwrap();
+        p.signature[0] ^= 1;
+        s.put_packet(&p).unwrap();
+    });
+    refused("is not signed with a key the matter's roster gave you");
+    // The untouched copy lists again.
+    operator(&|_, _| {});
+    let p = find(&items(alice.json(&["sent"])), &packet);
+    assert_eq!(state_of(&p, "bob@lpo-1")["delivered"], true);
 }

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod matter;
 pub mod packets;
 pub mod review;
+pub mod sent;
 
 use crate::home::Home;
 use crate::output::Output;

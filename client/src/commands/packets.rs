@@ -25,7 +25,7 @@ use matterdrop_common::packet::{
 };
 use matterdrop_common::proto::{
     BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxItem, InboxRequest,
-    PacketCommitRequest, PacketRef, PushPrepareRequest, ServerResponse,
+    PacketCommitRequest, PacketRef, PushPrepareRequest, SentRequest, ServerResponse,
 };
 use matterdrop_common::sha256pair::{Sha256Lane, update_pair};
 use matterdrop_common::streamfile::DirectFile;
@@ -1109,7 +1109,7 @@ pub const MIN_ID_PREFIX: usize = 6;
 /// The packet or deliverable id `given` names: a whole id as it is, or a
 /// unique prefix of at least [`MIN_ID_PREFIX`] hex digits (with or without
 /// its `p-`/`d-`), looked up among what this user can see (`inbox
-/// --all`). Anything else is refused before it can be used in a path: an
+/// --all` and `sent`). Anything else is refused before it can be used in a path: an
 /// id comes from another party, perhaps a hostile server's listing. The
 /// id found is checked again when the packet is fetched (its signed
 /// descriptor must carry it).
@@ -1130,20 +1130,36 @@ pub async fn resolve_id(ctx: &Ctx, given: &str) -> CmdResult<String> {
             escape(given, false)
         )));
     }
-    let resp = super::matter::call(
-        ctx,
-        &ClientRequest::Inbox(InboxRequest {
-            matter: None,
-            all: true,
-        }),
-    )
-    .await?;
-    let ServerResponse::Inbox(items) = resp else {
-        return Err(unexpected(&resp));
-    };
-    let found: std::collections::BTreeSet<&str> = items
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, _) = Session::open(&ctx.home, &key).await?;
+    let listed = async {
+        let inbox = session
+            .request(&ClientRequest::Inbox(InboxRequest {
+                matter: None,
+                all: true,
+            }))
+            .await?;
+        let ServerResponse::Inbox(items) = inbox else {
+            return Err(unexpected(&inbox));
+        };
+        let sent = session
+            .request(&ClientRequest::Sent(SentRequest { matter: None }))
+            .await?;
+        let ServerResponse::Sent(sent) = sent else {
+            return Err(unexpected(&sent));
+        };
+        Ok(items
+            .into_iter()
+            .map(|i| i.id)
+            .chain(sent.into_iter().map(|i| i.id))
+            .collect::<Vec<_>>())
+    }
+    .await;
+    session.close().await;
+    let listed = listed?;
+    let found: std::collections::BTreeSet<&str> = listed
         .iter()
-        .map(|i| i.id.as_str())
+        .map(String::as_str)
         .filter(|id| packet::validate_id(id))
         .filter(|id| {
             id.split_once('-').is_some_and(|(k, rand)| {
@@ -1161,7 +1177,7 @@ pub async fn resolve_id(ctx: &Ctx, given: &str) -> CmdResult<String> {
             "no packet or deliverable you can see starts with {}",
             escape(given, false)
         ))
-        .hint("`mdrop inbox --all` lists them")),
+        .hint("`mdrop inbox --all` and `mdrop sent` list them")),
         n => Err(Fail::usage(format!(
             "{} is ambiguous: {n} ids start with it ({}); give more digits",
             escape(given, false),

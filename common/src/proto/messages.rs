@@ -84,10 +84,12 @@ pub enum ClientRequest {
     /// a hybrid post-quantum key). Matters keep the old key until an
     /// attorney signs a `rekey` statement with the new one.
     AgeKeyUpdate(AgeKeyUpdateRequest),
+    /// 33: what the caller sent, with each recipient's state.
+    Sent(SentRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 33;
+    const KINDS: u32 = 34;
 }
 
 /// The caller's new age recipient.
@@ -143,6 +145,7 @@ impl ClientRequest {
             Self::KeyRegistrations => "key-registrations",
             Self::AgeKeyUpdate(_) => "age-key-update",
             Self::DeliveryConfirm(_) => "delivery-confirm",
+            Self::Sent(_) => "sent",
         }
     }
 }
@@ -199,10 +202,12 @@ pub enum ServerResponse {
     KeyRegistrations(KeyRegistrationsInfo),
     /// 23: a delivery confirmation was logged at this index.
     DeliveryRecorded(u64),
+    /// 24: sent items.
+    Sent(Vec<SentItem>),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 24;
+    const KINDS: u32 = 25;
 }
 
 /// One audit-log record with its inclusion proof.
@@ -720,6 +725,62 @@ pub struct InboxRequest {
     pub matter: Option<String>,
     /// Include packets already pulled.
     pub all: bool,
+}
+
+/// Lists what the caller sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRequest {
+    /// Only this matter.
+    pub matter: Option<String>,
+}
+
+/// One packet or deliverable the caller sent, with what the server holds
+/// as evidence of its delivery. The client checks all of it: the
+/// descriptor against its own key in the matter's roster, each delivery
+/// statement against the recipient's roster key and this descriptor, a
+/// review as for [`InboxItem::review`]. What is not signed (`pulled_at`,
+/// `state`) is the server's word and shown as such.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentItem {
+    /// Packet or deliverable id.
+    pub id: String,
+    /// Matter id.
+    pub matter: String,
+    /// `packet` or `deliverable`.
+    pub kind: String,
+    /// Due time (Unix seconds; a deliverable's is its packet's).
+    pub due: Option<u64>,
+    /// Total ciphertext size.
+    pub size: u64,
+    /// Committed at (Unix seconds).
+    pub created_at: u64,
+    /// For deliverables: submitted, approved, returned or superseded.
+    pub state: Option<String>,
+    /// The canonical signed descriptor.
+    pub descriptor: Vec<u8>,
+    /// The sender's signature over it.
+    pub signature: Vec<u8>,
+    /// The key that signed it.
+    pub sender_key: [u8; 32],
+    /// One entry per principal the packet is encrypted to.
+    pub recipients: Vec<SentRecipient>,
+    /// For a reviewed deliverable: the latest review.
+    pub review: Option<ReviewNote>,
+    /// For packets: the deliverables answering it, with their states (the
+    /// server's word).
+    pub answers: Vec<(String, String)>,
+}
+
+/// A recipient of a [`SentItem`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRecipient {
+    /// The principal.
+    pub principal: String,
+    /// When its first download started (the server's word).
+    pub pulled_at: Option<u64>,
+    /// Its signed delivery statement (`crate::custody`) and signature, if
+    /// it confirmed that it received and verified every file.
+    pub delivery: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// One inbox line.

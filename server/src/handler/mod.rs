@@ -324,6 +324,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::BlobStatus(r) => packets::blob_status(state, me, &r),
         ClientRequest::PacketCommit(r) => packets::commit(state, me, key, &r),
         ClientRequest::Inbox(r) => packets::inbox(state, me, &r),
+        ClientRequest::Sent(r) => packets::sent(state, me, &r),
         ClientRequest::PacketGet(r) => packets::packet_get(state, me, &r),
         ClientRequest::DeliverPrepare(r) => review::deliver_prepare(state, me, &r),
         ClientRequest::DeliverableCommit(r) => review::commit(state, me, key, &r),

@@ -15,7 +15,7 @@ use matterdrop_common::packet::{self, Descriptor, Kind};
 use matterdrop_common::proto::{
     BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, DeliveryConfirmRequest, ErrorCode,
     InboxItem, InboxRequest, PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest,
-    RecipientKey, RecipientsInfo, ReviewNote, ServerResponse,
+    RecipientKey, RecipientsInfo, ReviewNote, SentItem, SentRecipient, SentRequest, ServerResponse,
 };
 
 use super::gate::Allowed;
@@ -25,7 +25,7 @@ use crate::audit::Event;
 use crate::datadir::now;
 use crate::policy::{Operation, Task};
 use crate::store::blobs::{BlobError, MAX_BLOB, Upload, hex};
-use crate::store::{DeliverableState, MatterRecord, PacketKind, PacketRecord};
+use crate::store::{DeliverableState, DeliveryRecord, MatterRecord, PacketKind, PacketRecord};
 
 pub(super) fn task(name: &str) -> Result<Task, Failure> {
     Task::from_str(name).map_err(|e| Failure::bad_request(e.to_string()))
@@ -553,11 +553,17 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
         }
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
         let waiting = match p.kind {
+            // What I sent is in my sent items (`Sent`), not my inbox.
+            PacketKind::Packet if p.sender == me.record.id => continue,
             PacketKind::Packet => !pulled,
             // A deliverable waits for its reviewers until it is reviewed,
-            // and for the provider who delivered it once it is returned.
+            // and for the provider who delivered it once it is returned
+            // (listed only then: it is work to do again).
             PacketKind::Deliverable if p.sender == me.record.id => {
-                p.state == Some(DeliverableState::Returned)
+                if p.state != Some(DeliverableState::Returned) {
+                    continue;
+                }
+                true
             }
             PacketKind::Deliverable => p.state == Some(DeliverableState::Submitted),
         };
@@ -599,6 +605,102 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
     // Oldest first: what has waited longest comes first.
     items.sort_by_key(|i| i.created_at);
     Ok(ServerResponse::Inbox(items))
+}
+
+/// `Sent`: what the caller sent (packets and deliverables, newest first),
+/// in the matters it may still list, each with its recipients' states and
+/// signed delivery statements, and a deliverable's latest review.
+pub(super) fn sent(state: &State, me: &Actor, req: &SentRequest) -> Outcome {
+    let mine = state.gate.read().packets_from(&me.record.id)?;
+    if let Some(matter) = &req.matter {
+        authorize(
+            state,
+            me,
+            matter,
+            "sent",
+            |_| Ok(Operation::Inbox),
+            None,
+            Vec::new(),
+        )?;
+    } else {
+        state.record(Event::server(&me.record.id, "sent", None, None, Vec::new()))?;
+    }
+    let mut items = Vec::new();
+    let mut may_list: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for p in &mine {
+        if p.sender != me.record.id || req.matter.as_ref().is_some_and(|m| *m != p.matter) {
+            continue;
+        }
+        let may = match may_list.get(&p.matter) {
+            Some(&may) => may,
+            None => {
+                let may = match state.gate.read().matter(&p.matter)? {
+                    Some(m) => allowed(me, &m, &Operation::Inbox)?,
+                    None => false,
+                };
+                may_list.insert(p.matter.clone(), may);
+                may
+            }
+        };
+        if !may {
+            continue;
+        }
+        let deliveries = state.gate.read().deliveries(&p.id)?;
+        let answered = match p.for_packet.as_deref() {
+            Some(id) => state.gate.read().packet(id)?,
+            None => None,
+        };
+        let answers = match p.kind {
+            PacketKind::Packet => state
+                .gate
+                .read()
+                .deliverables_for(&p.id)?
+                .into_iter()
+                .map(|d| {
+                    let st = d.state.map_or("submitted", |s| s.as_str()).to_owned();
+                    (d.id, st)
+                })
+                .collect(),
+            PacketKind::Deliverable => Vec::new(),
+        };
+        items.push(SentItem {
+            id: p.id.clone(),
+            matter: p.matter.clone(),
+            kind: match p.kind {
+                PacketKind::Packet => "packet".into(),
+                PacketKind::Deliverable => "deliverable".into(),
+            },
+            due: answered.as_ref().map_or(p.due, |a| a.due),
+            size: p.size(),
+            created_at: p.created_at,
+            state: p.state.map(|s| s.as_str().to_owned()),
+            descriptor: p.descriptor.clone(),
+            signature: p.signature.clone(),
+            sender_key: p.sender_key,
+            recipients: p
+                .recipients
+                .iter()
+                .map(|r| SentRecipient {
+                    principal: r.clone(),
+                    pulled_at: p
+                        .pulled_by
+                        .iter()
+                        .filter(|(who, _)| who == r)
+                        .map(|(_, t)| *t)
+                        .min(),
+                    delivery: deliveries
+                        .iter()
+                        .find(|d| d.principal == *r)
+                        .map(|d| (d.signed.clone(), d.signature.clone())),
+                })
+                .collect(),
+            review: review_note(state, p)?,
+            answers,
+        });
+    }
+    // Newest first: what was just sent comes first.
+    items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    Ok(ServerResponse::Sent(items))
 }
 
 /// Loads a packet and decides a pull of it. Anyone who may not learn that
@@ -782,6 +884,16 @@ pub(super) fn confirm_delivery(
     }
     let index = state.record(
         Event::server(&me.record.id, "delivered", Some(&p.id), None, details).in_matter(&p.matter),
+    )?;
+    // Kept for the sender's `sent` list, which checks it as the log's
+    // verifier does.
+    state.gate.write(&allowed).put_delivery(
+        &p.id,
+        &DeliveryRecord {
+            principal: me.record.id.clone(),
+            signed: req.signed.clone(),
+            signature: req.signature.clone(),
+        },
     )?;
     if !p.delivered_to.iter().any(|(who, _)| *who == me.record.id) {
         p.delivered_to.push((me.record.id.clone(), st.time));

@@ -229,6 +229,18 @@ pub struct ReviewNoteRecord {
     pub note: Vec<u8>,
 }
 
+/// A recipient's signed statement that it received and verified every
+/// file of a packet (`matterdrop_common::custody`), as it sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The recipient.
+    pub principal: String,
+    /// The canonical statement.
+    pub signed: Vec<u8>,
+    /// The recipient's signature over it.
+    pub signature: Vec<u8>,
+}
+
 /// What a [`PacketRecord`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PacketKind {
@@ -365,6 +377,11 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn packets_for(&self, principal: &str) -> Result<Vec<PacketRecord>, StoreError>;
     /// The deliverables answering packet `packet` (from an index).
     fn deliverables_for(&self, packet: &str) -> Result<Vec<PacketRecord>, StoreError>;
+    /// The packets and deliverables `principal` sent (from an index).
+    fn packets_from(&self, principal: &str) -> Result<Vec<PacketRecord>, StoreError>;
+    /// The signed delivery statements of a packet, one per recipient that
+    /// confirmed, by principal.
+    fn deliveries(&self, packet: &str) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Whether `uploader` uploaded blob `sha256`.
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
     /// The review of a deliverable, with its encrypted note.
@@ -402,6 +419,9 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     /// Stores the review of a deliverable (replacing any).
     fn put_review_note(&self, deliverable: &str, note: &ReviewNoteRecord)
     -> Result<(), StoreError>;
+    /// Stores a recipient's signed delivery statement of a packet
+    /// (replacing its earlier one).
+    fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError>;
     /// Records that `uploader` uploaded blob `sha256` itself (only such
     /// blobs may go into its packets: a hash alone proves nothing).
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError>;

@@ -3,10 +3,13 @@
 //! Trees: `principals` (id → record), `keys` (Ed25519 key → id), `orgs`
 //! (id → record), `invites` (SHA-256 of token → record), `matters` (id →
 //! record), `packets` (id → record), `claims` (blob hash ‖ uploader → ()),
-//! and two indexes of packets, written in the same transaction as the
-//! packet: `by_recipient` (principal ‖ 0 ‖ packet id → ()) and `answers`
-//! (packet id ‖ 0 ‖ deliverable id → ()). `meta` holds the index version;
-//! a store without it has its indexes built at open. Values are postcard.
+//! `review_notes` (deliverable id → review), `deliveries` (packet id ‖ 0 ‖
+//! principal → signed delivery statement), and three indexes of packets,
+//! written in the same transaction as the packet: `by_recipient`
+//! (principal ‖ 0 ‖ packet id → ()), `by_sender` (the same for its
+//! sender) and `answers` (packet id ‖ 0 ‖ deliverable id → ()). `meta`
+//! holds the index version; a store without it, or with an older one, has
+//! its indexes built at open. Values are postcard.
 
 use std::path::Path;
 
@@ -15,6 +18,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use super::DeliveryRecord;
 use super::{
     InviteRecord, MatterRecord, MetaRead, MetaWrite, OrgRecord, PacketRecord, PrincipalRecord,
     Refusal, ReviewNoteRecord, StoreError,
@@ -36,11 +40,14 @@ pub struct SledStore {
     /// Deliverable id → its [`ReviewNoteRecord`] (a tree of its own: the
     /// packet record's encoding stays as it was).
     review_notes: sled::Tree,
+    deliveries: sled::Tree,
+    by_sender: sled::Tree,
 }
 
 /// The `meta` key that says the packet indexes are complete.
 const INDEX_VERSION_KEY: &[u8] = b"packet-indexes";
-const INDEX_VERSION: &[u8] = b"1";
+/// 2: `by_sender` added.
+const INDEX_VERSION: &[u8] = b"2";
 
 fn index_key(owner: &str, packet: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(owner.len() + 1 + packet.len());
@@ -56,15 +63,16 @@ fn index_prefix(owner: &str) -> Vec<u8> {
     k
 }
 
-/// The index entries of `packet`: one per recipient, and one under the
-/// packet a deliverable answers.
-fn index_entries(packet: &PacketRecord) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+/// The index entries of `packet`: one per recipient, one under its
+/// sender, and one under the packet a deliverable answers.
+fn index_entries(packet: &PacketRecord) -> (Vec<Vec<u8>>, Vec<u8>, Option<Vec<u8>>) {
     (
         packet
             .recipients
             .iter()
             .map(|r| index_key(r, &packet.id))
             .collect(),
+        index_key(&packet.sender, &packet.id),
         packet
             .for_packet
             .as_deref()
@@ -128,6 +136,8 @@ impl SledStore {
             by_recipient: db.open_tree("by_recipient").map_err(backend)?,
             answers: db.open_tree("answers").map_err(backend)?,
             review_notes: db.open_tree("review_notes").map_err(backend)?,
+            deliveries: db.open_tree("deliveries").map_err(backend)?,
+            by_sender: db.open_tree("by_sender").map_err(backend)?,
             db,
         };
         store.build_indexes()?;
@@ -143,10 +153,11 @@ impl SledStore {
         }
         for v in self.packets.iter().values() {
             let packet: PacketRecord = dec(&v.map_err(backend)?)?;
-            let (recipients, answer) = index_entries(&packet);
+            let (recipients, sender, answer) = index_entries(&packet);
             for k in recipients {
                 self.by_recipient.insert(k, &[][..]).map_err(backend)?;
             }
+            self.by_sender.insert(sender, &[][..]).map_err(backend)?;
             if let Some(k) = answer {
                 self.answers.insert(k, &[][..]).map_err(backend)?;
             }
@@ -178,9 +189,14 @@ impl SledStore {
     /// `create`, refuses an existing id.
     fn write_packet(&self, packet: &PacketRecord, create: bool) -> Result<(), StoreError> {
         let bytes = enc(packet)?;
-        let (recipients, answer) = index_entries(packet);
-        let result = (&self.packets, &self.by_recipient, &self.answers).transaction(
-            |(packets, by_recipient, answers)| {
+        let (recipients, sender, answer) = index_entries(packet);
+        let result = (
+            &self.packets,
+            &self.by_recipient,
+            &self.by_sender,
+            &self.answers,
+        )
+            .transaction(|(packets, by_recipient, by_sender, answers)| {
                 let old = packets.insert(packet.id.as_bytes(), bytes.as_slice())?;
                 if let Some(old) = old {
                     if create {
@@ -202,12 +218,12 @@ impl SledStore {
                 for k in &recipients {
                     by_recipient.insert(k.as_slice(), &[][..])?;
                 }
+                by_sender.insert(sender.as_slice(), &[][..])?;
                 if let Some(k) = &answer {
                     answers.insert(k.as_slice(), &[][..])?;
                 }
                 Ok(())
-            },
-        );
+            });
         match result {
             Ok(()) => self.flush(),
             Err(TransactionError::Abort(r)) => Err(StoreError::Refused(r)),
@@ -266,6 +282,18 @@ impl MetaRead for SledStore {
 
     fn deliverables_for(&self, packet: &str) -> Result<Vec<PacketRecord>, StoreError> {
         self.indexed(&self.answers, packet)
+    }
+
+    fn packets_from(&self, principal: &str) -> Result<Vec<PacketRecord>, StoreError> {
+        self.indexed(&self.by_sender, principal)
+    }
+
+    fn deliveries(&self, packet: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.deliveries
+            .scan_prefix(index_prefix(packet))
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
     }
 
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError> {
@@ -454,6 +482,13 @@ impl MetaWrite for SledStore {
         self.flush()
     }
 
+    fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError> {
+        self.deliveries
+            .insert(index_key(packet, &delivery.principal), enc(delivery)?)
+            .map_err(backend)?;
+        self.flush()
+    }
+
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError> {
         let mut key = sha256.to_vec();
         key.extend_from_slice(uploader.as_bytes());
@@ -557,8 +592,14 @@ mod tests {
             s.put_packet(&packet("p2", &["c@x"], None)).unwrap();
             assert_eq!(ids(s.packets_for("b@x").unwrap()), ["p1"]);
             assert_eq!(ids(s.packets_for("c@x").unwrap()), ["p2"]);
+            assert_eq!(
+                ids(s.packets_from("s@firm-a").unwrap()),
+                ["d1", "p1", "p2", "p3"]
+            );
+            assert!(s.packets_from("a@x").unwrap().is_empty());
             // As if written by a version without indexes.
             s.db.drop_tree("by_recipient").unwrap();
+            s.db.drop_tree("by_sender").unwrap();
             s.db.drop_tree("answers").unwrap();
             s.db.drop_tree("meta").unwrap();
             s.flush().unwrap();
@@ -567,6 +608,10 @@ mod tests {
         assert_eq!(ids(s.packets_for("a@x").unwrap()), ["d1", "p1"]);
         assert_eq!(ids(s.packets_for("c@x").unwrap()), ["p2"]);
         assert_eq!(ids(s.deliverables_for("p1").unwrap()), ["d1"]);
+        assert_eq!(
+            ids(s.packets_from("s@firm-a").unwrap()),
+            ["d1", "p1", "p2", "p3"]
+        );
     }
 
     #[test]
