@@ -167,6 +167,11 @@ fn serve(a: ServeArgs) -> Result<()> {
         let server = Server::bind(listen, data.cert.clone(), &data.tls_key, kx, state)?
             .window_budget(a.window_budget_mib.saturating_mul(1 << 20));
         let addr = server.local_addr()?;
+        // Handlers first, then "listening": a SIGTERM sent as soon as the
+        // server says it listens must stop it gracefully, not kill it.
+        let shutdown = CancellationToken::new();
+        let signals = signal_handlers()?;
+        tokio::spawn(wait_for_signal(signals, shutdown.clone()));
         {
             let mut out = std::io::stdout().lock();
             if a.json {
@@ -186,8 +191,6 @@ fn serve(a: ServeArgs) -> Result<()> {
             out.flush()?;
         }
         info!(listen = %addr, fingerprint = %data.fingerprint, key_exchange = ?kx, "serving");
-        let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
         matterdrop_server::witness::spawn(
             &audit_log,
             &log_dir,
@@ -200,15 +203,18 @@ fn serve(a: ServeArgs) -> Result<()> {
     })
 }
 
-async fn wait_for_signal(token: CancellationToken) {
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+/// SIGTERM and SIGINT, caught from now on.
+fn signal_handlers() -> Result<Signals> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
-        return;
-    };
+    Ok((
+        signal(SignalKind::terminate()).context("install the SIGTERM handler")?,
+        signal(SignalKind::interrupt()).context("install the SIGINT handler")?,
+    ))
+}
+
+async fn wait_for_signal((mut term, mut int): Signals, token: CancellationToken) {
     tokio::select! {
         _ = term.recv() => info!("SIGTERM received"),
         _ = int.recv() => info!("SIGINT received"),
