@@ -1251,6 +1251,18 @@ impl Roster {
             .iter()
             .any(|(id, k)| id == principal && k.age.recipient() == age)
     }
+
+    /// Every signing key the chain ever gave `principal`: what its
+    /// statements made under an earlier roster may be signed with.
+    pub fn ever_signing_keys<'a>(
+        &'a self,
+        principal: &'a str,
+    ) -> impl Iterator<Item = &'a [u8; 32]> + 'a {
+        self.ever
+            .iter()
+            .filter(move |(id, _)| id == principal)
+            .map(|(_, k)| &k.signing_key)
+    }
 }
 
 fn verify_sig(s: &Statement, entry: &SignedStatement, check: Check) -> Result<(), RosterError> {

@@ -2188,9 +2188,8 @@ pub async fn pull_inner(
     let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
     let roster = &synced.roster;
     if !roster
-        .ever
-        .iter()
-        .any(|(id, k)| *id == d.sender && k.signing_key == info.sender_key)
+        .ever_signing_keys(&d.sender)
+        .any(|k| *k == info.sender_key)
     {
         return Err(verify_fail(format!(
             "{} of matter {} is signed with a key the matter's roster never gave its sender {}",

@@ -163,6 +163,18 @@ fn refuse(id: &str, why: impl std::fmt::Display) -> Fail {
     )
 }
 
+/// Whether `verifies` accepts one of the signing keys the matter's roster
+/// ever gave `principal`.
+fn signed_by(
+    roster: &Roster,
+    principal: &str,
+    verifies: impl Fn(&ed25519_dalek::VerifyingKey) -> bool,
+) -> bool {
+    roster.ever_signing_keys(principal).any(|k| {
+        matterdrop_common::sign::verifying_key_from_bytes(k).is_ok_and(|key| verifies(&key))
+    })
+}
+
 /// Checks one delivery statement the server holds for `r` of `d`.
 fn check_delivery(
     item: &SentItem,
@@ -200,12 +212,9 @@ fn check_delivery(
             ),
         ));
     }
-    let signed_by_r = roster.ever.iter().any(|(id, k)| {
-        id == r
-            && matterdrop_common::sign::verifying_key_from_bytes(&k.signing_key)
-                .is_ok_and(|key| matterdrop_common::sign::verify(&key, signed, signature).is_ok())
-    });
-    if !signed_by_r {
+    if !signed_by(roster, r, |key| {
+        matterdrop_common::sign::verify(key, signed, signature).is_ok()
+    }) {
         return Err(refuse(
             &item.id,
             format!(
@@ -217,12 +226,7 @@ fn check_delivery(
 }
 
 /// Checks one item the server lists as sent by `me`.
-fn check(
-    item: &SentItem,
-    me: &str,
-    roster: &Roster,
-    ids: &mut dyn FnMut() -> CmdResult<Vec<AgeIdentity>>,
-) -> CmdResult<Checked> {
+fn check(item: &SentItem, me: &str, roster: &Roster, ids: &[AgeIdentity]) -> CmdResult<Checked> {
     let d = Descriptor::parse(&item.descriptor)
         .map_err(|e| refuse(&item.id, format!("has no valid descriptor: {e}")))?;
     if d.id != item.id || d.matter != item.matter || d.sender != me {
@@ -236,13 +240,7 @@ fn check(
             ),
         ));
     }
-    let mine = roster.ever.iter().any(|(id, k)| {
-        id == me
-            && k.signing_key == item.sender_key
-            && matterdrop_common::sign::verifying_key_from_bytes(&k.signing_key)
-                .is_ok_and(|key| d.verify(&key, &item.signature).is_ok())
-    });
-    if !mine {
+    if !signed_by(roster, me, |key| d.verify(key, &item.signature).is_ok()) {
         return Err(refuse(
             &item.id,
             "is not signed with a key the matter's roster gave you (you did not send it)",
@@ -284,7 +282,7 @@ fn check(
             (&d.id, &d.matter),
             Some((&sha256(&item.descriptor), packet)),
             roster,
-            &ids()?,
+            ids,
         )?),
         (Some(_), _, _) => return Err(refuse(&item.id, "has a review but is not a deliverable")),
     };
@@ -316,7 +314,13 @@ pub async fn list(
         return Err(unexpected(&resp));
     };
     let mut rosters: HashMap<String, Roster> = HashMap::new();
-    let mut age: Option<Vec<AgeIdentity>> = None;
+    // The age identity opens review notes: loaded (perhaps asking for a
+    // passphrase) only if there is one.
+    let ids = if items.iter().any(|i| i.review.is_some()) {
+        identity::age_identities(&ctx.home)?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::with_capacity(items.len());
     for item in &items {
         if !rosters.contains_key(&item.matter) {
@@ -326,13 +330,7 @@ pub async fn list(
         let Some(roster) = rosters.get(&item.matter) else {
             continue;
         };
-        let mut ids = || -> CmdResult<Vec<AgeIdentity>> {
-            if age.is_none() {
-                age = Some(identity::age_identities(&ctx.home)?);
-            }
-            Ok(age.clone().unwrap_or_default())
-        };
-        out.push(check(item, me, roster, &mut ids)?);
+        out.push(check(item, me, roster, &ids)?);
     }
     Ok(out)
 }

@@ -760,8 +760,6 @@ pub struct SentItem {
     pub descriptor: Vec<u8>,
     /// The sender's signature over it.
     pub signature: Vec<u8>,
-    /// The key that signed it.
-    pub sender_key: [u8; 32],
     /// One entry per principal the packet is encrypted to.
     pub recipients: Vec<SentRecipient>,
     /// For a reviewed deliverable: the latest review.

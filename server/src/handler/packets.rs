@@ -507,48 +507,68 @@ pub(super) fn check_commit(
     Ok(None)
 }
 
-pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
-    let mine = state.gate.read().packets_for(&me.record.id)?;
-    if let Some(matter) = &req.matter {
-        authorize(
+/// A listing of the caller's own packets (`Inbox`, `Sent`): logged as
+/// `action`, of one matter the caller must be allowed to list or of all,
+/// and showing only packets of matters the caller may still list (each
+/// matter decided once).
+struct Listing<'a> {
+    state: &'a State,
+    me: &'a Actor,
+    matter: Option<&'a str>,
+    may: std::collections::HashMap<String, bool>,
+}
+
+impl<'a> Listing<'a> {
+    fn start(
+        state: &'a State,
+        me: &'a Actor,
+        matter: Option<&'a str>,
+        action: &'static str,
+    ) -> Result<Self, Failure> {
+        if let Some(matter) = matter {
+            authorize(
+                state,
+                me,
+                matter,
+                action,
+                |_| Ok(Operation::Inbox),
+                None,
+                Vec::new(),
+            )?;
+        } else {
+            state.record(Event::server(&me.record.id, action, None, None, Vec::new()))?;
+        }
+        Ok(Self {
             state,
             me,
             matter,
-            "inbox",
-            |_| Ok(Operation::Inbox),
-            None,
-            Vec::new(),
-        )?;
-    } else {
-        state.record(Event::server(
-            &me.record.id,
-            "inbox",
-            None,
-            None,
-            Vec::new(),
-        ))?;
+            may: std::collections::HashMap::new(),
+        })
     }
-    let mut items = Vec::new();
-    // Whether `me` may list each matter, looked up once per matter.
-    let mut may_list: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
-    for p in &mine {
-        if req.matter.as_ref().is_some_and(|m| *m != p.matter)
-            || !p.recipients.contains(&me.record.id)
-        {
-            continue;
+
+    /// Whether `p` belongs in the listing.
+    fn shows(&mut self, p: &PacketRecord) -> Result<bool, Failure> {
+        if self.matter.is_some_and(|m| m != p.matter) {
+            return Ok(false);
         }
-        let may = match may_list.get(&p.matter) {
-            Some(&may) => may,
-            None => {
-                let may = match state.gate.read().matter(&p.matter)? {
-                    Some(m) => allowed(me, &m, &Operation::Inbox)?,
-                    None => false,
-                };
-                may_list.insert(p.matter.clone(), may);
-                may
-            }
+        if let Some(&may) = self.may.get(&p.matter) {
+            return Ok(may);
+        }
+        let may = match self.state.gate.read().matter(&p.matter)? {
+            Some(m) => allowed(self.me, &m, &Operation::Inbox)?,
+            None => false,
         };
-        if !may {
+        self.may.insert(p.matter.clone(), may);
+        Ok(may)
+    }
+}
+
+pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
+    let mine = state.gate.read().packets_for(&me.record.id)?;
+    let mut listing = Listing::start(state, me, req.matter.as_deref(), "inbox")?;
+    let mut items = Vec::new();
+    for p in &mine {
+        if !p.recipients.contains(&me.record.id) || !listing.shows(p)? {
             continue;
         }
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
@@ -612,37 +632,10 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
 /// signed delivery statements, and a deliverable's latest review.
 pub(super) fn sent(state: &State, me: &Actor, req: &SentRequest) -> Outcome {
     let mine = state.gate.read().packets_from(&me.record.id)?;
-    if let Some(matter) = &req.matter {
-        authorize(
-            state,
-            me,
-            matter,
-            "sent",
-            |_| Ok(Operation::Inbox),
-            None,
-            Vec::new(),
-        )?;
-    } else {
-        state.record(Event::server(&me.record.id, "sent", None, None, Vec::new()))?;
-    }
+    let mut listing = Listing::start(state, me, req.matter.as_deref(), "sent")?;
     let mut items = Vec::new();
-    let mut may_list: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for p in &mine {
-        if p.sender != me.record.id || req.matter.as_ref().is_some_and(|m| *m != p.matter) {
-            continue;
-        }
-        let may = match may_list.get(&p.matter) {
-            Some(&may) => may,
-            None => {
-                let may = match state.gate.read().matter(&p.matter)? {
-                    Some(m) => allowed(me, &m, &Operation::Inbox)?,
-                    None => false,
-                };
-                may_list.insert(p.matter.clone(), may);
-                may
-            }
-        };
-        if !may {
+        if p.sender != me.record.id || !listing.shows(p)? {
             continue;
         }
         let deliveries = state.gate.read().deliveries(&p.id)?;
@@ -676,7 +669,6 @@ pub(super) fn sent(state: &State, me: &Actor, req: &SentRequest) -> Outcome {
             state: p.state.map(|s| s.as_str().to_owned()),
             descriptor: p.descriptor.clone(),
             signature: p.signature.clone(),
-            sender_key: p.sender_key,
             recipients: p
                 .recipients
                 .iter()
