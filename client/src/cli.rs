@@ -193,9 +193,11 @@ pub struct PushArgs {
     /// Task type (must be in the matter's scope).
     #[arg(long)]
     pub task: String,
-    /// Due in this long, e.g. 3d or 48h.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub due: Option<Duration>,
+    /// When it is due: a duration (3d, 48h), a date (2026-12-10: the end
+    /// of that day, local time), a local date and time ("2026-12-10
+    /// 14:00"), or an RFC 3339 time.
+    #[arg(long, value_parser = crate::when::parse_due)]
+    pub due: Option<crate::when::Due>,
     /// A note for the recipients (encrypted; the server never sees it).
     #[arg(long)]
     pub note: Option<String>,

@@ -253,8 +253,6 @@ impl Session {
         }
     }
 
-    /// Sends one request and waits for its answer. An error answer becomes
-    /// a [`Fail`] with the exit code of its class.
     /// Whether the connection has the large windows of a long path
     /// ([`tls::fit_windows`] chose them from the handshake's RTT): its
     /// receive window then exceeds a stream's, so one stream that nobody
@@ -264,6 +262,13 @@ impl Session {
         self.recv_window > u64::from(tls::STREAM_WINDOW)
     }
 
+    /// The connection's current estimate of the round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+
+    /// Sends one request and waits for its answer. An error answer becomes
+    /// a [`Fail`] with the exit code of its class.
     pub async fn request(&self, req: &ClientRequest) -> CmdResult<ServerResponse> {
         self.request_stream(req).await.map(|(resp, _)| resp)
     }

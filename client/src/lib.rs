@@ -15,6 +15,7 @@ pub mod keyaudit;
 pub mod output;
 pub mod pins;
 pub mod roster;
+pub mod when;
 pub mod witnesses;
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -14,6 +14,10 @@ use matterdrop::output::Output;
 use matterdrop_common::receipt::Decision;
 
 fn main() -> ExitCode {
+    // Before any thread starts: transfers hand buffers between the runtime
+    // and a few blocking threads, and an arena per thread kept each one's
+    // freed buffers resident (see `alloc`).
+    matterdrop_common::alloc::limit_arenas(2);
     let cli = Cli::parse();
     let filter = match cli.common.verbose {
         0 => "warn",
@@ -95,7 +99,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Audit(AuditCommand::Show(a)) => commands::audit::show(ctx, &a),
         Command::Keys(cmd) => rt.block_on(commands::keys::keys(ctx, &cmd)),
         Command::Push(a) => rt.block_on(commands::packets::push(ctx, &a)),
-        Command::Inbox(a) => rt.block_on(commands::packets::inbox(ctx, &a)),
+        Command::Inbox(a) => rt.block_on(commands::inbox::inbox(ctx, &a)),
         Command::Sent(a) => rt.block_on(commands::sent::sent(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),
         Command::Deliver(a) => rt.block_on(commands::packets::deliver(ctx, &a)),

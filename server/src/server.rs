@@ -704,6 +704,15 @@ async fn serve_stream(
         // Do not read whatever else the client sends on a refused stream.
         let _ = recv.stop(0u32.into());
     }
+    if body.is_some() {
+        // Downloads go out in the order they were asked for, after every
+        // short answer: a client that asks for its next part before the
+        // current one has arrived gets this one's bytes first, not the two
+        // interleaved (which would leave the next part's bytes waiting,
+        // unread, in the client's memory), and its other requests are not
+        // queued behind megabytes.
+        let _ = send.set_priority(download_priority(send.id().index()));
+    }
     if let Err(e) = write_frame(&mut send, &frame).await {
         debug!(error = %e, "could not send response");
         return;
@@ -717,6 +726,14 @@ async fn serve_stream(
     }
     let _ = send.finish();
     let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// The send priority of a download on the client's stream number `index`
+/// (quinn sends higher priorities first; short answers keep 0): below
+/// every short answer, and below every download the client asked for
+/// earlier on the same connection.
+fn download_priority(index: u64) -> i32 {
+    i32::try_from(index).map_or(i32::MIN, |i| -1 - i.min(i32::MAX - 1))
 }
 
 /// Sends `frame` on a stream whose request is not served, without reading
@@ -925,6 +942,17 @@ fn frame_error_response(e: &FrameError) -> ServerResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_go_after_short_answers_in_the_order_asked() {
+        assert!(download_priority(0) < 0, "below a short answer's 0");
+        assert!(download_priority(4) < download_priority(0));
+        assert!(download_priority(8) < download_priority(4));
+        let last = u64::try_from(i32::MAX).unwrap_or_default();
+        assert_eq!(download_priority(last), -i32::MAX);
+        assert_eq!(download_priority(last + 1), i32::MIN);
+        assert_eq!(download_priority(u64::MAX), i32::MIN);
+    }
 
     #[test]
     fn window_budget_grants_what_is_left_and_takes_it_back() {

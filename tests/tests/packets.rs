@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use matterdrop_tests::{Server, User, World, age_v13, pull_refused_as_tampered, walk};
+use matterdrop_tests::{Server, User, World, age_v13, copy_dir, pull_refused_as_tampered, walk};
 
 const MATTER: &str = "2026-PI-0042";
 
@@ -203,11 +203,30 @@ fn who_can_read_what() {
     let t = team();
     let f = t.w.tmp.path().join("memo.txt");
     std::fs::write(&f, "memo").unwrap();
-    // Pushed before bob acknowledged: bob is not a recipient.
-    let early = push(&t.alice, &[&f], "document-review")["id"]
-        .as_str()
+    // Pushed before bob acknowledged: bob is not a recipient, and the push
+    // says so, as it names the auditor.
+    let pushed = push(&t.alice, &[&f], "document-review");
+    let early = pushed["id"].as_str().unwrap().to_owned();
+    let left: Vec<(&str, &str)> = pushed["left_out"]
+        .as_array()
         .unwrap()
-        .to_owned();
+        .iter()
+        .map(|l| {
+            (
+                l["principal"].as_str().unwrap(),
+                l["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(left.len(), 2, "{pushed}");
+    assert!(left.contains(&(
+        "bob@lpo-1",
+        "a provider who has not signed version 1 of the matter's acknowledgment"
+    )));
+    assert!(
+        left.iter()
+            .any(|(p, why)| *p == "audrey@firm-a" && why.starts_with("an auditor"))
+    );
     let r = t.bob.run(&["pull", &early]).code(3);
     assert!(r.stderr.contains("has not acknowledged"), "{r:?}");
     t.bob.run(&["inbox", "--matter", MATTER]).code(3);
@@ -646,4 +665,167 @@ fn interrupted_push_and_pull_resume_where_they_stopped() {
     assert!(std::fs::read(out.join("big.bin")).unwrap() == data);
     assert!(walk(&partial).is_empty());
     drop(server);
+}
+
+#[test]
+fn the_inbox_shows_what_a_packet_holds_checked_and_decrypted() {
+    use matterdrop_server::store::{MetaRead as _, MetaWrite as _, SledStore};
+    let mut t = team();
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let dir = t.w.tmp.path().join("intake");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mri report.pdf"), pseudo_random(3 << 20, 7)).unwrap();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        std::fs::write(dir.join(name), name).unwrap();
+    }
+    // Both users one hour east of UTC; a date alone is the end of that
+    // day there.
+    let tz = [("TZ", "XXX-1")];
+    let note = "MRI first\u{1b}[2J please";
+    let pushed = t
+        .alice
+        .run_env(
+            &[
+                "--json",
+                "push",
+                MATTER,
+                dir.to_str().unwrap(),
+                "--task",
+                "medical-chronology",
+                "--due",
+                "2099-01-15",
+                "--note",
+                note,
+            ],
+            &tz,
+        )
+        .ok()
+        .json();
+    let id = pushed["id"].as_str().unwrap().to_owned();
+    // A date in the past is refused, and nothing is pushed.
+    let r = t
+        .alice
+        .run(&[
+            "push",
+            MATTER,
+            dir.to_str().unwrap(),
+            "--task",
+            "medical-chronology",
+            "--due",
+            "2020-01-01",
+        ])
+        .code(2);
+    assert!(r.stderr.contains("in the past"), "{r:?}");
+
+    let inbox = t.bob.run_env(&["--json", "inbox"], &tz).ok().json();
+    let items = inbox["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{inbox}");
+    let item = &items[0];
+    assert_eq!(item["id"], id.as_str());
+    assert_eq!(item["matter_title"], "Doe");
+    assert_eq!(item["checked"], true);
+    assert_eq!(item["readable"], true);
+    assert_eq!(item["note"], note);
+    assert_eq!(item["due"], "2099-01-15T22:59:00Z");
+    let mut files: Vec<(String, u64)> = item["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            ("intake/a.txt".to_owned(), 5),
+            ("intake/b.txt".to_owned(), 5),
+            ("intake/c.txt".to_owned(), 5),
+            ("intake/mri report.pdf".to_owned(), 3 << 20),
+        ]
+    );
+
+    // For people: local time, due as a distance, sizes, names; the note's
+    // escape sequence arrives escaped.
+    let text = t.bob.run_env(&["inbox"], &tz).ok().stdout;
+    for want in [
+        "\"Doe\"",
+        "from alice@firm-a",
+        "task medical-chronology",
+        "due in ",
+        "(2099-01-15 23:59 XXX)",
+        "4 files, 3.0 MiB",
+        "intake/a.txt (5 B)",
+        "and 1 more",
+        "note: MRI first\\u{1b}[2J please",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(!text.contains('\u{1b}'), "{text}");
+
+    // Looking is not pulling: it stays in the inbox. What was decrypted
+    // is cached for bob only.
+    assert_eq!(t.bob.json(&["inbox"])["items"].as_array().unwrap().len(), 1);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let cache = t.bob.home.join("cache");
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&cache.join("packets")), 0o700);
+    assert_eq!(
+        mode(&cache.join("packets").join(format!("{id}.json"))),
+        0o600
+    );
+
+    // The operator edits the stopped server's database, from a copy taken
+    // now; bob's cache is emptied each time, so the listing must check
+    // what the server sends.
+    let other = push(&t.alice, &[&dir.join("a.txt")], "document-review")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let backup = t.w.tmp.path().join("db-backup");
+    let db = |data: &Path| data.join("db");
+    t.w.server
+        .restart_after(|data| copy_dir(&db(data), &backup));
+    let (server, bob) = (&mut t.w.server, &t.bob);
+    let mut operator = |edit: &dyn Fn(&SledStore)| {
+        server.restart_after(|data| {
+            std::fs::remove_dir_all(db(data)).unwrap();
+            copy_dir(&backup, &db(data));
+            let store = SledStore::open(&db(data)).unwrap();
+            edit(&store);
+            store.flush().unwrap();
+        });
+        bob.repoint(server);
+        let _ = std::fs::remove_dir_all(bob.home.join("cache"));
+    };
+    let refused = |why: &str| {
+        let r = bob.run(&["inbox"]).code(4);
+        assert!(
+            r.stderr.contains(&id) && r.stderr.contains(why),
+            "{why}: {r:?}"
+        );
+        assert!(!r.stdout.contains("mri report"), "{r:?}");
+    };
+    // The other packet's genuine descriptor under this packet's id.
+    operator(&|s| {
+        let mut p = s.packet(&id).unwrap().unwrap();
+        let o = s.packet(&other).unwrap().unwrap();
+        (p.descriptor, p.signature) = (o.descriptor, o.signature);
+        s.put_packet(&p).unwrap();
+    });
+    refused(&format!("holds the descriptor of {other}"));
+    // A signature alice never made.
+    operator(&|s| {
+        let mut p = s.packet(&id).unwrap().unwrap();
+        p.signature[0] ^= 1;
+        s.put_packet(&p).unwrap();
+    });
+    refused("not validly signed by its sender alice@firm-a");
+    // The untouched copy lists both again.
+    operator(&|_| {});
+    assert_eq!(bob.json(&["inbox"])["items"].as_array().unwrap().len(), 2);
 }

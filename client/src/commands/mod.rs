@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod identity;
+pub mod inbox;
 pub mod keys;
 pub mod matter;
 pub mod packets;

@@ -24,8 +24,8 @@ use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
 use matterdrop_common::proto::{
-    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxItem, InboxRequest,
-    PacketCommitRequest, PacketRef, PushPrepareRequest, SentRequest, ServerResponse,
+    BlobGetRequest, BlobUpload, ClientRequest, DeliverPrepareRequest, InboxRequest,
+    PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest, SentRequest, ServerResponse,
 };
 use matterdrop_common::sha256pair::{Sha256Lane, update_pair};
 use matterdrop_common::streamfile::DirectFile;
@@ -34,7 +34,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Ctx;
-use crate::cli::{DeliverArgs, InboxArgs, PullArgs, PushArgs};
+use crate::cli::{DeliverArgs, PullArgs, PushArgs};
 use crate::conn::{Session, interruptible, unexpected, with_retries};
 use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
@@ -184,7 +184,11 @@ impl Outbox {
     /// Sends what is hashed. `false` when nobody listens any more.
     fn send(&mut self, tx: &tokio::sync::mpsc::Sender<bytes::Bytes>) -> bool {
         let rest = self.buf.split_off(self.hashed);
-        let full = std::mem::replace(&mut self.buf, rest);
+        let mut full = std::mem::replace(&mut self.buf, rest);
+        // quinn keeps what is sent until it is acknowledged (up to the
+        // send window, megabytes): without the outbox's spare capacity,
+        // which would stay allocated beside every chunk (a third more).
+        full.shrink_to_fit();
         self.buf.reserve(OUTBOX.saturating_sub(self.buf.len()));
         self.hashed = 0;
         if full.is_empty() {
@@ -551,7 +555,7 @@ pub struct SendSpec {
     /// The packet a deliverable answers.
     pub deliverable_for: Option<String>,
     /// Due in this long (packets).
-    pub due: Option<std::time::Duration>,
+    pub due: Option<crate::when::Due>,
     /// Note for the recipients.
     pub note: Option<String>,
     /// Files and folders.
@@ -592,7 +596,7 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
         session.close().await;
         result
     });
-    let (d, dir, resumed) = interruptible(work, "what was sent is kept").await?;
+    let (d, dir, resumed, left) = interruptible(work, "what was sent is kept").await?;
     let _ = fs::remove_dir_all(&dir);
     let recipients: Vec<&str> = d.recipients.iter().map(|r| r.principal.as_str()).collect();
     let classic: Vec<&str> = d
@@ -610,9 +614,10 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
                 "files": files.len(), "size": d.total_size(), "recipients": recipients,
                 "recovery": d.recovery.is_some(), "resumed_bytes": resumed,
                 "post_quantum": classic.is_empty() && !classic_recovery,
-                "classic_readers": classic, "classic_recovery": classic_recovery}),
+                "classic_readers": classic, "classic_recovery": classic_recovery,
+                "left_out": left.iter().map(|(p, why)| json!({"principal": p, "reason": why})).collect::<Vec<_>>()}),
         || {
-            format!(
+            let mut s = format!(
                 "Pushed packet {} to matter {} ({} files, {} bytes encrypted)\n  readable by: {}{}\n",
                 d.id,
                 d.matter,
@@ -620,10 +625,61 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
                 d.total_size(),
                 recipients.join(", "),
                 if d.recovery.is_some() { " and the firm's recovery key" } else { "" }
-            )
+            );
+            for (p, why) in &left {
+                let _ = writeln!(s, "  not readable by {p}: {why}");
+            }
+            s
         },
     );
     Ok(())
+}
+
+/// Members of the matter a push left out, each with the reason.
+type LeftOut = Vec<(String, String)>;
+
+/// The members of the matter's roster that `d` is not encrypted to, and
+/// why: a push names them, since a provider who has not signed the current
+/// acknowledgment is left out without anyone noticing otherwise.
+fn left_out(
+    roster: &matterdrop_common::roster::Roster,
+    acks: &[matterdrop_common::roster::SignedAck],
+    d: &Descriptor,
+) -> LeftOut {
+    use matterdrop_common::roles::Role;
+    roster
+        .members
+        .iter()
+        .filter(|(id, _)| !d.recipients.iter().any(|r| &r.principal == *id))
+        .map(|(id, m)| {
+            let acked = acks
+                .iter()
+                .any(|a| a.principal == *id && roster.ack_verifies(a));
+            let why = match (m.role, d.kind) {
+                (Role::Auditor, _) => {
+                    "an auditor (auditors read the audit log, never files)".to_owned()
+                }
+                (Role::Provider, Kind::Packet) if acked => {
+                    "a provider who signed the acknowledgment after this push was prepared"
+                        .to_owned()
+                }
+                (Role::Provider, Kind::Packet) => format!(
+                    "a provider who has not signed version {} of the matter's acknowledgment",
+                    roster.ack_version
+                ),
+                (Role::Provider, Kind::Deliverable) => {
+                    "another provider (a deliverable is read by the attorneys, \
+                     paralegals and the provider who delivers it)"
+                        .to_owned()
+                }
+                (role, _) => format!(
+                    "{} who joined after this push was prepared",
+                    role.with_article()
+                ),
+            };
+            (id.clone(), why)
+        })
+        .collect()
 }
 
 /// What an age file being sent is.
@@ -646,7 +702,7 @@ async fn push_inner(
     session: &Session,
     server_file: &crate::home::ServerFile,
     attempt: u32,
-) -> CmdResult<(Descriptor, PathBuf, u64)> {
+) -> CmdResult<(Descriptor, PathBuf, u64, LeftOut)> {
     // The spool belongs to the server's identity, not its address.
     let server = server_file
         .fingerprint
@@ -681,6 +737,10 @@ async fn push_inner(
         return Err(unexpected(&resp));
     };
     let synced = synced?;
+    let finish = |d: Descriptor, dir: PathBuf, resumed: u64| {
+        let left = left_out(&synced.roster, &synced.acks, &d);
+        Ok((d, dir, resumed, left))
+    };
     let my_key = key.verifying_key().to_bytes();
     let decided = match &spec.deliverable_for {
         None => synced.roster.packet_recipients(me, &my_key, &synced.acks),
@@ -737,7 +797,7 @@ async fn push_inner(
             Ok(()) => {
                 let d = Descriptor::parse(&descriptor).map_err(|e| Fail::other(e.to_string()))?;
                 let resumed = d.total_size();
-                return Ok((d, dir, resumed));
+                return finish(d, dir, resumed);
             }
             Err(f) if f.retryable => return Err(f),
             Err(_) => {}
@@ -762,7 +822,7 @@ async fn push_inner(
             Spool {
                 packet: packet::new_id(prefix),
                 created_at: now(),
-                due: spec.due.map(|d| now() + d.as_secs()),
+                due: spec.due.map(|d| d.at(now())),
                 recipients: pairs(&recipients),
                 recovery: info.recovery.clone(),
                 files: vec![SpoolFile::default(); files.len()],
@@ -791,7 +851,7 @@ async fn push_inner(
                 eprintln!("mdrop: reconnected; every part was already sent, committing");
             }
             commit(session, spec, descriptor, signature).await?;
-            return Ok((d, dir, resumed));
+            return finish(d, dir, resumed);
         }
         spool.commit = None;
     }
@@ -914,7 +974,7 @@ async fn push_inner(
     spool.commit = Some((descriptor.clone(), signature.clone()));
     save_spool(&state_path, &spool)?;
     commit(session, spec, descriptor, signature).await?;
-    Ok((d, dir, resumed))
+    finish(d, dir, resumed)
 }
 
 async fn commit(
@@ -1186,110 +1246,6 @@ pub async fn resolve_id(ctx: &Ctx, given: &str) -> CmdResult<String> {
     }
 }
 
-/// `mdrop inbox`.
-pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
-    let key = identity::signing_key(&ctx.home)?;
-    let (session, _) = Session::open(&ctx.home, &key).await?;
-    let result = async {
-        let resp = session
-            .request(&ClientRequest::Inbox(InboxRequest {
-                matter: args.matter.clone(),
-                all: args.all,
-            }))
-            .await?;
-        let ServerResponse::Inbox(items) = resp else {
-            return Err(unexpected(&resp));
-        };
-        let reviews = open_reviews(ctx, &session, &items).await?;
-        Ok((items, reviews))
-    }
-    .await;
-    session.close().await;
-    let (items, reviews) = result?;
-    let v = json!({"items": items.iter().zip(&reviews).map(|(i, r)| json!({
-        "id": i.id, "kind": i.kind, "matter": i.matter, "sender": i.sender, "task": i.task,
-        "due": i.due.map(rfc3339), "size": i.size, "created_at": rfc3339(i.created_at), "pulled": i.pulled,
-        "packet": i.packet, "state": i.state,
-        "review": r.as_ref().map(super::review::OpenedReview::json),
-    })).collect::<Vec<_>>()});
-    ctx.out.emit(&v, || {
-        let mut s = String::new();
-        if items.is_empty() {
-            s.push_str("Nothing waiting.\n");
-            return s;
-        }
-        let _ = writeln!(
-            s,
-            "{:<36} {:<12} {:<16} {:<20} {:<18} {:<20} {:>12}",
-            "id", "kind", "matter", "from", "task", "due", "bytes"
-        );
-        for i in &items {
-            // Every field is the server's word: escaped like the rest.
-            let kind = match (&i.packet, &i.state) {
-                (Some(p), Some(st)) => format!("{} ({st}) for {p}", i.kind),
-                _ => i.kind.clone(),
-            };
-            let _ = writeln!(
-                s,
-                "{:<36} {:<12} {:<16} {:<20} {:<18} {:<20} {:>12}",
-                escape(&i.id, false),
-                escape(&kind, false),
-                escape(&i.matter, false),
-                escape(&i.sender, false),
-                escape(&i.task, false),
-                i.due.map_or_else(|| "-".into(), rfc3339),
-                i.size
-            );
-        }
-        for (i, r) in items.iter().zip(&reviews) {
-            if let Some(r) = r {
-                let _ = write!(s, "\n{}: {}", escape(&i.id, false), r.describe());
-            }
-        }
-        s
-    });
-    Ok(())
-}
-
-/// The reviews the server attached to inbox items, each checked against
-/// the matter's signed roster and decrypted (the age identity is loaded
-/// only if there is one). A review that does not check refuses the whole
-/// listing (exit 4), naming the deliverable.
-async fn open_reviews(
-    ctx: &Ctx,
-    session: &Session,
-    items: &[InboxItem],
-) -> CmdResult<Vec<Option<super::review::OpenedReview>>> {
-    let mut ids = None;
-    let mut rosters = std::collections::HashMap::new();
-    let mut out = Vec::with_capacity(items.len());
-    for i in items {
-        let Some(r) = &i.review else {
-            out.push(None);
-            continue;
-        };
-        if ids.is_none() {
-            ids = Some(identity::age_identities(&ctx.home)?);
-        }
-        if !rosters.contains_key(&i.matter) {
-            let synced = crate::roster::sync(&ctx.home, session, &i.matter).await?;
-            rosters.insert(i.matter.clone(), synced.roster);
-        }
-        let (Some(ids), Some(roster)) = (&ids, rosters.get(&i.matter)) else {
-            out.push(None);
-            continue;
-        };
-        out.push(Some(super::review::open_review(
-            r,
-            (&i.id, &i.matter),
-            None,
-            roster,
-            ids,
-        )?));
-    }
-    Ok(out)
-}
-
 /// The ciphertext side of a download's hashing. What the download hands
 /// out waits here, as slices of the received batches (no copy), until the
 /// plaintext it decrypts to is written: then both are hashed together
@@ -1484,12 +1440,39 @@ async fn open_blob(
     }
 }
 
-/// How many bytes of a part may still be on their way when `pull` asks for
-/// the next one on a long path: about the bandwidth-delay product of a
-/// long, fast path (250 ms at 400 Mbit/s is 12.5 MB). The next part's
-/// stream can hold at most the stream window, less than a long path's
-/// connection window, so this part's bytes always get through.
-const NEXT_PART_AHEAD: u64 = 16 << 20;
+/// When `pull` asks for the next part: once what is left of this one
+/// would arrive within two round trips at the rate this one arrives (the
+/// request takes one to bring the next part's first byte), so the link
+/// does not go idle between parts. The server sends downloads in the
+/// order they were asked for, so the next part's bytes follow this part's
+/// instead of sharing the link with them; what arrives of it before it is
+/// read (while this part is decrypted and made durable) is about what the
+/// link carries in that time, not megabytes asked for too early.
+#[derive(Debug, Clone, Copy)]
+struct AskAhead {
+    rtt: std::time::Duration,
+}
+
+impl AskAhead {
+    /// At least this many bytes ahead (four batches), even on loopback.
+    const FLOOR: u64 = 4 * BATCH as u64;
+    /// At most about the bandwidth-delay product of a long, fast path (250
+    /// ms at 400 Mbit/s is 12.5 MB). The next part's stream can hold at
+    /// most the stream window, less than a long path's connection window,
+    /// so this part's bytes always get through.
+    const CAP: u64 = 16 << 20;
+
+    /// Bytes still to arrive when the next part is asked for, after
+    /// `received` bytes arrived in `elapsed`.
+    fn bytes(self, received: u64, elapsed: std::time::Duration) -> u64 {
+        let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return Self::FLOOR;
+        }
+        let ahead = received as f64 / secs * self.rtt.as_secs_f64() * 2.0;
+        (ahead as u64).clamp(Self::FLOOR, Self::CAP)
+    }
+}
 
 /// SHA-256 and size of what a download received.
 type Hashed = ([u8; 32], u64);
@@ -1510,10 +1493,10 @@ async fn receive_blob<T: Send + 'static>(
     mut recv: quinn::RecvStream,
     blob: &BlobRef,
     pb: &ProgressBar,
-    mut nearly_done: Option<(u64, tokio::sync::oneshot::Sender<()>)>,
+    mut nearly_done: Option<(AskAhead, tokio::sync::oneshot::Sender<()>)>,
     consume: impl FnOnce(&mut Incoming) -> Result<T, ConsumeError> + Send + 'static,
 ) -> Received<T> {
-    let ahead = nearly_done.as_ref().map_or(0, |(a, _)| *a);
+    let started = std::time::Instant::now();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let consumer = tokio::task::spawn_blocking(move || {
         let mut input = Incoming::new(rx);
@@ -1533,7 +1516,10 @@ async fn receive_blob<T: Send + 'static>(
                     too_long = true;
                     break;
                 }
-                if received + ahead >= blob.size {
+                let near = nearly_done.as_ref().is_some_and(|(ahead, _)| {
+                    received + ahead.bytes(received, started.elapsed()) >= blob.size
+                });
+                if near {
                     if let Some((_, tx)) = nearly_done.take() {
                         let _ = tx.send(());
                     }
@@ -1859,18 +1845,10 @@ async fn pull_file(
             return Err(Fail::other("internal error: no stream for the next part"));
         };
         let id = ids.to_vec();
-        // The next part is asked for while this one still has about a
-        // bandwidth-delay product to arrive, so that on a long path its
-        // bytes follow this part's without an idle round trip.
-        // On a short path (small windows, shared by both streams) the next
-        // part is asked for only once this one has all arrived: its bytes
-        // must not take the connection's window from this part's.
+        // The next part is asked for while this one still has about two
+        // round trips' worth to arrive (see `AskAhead`).
         let (near_tx, near_rx) = tokio::sync::oneshot::channel();
-        let ahead = if session.long_path() {
-            NEXT_PART_AHEAD
-        } else {
-            0
-        };
+        let ahead = AskAhead { rtt: session.rtt() };
         let receiving = receive_blob(recv, blob, pb, Some((ahead, near_tx)), move |input| {
             out.pair = Some(input.cipher_hash());
             let decrypted = decrypt_stream(input, &mut out, &id);
@@ -2157,36 +2135,22 @@ impl std::fmt::Debug for OwnKeys {
     }
 }
 
-/// Pulls into `args.out` with `session`, keeping partial data in `partial`.
-pub async fn pull_inner(
-    ctx: &Ctx,
-    args: &PullArgs,
-    session: &Session,
+/// Checks a packet's signed descriptor `d` (parsed from `info`) against
+/// the matter's signed `roster`: its sender signed it with a key the
+/// roster gave the sender, and every recipient (and the recovery
+/// recipient) is one the roster sanctioned, then or since. Returns whether
+/// the sender is still a current member of the role that sends such a
+/// packet with that key. Any failure is exit 4.
+pub(crate) fn verify_descriptor(
+    d: &Descriptor,
+    info: &PacketInfo,
+    roster: &matterdrop_common::roster::Roster,
     me: &str,
-    keys: &OwnKeys,
-    partial: &Path,
-) -> CmdResult<Pulled> {
-    let resp = session
-        .request(&ClientRequest::PacketGet(PacketRef {
-            id: args.id.clone(),
-        }))
-        .await?;
-    let ServerResponse::Packet(info) = resp else {
-        return Err(unexpected(&resp));
-    };
-    let d =
-        Descriptor::parse(&info.descriptor).map_err(|e| verify_fail(format!("descriptor: {e}")))?;
-    if d.id != args.id || info.id != args.id {
-        return Err(verify_fail(format!(
-            "the server returned descriptor {} for {}",
-            d.id, args.id
-        )));
-    }
+    own_signing: &ed25519_dalek::VerifyingKey,
+) -> CmdResult<bool> {
     // The sender and every recipient must be ones the matter's signed
     // roster sanctioned (then or since: a packet keeps the recipients it was
     // pushed to).
-    let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
-    let roster = &synced.roster;
     if !roster
         .ever_signing_keys(&d.sender)
         .any(|k| *k == info.sender_key)
@@ -2226,7 +2190,7 @@ pub async fn pull_inner(
         });
     let sender_key = ed25519_dalek::VerifyingKey::from_bytes(&info.sender_key)
         .map_err(|_| verify_fail("the sender's key is invalid"))?;
-    if d.sender == me && sender_key.to_bytes() != keys.signing.to_bytes() {
+    if d.sender == me && sender_key.to_bytes() != own_signing.to_bytes() {
         return Err(verify_fail(
             "the server claims this client sent the packet with another key",
         ));
@@ -2237,6 +2201,84 @@ pub async fn pull_inner(
             d.id, d.sender
         ))
     })?;
+    Ok(sender_current)
+}
+
+/// Decrypts the manifest of `d` (its ciphertext, already checked against
+/// the descriptor's hash) and checks it against the descriptor. Returns it
+/// with its canonical bytes.
+pub(crate) fn decrypt_manifest(
+    cipher: &[u8],
+    d: &Descriptor,
+    ids: &[AgeIdentity],
+) -> CmdResult<(Manifest, Vec<u8>)> {
+    let mut bytes = Vec::new();
+    decrypt_stream(&mut &cipher[..], &mut bytes, ids)
+        .map_err(|e| verify_fail(format!("cannot decrypt the manifest: {e}")))?;
+    let manifest = Manifest::parse(&bytes).map_err(|e| verify_fail(format!("manifest: {e}")))?;
+    manifest
+        .check_against(d)
+        .map_err(|e| verify_fail(format!("manifest: {e}")))?;
+    Ok((manifest, bytes))
+}
+
+/// Fetches and decrypts the manifest of `d` (of packet `d.id`).
+pub(crate) async fn fetch_manifest(
+    session: &Session,
+    d: &Descriptor,
+    ids: &[AgeIdentity],
+) -> CmdResult<Manifest> {
+    if d.manifest.size > MAX_MANIFEST_BLOB {
+        return Err(verify_fail(format!(
+            "the manifest blob of {} bytes exceeds the limit of {MAX_MANIFEST_BLOB}",
+            d.manifest.size
+        )));
+    }
+    let cipher = fetch_blob(
+        session,
+        &d.id,
+        &d.manifest,
+        &ProgressBar::hidden(),
+        |input| {
+            let mut v = Vec::new();
+            input
+                .read_to_end(&mut v)
+                .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+            Ok(v)
+        },
+    )
+    .await?;
+    decrypt_manifest(&cipher, d, ids).map(|(m, _)| m)
+}
+
+/// Pulls into `args.out` with `session`, keeping partial data in `partial`.
+pub async fn pull_inner(
+    ctx: &Ctx,
+    args: &PullArgs,
+    session: &Session,
+    me: &str,
+    keys: &OwnKeys,
+    partial: &Path,
+) -> CmdResult<Pulled> {
+    let resp = session
+        .request(&ClientRequest::PacketGet(PacketRef {
+            id: args.id.clone(),
+        }))
+        .await?;
+    let ServerResponse::Packet(info) = resp else {
+        return Err(unexpected(&resp));
+    };
+    let d =
+        Descriptor::parse(&info.descriptor).map_err(|e| verify_fail(format!("descriptor: {e}")))?;
+    if d.id != args.id || info.id != args.id {
+        return Err(verify_fail(format!(
+            "the server returned descriptor {} for {}",
+            d.id, args.id
+        )));
+    }
+    let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
+    let roster = &synced.roster;
+    let sender_current = verify_descriptor(&d, &info, roster, me, &keys.signing)?;
     if !d
         .recipients
         .iter()
@@ -2313,13 +2355,7 @@ pub async fn pull_inner(
     );
     let manifest_cipher = manifest_cipher?;
     let mut first = first;
-    let mut bytes = Vec::new();
-    decrypt_stream(&mut &manifest_cipher[..], &mut bytes, &ident)
-        .map_err(|e| verify_fail(format!("cannot decrypt the manifest: {e}")))?;
-    let manifest = Manifest::parse(&bytes).map_err(|e| verify_fail(format!("manifest: {e}")))?;
-    manifest
-        .check_against(&d)
-        .map_err(|e| verify_fail(format!("manifest: {e}")))?;
+    let (manifest, bytes) = decrypt_manifest(&manifest_cipher, &d, &ident)?;
 
     let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(&d.id));
     let mut staged = Vec::new();
@@ -2443,6 +2479,21 @@ pub async fn pull_inner(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_next_part_is_asked_for_two_round_trips_ahead() {
+        let ms = std::time::Duration::from_millis;
+        // 25 MB/s at 60 ms: 1.5 MB a round trip, asked 3 MB ahead.
+        let nearshore = AskAhead { rtt: ms(60) };
+        assert_eq!(nearshore.bytes(25_000_000, ms(1000)), 3_000_000);
+        // 50 MB/s at 250 ms would be 25 MB ahead: capped.
+        let longfat = AskAhead { rtt: ms(250) };
+        assert_eq!(longfat.bytes(50_000_000, ms(1000)), AskAhead::CAP);
+        // Loopback, and no time measured yet: the floor.
+        let loopback = AskAhead { rtt: ms(0) };
+        assert_eq!(loopback.bytes(1 << 30, ms(1000)), AskAhead::FLOOR);
+        assert_eq!(longfat.bytes(1 << 20, ms(0)), AskAhead::FLOOR);
+    }
 
     fn sha(data: &[u8]) -> [u8; 32] {
         Sha256::digest(data).into()

@@ -86,10 +86,14 @@ pub enum ClientRequest {
     AgeKeyUpdate(AgeKeyUpdateRequest),
     /// 33: what the caller sent, with each recipient's state.
     Sent(SentRequest),
+    /// 34: a packet's signed descriptor, to show it in the inbox: as
+    /// [`ClientRequest::PacketGet`], but logged as a look (`peek`), not a
+    /// pull, and the packet is not marked pulled.
+    PacketPeek(PacketRef),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 34;
+    const KINDS: u32 = 35;
 }
 
 /// The caller's new age recipient.
@@ -146,6 +150,7 @@ impl ClientRequest {
             Self::AgeKeyUpdate(_) => "age-key-update",
             Self::DeliveryConfirm(_) => "delivery-confirm",
             Self::Sent(_) => "sent",
+            Self::PacketPeek(_) => "packet-peek",
         }
     }
 }

@@ -326,6 +326,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::Inbox(r) => packets::inbox(state, me, &r),
         ClientRequest::Sent(r) => packets::sent(state, me, &r),
         ClientRequest::PacketGet(r) => packets::packet_get(state, me, &r),
+        ClientRequest::PacketPeek(r) => packets::packet_peek(state, me, &r),
         ClientRequest::DeliverPrepare(r) => review::deliver_prepare(state, me, &r),
         ClientRequest::DeliverableCommit(r) => review::commit(state, me, key, &r),
         ClientRequest::ReviewSubmit(r) => review::review(state, me, key, &r),

@@ -761,6 +761,20 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
     }))
 }
 
+/// `PacketPeek`: the signed descriptor of a packet the caller may pull,
+/// for its inbox (which decrypts the manifest to show names and the
+/// note). Logged as `peek`; the packet is not marked pulled.
+pub(super) fn packet_peek(state: &State, me: &Actor, req: &PacketRef) -> Outcome {
+    let (p, _) = authorize_pull(state, me, &req.id, "peek", Vec::new())?;
+    Ok(ServerResponse::Packet(PacketInfo {
+        id: p.id,
+        descriptor: p.descriptor,
+        signature: p.signature,
+        sender_key: p.sender_key,
+        review: None,
+    }))
+}
+
 /// A reviewed deliverable's review, for its readers.
 fn review_note(state: &State, p: &PacketRecord) -> Result<Option<ReviewNote>, Failure> {
     if p.kind != PacketKind::Deliverable || p.reviews.is_empty() {

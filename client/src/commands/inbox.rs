@@ -1,0 +1,441 @@
+//! `mdrop inbox`: what waits for me, as people read it.
+//!
+//! The server lists ids, matters and states; everything else shown comes
+//! from evidence the client checks. Each item's signed descriptor (asked
+//! for with `PacketPeek`, which the server logs as a look, not a pull) is
+//! verified against the matter's signed roster like a pull verifies it,
+//! and its manifest is decrypted with this user's age key to show the file
+//! names, sizes and the sender's note. The matter's title comes from the
+//! signed roster. What was verified and decrypted is kept in
+//! `HOME/cache/packets/ID.json` (0600, folder 0700: it holds file names),
+//! so each packet costs its round trips once; a cached descriptor is
+//! checked against the roster again on every listing. An item whose
+//! descriptor does not check refuses the whole listing (exit 4), naming
+//! it, as `sent` does.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::stream::{self, StreamExt as _};
+use matterdrop_common::agekey::AgeIdentity;
+use matterdrop_common::packet::{Descriptor, Kind, validate_id};
+use matterdrop_common::proto::{
+    ClientRequest, InboxItem, InboxRequest, PacketInfo, PacketRef, ServerResponse,
+};
+use matterdrop_common::roster::Roster;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::Ctx;
+use super::review::OpenedReview;
+use crate::cli::InboxArgs;
+use crate::conn::{Session, unexpected};
+use crate::error::{CmdResult, Fail, exit};
+use crate::home::Home;
+use crate::identity;
+use crate::output::{escape, human_size};
+use crate::when;
+
+/// Packets whose descriptor and manifest are fetched at once.
+const CONCURRENT: usize = 8;
+
+/// Files named per item in the terminal listing.
+const NAMES_SHOWN: usize = 3;
+
+/// What the cache keeps of a packet: its signed descriptor, as the server
+/// gave it, and what its manifest said (none if it is not encrypted to
+/// this user).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cached {
+    descriptor: String,
+    signature: String,
+    sender_key: String,
+    contents: Option<Contents>,
+}
+
+/// The readable part of a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Contents {
+    /// The sender's note.
+    pub note: String,
+    /// Path and size of each file.
+    pub files: Vec<(String, u64)>,
+}
+
+/// What the inbox shows of an item beyond the server's listing.
+#[derive(Debug)]
+pub enum Preview {
+    /// The signed descriptor checked; the decrypted manifest's names and
+    /// note, `None` when the packet is not encrypted to this user's key.
+    Checked(Box<Descriptor>, Option<Contents>),
+    /// The server would not show the descriptor (its refusal): the item is
+    /// listed with the server's fields only, said so. Nothing is claimed.
+    Withheld(String),
+}
+
+fn cache_dir(home: &Home) -> PathBuf {
+    home.path("cache").join("packets")
+}
+
+fn cache_path(home: &Home, id: &str) -> Option<PathBuf> {
+    // Only a well-formed id names a file (ids come from the server).
+    validate_id(id).then(|| cache_dir(home).join(format!("{id}.json")))
+}
+
+fn load(home: &Home, id: &str) -> Option<Cached> {
+    let bytes = fs::read(cache_path(home, id)?).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn store(home: &Home, id: &str, entry: &Cached) -> CmdResult {
+    let Some(path) = cache_path(home, id) else {
+        return Ok(());
+    };
+    let dir = cache_dir(home);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    fs::set_permissions(home.path("cache"), fs::Permissions::from_mode(0o700))?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    let bytes = serde_json::to_vec(entry).map_err(|e| Fail::other(e.to_string()))?;
+    crate::home::write_replace(&path, &bytes, 0o600)
+}
+
+fn refuse(id: &str, why: impl std::fmt::Display) -> Fail {
+    Fail::new(
+        exit::VERIFY,
+        format!(
+            "the server's inbox entry {} {why}; nothing is shown",
+            escape(id, false)
+        ),
+    )
+}
+
+fn decode(id: &str, what: &str, v: &str) -> CmdResult<Vec<u8>> {
+    B64.decode(v)
+        .map_err(|_| refuse(id, format!("has a damaged cached {what}")))
+}
+
+/// What the caller needs to check items.
+struct Checker<'a> {
+    session: &'a Session,
+    home: &'a Home,
+    me: &'a str,
+    signing: ed25519_dalek::VerifyingKey,
+    rosters: &'a HashMap<String, Roster>,
+    ids: Option<&'a [AgeIdentity]>,
+}
+
+impl Checker<'_> {
+    /// Checks one item: its descriptor (cached or peeked) against the
+    /// roster; its manifest decrypted if it is new and readable.
+    async fn preview(&self, item: &InboxItem) -> CmdResult<Preview> {
+        let cached = load(self.home, &item.id);
+        let fresh = cached.is_none();
+        let entry = match cached {
+            Some(c) => c,
+            None => {
+                let resp = match self
+                    .session
+                    .request(&ClientRequest::PacketPeek(PacketRef {
+                        id: item.id.clone(),
+                    }))
+                    .await
+                {
+                    // Listed but not to be looked at (an acknowledgment
+                    // to renew, say): the listing goes on without it.
+                    Err(f) if f.code == exit::DENIED => return Ok(Preview::Withheld(f.message)),
+                    r => r?,
+                };
+                let ServerResponse::Packet(info) = resp else {
+                    return Err(unexpected(&resp));
+                };
+                Cached {
+                    descriptor: B64.encode(&info.descriptor),
+                    signature: B64.encode(&info.signature),
+                    sender_key: B64.encode(info.sender_key),
+                    contents: None,
+                }
+            }
+        };
+        let info = PacketInfo {
+            id: item.id.clone(),
+            descriptor: decode(&item.id, "descriptor", &entry.descriptor)?,
+            signature: decode(&item.id, "signature", &entry.signature)?,
+            sender_key: decode(&item.id, "key", &entry.sender_key)?
+                .try_into()
+                .map_err(|_| refuse(&item.id, "has a damaged cached key"))?,
+            review: None,
+        };
+        let d = Descriptor::parse(&info.descriptor)
+            .map_err(|e| refuse(&item.id, format!("has no valid descriptor: {e}")))?;
+        if d.id != item.id
+            || d.matter != item.matter
+            || d.sender != item.sender
+            || d.packet != item.packet
+            || (d.kind == Kind::Packet) != (item.kind == "packet")
+        {
+            return Err(refuse(
+                &item.id,
+                format!(
+                    "holds the descriptor of {} of matter {} sent by {}",
+                    escape(&d.id, false),
+                    escape(&d.matter, false),
+                    escape(&d.sender, false)
+                ),
+            ));
+        }
+        let roster = self.rosters.get(&d.matter).ok_or_else(|| {
+            Fail::other(format!(
+                "internal error: no roster for {}",
+                escape(&d.matter, false)
+            ))
+        })?;
+        super::packets::verify_descriptor(&d, &info, roster, self.me, &self.signing)?;
+        if !fresh {
+            return Ok(Preview::Checked(Box::new(d), entry.contents));
+        }
+        let mine = self.ids.filter(|ids| {
+            d.recipients.iter().any(|r| {
+                r.principal == self.me && ids.iter().any(|i| i.public().recipient() == r.age)
+            })
+        });
+        let contents = match mine {
+            Some(ids) => {
+                let m = super::packets::fetch_manifest(self.session, &d, ids).await?;
+                Some(Contents {
+                    note: m.note,
+                    files: m.files.into_iter().map(|f| (f.path, f.size)).collect(),
+                })
+            }
+            None => None,
+        };
+        let entry = Cached {
+            contents: contents.clone(),
+            ..entry
+        };
+        store(self.home, &item.id, &entry)?;
+        Ok(Preview::Checked(Box::new(d), contents))
+    }
+}
+
+/// `mdrop inbox`.
+pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let result = async {
+        let resp = session
+            .request(&ClientRequest::Inbox(InboxRequest {
+                matter: args.matter.clone(),
+                all: args.all,
+            }))
+            .await?;
+        let ServerResponse::Inbox(items) = resp else {
+            return Err(unexpected(&resp));
+        };
+        // Every matter's signed roster: titles, and the keys items are
+        // checked with.
+        let mut rosters = HashMap::new();
+        for i in &items {
+            if !rosters.contains_key(&i.matter) {
+                let synced = crate::roster::sync(&ctx.home, &session, &i.matter).await?;
+                rosters.insert(i.matter.clone(), synced.roster);
+            }
+        }
+        // The age key is needed (perhaps a passphrase asked for) only if
+        // something is new or a review must be decrypted.
+        let needs_key = items
+            .iter()
+            .any(|i| i.review.is_some() || load(&ctx.home, &i.id).is_none());
+        let ids = if needs_key {
+            Some(identity::age_identities(&ctx.home)?)
+        } else {
+            None
+        };
+        let reviews = open_reviews(&items, &rosters, ids.as_deref())?;
+        let checker = Checker {
+            session: &session,
+            home: &ctx.home,
+            me: &server.principal,
+            signing: key.verifying_key(),
+            rosters: &rosters,
+            ids: ids.as_deref(),
+        };
+        let previews: Vec<CmdResult<Preview>> = stream::iter(&items)
+            .map(|i| checker.preview(i))
+            .buffered(CONCURRENT)
+            .collect()
+            .await;
+        let previews = previews.into_iter().collect::<CmdResult<Vec<_>>>()?;
+        Ok((items, reviews, previews, rosters))
+    }
+    .await;
+    session.close().await;
+    let (items, reviews, previews, rosters) = result?;
+    let now = when::now();
+    let title = |m: &str| rosters.get(m).map(|r| r.title.clone());
+    let v = json!({"items": items.iter().zip(&reviews).zip(&previews).map(|((i, r), p)| {
+        let (task, due, created_at) = shown(i, p);
+        let (contents, withheld) = match p {
+            Preview::Checked(_, c) => (c.as_ref(), None),
+            Preview::Withheld(why) => (None, Some(why)),
+        };
+        json!({
+            "id": i.id, "kind": i.kind, "matter": i.matter, "matter_title": title(&i.matter),
+            "sender": i.sender, "task": task,
+            "due": due.map(rfc3339), "size": i.size, "created_at": rfc3339(created_at),
+            "pulled": i.pulled, "packet": i.packet, "state": i.state,
+            "checked": withheld.is_none(),
+            "withheld": withheld,
+            "readable": contents.is_some(),
+            "note": contents.map(|c| &c.note),
+            "files": contents.map(|c| c.files.iter().map(|(path, size)| json!({"path": path, "size": size})).collect::<Vec<_>>()),
+            "review": r.as_ref().map(OpenedReview::json),
+        })
+    }).collect::<Vec<_>>()});
+    ctx.out.emit(&v, || {
+        let mut s = String::new();
+        if items.is_empty() {
+            s.push_str("Nothing waiting.\n");
+            return s;
+        }
+        for ((i, r), p) in items.iter().zip(&reviews).zip(&previews) {
+            describe(&mut s, (i, r.as_ref(), p), title(&i.matter).as_deref(), now);
+        }
+        s
+    });
+    Ok(())
+}
+
+/// The task, due date and sending time shown: a packet's from its signed
+/// descriptor; a deliverable's task and due date are its packet's (the
+/// server's word, as in `sent`); an item withheld has only the server's.
+fn shown<'a>(i: &'a InboxItem, p: &'a Preview) -> (&'a str, Option<u64>, u64) {
+    match p {
+        Preview::Checked(d, _) if d.kind == Kind::Packet => (&d.task, d.due, d.created_at),
+        Preview::Checked(d, _) => (&i.task, i.due, d.created_at),
+        Preview::Withheld(_) => (&i.task, i.due, i.created_at),
+    }
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// One item for the terminal: a heading, then what it holds. Every text
+/// from another party (names, note, titles, ids) is escaped.
+fn describe(
+    s: &mut String,
+    (i, review, p): (&InboxItem, Option<&OpenedReview>, &Preview),
+    title: Option<&str>,
+    now: u64,
+) {
+    let (task, due, created_at) = shown(i, p);
+    let kind = match (&i.packet, &i.state) {
+        (Some(packet), Some(st)) => format!(
+            "deliverable ({}) for {}",
+            escape(st, false),
+            escape(packet, false)
+        ),
+        (Some(packet), None) => format!("deliverable for {}", escape(packet, false)),
+        (None, _) => "packet".to_owned(),
+    };
+    let matter = match title {
+        Some(t) => format!("{} \"{}\"", escape(&i.matter, false), escape(t, false)),
+        None => escape(&i.matter, false),
+    };
+    let _ = writeln!(s, "{}  {kind}  {matter}", escape(&i.id, false));
+    let _ = write!(
+        s,
+        "    from {}  task {}  sent {}",
+        escape(&i.sender, false),
+        escape(task, false),
+        when::local(created_at)
+    );
+    match due {
+        Some(due) => {
+            let _ = writeln!(
+                s,
+                "  due {} ({})",
+                when::relative(due, now),
+                when::local(due)
+            );
+        }
+        None => s.push('\n'),
+    }
+    match p {
+        Preview::Checked(_, Some(c)) => {
+            let total: u64 = c.files.iter().map(|(_, n)| n).sum();
+            let names: Vec<String> = c
+                .files
+                .iter()
+                .take(NAMES_SHOWN)
+                .map(|(path, size)| format!("{} ({})", escape(path, false), human_size(*size)))
+                .collect();
+            let more = c.files.len().saturating_sub(NAMES_SHOWN);
+            let _ = write!(
+                s,
+                "    {} {}, {}: {}",
+                c.files.len(),
+                if c.files.len() == 1 { "file" } else { "files" },
+                human_size(total),
+                names.join(", ")
+            );
+            if more > 0 {
+                let _ = write!(s, " and {more} more");
+            }
+            s.push('\n');
+            if !c.note.is_empty() {
+                let _ = writeln!(s, "    note: {}", escape(&c.note, false));
+            }
+        }
+        Preview::Checked(_, None) => {
+            let _ = writeln!(
+                s,
+                "    {} of ciphertext, not encrypted to your key (ask its sender to share it)",
+                human_size(i.size)
+            );
+        }
+        Preview::Withheld(why) => {
+            let _ = writeln!(
+                s,
+                "    {} (the server's listing, not checked: {})",
+                human_size(i.size),
+                escape(why, false)
+            );
+        }
+    }
+    if let Some(r) = review {
+        let _ = writeln!(s, "    {}", r.describe().trim_end().replace('\n', "\n    "));
+    }
+}
+
+/// The reviews the server attached to inbox items, each checked against
+/// the matter's signed roster and decrypted. A review that does not check
+/// refuses the whole listing (exit 4), naming the deliverable.
+fn open_reviews(
+    items: &[InboxItem],
+    rosters: &HashMap<String, Roster>,
+    ids: Option<&[AgeIdentity]>,
+) -> CmdResult<Vec<Option<OpenedReview>>> {
+    items
+        .iter()
+        .map(|i| match (&i.review, rosters.get(&i.matter), ids) {
+            (Some(r), Some(roster), Some(ids)) => Ok(Some(super::review::open_review(
+                r,
+                (&i.id, &i.matter),
+                None,
+                roster,
+                ids,
+            )?)),
+            _ => Ok(None),
+        })
+        .collect()
+}
