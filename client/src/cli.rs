@@ -525,11 +525,43 @@ pub enum AdminCommand {
     /// Organizations.
     #[command(subcommand)]
     Org(OrgCommand),
-    /// Mint an invite for a new user.
+    /// Mint an invite for a new user (`invite revoke ID`: revoke one).
     Invite(InviteArgs),
     /// Revoke a user's key: it stops authenticating at once (the user may
     /// enroll a new key with a new invite).
     Revoke(RevokeArgs),
+    /// List the server's organizations, principals or invites.
+    List(ListArgs),
+}
+
+/// `mdrop admin list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// What to list.
+    #[arg(value_enum)]
+    pub what: ListWhat,
+}
+
+/// What `admin list` lists.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ListWhat {
+    /// Organizations.
+    Orgs,
+    /// Enrolled principals (and revoked ones).
+    Principals,
+    /// Invites: open, used, expired or revoked (never their tokens).
+    Invites,
+}
+
+/// `mdrop admin invite revoke`.
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Revoke an unused invite: enrolling with it is refused from now on.
+    Revoke {
+        /// The invite's id as `admin invite` and `admin list invites` show
+        /// it (12 hex digits, or a unique prefix of at least 6).
+        token_id: String,
+    },
 }
 
 /// `mdrop admin revoke`.
@@ -558,10 +590,18 @@ pub struct OrgCreateArgs {
 
 /// `mdrop admin invite`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct InviteArgs {
+    /// `revoke ID`.
+    #[command(subcommand)]
+    pub command: Option<InviteCommand>,
     /// Organization the new user joins.
     #[arg(long, required_unless_present = "admin")]
     pub org: Option<String>,
+    /// The one id the invite enrolls (e.g. bob@lpo-1); anyone with the
+    /// token could otherwise pick any id of the organization.
+    #[arg(long = "for", value_name = "ID")]
+    pub for_id: Option<String>,
     /// The new user is a server admin.
     #[arg(long)]
     pub admin: bool,

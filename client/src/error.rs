@@ -44,7 +44,9 @@ impl Fail {
 
     /// The failure for an error answer from the server.
     pub fn from_server(e: matterdrop_common::proto::ErrorResponse) -> Self {
-        Self::new(e.code.exit_code(), e.message)
+        // The server's words reach the terminal: escaped like any other
+        // party's text.
+        Self::new(e.code.exit_code(), crate::output::escape(&e.message, true))
     }
 
     /// Exit code 1.

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod conn;
 pub mod error;
 pub mod home;
+pub mod hygiene;
 pub mod identity;
 pub mod keyaudit;
 pub mod output;

@@ -92,6 +92,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         }
         Command::Admin(AdminCommand::Invite(a)) => rt.block_on(commands::admin::invite(ctx, &a)),
         Command::Admin(AdminCommand::Revoke(a)) => rt.block_on(commands::admin::revoke(ctx, &a)),
+        Command::Admin(AdminCommand::List(a)) => rt.block_on(commands::admin::list(ctx, &a)),
         Command::Matter(cmd) => rt.block_on(commands::matter::matter(ctx, cmd)),
         Command::Ack(a) => rt.block_on(commands::matter::ack(ctx, &a)),
         Command::Audit(AuditCommand::Export(a)) => rt.block_on(commands::audit::export(ctx, &a)),

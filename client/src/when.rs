@@ -9,6 +9,9 @@ use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ZonedDateTime};
 
+/// The furthest a due date may be.
+const MAX_DUE: Duration = Duration::from_secs(10 * 366 * 86_400);
+
 /// A due date as given to `push --due`: a time from now, or a point in
 /// time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,13 +47,16 @@ fn parse_due_in(s: &str, tz: &TimeZone, now: Timestamp) -> Result<Due, String> {
         if d.is_zero() {
             return Err("a due date must be in the future (got a zero duration)".into());
         }
+        if d > MAX_DUE {
+            return Err(format!("{t:?} is more than ten years away"));
+        }
         return Ok(Due::In(d));
     }
     // (jiff reads a date out of a date and time too: a string with a time
     // of day is never taken as a date alone.)
     let at: Option<Timestamp> = if let Ok(ts) = t.parse::<Timestamp>() {
         Some(ts)
-    } else if t.contains(':') {
+    } else if t.len() != 10 {
         let dt = t.replacen(' ', "T", 1).parse::<DateTime>().ok();
         dt.and_then(|dt| dt.to_zoned_datetime(tz.clone()).ok())
             .map(|z| z.timestamp())
@@ -69,6 +75,9 @@ fn parse_due_in(s: &str, tz: &TimeZone, now: Timestamp) -> Result<Due, String> {
             "{t:?} is in the past ({}); a due date must be in the future",
             local_in(at, tz)
         ));
+    }
+    if at.duration_since(now).as_secs() > MAX_DUE.as_secs() as i64 {
+        return Err(format!("{t:?} is more than ten years away"));
     }
     u64::try_from(at.as_second())
         .map(Due::At)
@@ -114,6 +123,18 @@ fn span(secs: u64) -> String {
         (d, 0, _) => format!("{d} d"),
         (d, h, _) => format!("{d} d {h} h"),
     }
+}
+
+/// Latest time RFC 3339 can write (9999-12-31T23:59:59Z).
+const MAX_RFC3339: u64 = 253_402_300_799;
+
+/// `secs` (Unix seconds) as UTC RFC 3339, for `--json`; a time past the
+/// year 9999 (another party's word, perhaps) as its number of seconds.
+pub fn utc(secs: u64) -> String {
+    if secs > MAX_RFC3339 {
+        return secs.to_string();
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// Now, in Unix seconds.
@@ -164,12 +185,25 @@ mod tests {
         assert!(bad.contains("neither a duration"), "{bad}");
         assert!(p("2026-13-01").is_err());
         assert!(p("2026-12-10 25:00").is_err());
+        // A time of day without minutes is not silently the end of the day.
+        let fourteen = ts("2026-12-10T13:00:00Z").as_second() as u64;
+        assert!(p("2026-12-10T14").map_or(true, |d| d == Due::At(fourteen)));
+        assert!(p("10000y").unwrap_err().contains("ten years"));
+        assert!(p("2099-01-01").unwrap_err().contains("ten years"));
     }
 
     #[test]
     fn a_due_date_is_fixed_when_pushed() {
         assert_eq!(Due::In(Duration::from_secs(60)).at(1_000), 1_060);
         assert_eq!(Due::At(5).at(1_000), 5);
+    }
+
+    #[test]
+    fn any_time_can_be_written() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(MAX_RFC3339), "9999-12-31T23:59:59Z");
+        assert_eq!(utc(u64::MAX), u64::MAX.to_string());
+        assert!(local(u64::MAX).contains("out of range"));
     }
 
     #[test]

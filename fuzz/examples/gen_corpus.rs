@@ -429,6 +429,7 @@ fn wire(out: &mut Out) -> io::Result<()> {
                 org: Some("provider-b".into()),
                 admin: true,
                 ttl_secs: Some(86_400),
+                for_id: None,
             }),
         ),
         (

@@ -217,7 +217,8 @@ fn build(root: &Path, listen: SocketAddr, hostnames: &[String]) -> Result<InitRe
         created_at,
     };
     let store = SledStore::open(&root.join("db"))?;
-    let (invite, expires_at) = mint_invite(&store, None, true, DEFAULT_INVITE_TTL, created_at)?;
+    let (invite, expires_at) =
+        mint_invite(&store, (None, None), true, DEFAULT_INVITE_TTL, created_at)?;
     store.flush()?;
     drop(store);
     // config.json last: its presence marks a complete directory.
@@ -248,7 +249,7 @@ fn hex8(bytes: &[u8]) -> String {
 /// token's SHA-256 is stored.
 pub fn mint_invite(
     store: &dyn MetaStore,
-    org: Option<String>,
+    (org, for_id): (Option<String>, Option<String>),
     admin: bool,
     ttl: Duration,
     now: u64,
@@ -266,6 +267,8 @@ pub fn mint_invite(
             created_at: now,
             expires_at,
             used_by: None,
+            for_id,
+            revoked_at: None,
         },
     )?;
     Ok((token, expires_at))

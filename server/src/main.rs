@@ -231,8 +231,13 @@ fn invite(a: &InviteArgs) -> Result<()> {
             );
         }
     }
-    let (token, expires_at) =
-        datadir::mint_invite(&data.store, a.org.clone(), a.admin, a.ttl, datadir::now())?;
+    let (token, expires_at) = datadir::mint_invite(
+        &data.store,
+        (a.org.clone(), None),
+        a.admin,
+        a.ttl,
+        datadir::now(),
+    )?;
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer(

@@ -443,6 +443,10 @@ pub enum ServerOperation<'a> {
     CreateOrganization,
     /// `admin invite` (admins).
     CreateInvite,
+    /// `admin invite revoke` (admins).
+    RevokeInvite,
+    /// `admin list orgs|principals|invites` (admins).
+    ListDirectory,
     /// `audit export` without `--matter`: the whole log (admins).
     ExportFullLog,
     /// `admin revoke`: unregister a principal's key (admins).
@@ -459,6 +463,8 @@ impl ServerOperation<'_> {
             Self::CreateMatter { .. } => "matter-create",
             Self::CreateOrganization => "org-create",
             Self::CreateInvite => "invite-create",
+            Self::RevokeInvite => "invite-revoke",
+            Self::ListDirectory => "directory-list",
             Self::ExportFullLog => "audit-export-all",
             Self::RevokeKey => "key-revoke",
             Self::ReplaceOwnAgeKey => "age-key-update",
@@ -470,6 +476,8 @@ impl ServerOperation<'_> {
             Self::CreateMatter { .. } => "create matters",
             Self::CreateOrganization => "create organizations",
             Self::CreateInvite => "create invites",
+            Self::RevokeInvite => "revoke invites",
+            Self::ListDirectory => "list organizations, principals and invites",
             Self::ExportFullLog => "export the whole audit log",
             Self::RevokeKey => "revoke keys",
             Self::ReplaceOwnAgeKey => "replace their age key",
@@ -910,6 +918,8 @@ fn decide_server_inner(
         ServerOperation::ReplaceOwnAgeKey => Ok(()),
         ServerOperation::CreateOrganization
         | ServerOperation::CreateInvite
+        | ServerOperation::RevokeInvite
+        | ServerOperation::ListDirectory
         | ServerOperation::ExportFullLog
         | ServerOperation::RevokeKey => {
             if principal.admin {

@@ -653,7 +653,9 @@ fn verified_deliveries_are_signed_and_told_apart_from_started_downloads() {
             .unwrap()
             .to_owned()
     };
-    let (p1, p2) = (push(()), push(()));
+    let (p1, p2, p3) = (push(()), push(()), push(()));
+    // Bob's inbox looks at all three (descriptor and manifest, for names).
+    assert_eq!(s.bob.json(&["inbox"])["items"].as_array().unwrap().len(), 3);
     let out = s.w.tmp.path().join("bob-in");
     let v = s.bob.json(&["pull", &p1, "--out", out.to_str().unwrap()]);
     assert!(v["delivery_log_index"].as_u64().is_some(), "{v}");
@@ -701,15 +703,18 @@ fn verified_deliveries_are_signed_and_told_apart_from_started_downloads() {
             ])
             .ok()
             .stdout;
+    // The latest transfer row of each (the inbox looked at each first).
     let row = |p: &str| {
         shown
             .lines()
-            .find(|l| l.contains(p))
+            .rfind(|l| l.contains(p))
             .unwrap_or_else(|| panic!("no row for {p}:\n{shown}"))
             .to_owned()
     };
     assert!(row(&p1).contains("delivered and verified"), "{shown}");
     assert!(row(&p2).contains("NOT confirmed delivered"), "{shown}");
+    // p3 was only looked at in the inbox: no abandoned download.
+    assert!(row(&p3).contains("the manifest for the inbox"), "{shown}");
     let delivered = s.w.admin.json(&[
         "audit",
         "show",

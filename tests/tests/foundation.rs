@@ -598,3 +598,121 @@ fn one_key_cannot_take_every_connection() {
     // Other keys are unaffected.
     assert_eq!(w.admin.json(&["whoami"])["id"], "admin@operator");
 }
+
+#[test]
+fn invites_bound_to_one_id_listed_and_revoked() {
+    let w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let enroll = |u: &User, invite: &str, id: &str| {
+        u.run(&[
+            "enroll",
+            &w.server.addr,
+            "--fingerprint",
+            &w.server.fingerprint,
+            "--invite",
+            invite,
+            "--id",
+            id,
+            "--name",
+            "Bob \u{202e}deR",
+        ])
+    };
+    // An invite for bob@lpo-1 enrolls nobody else of lpo-1.
+    let minted = w
+        .admin
+        .json(&["admin", "invite", "--org", "lpo-1", "--for", "bob@lpo-1"]);
+    let (token, token_id) = (
+        minted["invite"].as_str().unwrap().to_owned(),
+        minted["token_id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(minted["for"], "bob@lpo-1");
+    assert_eq!(token_id.len(), 12);
+    let mallory = User::new(w.tmp.path(), "mallory");
+    mallory.json(&["keygen"]);
+    let r = enroll(&mallory, &token, "mallory@lpo-1").code(3);
+    assert!(
+        r.stderr
+            .contains("invite is for bob@lpo-1, not mallory@lpo-1"),
+        "{r:?}"
+    );
+    assert!(!mallory.home.join("server.json").exists());
+    // --for must name the invite's organization.
+    let r = w
+        .admin
+        .run(&["admin", "invite", "--org", "firm-a", "--for", "bob@lpo-1"])
+        .code(2);
+    assert!(r.stderr.contains("names organization lpo-1"), "{r:?}");
+    let bob = User::new(w.tmp.path(), "bob");
+    bob.json(&["keygen"]);
+    enroll(&bob, &token, "bob@lpo-1").ok();
+    // Bob is enrolled: no second invite for him.
+    let r = w
+        .admin
+        .run(&["admin", "invite", "--org", "lpo-1", "--for", "bob@lpo-1"])
+        .code(1);
+    assert!(r.stderr.contains("already enrolled"), "{r:?}");
+
+    // An open invite, revoked: refused as revoked, and listed as such.
+    let open = w.admin.json(&["admin", "invite", "--org", "lpo-1"]);
+    let open_id = open["token_id"].as_str().unwrap().to_owned();
+    let revoked = w.admin.json(&["admin", "invite", "revoke", &open_id[..8]]);
+    assert_eq!(revoked["token_id"], open_id.as_str());
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    let r = enroll(&mallory, open["invite"].as_str().unwrap(), "mallory@lpo-1").code(3);
+    assert!(r.stderr.contains("revoked"), "{r:?}");
+    // A used invite cannot be revoked; an unknown id is named.
+    let r = w
+        .admin
+        .run(&["admin", "invite", "revoke", &token_id])
+        .code(1);
+    assert!(r.stderr.contains("already been used"), "{r:?}");
+    let r = w
+        .admin
+        .run(&["admin", "invite", "revoke", "abcdef"])
+        .code(1);
+    assert!(r.stderr.contains("no invite has id abcdef"), "{r:?}");
+
+    // The admin's lists; the invites never show their tokens.
+    let invites = w.admin.json(&["admin", "list", "invites"]);
+    let find = |id: &str| {
+        invites["invites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["token_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not in {invites}"))
+    };
+    assert_eq!(find(&token_id)["used_by"], "bob@lpo-1");
+    assert_eq!(find(&token_id)["for"], "bob@lpo-1");
+    assert!(find(&open_id)["revoked_at"].is_string());
+    let text = w.admin.run(&["admin", "list", "invites"]).ok().stdout;
+    assert!(!text.contains(&token) && !text.contains("mdi1_"), "{text}");
+    assert!(
+        text.contains("used by bob@lpo-1") && text.contains("revoked"),
+        "{text}"
+    );
+    let principals = w.admin.json(&["admin", "list", "principals"]);
+    let ids: Vec<&str> = principals["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"bob@lpo-1") && !ids.contains(&"mallory@lpo-1"),
+        "{ids:?}"
+    );
+    // A display name is its user's word: escaped on the terminal.
+    let text = w.admin.run(&["admin", "list", "principals"]).ok().stdout;
+    assert!(
+        text.contains("Bob \\u{202e}deR") && !text.contains('\u{202e}'),
+        "{text}"
+    );
+    let orgs = w.admin.json(&["admin", "list", "orgs"]);
+    assert_eq!(orgs["orgs"].as_array().unwrap().len(), 2, "{orgs}");
+    // Only admins list or revoke.
+    bob.run(&["admin", "list", "principals"]).code(3);
+    bob.run(&["admin", "invite", "revoke", &open_id]).code(3);
+}

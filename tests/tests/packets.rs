@@ -124,8 +124,33 @@ fn round_trip_of_a_folder_is_byte_identical_and_server_sees_only_ciphertext() {
     assert_eq!(item["task"], "medical-chronology");
     assert!(item["due"].as_str().is_some());
 
+    // A pull abandoned weeks ago left plaintext behind: the next pull
+    // removes it (and says so); what is recent stays.
+    let abandoned = t
+        .bob
+        .home
+        .join("partial")
+        .join("p-0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&abandoned).unwrap();
+    std::fs::write(abandoned.join("0.plain"), b"old plaintext").unwrap();
+    let weeks_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(20 * 86_400);
+    for p in [abandoned.join("0.plain"), abandoned.clone()] {
+        std::fs::File::open(&p)
+            .unwrap()
+            .set_modified(weeks_ago)
+            .unwrap();
+    }
     let out = t.w.tmp.path().join("bob-out");
-    let pulled = t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    let r = t
+        .bob
+        .run(&["--json", "pull", &id, "--out", out.to_str().unwrap()])
+        .ok();
+    assert!(
+        r.stderr.contains("removed 1 abandoned transfer folder"),
+        "{r:?}"
+    );
+    assert!(!abandoned.exists());
+    let pulled = r.json();
     assert_eq!(pulled["note"], "Please chronologize");
     for (path, data) in &files {
         let rel = path.strip_prefix(t.w.tmp.path()).unwrap();
@@ -681,6 +706,14 @@ fn the_inbox_shows_what_a_packet_holds_checked_and_decrypted() {
     // Both users one hour east of UTC; a date alone is the end of that
     // day there.
     let tz = [("TZ", "XXX-1")];
+    let year = 1970
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952
+        + 2;
+    let due_date = format!("{year}-01-15");
     let note = "MRI first\u{1b}[2J please";
     let pushed = t
         .alice
@@ -693,7 +726,7 @@ fn the_inbox_shows_what_a_packet_holds_checked_and_decrypted() {
                 "--task",
                 "medical-chronology",
                 "--due",
-                "2099-01-15",
+                &due_date,
                 "--note",
                 note,
             ],
@@ -726,7 +759,7 @@ fn the_inbox_shows_what_a_packet_holds_checked_and_decrypted() {
     assert_eq!(item["checked"], true);
     assert_eq!(item["readable"], true);
     assert_eq!(item["note"], note);
-    assert_eq!(item["due"], "2099-01-15T22:59:00Z");
+    assert_eq!(item["due"], format!("{year}-01-15T22:59:00Z").as_str());
     let mut files: Vec<(String, u64)> = item["files"]
         .as_array()
         .unwrap()
@@ -752,12 +785,13 @@ fn the_inbox_shows_what_a_packet_holds_checked_and_decrypted() {
     // For people: local time, due as a distance, sizes, names; the note's
     // escape sequence arrives escaped.
     let text = t.bob.run_env(&["inbox"], &tz).ok().stdout;
+    let due_local = format!("({year}-01-15 23:59 XXX)");
     for want in [
         "\"Doe\"",
         "from alice@firm-a",
         "task medical-chronology",
         "due in ",
-        "(2099-01-15 23:59 XXX)",
+        due_local.as_str(),
         "4 files, 3.0 MiB",
         "intake/a.txt (5 B)",
         "and 1 more",

@@ -33,8 +33,7 @@ fn load_nonces(home: &Home) -> std::collections::BTreeMap<String, String> {
 }
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    crate::when::utc(secs)
 }
 
 fn seen(home: &Home, key: &NoteVerifier) -> CmdResult<Option<(Seen, String)>> {
@@ -380,6 +379,9 @@ struct Row {
     parts: u64,
     bytes: u64,
     completed: Option<bool>,
+    /// A download that followed an inbox look (`peek`), not a pull: the
+    /// manifest only (names and note), not the files.
+    looked: bool,
 }
 
 impl Row {
@@ -429,6 +431,8 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
         std::collections::HashMap::new();
     let mut committed = std::collections::HashSet::new();
     let mut delivered: Vec<(String, String, u64)> = Vec::new();
+    // (principal, object) whose latest look or pull was a look.
+    let mut looking = std::collections::HashSet::new();
     for _ in 0..header.count {
         let rec = bundle::read_record(&mut r, header.matter.is_some())
             .map_err(|e| Fail::other(e.to_string()))?;
@@ -446,11 +450,24 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
         }
         // A new download (`pull`) or delivery (`deliver-prepare`) of the
         // same object starts a new transfer row.
+        // An inbox look (`peek`) starts one too: it downloads only the
+        // manifest, to show names and the note.
         let restart = match e.action.as_str() {
-            "pull" => Some("pull-blob"),
+            "pull" | "peek" => Some("pull-blob"),
             "deliver-prepare" => Some("deliver-upload"),
             _ => None,
         };
+        if let Some(o) = e.object.clone().filter(|_| e.allowed) {
+            match e.action.as_str() {
+                "peek" => {
+                    looking.insert((e.principal.clone(), o));
+                }
+                "pull" => {
+                    looking.remove(&(e.principal.clone(), o));
+                }
+                _ => {}
+            }
+        }
         if let (Some(kind), Some(o)) = (restart, &e.object) {
             open.remove(&(e.principal.clone(), kind.to_owned(), o.clone()));
         }
@@ -487,11 +504,14 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             }
             open.insert(key, rows.len());
         }
+        let looked = e.action == "pull-blob"
+            && looking.contains(&(e.principal.clone(), e.object.clone().unwrap_or_default()));
         rows.push(Row {
             last_time: e.time,
             parts: 1,
             bytes: size,
             completed: None,
+            looked,
             entry: e,
         });
     }
@@ -534,6 +554,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         "bytes": row.transfer().then_some(row.bytes),
                         "last_time": row.transfer().then(|| rfc3339(row.last_time)),
                         "completed": row.completed,
+                        "inbox_look": row.looked,
                     })
                 })
                 .collect();
@@ -592,6 +613,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         if row.parts == 1 { "" } else { "s" },
                         row.bytes,
                         match (row.completed, e.action == "pull-blob") {
+                            _ if row.looked => ", the manifest for the inbox",
                             (Some(true), false) => ", committed",
                             (Some(false), false) => ", NOT committed",
                             (Some(true), true) => ", delivered and verified",

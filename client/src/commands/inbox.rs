@@ -27,7 +27,6 @@ use matterdrop_common::packet::{Descriptor, Kind, validate_id};
 use matterdrop_common::proto::{
     ClientRequest, InboxItem, InboxRequest, PacketInfo, PacketRef, ServerResponse,
 };
-use matterdrop_common::roster::Roster;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -39,10 +38,14 @@ use crate::error::{CmdResult, Fail, exit};
 use crate::home::Home;
 use crate::identity;
 use crate::output::{escape, human_size};
+use crate::roster::Synced;
 use crate::when;
 
 /// Packets whose descriptor and manifest are fetched at once.
-const CONCURRENT: usize = 8;
+const CONCURRENT: usize = 4;
+
+/// How long a manifest may take to arrive before the listing gives up.
+const MANIFEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Files named per item in the terminal listing.
 const NAMES_SHOWN: usize = 3;
@@ -56,6 +59,10 @@ struct Cached {
     signature: String,
     sender_key: String,
     contents: Option<Contents>,
+    /// Why a manifest encrypted to this user could not be read (its
+    /// sender's doing: its bytes are the ones the descriptor names).
+    #[serde(default)]
+    problem: Option<String>,
 }
 
 /// The readable part of a manifest.
@@ -70,12 +77,49 @@ pub struct Contents {
 /// What the inbox shows of an item beyond the server's listing.
 #[derive(Debug)]
 pub enum Preview {
-    /// The signed descriptor checked; the decrypted manifest's names and
-    /// note, `None` when the packet is not encrypted to this user's key.
-    Checked(Box<Descriptor>, Option<Contents>),
-    /// The server would not show the descriptor (its refusal): the item is
-    /// listed with the server's fields only, said so. Nothing is claimed.
+    /// The signed descriptor checked: what it says, and the decrypted
+    /// manifest's names and note (`None` when the packet is not encrypted
+    /// to this user's key, or its manifest could not be read: `problem`).
+    Checked {
+        /// From the signed descriptor.
+        signed: Signed,
+        /// From the decrypted manifest.
+        contents: Option<Contents>,
+        /// Why a manifest encrypted to this user could not be read.
+        problem: Option<String>,
+    },
+    /// The server would not show the descriptor, and the signed roster
+    /// agrees it need not (a provider whose acknowledgment is not
+    /// current): listed with the server's fields only, said so.
     Withheld(String),
+}
+
+/// What the inbox shows from a checked descriptor (not the whole of it:
+/// a descriptor may be large).
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// Packet or deliverable.
+    pub kind: Kind,
+    /// Task type.
+    pub task: String,
+    /// Due (Unix seconds).
+    pub due: Option<u64>,
+    /// Sent (Unix seconds).
+    pub created_at: u64,
+    /// Total ciphertext size.
+    pub size: u64,
+}
+
+impl Signed {
+    fn of(d: &Descriptor) -> Self {
+        Self {
+            kind: d.kind,
+            task: d.task.clone(),
+            due: d.due,
+            created_at: d.created_at,
+            size: d.total_size(),
+        }
+    }
 }
 
 fn cache_dir(home: &Home) -> PathBuf {
@@ -128,7 +172,7 @@ struct Checker<'a> {
     home: &'a Home,
     me: &'a str,
     signing: ed25519_dalek::VerifyingKey,
-    rosters: &'a HashMap<String, Roster>,
+    rosters: &'a HashMap<String, Synced>,
     ids: Option<&'a [AgeIdentity]>,
 }
 
@@ -148,9 +192,23 @@ impl Checker<'_> {
                     }))
                     .await
                 {
-                    // Listed but not to be looked at (an acknowledgment
-                    // to renew, say): the listing goes on without it.
-                    Err(f) if f.code == exit::DENIED => return Ok(Preview::Withheld(f.message)),
+                    // Listed but not to be looked at: believed only where
+                    // the signed roster agrees (this user is a provider
+                    // whose acknowledgment is not current); otherwise the
+                    // server is hiding what it lists.
+                    Err(f) if f.code == exit::DENIED => {
+                        return if self.must_renew_ack(&item.matter) {
+                            Ok(Preview::Withheld(f.message))
+                        } else {
+                            Err(refuse(
+                                &item.id,
+                                format!(
+                                    "is listed, but the server refuses its signed descriptor ({})",
+                                    escape(&f.message, false)
+                                ),
+                            ))
+                        };
+                    }
                     r => r?,
                 };
                 let ServerResponse::Packet(info) = resp else {
@@ -161,6 +219,7 @@ impl Checker<'_> {
                     signature: B64.encode(&info.signature),
                     sender_key: B64.encode(info.sender_key),
                     contents: None,
+                    problem: None,
                 }
             }
         };
@@ -191,37 +250,90 @@ impl Checker<'_> {
                 ),
             ));
         }
-        let roster = self.rosters.get(&d.matter).ok_or_else(|| {
-            Fail::other(format!(
-                "internal error: no roster for {}",
-                escape(&d.matter, false)
-            ))
-        })?;
+        let roster = self
+            .rosters
+            .get(&d.matter)
+            .map(|s| &s.roster)
+            .ok_or_else(|| {
+                Fail::other(format!(
+                    "internal error: no roster for {}",
+                    escape(&d.matter, false)
+                ))
+            })?;
         super::packets::verify_descriptor(&d, &info, roster, self.me, &self.signing)?;
+        let signed = Signed::of(&d);
         if !fresh {
-            return Ok(Preview::Checked(Box::new(d), entry.contents));
+            return Ok(Preview::Checked {
+                signed,
+                contents: entry.contents,
+                problem: entry.problem,
+            });
         }
         let mine = self.ids.filter(|ids| {
             d.recipients.iter().any(|r| {
                 r.principal == self.me && ids.iter().any(|i| i.public().recipient() == r.age)
             })
         });
-        let contents = match mine {
+        let (contents, problem) = match mine {
             Some(ids) => {
-                let m = super::packets::fetch_manifest(self.session, &d, ids).await?;
-                Some(Contents {
-                    note: m.note,
-                    files: m.files.into_iter().map(|f| (f.path, f.size)).collect(),
-                })
+                // The bytes must be the ones the descriptor names (else the
+                // server swapped them: the listing is refused); a manifest
+                // that then does not decrypt or parse is its sender's doing
+                // and makes only this item unreadable.
+                let cipher = tokio::time::timeout(
+                    MANIFEST_WAIT,
+                    super::packets::fetch_manifest_cipher(self.session, &d),
+                )
+                .await
+                .map_err(|_| {
+                    Fail::connect(format!(
+                        "the server stopped sending the manifest of {}",
+                        escape(&item.id, false)
+                    ))
+                })??;
+                match super::packets::decrypt_manifest(&cipher, &d, ids) {
+                    Ok((m, _)) => (
+                        Some(Contents {
+                            note: m.note,
+                            files: m.files.into_iter().map(|f| (f.path, f.size)).collect(),
+                        }),
+                        None,
+                    ),
+                    Err(f) => (None, Some(f.message)),
+                }
             }
-            None => None,
+            None => (None, None),
         };
         let entry = Cached {
             contents: contents.clone(),
+            problem: problem.clone(),
             ..entry
         };
         store(self.home, &item.id, &entry)?;
-        Ok(Preview::Checked(Box::new(d), contents))
+        Ok(Preview::Checked {
+            signed,
+            contents,
+            problem,
+        })
+    }
+
+    /// Whether the signed roster has this user as a provider of `matter`
+    /// without a current acknowledgment (so that the server rightly
+    /// withholds the matter's packets until it signs).
+    fn must_renew_ack(&self, matter: &str) -> bool {
+        let Some(s) = self.rosters.get(matter) else {
+            return false;
+        };
+        let provider = s
+            .roster
+            .members
+            .get(self.me)
+            .is_some_and(|m| m.role == matterdrop_common::roles::Role::Provider);
+        provider
+            && !s
+                .acks
+                .iter()
+                .any(|a| a.principal == self.me && s.roster.ack_verifies(a))
     }
 }
 
@@ -245,7 +357,7 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         for i in &items {
             if !rosters.contains_key(&i.matter) {
                 let synced = crate::roster::sync(&ctx.home, &session, &i.matter).await?;
-                rosters.insert(i.matter.clone(), synced.roster);
+                rosters.insert(i.matter.clone(), synced);
             }
         }
         // The age key is needed (perhaps a passphrase asked for) only if
@@ -279,20 +391,29 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
     session.close().await;
     let (items, reviews, previews, rosters) = result?;
     let now = when::now();
-    let title = |m: &str| rosters.get(m).map(|r| r.title.clone());
+    let title = |m: &str| rosters.get(m).map(|s| s.roster.title.clone());
     let v = json!({"items": items.iter().zip(&reviews).zip(&previews).map(|((i, r), p)| {
-        let (task, due, created_at) = shown(i, p);
-        let (contents, withheld) = match p {
-            Preview::Checked(_, c) => (c.as_ref(), None),
-            Preview::Withheld(why) => (None, Some(why)),
+        let (task, due, created_at, size) = shown(i, p);
+        let (kind, contents, problem, withheld) = match p {
+            Preview::Checked { signed, contents, problem } => (
+                match signed.kind {
+                    Kind::Packet => "packet",
+                    Kind::Deliverable => "deliverable",
+                },
+                contents.as_ref(),
+                problem.as_ref(),
+                None,
+            ),
+            Preview::Withheld(why) => (i.kind.as_str(), None, None, Some(why)),
         };
         json!({
-            "id": i.id, "kind": i.kind, "matter": i.matter, "matter_title": title(&i.matter),
+            "id": i.id, "kind": kind, "matter": i.matter, "matter_title": title(&i.matter),
             "sender": i.sender, "task": task,
-            "due": due.map(rfc3339), "size": i.size, "created_at": rfc3339(created_at),
+            "due": due.map(rfc3339), "size": size, "created_at": rfc3339(created_at),
             "pulled": i.pulled, "packet": i.packet, "state": i.state,
             "checked": withheld.is_none(),
             "withheld": withheld,
+            "unreadable": problem,
             "readable": contents.is_some(),
             "note": contents.map(|c| &c.note),
             "files": contents.map(|c| c.files.iter().map(|(path, size)| json!({"path": path, "size": size})).collect::<Vec<_>>()),
@@ -313,20 +434,21 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
     Ok(())
 }
 
-/// The task, due date and sending time shown: a packet's from its signed
-/// descriptor; a deliverable's task and due date are its packet's (the
-/// server's word, as in `sent`); an item withheld has only the server's.
-fn shown<'a>(i: &'a InboxItem, p: &'a Preview) -> (&'a str, Option<u64>, u64) {
+/// The task, due date, sending time and size shown: from the signed
+/// descriptor, except a deliverable's due date, its packet's (the server's
+/// word, as in `sent`); an item withheld has only the server's.
+fn shown<'a>(i: &'a InboxItem, p: &'a Preview) -> (&'a str, Option<u64>, u64, u64) {
     match p {
-        Preview::Checked(d, _) if d.kind == Kind::Packet => (&d.task, d.due, d.created_at),
-        Preview::Checked(d, _) => (&i.task, i.due, d.created_at),
-        Preview::Withheld(_) => (&i.task, i.due, i.created_at),
+        Preview::Checked { signed, .. } if signed.kind == Kind::Packet => {
+            (&signed.task, signed.due, signed.created_at, signed.size)
+        }
+        Preview::Checked { signed, .. } => (&signed.task, i.due, signed.created_at, signed.size),
+        Preview::Withheld(_) => (&i.task, i.due, i.created_at, i.size),
     }
 }
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    when::utc(secs)
 }
 
 /// One item for the terminal: a heading, then what it holds. Every text
@@ -337,7 +459,8 @@ fn describe(
     title: Option<&str>,
     now: u64,
 ) {
-    let (task, due, created_at) = shown(i, p);
+    let (task, due, created_at, size) = shown(i, p);
+    let checked = matches!(p, Preview::Checked { .. });
     let kind = match (&i.packet, &i.state) {
         (Some(packet), Some(st)) => format!(
             "deliverable ({}) for {}",
@@ -351,7 +474,16 @@ fn describe(
         Some(t) => format!("{} \"{}\"", escape(&i.matter, false), escape(t, false)),
         None => escape(&i.matter, false),
     };
-    let _ = writeln!(s, "{}  {kind}  {matter}", escape(&i.id, false));
+    let _ = writeln!(
+        s,
+        "{}  {kind}  {matter}{}",
+        escape(&i.id, false),
+        if checked {
+            ""
+        } else {
+            "  (UNCHECKED: the server's listing)"
+        }
+    );
     let _ = write!(
         s,
         "    from {}  task {}  sent {}",
@@ -359,11 +491,16 @@ fn describe(
         escape(task, false),
         when::local(created_at)
     );
+    // A deliverable's due date is its packet's, as the server says.
+    let whose = match p {
+        Preview::Checked { signed, .. } if signed.kind == Kind::Deliverable => ", server",
+        _ => "",
+    };
     match due {
         Some(due) => {
             let _ = writeln!(
                 s,
-                "  due {} ({})",
+                "  due {} ({}{whose})",
                 when::relative(due, now),
                 when::local(due)
             );
@@ -371,8 +508,10 @@ fn describe(
         None => s.push('\n'),
     }
     match p {
-        Preview::Checked(_, Some(c)) => {
-            let total: u64 = c.files.iter().map(|(_, n)| n).sum();
+        Preview::Checked {
+            contents: Some(c), ..
+        } => {
+            let total = c.files.iter().fold(0u64, |t, (_, n)| t.saturating_add(*n));
             let names: Vec<String> = c
                 .files
                 .iter()
@@ -396,18 +535,28 @@ fn describe(
                 let _ = writeln!(s, "    note: {}", escape(&c.note, false));
             }
         }
-        Preview::Checked(_, None) => {
+        Preview::Checked {
+            problem: Some(why), ..
+        } => {
+            let _ = writeln!(
+                s,
+                "    {} of ciphertext; its manifest cannot be read ({}): tell its sender",
+                human_size(size),
+                escape(why, false)
+            );
+        }
+        Preview::Checked { .. } => {
             let _ = writeln!(
                 s,
                 "    {} of ciphertext, not encrypted to your key (ask its sender to share it)",
-                human_size(i.size)
+                human_size(size)
             );
         }
         Preview::Withheld(why) => {
             let _ = writeln!(
                 s,
-                "    {} (the server's listing, not checked: {})",
-                human_size(i.size),
+                "    {} (not checked; the server withholds it: {})",
+                human_size(size),
                 escape(why, false)
             );
         }
@@ -422,17 +571,17 @@ fn describe(
 /// refuses the whole listing (exit 4), naming the deliverable.
 fn open_reviews(
     items: &[InboxItem],
-    rosters: &HashMap<String, Roster>,
+    rosters: &HashMap<String, Synced>,
     ids: Option<&[AgeIdentity]>,
 ) -> CmdResult<Vec<Option<OpenedReview>>> {
     items
         .iter()
         .map(|i| match (&i.review, rosters.get(&i.matter), ids) {
-            (Some(r), Some(roster), Some(ids)) => Ok(Some(super::review::open_review(
+            (Some(r), Some(synced), Some(ids)) => Ok(Some(super::review::open_review(
                 r,
                 (&i.id, &i.matter),
                 None,
-                roster,
+                &synced.roster,
                 ids,
             )?)),
             _ => Ok(None),

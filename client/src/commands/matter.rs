@@ -32,8 +32,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    crate::when::utc(secs)
 }
 
 /// Reads acknowledgment text, refusing control characters (but newline and

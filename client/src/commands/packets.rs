@@ -50,8 +50,7 @@ fn hex(b: &[u8]) -> String {
 use crate::unix_now as now;
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    crate::when::utc(secs)
 }
 
 fn verify_fail(message: impl Into<String>) -> Fail {
@@ -565,6 +564,7 @@ pub struct SendSpec {
 }
 
 async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
+    crate::hygiene::sweep_and_tell(&ctx.home);
     if spec
         .note
         .as_ref()
@@ -1448,9 +1448,16 @@ async fn open_blob(
 /// instead of sharing the link with them; what arrives of it before it is
 /// read (while this part is decrypted and made durable) is about what the
 /// link carries in that time, not megabytes asked for too early.
+/// On a short path (small connection windows, less than a stream's) the
+/// next part is asked for only once this one has all arrived: however the
+/// server orders its sending, the next part's bytes must not take the
+/// connection's window from this part's.
 #[derive(Debug, Clone, Copy)]
 struct AskAhead {
     rtt: std::time::Duration,
+    /// At most this many bytes ahead: [`Self::CAP`] on a long path, 0 on
+    /// a short one.
+    cap: u64,
 }
 
 impl AskAhead {
@@ -1465,12 +1472,13 @@ impl AskAhead {
     /// Bytes still to arrive when the next part is asked for, after
     /// `received` bytes arrived in `elapsed`.
     fn bytes(self, received: u64, elapsed: std::time::Duration) -> u64 {
+        let floor = Self::FLOOR.min(self.cap);
         let secs = elapsed.as_secs_f64();
         if secs <= 0.0 {
-            return Self::FLOOR;
+            return floor;
         }
         let ahead = received as f64 / secs * self.rtt.as_secs_f64() * 2.0;
-        (ahead as u64).clamp(Self::FLOOR, Self::CAP)
+        (ahead as u64).clamp(floor, self.cap)
     }
 }
 
@@ -1848,7 +1856,14 @@ async fn pull_file(
         // The next part is asked for while this one still has about two
         // round trips' worth to arrive (see `AskAhead`).
         let (near_tx, near_rx) = tokio::sync::oneshot::channel();
-        let ahead = AskAhead { rtt: session.rtt() };
+        let ahead = AskAhead {
+            rtt: session.rtt(),
+            cap: if session.long_path() {
+                AskAhead::CAP
+            } else {
+                0
+            },
+        };
         let receiving = receive_blob(recv, blob, pb, Some((ahead, near_tx)), move |input| {
             out.pair = Some(input.cipher_hash());
             let decrypted = decrypt_stream(input, &mut out, &id);
@@ -1944,17 +1959,21 @@ async fn pull_raw(
 /// Largest manifest ciphertext fetched (into memory).
 const MAX_MANIFEST_BLOB: u64 = 2 * packet::MAX_MANIFEST as u64;
 
-/// Renames, or copies when `src` and `dst` are on different filesystems.
-/// Creates `dir` and its missing parents 0700, and makes `dir` itself
-/// 0700 if it existed (a staging folder for plaintext).
+/// Creates `dir` (a staging folder for plaintext under `HOME/partial`)
+/// and its missing parents 0700, and makes it and its parent this user's
+/// only, whatever modes they had.
 fn private_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    if let Some(parent) = dir.parent() {
+        fs::set_permissions(parent, fs::Permissions::from_mode(0o700))?;
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
+/// Renames, or copies when `src` and `dst` are on different filesystems.
 fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
     if fs::rename(src, dst).is_ok() {
         return Ok(());
@@ -1968,6 +1987,7 @@ fn move_file(src: &Path, dst: &Path) -> io::Result<()> {
 
 /// `mdrop pull`.
 pub async fn pull(ctx: &Ctx, args: &PullArgs) -> CmdResult {
+    crate::hygiene::sweep_and_tell(&ctx.home);
     // A whole, well-formed id before it names a folder.
     let resolved = PullArgs {
         id: resolve_id(ctx, &args.id).await?,
@@ -2222,19 +2242,16 @@ pub(crate) fn decrypt_manifest(
     Ok((manifest, bytes))
 }
 
-/// Fetches and decrypts the manifest of `d` (of packet `d.id`).
-pub(crate) async fn fetch_manifest(
-    session: &Session,
-    d: &Descriptor,
-    ids: &[AgeIdentity],
-) -> CmdResult<Manifest> {
+/// Fetches the manifest ciphertext of `d` (of packet `d.id`), checked
+/// against the descriptor's size and hash.
+pub(crate) async fn fetch_manifest_cipher(session: &Session, d: &Descriptor) -> CmdResult<Vec<u8>> {
     if d.manifest.size > MAX_MANIFEST_BLOB {
         return Err(verify_fail(format!(
             "the manifest blob of {} bytes exceeds the limit of {MAX_MANIFEST_BLOB}",
             d.manifest.size
         )));
     }
-    let cipher = fetch_blob(
+    fetch_blob(
         session,
         &d.id,
         &d.manifest,
@@ -2247,8 +2264,7 @@ pub(crate) async fn fetch_manifest(
             Ok(v)
         },
     )
-    .await?;
-    decrypt_manifest(&cipher, d, ids).map(|(m, _)| m)
+    .await
 }
 
 /// Pulls into `args.out` with `session`, keeping partial data in `partial`.
@@ -2483,16 +2499,21 @@ mod tests {
     #[test]
     fn the_next_part_is_asked_for_two_round_trips_ahead() {
         let ms = std::time::Duration::from_millis;
+        let long = |rtt| AskAhead {
+            rtt,
+            cap: AskAhead::CAP,
+        };
         // 25 MB/s at 60 ms: 1.5 MB a round trip, asked 3 MB ahead.
-        let nearshore = AskAhead { rtt: ms(60) };
-        assert_eq!(nearshore.bytes(25_000_000, ms(1000)), 3_000_000);
+        assert_eq!(long(ms(60)).bytes(25_000_000, ms(1000)), 3_000_000);
         // 50 MB/s at 250 ms would be 25 MB ahead: capped.
-        let longfat = AskAhead { rtt: ms(250) };
-        assert_eq!(longfat.bytes(50_000_000, ms(1000)), AskAhead::CAP);
-        // Loopback, and no time measured yet: the floor.
-        let loopback = AskAhead { rtt: ms(0) };
-        assert_eq!(loopback.bytes(1 << 30, ms(1000)), AskAhead::FLOOR);
-        assert_eq!(longfat.bytes(1 << 20, ms(0)), AskAhead::FLOOR);
+        assert_eq!(long(ms(250)).bytes(50_000_000, ms(1000)), AskAhead::CAP);
+        // A fast, short round trip, and no time measured yet: the floor.
+        assert_eq!(long(ms(0)).bytes(1 << 30, ms(1000)), AskAhead::FLOOR);
+        assert_eq!(long(ms(250)).bytes(1 << 20, ms(0)), AskAhead::FLOOR);
+        // A short path asks only once the part has arrived.
+        let short = AskAhead { rtt: ms(1), cap: 0 };
+        assert_eq!(short.bytes(1 << 30, ms(1000)), 0);
+        assert_eq!(short.bytes(0, ms(0)), 0);
     }
 
     fn sha(data: &[u8]) -> [u8; 32] {

@@ -56,8 +56,7 @@ fn bad(message: impl Into<String>) -> Fail {
 use crate::unix_now as now;
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    crate::when::utc(secs)
 }
 
 /// `mdrop review approve|return`.

@@ -32,8 +32,7 @@ use crate::identity;
 use crate::output::{escape, human_size};
 
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-        .to_string()
+    crate::when::utc(secs)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -90,10 +90,93 @@ pub enum ClientRequest {
     /// [`ClientRequest::PacketGet`], but logged as a look (`peek`), not a
     /// pull, and the packet is not marked pulled.
     PacketPeek(PacketRef),
+    /// 35: the server's organizations, principals or invites (admins).
+    DirectoryList(DirectoryKind),
+    /// 36: revoke an unused invite (admins).
+    InviteRevoke(InviteRevokeRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 35;
+    const KINDS: u32 = 37;
+}
+
+/// What `DirectoryList` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirectoryKind {
+    /// Organizations.
+    Orgs,
+    /// Enrolled principals.
+    Principals,
+    /// Invites, used or not.
+    Invites,
+}
+
+/// An invite to revoke, by its public id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRevokeRequest {
+    /// The invite's id (12 hex digits of its token's hash), or a unique
+    /// prefix of at least 6.
+    pub token_id: String,
+}
+
+/// One organization in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgListing {
+    /// Organization id.
+    pub id: String,
+    /// Firm or provider.
+    pub kind: OrgKind,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// One principal in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalListing {
+    /// Principal id.
+    pub id: String,
+    /// Display name (the principal's own word).
+    pub name: String,
+    /// Organization.
+    pub org: Option<String>,
+    /// Server admin.
+    pub admin: bool,
+    /// Unix seconds of enrollment.
+    pub enrolled_at: u64,
+    /// Unix seconds of key revocation.
+    pub revoked_at: Option<u64>,
+}
+
+/// One invite in a listing (never its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteListing {
+    /// Public id: 12 hex digits of the token's hash.
+    pub token_id: String,
+    /// Organization it enrolls into.
+    pub org: Option<String>,
+    /// The one id it enrolls, if bound.
+    pub for_id: Option<String>,
+    /// Grants server admin.
+    pub admin: bool,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds after which it is refused.
+    pub expires_at: u64,
+    /// Who enrolled with it.
+    pub used_by: Option<String>,
+    /// Unix seconds of revocation.
+    pub revoked_at: Option<u64>,
+}
+
+/// A `DirectoryList` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Directory {
+    /// Organizations, by id.
+    Orgs(Vec<OrgListing>),
+    /// Principals, by id.
+    Principals(Vec<PrincipalListing>),
+    /// Invites, newest first.
+    Invites(Vec<InviteListing>),
 }
 
 /// The caller's new age recipient.
@@ -151,6 +234,8 @@ impl ClientRequest {
             Self::DeliveryConfirm(_) => "delivery-confirm",
             Self::Sent(_) => "sent",
             Self::PacketPeek(_) => "packet-peek",
+            Self::DirectoryList(_) => "directory-list",
+            Self::InviteRevoke(_) => "invite-revoke",
         }
     }
 }
@@ -209,10 +294,14 @@ pub enum ServerResponse {
     DeliveryRecorded(u64),
     /// 24: sent items.
     Sent(Vec<SentItem>),
+    /// 25: organizations, principals or invites.
+    Directory(Directory),
+    /// 26: the invite, now revoked.
+    InviteRevoked(InviteListing),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 25;
+    const KINDS: u32 = 27;
 }
 
 /// One audit-log record with its inclusion proof.
@@ -358,6 +447,9 @@ pub struct InviteCreateRequest {
     pub admin: bool,
     /// Lifetime in seconds; the server caps it.
     pub ttl_secs: Option<u64>,
+    /// The one principal id it may enroll (`--for`); its organization
+    /// must be `org`.
+    pub for_id: Option<String>,
 }
 
 /// A principal as the server sees it.
@@ -406,6 +498,10 @@ pub struct InviteInfo {
     pub admin: bool,
     /// Unix seconds after which it is refused.
     pub expires_at: u64,
+    /// Its public id (for `admin list invites` and `admin invite revoke`).
+    pub token_id: String,
+    /// The one principal id it enrolls, if bound.
+    pub for_id: Option<String>,
 }
 
 /// A refusal or failure.

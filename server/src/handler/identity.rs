@@ -6,8 +6,10 @@ use ed25519_dalek::VerifyingKey;
 use matterdrop_common::agekey::AgeKey;
 use matterdrop_common::ids;
 use matterdrop_common::proto::{
-    EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo, KeyRegistrationsInfo, LoggedRecord,
-    OrgCreateRequest, OrgInfo, PrincipalInfo, PrincipalKeysInfo, PrincipalRef, ServerResponse,
+    Directory, DirectoryKind, EnrollRequest, ErrorCode, InviteCreateRequest, InviteInfo,
+    InviteListing, InviteRevokeRequest, KeyRegistrationsInfo, LoggedRecord, OrgCreateRequest,
+    OrgInfo, OrgListing, PrincipalInfo, PrincipalKeysInfo, PrincipalListing, PrincipalRef,
+    ServerResponse,
 };
 
 use super::gate::Allowed;
@@ -15,7 +17,9 @@ use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
 use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
 use crate::policy::{self, ServerOperation};
-use crate::store::{OrgRecord, PrincipalRecord, Refusal, StoreError};
+use crate::store::{
+    InviteRecord, OrgRecord, PrincipalRecord, Refusal, StoreError, invite_token_id,
+};
 
 const MAX_NAME: usize = 128;
 
@@ -184,10 +188,31 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
         }
         Some(_) | None => {}
     }
+    if let Some(for_id) = &req.for_id {
+        let id_org =
+            ids::validate_principal(for_id).map_err(|e| Failure::bad_request(e.to_string()))?;
+        if req.org.as_deref() != Some(id_org) {
+            return Err(Failure::bad_request(format!(
+                "--for {for_id} names organization {id_org}, but the invite is for {}",
+                req.org.as_deref().unwrap_or("no organization")
+            )));
+        }
+        if state
+            .gate
+            .read()
+            .principal(for_id)?
+            .is_some_and(|p| p.revoked_at.is_none())
+        {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!("{for_id} is already enrolled"),
+            ));
+        }
+    }
     let ttl = req.ttl_secs.map_or(DEFAULT_INVITE_TTL, Duration::from_secs);
     let (token, expires_at) = mint_invite(
         state.gate.write(&allowed),
-        req.org.clone(),
+        (req.org.clone(), req.for_id.clone()),
         req.admin,
         ttl,
         now(),
@@ -198,11 +223,125 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
     })?;
     tracing::info!(org = ?req.org, admin = req.admin, by = %me.record.id, "invite created");
     Ok(ServerResponse::Invite(InviteInfo {
+        token_id: invite_token_id(&invite_hash(&token)),
         token,
         org: req.org,
         admin: req.admin,
         expires_at,
+        for_id: req.for_id,
     }))
+}
+
+fn invite_listing(hash: &[u8; 32], i: InviteRecord) -> InviteListing {
+    InviteListing {
+        token_id: invite_token_id(hash),
+        org: i.org,
+        for_id: i.for_id,
+        admin: i.admin,
+        created_at: i.created_at,
+        expires_at: i.expires_at,
+        used_by: i.used_by,
+        revoked_at: i.revoked_at,
+    }
+}
+
+/// `DirectoryList`: the server's organizations, principals or invites
+/// (admins; logged). Invites show their public id, never their token.
+pub(super) fn directory_list(state: &State, me: &Actor, kind: DirectoryKind) -> Outcome {
+    let what = match kind {
+        DirectoryKind::Orgs => "orgs",
+        DirectoryKind::Principals => "principals",
+        DirectoryKind::Invites => "invites",
+    };
+    authorize_server(state, me, &ServerOperation::ListDirectory, what)?;
+    let read = state.gate.read();
+    let dir = match kind {
+        DirectoryKind::Orgs => Directory::Orgs(
+            read.orgs()?
+                .into_iter()
+                .map(|o| OrgListing {
+                    id: o.id,
+                    kind: o.kind,
+                    created_at: o.created_at,
+                })
+                .collect(),
+        ),
+        DirectoryKind::Principals => Directory::Principals(
+            read.principals()?
+                .into_iter()
+                .map(|p| PrincipalListing {
+                    id: p.id,
+                    name: p.name,
+                    org: p.org,
+                    admin: p.admin,
+                    enrolled_at: p.enrolled_at,
+                    revoked_at: p.revoked_at,
+                })
+                .collect(),
+        ),
+        DirectoryKind::Invites => {
+            let mut all: Vec<InviteListing> = read
+                .invites()?
+                .into_iter()
+                .map(|(h, i)| invite_listing(&h, i))
+                .collect();
+            all.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+            Directory::Invites(all)
+        }
+    };
+    Ok(ServerResponse::Directory(dir))
+}
+
+/// `InviteRevoke`: an unused invite, named by its public id or a unique
+/// prefix of at least 6 hex digits, is refused from now on (admins).
+pub(super) fn invite_revoke(state: &State, me: &Actor, req: &InviteRevokeRequest) -> Outcome {
+    let want = req.token_id.to_ascii_lowercase();
+    if !(6..=12).contains(&want.len()) || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Failure::bad_request(format!(
+            "invalid invite id {:?}: 6 to 12 hex digits, as `mdrop admin list invites` shows them",
+            req.token_id
+        )));
+    }
+    let allowed = authorize_server(state, me, &ServerOperation::RevokeInvite, &want)?;
+    let found: Vec<[u8; 32]> = state
+        .gate
+        .read()
+        .invites()?
+        .into_iter()
+        .map(|(h, _)| h)
+        .filter(|h| invite_token_id(h).starts_with(&want))
+        .collect();
+    let hash = match found.as_slice() {
+        [h] => *h,
+        [] => {
+            return Err(Failure::new(
+                ErrorCode::NotFound,
+                format!("no invite has id {want}"),
+            ));
+        }
+        _ => {
+            return Err(Failure::bad_request(format!(
+                "{want} names {} invites; give all 12 digits",
+                found.len()
+            )));
+        }
+    };
+    let revoked = state
+        .gate
+        .write(&allowed)
+        .revoke_invite(&hash, now())
+        .map_err(|e| match e {
+            // Here a used invite is a conflict with what happened, not a
+            // refused enrollment.
+            StoreError::Refused(r @ Refusal::InviteUsed) => {
+                Failure::new(ErrorCode::Conflict, r.to_string())
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(invite = %invite_token_id(&hash), by = %me.record.id, "invite revoked");
+    Ok(ServerResponse::InviteRevoked(invite_listing(
+        &hash, revoked,
+    )))
 }
 
 pub(super) fn revoke(
@@ -289,7 +428,9 @@ pub(super) fn principal_keys(state: &State, me: &Actor, req: &PrincipalRef) -> O
             ErrorCode::NotFound,
             format!(
                 "no principal {} is enrolled; a server admin can invite them \
-                 (mdrop admin invite --org ORG), then they enroll with their own keys",
+                 (mdrop admin invite --org {} --for {}), then they enroll with their own keys",
+                req.id,
+                req.id.split_once('@').map_or("ORG", |(_, org)| org),
                 req.id
             ),
         )

@@ -211,6 +211,8 @@ impl From<StoreError> for Failure {
                     Refusal::InviteUnknown
                     | Refusal::InviteUsed
                     | Refusal::InviteExpired
+                    | Refusal::InviteRevoked
+                    | Refusal::InviteForAnother { .. }
                     | Refusal::InviteOrgMismatch { .. } => ErrorCode::Denied,
                     _ => ErrorCode::Conflict,
                 };
@@ -327,6 +329,8 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::Sent(r) => packets::sent(state, me, &r),
         ClientRequest::PacketGet(r) => packets::packet_get(state, me, &r),
         ClientRequest::PacketPeek(r) => packets::packet_peek(state, me, &r),
+        ClientRequest::DirectoryList(k) => identity::directory_list(state, me, k),
+        ClientRequest::InviteRevoke(r) => identity::invite_revoke(state, me, &r),
         ClientRequest::DeliverPrepare(r) => review::deliver_prepare(state, me, &r),
         ClientRequest::DeliverableCommit(r) => review::commit(state, me, key, &r),
         ClientRequest::ReviewSubmit(r) => review::review(state, me, key, &r),

@@ -59,6 +59,17 @@ pub struct InviteRecord {
     pub expires_at: u64,
     /// Set once redeemed.
     pub used_by: Option<String>,
+    /// The one principal id it enrolls, if bound to one.
+    pub for_id: Option<String>,
+    /// Unix seconds it was revoked (refused from then on).
+    pub revoked_at: Option<u64>,
+}
+
+/// The public name of an invite: the first 12 hex digits of its token's
+/// hash (what `admin list invites` shows and `admin invite revoke` takes;
+/// the token itself is shown once, when minted).
+pub fn invite_token_id(token_hash: &[u8; 32]) -> String {
+    token_hash[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One version of a matter's acknowledgment text. Version numbers start at 1
@@ -318,6 +329,19 @@ pub enum Refusal {
         /// Organization part of the id.
         id_org: String,
     },
+    /// An admin revoked the invite.
+    #[error("invite was revoked by an admin; ask an admin for a new one")]
+    InviteRevoked,
+    /// The invite enrolls another id.
+    #[error(
+        "invite is for {for_id}, not {id}; enroll as {for_id} or ask an admin for an invite for {id}"
+    )]
+    InviteForAnother {
+        /// The id the invite is bound to.
+        for_id: String,
+        /// Requested id.
+        id: String,
+    },
     /// Principal id exists.
     #[error("principal id {0} is already taken")]
     IdTaken(String),
@@ -364,6 +388,12 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn principal(&self, id: &str) -> Result<Option<PrincipalRecord>, StoreError>;
     /// Looks an organization up.
     fn org(&self, id: &str) -> Result<Option<OrgRecord>, StoreError>;
+    /// Every organization (for `admin list`).
+    fn orgs(&self) -> Result<Vec<OrgRecord>, StoreError>;
+    /// Every principal (for `admin list`).
+    fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError>;
+    /// Every invite with its token's hash (for `admin list`).
+    fn invites(&self) -> Result<Vec<([u8; 32], InviteRecord)>, StoreError>;
     /// Looks a matter up.
     fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError>;
     /// Every matter (for listing).
@@ -394,6 +424,8 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     /// Stores a new invite.
     fn create_invite(&self, token_hash: &[u8; 32], invite: &InviteRecord)
     -> Result<(), StoreError>;
+    /// Revokes an unused invite; returns it as revoked.
+    fn revoke_invite(&self, token_hash: &[u8; 32], now: u64) -> Result<InviteRecord, StoreError>;
     /// Atomically redeems an invite and creates the principal and its key
     /// index: either all of it happens or none.
     fn enroll(

@@ -252,6 +252,36 @@ impl MetaRead for SledStore {
         Self::get(&self.orgs, id.as_bytes())
     }
 
+    fn orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        self.orgs
+            .iter()
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
+        self.principals
+            .iter()
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn invites(&self) -> Result<Vec<([u8; 32], InviteRecord)>, StoreError> {
+        self.invites
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                let hash: [u8; 32] = k
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("invite key is not a hash".into()))?;
+                Ok((hash, dec(&v)?))
+            })
+            .collect()
+    }
+
     fn matter(&self, id: &str) -> Result<Option<MatterRecord>, StoreError> {
         Self::get(&self.matters, id.as_bytes())
     }
@@ -320,6 +350,34 @@ impl MetaWrite for SledStore {
         self.flush()
     }
 
+    fn revoke_invite(&self, token_hash: &[u8; 32], now: u64) -> Result<InviteRecord, StoreError> {
+        let result = self.invites.transaction(|invites| {
+            let abort = |r: Refusal| ConflictableTransactionError::Abort(r);
+            let Some(raw) = invites.get(token_hash)? else {
+                return Err(abort(Refusal::InviteUnknown));
+            };
+            let mut invite: InviteRecord =
+                postcard::from_bytes(&raw).map_err(|_| abort(Refusal::InviteUnknown))?;
+            if invite.used_by.is_some() {
+                return Err(abort(Refusal::InviteUsed));
+            }
+            if invite.revoked_at.is_none() {
+                invite.revoked_at = Some(now);
+                let bytes =
+                    postcard::to_stdvec(&invite).map_err(|_| abort(Refusal::InviteUnknown))?;
+                invites.insert(&token_hash[..], bytes)?;
+            }
+            Ok(invite)
+        });
+        let invite = match result {
+            Ok(i) => i,
+            Err(TransactionError::Abort(r)) => return Err(StoreError::Refused(r)),
+            Err(TransactionError::Storage(e)) => return Err(backend(e)),
+        };
+        self.flush()?;
+        Ok(invite)
+    }
+
     fn enroll(
         &self,
         token_hash: &[u8; 32],
@@ -337,8 +395,17 @@ impl MetaWrite for SledStore {
                 if invite.used_by.is_some() {
                     return Err(abort(Refusal::InviteUsed));
                 }
+                if invite.revoked_at.is_some() {
+                    return Err(abort(Refusal::InviteRevoked));
+                }
                 if now >= invite.expires_at {
                     return Err(abort(Refusal::InviteExpired));
+                }
+                if let Some(for_id) = invite.for_id.as_ref().filter(|f| **f != principal.id) {
+                    return Err(abort(Refusal::InviteForAnother {
+                        for_id: for_id.clone(),
+                        id: principal.id.clone(),
+                    }));
                 }
                 if principal.org != invite.org {
                     return Err(abort(Refusal::InviteOrgMismatch {
@@ -527,6 +594,8 @@ mod tests {
             created_at: 0,
             expires_at,
             used_by: None,
+            for_id: None,
+            revoked_at: None,
         }
     }
 
