@@ -21,13 +21,26 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(14 * 86_400);
 /// The folders of the home that hold one transfer per entry.
 const TRANSFER_DIRS: [&str; 2] = ["spool", "partial"];
 
+/// The least `MDROP_STALE_AFTER` may ask for: a transfer that another
+/// `mdrop` is running right now (connecting, re-hashing what it verified)
+/// must not look abandoned.
+pub const MIN_STALE_AFTER: Duration = Duration::from_secs(3_600);
+
 /// How long untouched transfers are kept: `MDROP_STALE_AFTER` if it is a
-/// duration, else [`DEFAULT_STALE_AFTER`].
+/// duration (at least [`MIN_STALE_AFTER`]), else [`DEFAULT_STALE_AFTER`].
 pub fn stale_after() -> Duration {
     std::env::var("MDROP_STALE_AFTER")
         .ok()
         .and_then(|v| humantime::parse_duration(v.trim()).ok())
-        .unwrap_or(DEFAULT_STALE_AFTER)
+        .map_or(DEFAULT_STALE_AFTER, |d| d.max(MIN_STALE_AFTER))
+}
+
+/// Marks a transfer folder as in use now (a run that resumes it), so that
+/// no other `mdrop`'s sweep takes it for abandoned.
+pub fn touch(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = f.set_modified(SystemTime::now());
+    }
 }
 
 /// The newest modification time of `path` and, for a folder, of anything
@@ -45,11 +58,20 @@ fn last_touched(path: &Path) -> Option<SystemTime> {
     Some(newest)
 }
 
-/// Removes every spool and partial download untouched for `max_age`;
-/// returns the paths removed. Never follows a symlink out of the home.
-pub fn sweep(home: &Home, max_age: Duration) -> Vec<std::path::PathBuf> {
+/// What a sweep did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// Folders (or files) removed.
+    pub removed: Vec<std::path::PathBuf>,
+    /// Those it could not remove (wholly or in part), with why.
+    pub failed: Vec<(std::path::PathBuf, String)>,
+}
+
+/// Removes every spool and partial download untouched for `max_age`.
+/// Entries are not followed through symlinks.
+pub fn sweep(home: &Home, max_age: Duration) -> Swept {
     let now = SystemTime::now();
-    let mut removed = Vec::new();
+    let mut swept = Swept::default();
     for dir in TRANSFER_DIRS {
         let Ok(entries) = fs::read_dir(home.path(dir)) else {
             continue;
@@ -66,18 +88,26 @@ pub fn sweep(home: &Home, max_age: Duration) -> Vec<std::path::PathBuf> {
                 Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
                 _ => fs::remove_file(&path),
             };
-            if gone.is_ok() {
-                removed.push(path);
+            match gone {
+                Ok(()) => swept.removed.push(path),
+                Err(e) => swept.failed.push((path, e.to_string())),
             }
         }
     }
-    removed
+    swept
 }
 
 /// [`sweep`] with [`stale_after`], saying on stderr what it removed.
 pub fn sweep_and_tell(home: &Home) {
     let max_age = stale_after();
-    let removed = sweep(home, max_age);
+    let Swept { removed, failed } = sweep(home, max_age);
+    for (path, why) in &failed {
+        eprintln!(
+            "mdrop: warning: could not remove the abandoned transfer folder {} ({why}); \
+             remove it by hand",
+            path.display()
+        );
+    }
     if !removed.is_empty() {
         eprintln!(
             "mdrop: removed {} abandoned transfer folder{} untouched for over {} \
@@ -121,13 +151,13 @@ mod tests {
         // Nothing outside the transfer folders is looked at.
         let other = make("rosters/m", "r.json", 90 * day);
 
-        let mut removed = sweep(&home, 14 * day);
+        let mut removed = sweep(&home, 14 * day).removed;
         removed.sort();
         assert_eq!(removed, [old_partial.clone(), old_spool.clone()]);
         assert!(!old_spool.exists() && !old_partial.exists());
         assert!(fresh.exists() && touched.exists() && other.exists());
         // A shorter age takes the rest.
-        assert_eq!(sweep(&home, Duration::from_secs(3_600)).len(), 1);
+        assert_eq!(sweep(&home, Duration::from_secs(3_600)).removed.len(), 1);
         assert!(!fresh.exists());
     }
 }

@@ -73,6 +73,12 @@ pub async fn invite(ctx: &Ctx, args: &InviteArgs) -> CmdResult {
         ServerResponse::Invite(i) => i,
         other => return Err(unexpected(&other)),
     };
+    if inv.org != args.org || inv.for_id != args.for_id || inv.admin != args.admin {
+        return Err(Fail::other(
+            "the server minted another invite than was asked for (organization, id or admin); \
+             revoke it with `mdrop admin list invites` and `mdrop admin invite revoke`",
+        ));
+    }
     let expires = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(inv.expires_at),
     )
@@ -90,16 +96,19 @@ pub async fn invite(ctx: &Ctx, args: &InviteArgs) -> CmdResult {
                 "admin": inv.admin, "expires": expires,
                 "server": server.server, "fingerprint": server.fingerprint}),
         || {
+            // The server's words: escaped.
+            let e = |t: &str| escape(t, false);
             format!(
-                "Invite {} for {}{} (single use, expires {}):\n  {}\nThe new user runs:\n  mdrop keygen\n  mdrop enroll {} {pin} --invite {} --id {id} --name \"Full Name\"\nRevoke it with `mdrop admin invite revoke {}`.\n",
-                inv.token_id,
-                inv.org.as_deref().unwrap_or("(no organization, admin)"),
-                inv.for_id.as_deref().map(|f| format!(", only {f}")).unwrap_or_default(),
+                "Invite {} for {}{} (single use, expires {}):\n  {}\nThe new user runs:\n  mdrop keygen\n  mdrop enroll {} {pin} --invite {} --id {} --name \"Full Name\"\nRevoke it with `mdrop admin invite revoke {}`.\n",
+                e(&inv.token_id),
+                e(inv.org.as_deref().unwrap_or("(no organization, admin)")),
+                inv.for_id.as_deref().map(|f| format!(", only {}", e(f))).unwrap_or_default(),
                 when::local(inv.expires_at),
-                inv.token,
+                e(&inv.token),
                 server.server,
-                inv.token,
-                inv.token_id,
+                e(&inv.token),
+                e(&id),
+                e(&inv.token_id),
             )
         },
     );

@@ -280,17 +280,24 @@ impl Checker<'_> {
                 // server swapped them: the listing is refused); a manifest
                 // that then does not decrypt or parse is its sender's doing
                 // and makes only this item unreadable.
-                let cipher = tokio::time::timeout(
+                let fetched = tokio::time::timeout(
                     MANIFEST_WAIT,
                     super::packets::fetch_manifest_cipher(self.session, &d),
                 )
-                .await
-                .map_err(|_| {
-                    Fail::connect(format!(
-                        "the server stopped sending the manifest of {}",
-                        escape(&item.id, false)
-                    ))
-                })??;
+                .await;
+                let Ok(cipher) = fetched else {
+                    // Slow, not wrong: this item only, and not cached, so
+                    // the next listing tries again.
+                    return Ok(Preview::Checked {
+                        signed,
+                        contents: None,
+                        problem: Some(format!(
+                            "its manifest did not arrive within {} s; run inbox again",
+                            MANIFEST_WAIT.as_secs()
+                        )),
+                    });
+                };
+                let cipher = cipher?;
                 match super::packets::decrypt_manifest(&cipher, &d, ids) {
                     Ok((m, _)) => (
                         Some(Contents {
@@ -540,7 +547,7 @@ fn describe(
         } => {
             let _ = writeln!(
                 s,
-                "    {} of ciphertext; its manifest cannot be read ({}): tell its sender",
+                "    {} of ciphertext; its manifest cannot be read: {}",
                 human_size(size),
                 escape(why, false)
             );

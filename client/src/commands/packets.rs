@@ -780,6 +780,7 @@ async fn push_inner(
     let keys = age_keys(ctx, &decided, synced.roster.recovery.as_ref())?;
 
     let dir = ctx.home.path("spool").join(spool_key(server, spec, files)?);
+    crate::hygiene::touch(&dir);
     let state_path = dir.join("spool.json");
     let stored = fs::read(&state_path)
         .ok()
@@ -2329,6 +2330,7 @@ pub async fn pull_inner(
     };
     let ident = keys.age.clone();
     private_dir(partial)?;
+    crate::hygiene::touch(partial);
 
     let pb = bar(d.total_size(), "downloading");
     if d.manifest.size > MAX_MANIFEST_BLOB {

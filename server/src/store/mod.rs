@@ -65,6 +65,37 @@ pub struct InviteRecord {
     pub revoked_at: Option<u64>,
 }
 
+/// An invite as stored before invites could be bound to one id or
+/// revoked (postcard has no field defaults: such a record ends after
+/// `used_by`).
+#[derive(Debug, Clone, Deserialize)]
+struct InviteRecordV1 {
+    org: Option<String>,
+    admin: bool,
+    created_at: u64,
+    expires_at: u64,
+    used_by: Option<String>,
+}
+
+impl InviteRecord {
+    /// Decodes a stored invite, of this format or the one before it.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if let Ok(i) = postcard::from_bytes::<Self>(bytes) {
+            return Some(i);
+        }
+        let v1: InviteRecordV1 = postcard::from_bytes(bytes).ok()?;
+        Some(Self {
+            org: v1.org,
+            admin: v1.admin,
+            created_at: v1.created_at,
+            expires_at: v1.expires_at,
+            used_by: v1.used_by,
+            for_id: None,
+            revoked_at: None,
+        })
+    }
+}
+
 /// The public name of an invite: the first 12 hex digits of its token's
 /// hash (what `admin list invites` shows and `admin invite revoke` takes;
 /// the token itself is shown once, when minted).

@@ -277,7 +277,9 @@ impl MetaRead for SledStore {
                     .as_ref()
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("invite key is not a hash".into()))?;
-                Ok((hash, dec(&v)?))
+                let invite = InviteRecord::decode(&v)
+                    .ok_or_else(|| StoreError::Corrupt("an invite record is unreadable".into()))?;
+                Ok((hash, invite))
             })
             .collect()
     }
@@ -357,7 +359,7 @@ impl MetaWrite for SledStore {
                 return Err(abort(Refusal::InviteUnknown));
             };
             let mut invite: InviteRecord =
-                postcard::from_bytes(&raw).map_err(|_| abort(Refusal::InviteUnknown))?;
+                InviteRecord::decode(&raw).ok_or_else(|| abort(Refusal::InviteUnknown))?;
             if invite.used_by.is_some() {
                 return Err(abort(Refusal::InviteUsed));
             }
@@ -391,7 +393,7 @@ impl MetaWrite for SledStore {
                     return Err(abort(Refusal::InviteUnknown));
                 };
                 let mut invite: InviteRecord =
-                    postcard::from_bytes(&raw).map_err(|_| abort(Refusal::InviteUnknown))?;
+                    InviteRecord::decode(&raw).ok_or_else(|| abort(Refusal::InviteUnknown))?;
                 if invite.used_by.is_some() {
                     return Err(abort(Refusal::InviteUsed));
                 }
@@ -585,6 +587,45 @@ mod tests {
             enrolled_at: 1,
             revoked_at: None,
         }
+    }
+
+    #[test]
+    fn invites_stored_by_the_previous_format_still_enroll() {
+        #[derive(serde::Serialize)]
+        struct V1 {
+            org: Option<String>,
+            admin: bool,
+            created_at: u64,
+            expires_at: u64,
+            used_by: Option<String>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.create_org(&OrgRecord {
+            id: "firm-a".into(),
+            kind: OrgKind::Firm,
+            recovery_recipient: None,
+            created_at: 1,
+        })
+        .unwrap();
+        let old = postcard::to_stdvec(&V1 {
+            org: Some("firm-a".into()),
+            admin: false,
+            created_at: 1,
+            expires_at: 100,
+            used_by: None,
+        })
+        .unwrap();
+        s.invites.insert([7u8; 32], old).unwrap();
+        let listed = s.invites().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].1.for_id, None);
+        s.enroll(&[7; 32], &principal("a@firm-a", Some("firm-a"), 1), 2)
+            .unwrap();
+        assert_eq!(
+            s.invites().unwrap()[0].1.used_by.as_deref(),
+            Some("a@firm-a")
+        );
     }
 
     fn invite(org: Option<&str>, expires_at: u64) -> InviteRecord {
