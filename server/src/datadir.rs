@@ -249,18 +249,36 @@ fn hex8(bytes: &[u8]) -> String {
 /// token's SHA-256 is stored.
 pub fn mint_invite(
     store: &dyn MetaStore,
-    (org, for_id): (Option<String>, Option<String>),
+    bound: (Option<String>, Option<String>),
     admin: bool,
     ttl: Duration,
     now: u64,
 ) -> Result<(String, u64)> {
-    let ttl = ttl.min(MAX_INVITE_TTL);
+    let token = new_invite_token();
+    let expires_at = store_invite(store, &token, bound, admin, ttl, now)?;
+    Ok((token, expires_at))
+}
+
+/// A fresh invite token: 256 random bits.
+pub fn new_invite_token() -> String {
     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(raw.as_mut());
-    let token = format!("mdi1_{}", URL_SAFE_NO_PAD.encode(raw.as_ref()));
+    format!("mdi1_{}", URL_SAFE_NO_PAD.encode(raw.as_ref()))
+}
+
+/// Stores the invite of `token` (only its SHA-256); returns its expiry.
+pub fn store_invite(
+    store: &dyn MetaStore,
+    token: &str,
+    (org, for_id): (Option<String>, Option<String>),
+    admin: bool,
+    ttl: Duration,
+    now: u64,
+) -> Result<u64> {
+    let ttl = ttl.min(MAX_INVITE_TTL);
     let expires_at = now + ttl.as_secs();
     store.create_invite(
-        &invite_hash(&token),
+        &invite_hash(token),
         &InviteRecord {
             org,
             admin,
@@ -271,7 +289,7 @@ pub fn mint_invite(
             revoked_at: None,
         },
     )?;
-    Ok((token, expires_at))
+    Ok(expires_at)
 }
 
 /// The stored form of an invite token.

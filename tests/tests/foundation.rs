@@ -715,4 +715,41 @@ fn invites_bound_to_one_id_listed_and_revoked() {
     // Only admins list or revoke.
     bob.run(&["admin", "list", "principals"]).code(3);
     bob.run(&["admin", "invite", "revoke", &open_id]).code(3);
+
+    // The log names each invite made and revoked by its whole id.
+    let bundle = w.tmp.path().join("all.bundle");
+    w.admin
+        .json(&["audit", "export", "--out", bundle.to_str().unwrap()]);
+    let shown = |action: &str| -> Vec<serde_json::Value> {
+        w.admin.json(&[
+            "audit",
+            "show",
+            bundle.to_str().unwrap(),
+            "--action",
+            action,
+        ])["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let made = shown("invite-create");
+    assert!(
+        made.iter()
+            .any(|e| e["details"]["invite"] == token_id.as_str()
+                && e["details"]["for"] == "bob@lpo-1"),
+        "{made:?}"
+    );
+    let revokes = shown("invite-revoke");
+    assert!(
+        revokes
+            .iter()
+            .any(|e| e["allowed"] == true && e["details"]["invite"] == open_id.as_str()),
+        "{revokes:?}"
+    );
+    assert!(
+        revokes
+            .iter()
+            .any(|e| e["allowed"] == false && e["principal"] == "bob@lpo-1"),
+        "{revokes:?}"
+    );
 }

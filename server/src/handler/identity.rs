@@ -15,7 +15,7 @@ use matterdrop_common::proto::{
 use super::gate::Allowed;
 use super::{Actor, Failure, Outcome, State};
 use crate::audit::Event;
-use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, mint_invite, now};
+use crate::datadir::{DEFAULT_INVITE_TTL, invite_hash, new_invite_token, now, store_invite};
 use crate::policy::{self, ServerOperation};
 use crate::store::{
     InviteRecord, OrgRecord, PrincipalRecord, Refusal, StoreError, invite_token_id,
@@ -129,11 +129,22 @@ pub(super) fn authorize_server(
     op: &ServerOperation<'_>,
     object: &str,
 ) -> Result<Allowed, Failure> {
+    authorize_server_with(state, me, op, object, Vec::new())
+}
+
+/// [`authorize_server`], logging `details` with the decision.
+fn authorize_server_with(
+    state: &State,
+    me: &Actor,
+    op: &ServerOperation<'_>,
+    object: &str,
+    details: Vec<(String, String)>,
+) -> Result<Allowed, Failure> {
     let decision = policy::decide_server(&me.view(), op);
     let denial = decision
         .denial()
         .map(|d| (d.rule.as_str(), d.message.as_str()));
-    let event = Event::server(&me.record.id, op.name(), Some(object), denial, Vec::new());
+    let event = Event::server(&me.record.id, op.name(), Some(object), denial, details);
     state.gate.decide(event, decision)
 }
 
@@ -166,11 +177,23 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
     if let Some(org) = &req.org {
         ids::validate_org(org).map_err(|e| Failure::bad_request(e.to_string()))?;
     }
-    let allowed = authorize_server(
+    // The token exists before the decision, so that the log names the
+    // invite (its public id) that an allowed request then creates.
+    let token = new_invite_token();
+    let token_id = invite_token_id(&invite_hash(&token));
+    let allowed = authorize_server_with(
         state,
         me,
         &ServerOperation::CreateInvite,
         req.org.as_deref().unwrap_or("(admin)"),
+        vec![
+            ("invite".into(), token_id.clone()),
+            (
+                "for".into(),
+                req.for_id.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("admin".into(), req.admin.to_string()),
+        ],
     )?;
     match &req.org {
         Some(org) if state.gate.read().org(org)?.is_none() => {
@@ -210,8 +233,9 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
         }
     }
     let ttl = req.ttl_secs.map_or(DEFAULT_INVITE_TTL, Duration::from_secs);
-    let (token, expires_at) = mint_invite(
+    let expires_at = store_invite(
         state.gate.write(&allowed),
+        &token,
         (req.org.clone(), req.for_id.clone()),
         req.admin,
         ttl,
@@ -223,7 +247,7 @@ pub(super) fn invite_create(state: &State, me: &Actor, req: InviteCreateRequest)
     })?;
     tracing::info!(org = ?req.org, admin = req.admin, by = %me.record.id, "invite created");
     Ok(ServerResponse::Invite(InviteInfo {
-        token_id: invite_token_id(&invite_hash(&token)),
+        token_id,
         token,
         org: req.org,
         admin: req.admin,
@@ -302,7 +326,8 @@ pub(super) fn invite_revoke(state: &State, me: &Actor, req: &InviteRevokeRequest
             req.token_id
         )));
     }
-    let allowed = authorize_server(state, me, &ServerOperation::RevokeInvite, &want)?;
+    // Resolved before the decision so that the log names the whole id; a
+    // caller who may not revoke learns nothing from it (refused first).
     let found: Vec<[u8; 32]> = state
         .gate
         .read()
@@ -311,6 +336,18 @@ pub(super) fn invite_revoke(state: &State, me: &Actor, req: &InviteRevokeRequest
         .map(|(h, _)| h)
         .filter(|h| invite_token_id(h).starts_with(&want))
         .collect();
+    let resolved = match found.as_slice() {
+        [h] => invite_token_id(h),
+        [] => "none".to_owned(),
+        _ => "ambiguous".to_owned(),
+    };
+    let allowed = authorize_server_with(
+        state,
+        me,
+        &ServerOperation::RevokeInvite,
+        &want,
+        vec![("invite".into(), resolved)],
+    )?;
     let hash = match found.as_slice() {
         [h] => *h,
         [] => {
