@@ -1120,6 +1120,13 @@ impl Roster {
             .filter(|m| &m.keys.signing_key == signing_key)
     }
 
+    /// Whether `acks` hold a valid acknowledgment of the current version by
+    /// `principal` ([`Roster::ack_verifies`]).
+    pub fn has_current_ack(&self, principal: &str, acks: &[SignedAck]) -> bool {
+        acks.iter()
+            .any(|a| a.principal == principal && self.ack_verifies(a))
+    }
+
     /// Whether `ack` is a valid acknowledgment of the current version by
     /// `member`, checked with the member's roster key.
     pub fn ack_verifies(&self, ack: &SignedAck) -> bool {
@@ -1216,10 +1223,7 @@ impl Roster {
                 ));
             }
         }
-        if !acks
-            .iter()
-            .any(|a| a.principal == sender && self.ack_verifies(a))
-        {
+        if !self.has_current_ack(sender, acks) {
             return Err(format!(
                 "{sender} has no valid acknowledgment of version {} of matter {}",
                 self.ack_version, self.matter

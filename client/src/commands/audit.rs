@@ -32,10 +32,6 @@ fn load_nonces(home: &Home) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn rfc3339(secs: u64) -> String {
-    crate::when::utc(secs)
-}
-
 fn seen(home: &Home, key: &NoteVerifier) -> CmdResult<Option<(Seen, String)>> {
     let Ok(note) = std::fs::read_to_string(home.path(SEEN_CHECKPOINT)) else {
         return Ok(None);
@@ -265,7 +261,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
         (e, ours)
     });
     let span = match (summary.first_time, summary.last_time) {
-        (Some(a), Some(b)) => format!("{} .. {}", rfc3339(a), rfc3339(b)),
+        (Some(a), Some(b)) => format!("{} .. {}", crate::when::utc(a), crate::when::utc(b)),
         _ => "-".into(),
     };
     let v = json!({
@@ -273,15 +269,15 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
         "matter": summary.matter,
         "entries": summary.entries,
         "tree_size": summary.tree_size,
-        "first": summary.first_time.map(rfc3339),
-        "last": summary.last_time.map(rfc3339),
+        "first": summary.first_time.map(crate::when::utc),
+        "last": summary.last_time.map(crate::when::utc),
         "denials": summary.denials,
         "per_principal": summary.per_principal,
         "per_action": summary.per_action,
         "consistent_with_previous_checkpoint": summary.consistent_with_seen,
         "witnesses": witnessed,
         "export": export.map(|(e, ours)| json!({
-            "index": e.index, "time": rfc3339(e.time), "by": e.by, "by_this_client": ours,
+            "index": e.index, "time": crate::when::utc(e.time), "by": e.by, "by_this_client": ours,
         })),
     });
     save_policy(ctx, policy.as_ref())?;
@@ -304,7 +300,7 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
                 s,
                 "  complete as of the export at entry {} ({} by {}){}",
                 e.index,
-                rfc3339(e.time),
+                crate::when::utc(e.time),
                 escape(&e.by, false),
                 if *ours {
                     ", which this client asked for"
@@ -544,7 +540,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                 .map(|row| {
                     let e = &row.entry;
                     json!({
-                        "index": e.index, "time": rfc3339(e.time), "principal": e.principal,
+                        "index": e.index, "time": crate::when::utc(e.time), "principal": e.principal,
                         "action": e.action, "matter": e.matter, "object": e.object,
                         "allowed": e.allowed, "rule": e.rule, "reason": e.reason,
                         "prev_in_matter": e.prev_in_matter,
@@ -552,7 +548,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                             .collect::<serde_json::Map<_, _>>(),
                         "parts": row.transfer().then_some(row.parts),
                         "bytes": row.transfer().then_some(row.bytes),
-                        "last_time": row.transfer().then(|| rfc3339(row.last_time)),
+                        "last_time": row.transfer().then(|| crate::when::utc(row.last_time)),
                         "completed": row.completed,
                         "inbox_look": row.looked,
                     })
@@ -572,7 +568,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                 let e = &row.entry;
                 let fields = [
                     e.index.to_string(),
-                    rfc3339(e.time),
+                    crate::when::utc(e.time),
                     csv(&e.principal),
                     csv(&e.action),
                     csv(e.matter.as_deref().unwrap_or("")),
@@ -626,7 +622,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                     text,
                     "{:>7}  {:<20} {:<24} {:<16} {:<14} {:<8} {}",
                     e.index,
-                    rfc3339(e.time),
+                    crate::when::utc(e.time),
                     escape(&e.principal, false),
                     escape(&e.action, false),
                     escape(e.matter.as_deref().unwrap_or("-"), false),

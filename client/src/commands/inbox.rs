@@ -179,8 +179,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// Checks one item: its descriptor (cached or peeked) against the
     /// roster; its manifest decrypted if it is new and readable.
-    async fn preview(&self, item: &InboxItem) -> CmdResult<Preview> {
-        let cached = load(self.home, &item.id);
+    async fn preview(&self, item: &InboxItem, cached: Option<Cached>) -> CmdResult<Preview> {
         let fresh = cached.is_none();
         let entry = match cached {
             Some(c) => c,
@@ -336,11 +335,7 @@ impl Checker<'_> {
             .members
             .get(self.me)
             .is_some_and(|m| m.role == matterdrop_common::roles::Role::Provider);
-        provider
-            && !s
-                .acks
-                .iter()
-                .any(|a| a.principal == self.me && s.roster.ack_verifies(a))
+        provider && !s.roster.has_current_ack(self.me, &s.acks)
     }
 }
 
@@ -369,9 +364,11 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         }
         // The age key is needed (perhaps a passphrase asked for) only if
         // something is new or a review must be decrypted.
+        let cached: Vec<Option<Cached>> = items.iter().map(|i| load(&ctx.home, &i.id)).collect();
         let needs_key = items
             .iter()
-            .any(|i| i.review.is_some() || load(&ctx.home, &i.id).is_none());
+            .zip(&cached)
+            .any(|(i, c)| i.review.is_some() || c.is_none());
         let ids = if needs_key {
             Some(identity::age_identities(&ctx.home)?)
         } else {
@@ -386,8 +383,8 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
             rosters: &rosters,
             ids: ids.as_deref(),
         };
-        let previews: Vec<CmdResult<Preview>> = stream::iter(&items)
-            .map(|i| checker.preview(i))
+        let previews: Vec<CmdResult<Preview>> = stream::iter(items.iter().zip(cached))
+            .map(|(i, c)| checker.preview(i, c))
             .buffered(CONCURRENT)
             .collect()
             .await;
@@ -416,7 +413,7 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         json!({
             "id": i.id, "kind": kind, "matter": i.matter, "matter_title": title(&i.matter),
             "sender": i.sender, "task": task,
-            "due": due.map(rfc3339), "size": size, "created_at": rfc3339(created_at),
+            "due": due.map(when::utc), "size": size, "created_at": when::utc(created_at),
             "pulled": i.pulled, "packet": i.packet, "state": i.state,
             "checked": withheld.is_none(),
             "withheld": withheld,
@@ -452,10 +449,6 @@ fn shown<'a>(i: &'a InboxItem, p: &'a Preview) -> (&'a str, Option<u64>, u64, u6
         Preview::Checked { signed, .. } => (&signed.task, i.due, signed.created_at, signed.size),
         Preview::Withheld(_) => (&i.task, i.due, i.created_at, i.size),
     }
-}
-
-fn rfc3339(secs: u64) -> String {
-    when::utc(secs)
 }
 
 /// One item for the terminal: a heading, then what it holds. Every text

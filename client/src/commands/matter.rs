@@ -31,10 +31,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn rfc3339(secs: u64) -> String {
-    crate::when::utc(secs)
-}
-
 /// Reads acknowledgment text, refusing control characters (but newline and
 /// tab) and bidirectional formatting characters: a provider must sign what
 /// it sees, and those can hide or reorder a sentence on a terminal.
@@ -78,9 +74,7 @@ fn rule(e: &RosterError) -> Fail {
 }
 
 fn member_json(roster: &Roster, acks: &[SignedAck], id: &str, m: &Member) -> serde_json::Value {
-    let acked = acks
-        .iter()
-        .any(|a| a.principal == id && roster.ack_verifies(a));
+    let acked = roster.has_current_ack(id, acks);
     json!({
         "principal": id,
         "role": m.role.as_str(),
@@ -118,7 +112,7 @@ fn roster_json(synced: &Synced) -> serde_json::Value {
             .collect::<Vec<_>>(),
         "acknowledgments": synced.acks.iter().map(|a| json!({
             "principal": a.principal, "version": a.version,
-            "text_sha256": hex(&a.text_sha256), "signed_at": rfc3339(a.signed_at),
+            "text_sha256": hex(&a.text_sha256), "signed_at": crate::when::utc(a.signed_at),
             "verified": r.ack_verifies(a),
         })).collect::<Vec<_>>(),
     })
@@ -179,11 +173,7 @@ fn roster_text(synced: &Synced) -> String {
     );
     for (id, m) in &r.members {
         let ack = if m.role == Role::Provider {
-            if synced
-                .acks
-                .iter()
-                .any(|a| &a.principal == id && r.ack_verifies(a))
-            {
+            if r.has_current_ack(id, &synced.acks) {
                 format!("acknowledged v{}", r.ack_version)
             } else {
                 "NOT acknowledged".to_owned()
@@ -867,7 +857,7 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
     let a = result?;
     ctx.out.emit(
         &json!({"matter": a.matter, "principal": a.principal, "version": a.version,
-                "text_sha256": hex(&a.text_sha256), "signed_at": rfc3339(a.signed_at)}),
+                "text_sha256": hex(&a.text_sha256), "signed_at": crate::when::utc(a.signed_at)}),
         || {
             format!(
                 "Signed acknowledgment v{} of matter {} as {}.\n",

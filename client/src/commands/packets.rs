@@ -49,10 +49,6 @@ fn hex(b: &[u8]) -> String {
 
 use crate::unix_now as now;
 
-fn rfc3339(secs: u64) -> String {
-    crate::when::utc(secs)
-}
-
 fn verify_fail(message: impl Into<String>) -> Fail {
     Fail::new(exit::VERIFY, message)
 }
@@ -610,7 +606,7 @@ async fn send(ctx: &Ctx, spec: &SendSpec) -> CmdResult {
         .as_deref()
         .is_some_and(|r| !r.starts_with("age1pq1"));
     ctx.out.emit(
-        &json!({"id": d.id, "matter": d.matter, "task": d.task, "due": d.due.map(rfc3339),
+        &json!({"id": d.id, "matter": d.matter, "task": d.task, "due": d.due.map(crate::when::utc),
                 "files": files.len(), "size": d.total_size(), "recipients": recipients,
                 "recovery": d.recovery.is_some(), "resumed_bytes": resumed,
                 "post_quantum": classic.is_empty() && !classic_recovery,
@@ -652,9 +648,7 @@ fn left_out(
         .iter()
         .filter(|(id, _)| !d.recipients.iter().any(|r| &r.principal == *id))
         .map(|(id, m)| {
-            let acked = acks
-                .iter()
-                .any(|a| a.principal == *id && roster.ack_verifies(a));
+            let acked = roster.has_current_ack(id, acks);
             let why = match (m.role, d.kind) {
                 (Role::Auditor, _) => {
                     "an auditor (auditors read the audit log, never files)".to_owned()

@@ -55,10 +55,6 @@ fn bad(message: impl Into<String>) -> Fail {
 
 use crate::unix_now as now;
 
-fn rfc3339(secs: u64) -> String {
-    crate::when::utc(secs)
-}
-
 /// `mdrop review approve|return`.
 pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResult {
     let note = args.note.clone().unwrap_or_default();
@@ -328,7 +324,7 @@ impl OpenedReview {
     /// For `--json`.
     pub fn json(&self) -> serde_json::Value {
         json!({"reviewer": self.reviewer, "decision": self.decision.as_str(),
-               "time": rfc3339(self.time), "note": self.note})
+               "time": crate::when::utc(self.time), "note": self.note})
     }
 
     /// One or more lines for a terminal; the note is escaped.
@@ -340,7 +336,7 @@ impl OpenedReview {
                 Decision::Return => "Returned",
             },
             escape(&self.reviewer, false),
-            rfc3339(self.time)
+            crate::when::utc(self.time)
         );
         if self.note.trim().is_empty() {
             t.push('\n');
@@ -790,7 +786,7 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
     let s = &v.statement;
     ctx.out.emit(
         &json!({"ok": true, "deliverable": s.deliverable, "packet": s.packet, "matter": s.matter,
-                "decision": s.decision.as_str(), "reviewer": s.reviewer, "time": rfc3339(s.time),
+                "decision": s.decision.as_str(), "reviewer": s.reviewer, "time": crate::when::utc(s.time),
                 "log_index": file.log.index, "files_checked": v.files_checked,
                 "roster_anchored": anchored, "witnesses": witnessed,
                 "roster_creator": v.creator.0}),
@@ -816,7 +812,7 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
                     },
                     s.deliverable,
                     s.matter,
-                    rfc3339(s.time),
+                    crate::when::utc(s.time),
                     file.log.index,
                     if v.files_checked > 0 {
                         format!(

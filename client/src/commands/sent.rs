@@ -31,10 +31,6 @@ use crate::error::{CmdResult, Fail, exit};
 use crate::identity;
 use crate::output::{escape, human_size};
 
-fn rfc3339(secs: u64) -> String {
-    crate::when::utc(secs)
-}
-
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     matterdrop_common::receipt::sha256(bytes)
 }
@@ -80,15 +76,15 @@ impl Checked {
             "matter": d.matter,
             "task": d.task,
             "packet": d.packet,
-            "sent_at": rfc3339(d.created_at),
-            "due": self.due.map(rfc3339),
+            "sent_at": crate::when::utc(d.created_at),
+            "due": self.due.map(crate::when::utc),
             "size": self.size,
             "state": self.state,
             "recipients": self.recipients.iter().map(|r| json!({
                 "principal": r.principal,
                 "delivered": r.delivered_at.is_some(),
-                "delivered_at": r.delivered_at.map(rfc3339),
-                "pulled_at": r.pulled_at.map(rfc3339),
+                "delivered_at": r.delivered_at.map(crate::when::utc),
+                "pulled_at": r.pulled_at.map(crate::when::utc),
             })).collect::<Vec<_>>(),
             "review": self.review.as_ref().map(OpenedReview::json),
             "answers": self.answers.iter().map(|(id, st)| json!({"id": id, "state": st})).collect::<Vec<_>>(),
@@ -113,11 +109,11 @@ impl Checked {
             escape(&d.id, false),
             escape(&d.matter, false),
             escape(&d.task, false),
-            rfc3339(d.created_at),
+            crate::when::utc(d.created_at),
             human_size(self.size),
         );
         if let Some(due) = self.due {
-            let _ = write!(out, "  due {}", rfc3339(due));
+            let _ = write!(out, "  due {}", crate::when::utc(due));
         }
         if let Some(st) = &self.state {
             let _ = write!(out, "  {} (server)", escape(st, false));
@@ -125,10 +121,10 @@ impl Checked {
         out.push('\n');
         for r in &self.recipients {
             let state = match (r.delivered_at, r.pulled_at) {
-                (Some(t), _) => format!("received and verified {} (signed)", rfc3339(t)),
+                (Some(t), _) => format!("received and verified {} (signed)", crate::when::utc(t)),
                 (None, Some(t)) => format!(
                     "download started {} (server), no signed confirmation",
-                    rfc3339(t)
+                    crate::when::utc(t)
                 ),
                 (None, None) => "not downloaded (server)".to_owned(),
             };

@@ -339,6 +339,23 @@ impl MetaRead for SledStore {
     }
 }
 
+/// The invite stored under `token_hash`, inside a transaction: refused as
+/// unknown when there is none (or it cannot be read), as used when it was.
+fn unused_invite(
+    invites: &sled::transaction::TransactionalTree,
+    token_hash: &[u8; 32],
+) -> Result<InviteRecord, ConflictableTransactionError<Refusal>> {
+    let abort = ConflictableTransactionError::Abort;
+    let raw = invites
+        .get(token_hash)?
+        .ok_or(abort(Refusal::InviteUnknown))?;
+    let invite = InviteRecord::decode(&raw).ok_or(abort(Refusal::InviteUnknown))?;
+    if invite.used_by.is_some() {
+        return Err(abort(Refusal::InviteUsed));
+    }
+    Ok(invite)
+}
+
 impl MetaWrite for SledStore {
     fn create_invite(
         &self,
@@ -355,14 +372,7 @@ impl MetaWrite for SledStore {
     fn revoke_invite(&self, token_hash: &[u8; 32], now: u64) -> Result<InviteRecord, StoreError> {
         let result = self.invites.transaction(|invites| {
             let abort = |r: Refusal| ConflictableTransactionError::Abort(r);
-            let Some(raw) = invites.get(token_hash)? else {
-                return Err(abort(Refusal::InviteUnknown));
-            };
-            let mut invite: InviteRecord =
-                InviteRecord::decode(&raw).ok_or_else(|| abort(Refusal::InviteUnknown))?;
-            if invite.used_by.is_some() {
-                return Err(abort(Refusal::InviteUsed));
-            }
+            let mut invite = unused_invite(invites, token_hash)?;
             if invite.revoked_at.is_none() {
                 invite.revoked_at = Some(now);
                 let bytes =
@@ -389,14 +399,7 @@ impl MetaWrite for SledStore {
         let result = (&self.invites, &self.principals, &self.keys).transaction(
             |(invites, principals, keys)| {
                 let abort = |r: Refusal| ConflictableTransactionError::Abort(r);
-                let Some(raw) = invites.get(token_hash)? else {
-                    return Err(abort(Refusal::InviteUnknown));
-                };
-                let mut invite: InviteRecord =
-                    InviteRecord::decode(&raw).ok_or_else(|| abort(Refusal::InviteUnknown))?;
-                if invite.used_by.is_some() {
-                    return Err(abort(Refusal::InviteUsed));
-                }
+                let mut invite = unused_invite(invites, token_hash)?;
                 if invite.revoked_at.is_some() {
                     return Err(abort(Refusal::InviteRevoked));
                 }
