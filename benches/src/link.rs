@@ -12,7 +12,10 @@
 //! - **random loss**: each packet is dropped with probability `loss` before
 //!   it reaches the queue (both directions, so acknowledgments are lost too);
 //! - a **cut** ([`Link::cut_for`]): every packet both ways is dropped until
-//!   it ends, as when a connection's path dies for a while.
+//!   it ends, as when a connection's path dies for a while;
+//! - a **burst of holes** ([`Link::holes_for`]): every other packet both
+//!   ways is dropped until it ends, so that each packet that gets through
+//!   arrives after a hole (the most gaps a loss burst can leave).
 //!
 //! One thread per direction; nothing is sent from the relay before its due
 //! time, so the relay only adds its scheduling jitter (tens of
@@ -140,6 +143,7 @@ struct Shared {
     /// Where the relay forwards (changed by [`Link::repoint`]).
     server: Mutex<SocketAddr>,
     cut_until: Mutex<Option<Instant>>,
+    holes_until: Mutex<Option<Instant>>,
     /// The client's address, learnt from its first datagram.
     client: Mutex<Option<SocketAddr>>,
     up: DirStats,
@@ -147,12 +151,28 @@ struct Shared {
 }
 
 impl Shared {
-    fn cut(&self, now: Instant) -> bool {
-        self.cut_until
-            .lock()
-            .map(|c| c.is_some_and(|until| now < until))
-            .unwrap_or(false)
+    fn cut(&self, now: Instant) -> Cut {
+        let until = |m: &Mutex<Option<Instant>>| {
+            m.lock()
+                .map(|c| c.is_some_and(|until| now < until))
+                .unwrap_or(false)
+        };
+        if until(&self.cut_until) {
+            Cut::All
+        } else if until(&self.holes_until) {
+            Cut::EveryOther
+        } else {
+            Cut::No
+        }
     }
+}
+
+/// What a cut drops of a packet arriving now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    No,
+    All,
+    EveryOther,
 }
 
 /// A running relay; stops when dropped.
@@ -208,6 +228,7 @@ impl Link {
             stop: AtomicBool::new(false),
             server: Mutex::new(server),
             cut_until: Mutex::new(None),
+            holes_until: Mutex::new(None),
             client: Mutex::new(None),
             up: DirStats::default(),
             down: DirStats::default(),
@@ -251,6 +272,14 @@ impl Link {
         }
     }
 
+    /// Drops every other packet both ways for `d` from now (counted as
+    /// cut drops).
+    pub fn holes_for(&self, d: Duration) {
+        if let Ok(mut c) = self.shared.holes_until.lock() {
+            *c = Some(Instant::now() + d);
+        }
+    }
+
     /// Forwards to `server` from now on (a server restarted on another
     /// port); the client keeps its address.
     pub fn repoint(&self, server: SocketAddr) {
@@ -286,6 +315,8 @@ struct Pipe {
     /// Packets in the queue or in flight, in departure order, with the
     /// flow each belongs to (always 0 on a [`Link`]).
     flight: VecDeque<(Instant, Vec<u8>, usize)>,
+    /// Alternates during a burst of holes.
+    odd: bool,
 }
 
 impl Pipe {
@@ -297,6 +328,7 @@ impl Pipe {
             rng: seed | 1,
             free_at: Instant::now(),
             flight: VecDeque::new(),
+            odd: false,
         }
     }
 
@@ -309,8 +341,16 @@ impl Pipe {
     }
 
     /// Admits one packet arriving `now`, or counts why not.
-    fn admit(&mut self, now: Instant, packet: &[u8], stats: &DirStats, cut: bool, flow: usize) {
-        if cut {
+    fn admit(&mut self, now: Instant, packet: &[u8], stats: &DirStats, cut: Cut, flow: usize) {
+        let drop = match cut {
+            Cut::No => false,
+            Cut::All => true,
+            Cut::EveryOther => {
+                self.odd = !self.odd;
+                self.odd
+            }
+        };
+        if drop {
             stats.cut_drops.fetch_add(1, Relaxed);
             return;
         }
@@ -547,7 +587,7 @@ impl MultiShared {
                 continue;
             }
             if let Ok(mut pipe) = dir.pipe.lock() {
-                pipe.admit(Instant::now(), &buf[..n], &dir.stats, false, flow);
+                pipe.admit(Instant::now(), &buf[..n], &dir.stats, Cut::No, flow);
             }
             dir.wake.notify_one();
         }
@@ -711,6 +751,14 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(link.counts().0.cut_drops, 10);
+        // A burst of holes drops every other packet.
+        std::thread::sleep(Duration::from_millis(200));
+        link.holes_for(Duration::from_millis(200));
+        for _ in 0..10 {
+            c.send_to(b"y", link.addr()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(link.counts().0.cut_drops, 15);
         stop.store(true, Relaxed);
         t.join().unwrap();
     }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use matterdrop_common::congestion::{PathMemory, ResumeSlot};
 use matterdrop_common::keys::normalize_fingerprint;
-use matterdrop_common::net::{FrameError, read_frame, write_frame};
+use matterdrop_common::net::{
+    FrameError, HoldLimit, Reassembler, read_frame, read_frame_counted, write_frame,
+};
 use matterdrop_common::proto::{ClientRequest, ServerResponse};
 use matterdrop_common::tls::{self, ServerPin};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,8 @@ pub struct Session {
     sending: Arc<tls::SendWindow>,
     /// The connection receive window `fit_windows` chose.
     recv_window: u64,
+    /// What downloads may hold out of order, together (the receive window).
+    hold: Arc<HoldLimit>,
     /// Where the congestion controller takes a remembered path from.
     resume: ResumeSlot,
     /// Where [`Session::close`] records what this connection measured of
@@ -125,12 +129,14 @@ impl Session {
         };
         let (recv_window, send_cap) = tls::fit_windows(&conn);
         let sending = tls::SendWindow::new(&conn, send_cap);
+        let hold = HoldLimit::for_connection(&conn, recv_window);
         Ok(Self {
             endpoint,
             conn,
             server: server.to_owned(),
             sending,
             recv_window,
+            hold,
             resume,
             remember: None,
         })
@@ -172,6 +178,26 @@ impl Session {
         &self,
         req: &ClientRequest,
     ) -> CmdResult<(ServerResponse, quinn::RecvStream)> {
+        self.request_body(req)
+            .await
+            .map(|(resp, recv, _)| (resp, recv))
+    }
+
+    /// [`Session::request_stream`] for a download: the rest of the stream
+    /// comes with a [`Reassembler`] that reads it out of order.
+    pub async fn request_download(
+        &self,
+        req: &ClientRequest,
+    ) -> CmdResult<(ServerResponse, quinn::RecvStream, Reassembler)> {
+        self.request_body(req)
+            .await
+            .map(|(resp, recv, at)| (resp, recv, Reassembler::new(at, self.hold.clone())))
+    }
+
+    async fn request_body(
+        &self,
+        req: &ClientRequest,
+    ) -> CmdResult<(ServerResponse, quinn::RecvStream, u64)> {
         let (mut send, mut recv) = self
             .conn
             .open_bi()
@@ -181,17 +207,20 @@ impl Session {
             .await
             .map_err(|e| self.connection_failure("cannot send the request", e))?;
         let _ = send.finish();
-        let resp = tokio::time::timeout(RESPONSE_TIMEOUT, read_frame::<ServerResponse>(&mut recv))
-            .await
-            .map_err(|_| {
-                Fail::lost(format!(
-                    "no answer from {} within {RESPONSE_TIMEOUT:?}",
-                    self.server
-                ))
-            })?;
+        let resp = tokio::time::timeout(
+            RESPONSE_TIMEOUT,
+            read_frame_counted::<ServerResponse>(&mut recv),
+        )
+        .await
+        .map_err(|_| {
+            Fail::lost(format!(
+                "no answer from {} within {RESPONSE_TIMEOUT:?}",
+                self.server
+            ))
+        })?;
         match resp {
-            Ok(ServerResponse::Error(e)) => Err(Fail::from_server(e)),
-            Ok(other) => Ok((other, recv)),
+            Ok((ServerResponse::Error(e), _)) => Err(Fail::from_server(e)),
+            Ok((other, at)) => Ok((other, recv, at)),
             Err(FrameError::Proto(p)) => Err(Fail::other(format!(
                 "unreadable answer from the server: {p}"
             ))),

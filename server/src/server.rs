@@ -10,7 +10,9 @@ use anyhow::{Context as _, Result};
 use ed25519_dalek::VerifyingKey;
 use matterdrop_common::congestion::ResumeSlot;
 use matterdrop_common::keys::ed25519_fingerprint;
-use matterdrop_common::net::{BatchError, FrameError, read_batch, read_frame, write_frame};
+use matterdrop_common::net::{
+    BatchError, FrameError, HoldLimit, Reassembler, read_frame_counted, write_frame,
+};
 use matterdrop_common::proto::{ALPN, ClientRequest, ErrorCode, ProtoError, ServerResponse};
 use matterdrop_common::tls;
 use tokio::sync::Semaphore;
@@ -171,20 +173,22 @@ impl Drop for WindowGrant<'_> {
 /// Sizes `conn`'s windows to its path ([`tls::fit_windows`]) and then to
 /// its grant of `budget`: both windows shrink by the same factor when the
 /// grant is less than they want.
-/// Returns the grant and the send window's ceiling, which the
-/// connection's [`tls::SendWindow`] then follows up to.
+/// Returns the grant, the send window's ceiling, which the connection's
+/// [`tls::SendWindow`] then follows up to, and the receive window.
 fn apply_windows<'a>(
     conn: &quinn::Connection,
     budget: &'a WindowBudget,
-) -> (WindowGrant<'a>, Arc<tls::SendWindow>) {
+) -> (WindowGrant<'a>, Arc<tls::SendWindow>, u64) {
     let (recv, send) = tls::fit_windows(conn);
     let want = recv + send;
     let grant = budget.grant(want);
     let mut send_cap = send;
+    let mut recv_window = recv;
     if grant.bytes < want {
         // Each window keeps room for a whole frame.
         let scale = |w: u64| (w * grant.bytes / want).max(u64::from(tls::SERVER_INITIAL_WINDOW));
-        conn.set_receive_window(quinn::VarInt::from_u64(scale(recv)).unwrap_or(quinn::VarInt::MAX));
+        recv_window = scale(recv);
+        conn.set_receive_window(quinn::VarInt::from_u64(recv_window).unwrap_or(quinn::VarInt::MAX));
         send_cap = scale(send);
         debug!(
             granted = grant.bytes,
@@ -192,7 +196,7 @@ fn apply_windows<'a>(
             "window budget short: smaller windows"
         );
     }
-    (grant, tls::SendWindow::new(conn, send_cap))
+    (grant, tls::SendWindow::new(conn, send_cap), recv_window)
 }
 
 /// The connection pools.
@@ -589,6 +593,14 @@ async fn serve_connection(
         conn.close(2u32.into(), b"too many connections for this key");
         return;
     };
+    // What this connection's uploads hold out of order comes out of its
+    // receive window (see `HoldLimit`).
+    let hold = HoldLimit::for_connection(
+        &conn,
+        windows
+            .as_ref()
+            .map_or(u64::from(UNENROLLED_WINDOW), |(_, _, r)| *r),
+    );
     debug!(enrolled, "connected");
     if enrolled {
         if let Some(m) = shared.paths.get(key.as_bytes(), remote) {
@@ -615,9 +627,10 @@ async fn serve_connection(
             Ok((send, recv)) => {
                 let state = state.clone();
                 let span = info_span!("stream", id = %send.id());
-                let sending = windows.as_ref().map(|(_, w)| w.clone());
+                let sending = windows.as_ref().map(|(_, w, _)| w.clone());
                 tracker.spawn(
-                    serve_stream(state, key, remote, (send, recv), sending).instrument(span),
+                    serve_stream(state, key, remote, (send, recv), sending, hold.clone())
+                        .instrument(span),
                 );
             }
             Err(e) => {
@@ -641,15 +654,21 @@ async fn serve_stream(
     remote: IpAddr,
     (mut send, mut recv): (quinn::SendStream, quinn::RecvStream),
     sending: Option<Arc<tls::SendWindow>>,
+    hold: Arc<HoldLimit>,
 ) {
-    let request =
-        tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<ClientRequest>(&mut recv)).await;
+    let request = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        read_frame_counted::<ClientRequest>(&mut recv),
+    )
+    .await;
+    let mut body_at = 0;
     let reply: Reply = match request {
         Err(_) => {
             ServerResponse::error(ErrorCode::BadRequest, "request not received in time").into()
         }
         Ok(Err(e)) => frame_error_response(&e).into(),
-        Ok(Ok(req)) => {
+        Ok(Ok((req, at))) => {
+            body_at = at;
             let name = req.name();
             let started = std::time::Instant::now();
             let enroll = matches!(req, ClientRequest::Enroll(_));
@@ -698,7 +717,10 @@ async fn serve_stream(
     let (frame, body) = match reply {
         Reply::Frame(f) => (f, None),
         Reply::Download(f, b) => (f, Some(b)),
-        Reply::Upload(sink) => (receive_body(&mut recv, sink).await, None),
+        Reply::Upload(sink) => {
+            let reader = Reassembler::new(body_at, hold);
+            (receive_body(&mut recv, reader, sink).await, None)
+        }
     };
     if matches!(frame, ServerResponse::Error(_)) {
         // Do not read whatever else the client sends on a refused stream.
@@ -808,13 +830,17 @@ const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Feeds the bytes that follow the request frame to `sink` on a blocking
 /// thread, through a small bounded queue, and returns its answer.
-async fn receive_body(recv: &mut quinn::RecvStream, sink: Sink) -> ServerResponse {
+async fn receive_body(
+    recv: &mut quinn::RecvStream,
+    mut reader: Reassembler,
+    sink: Sink,
+) -> ServerResponse {
     let _transfer = Transfer::start();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let consumer = tokio::task::spawn_blocking(move || sink(rx));
     let mut received = 0u64;
     loop {
-        let batch = match read_batch(recv, CHUNK, Some(CHUNK_TIMEOUT)).await {
+        let batch = match reader.read_batch(recv, CHUNK, Some(CHUNK_TIMEOUT)).await {
             Ok(Some(batch)) => Ok(batch),
             Ok(None) => break,
             Err(BatchError::Stalled(_)) => Err("upload stalled".to_owned()),

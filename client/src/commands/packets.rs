@@ -19,7 +19,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use matterdrop_common::net::read_batch;
+use matterdrop_common::net::Reassembler;
 use matterdrop_common::packet::{
     self, BlobRef, Descriptor, Kind, Manifest, ManifestFile, Recipient,
 };
@@ -1412,13 +1412,9 @@ async fn fetch_blob<T: Send + 'static>(
 /// Asks the server for blob `blob` of `packet`; returns the stream its
 /// bytes arrive on (they start flowing at once, up to the stream's flow
 /// control window, whether or not anyone reads them yet).
-async fn open_blob(
-    session: &Session,
-    packet: &str,
-    blob: &BlobRef,
-) -> CmdResult<quinn::RecvStream> {
-    let (resp, recv) = session
-        .request_stream(&ClientRequest::BlobGet(BlobGetRequest {
+async fn open_blob(session: &Session, packet: &str, blob: &BlobRef) -> CmdResult<BlobStream> {
+    let (resp, recv, reader) = session
+        .request_download(&ClientRequest::BlobGet(BlobGetRequest {
             packet: packet.to_owned(),
             sha256: blob.sha256,
             offset: 0,
@@ -1426,7 +1422,7 @@ async fn open_blob(
         .await?;
     match resp {
         ServerResponse::BlobData(info) if info.sha256 == blob.sha256 && info.size == blob.size => {
-            Ok(recv)
+            Ok((recv, reader))
         }
         ServerResponse::BlobData(_) => Err(verify_fail(
             "the server sent another blob than the descriptor names",
@@ -1434,6 +1430,10 @@ async fn open_blob(
         other => Err(unexpected(&other)),
     }
 }
+
+/// A blob's stream after the server's answer, read out of order and put
+/// back in order ([`Reassembler`]).
+type BlobStream = (quinn::RecvStream, Reassembler);
 
 /// When `pull` asks for the next part: once what is left of this one
 /// would arrive within two round trips at the rate this one arrives (the
@@ -1493,7 +1493,7 @@ struct Received<T> {
 /// a blocking thread. Returns once the network part is over; see
 /// [`Received::finish`].
 async fn receive_blob<T: Send + 'static>(
-    mut recv: quinn::RecvStream,
+    (mut recv, mut reader): BlobStream,
     blob: &BlobRef,
     pb: &ProgressBar,
     mut nearly_done: Option<(AskAhead, tokio::sync::oneshot::Sender<()>)>,
@@ -1511,7 +1511,7 @@ async fn receive_blob<T: Send + 'static>(
     let mut broken = None;
     let mut too_long = false;
     loop {
-        match read_batch(&mut recv, BATCH, None).await {
+        match reader.read_batch(&mut recv, BATCH, None).await {
             Ok(Some(batch)) => {
                 let n = batch.len() as u64;
                 received += n;
@@ -1777,7 +1777,7 @@ struct FileProgress {
 async fn pull_file(
     session: &Session,
     packet: &str,
-    (parts, opened): (&[BlobRef], Option<([u8; 32], quinn::RecvStream)>),
+    (parts, opened): (&[BlobRef], Option<([u8; 32], BlobStream)>),
     plain: &Path,
     state: &Path,
     ids: &[AgeIdentity],
