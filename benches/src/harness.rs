@@ -529,15 +529,15 @@ pub struct RawServer {
 
 impl RawServer {
     pub fn start(sink: PathBuf) -> Result<Self> {
-        Self::start_with(sink, None, true)
+        Self::start_with(sink, None, Reading::Ordered)
     }
 
     /// With `transport` instead of the project's, reading streams in order
-    /// or not (`read_chunk(_, ordered)`).
+    /// as `reading` says.
     pub fn start_with(
         sink: PathBuf,
         transport: Option<std::sync::Arc<quinn::TransportConfig>>,
-        ordered: bool,
+        reading: Reading,
     ) -> Result<Self> {
         let pki = tls::generate_server_pki(&["localhost".to_owned()])?;
         let pin = tls::ServerPin::Fingerprint(tls::cert_fingerprint(&pki.cert_der)?);
@@ -578,7 +578,7 @@ impl RawServer {
                     while let Some(incoming) = ep.accept().await {
                         let sink = sink.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = raw_serve_conn(incoming, sink, ordered).await {
+                            if let Err(e) = raw_serve_conn(incoming, sink, reading).await {
                                 eprintln!("raw server: {e:#}");
                             }
                         });
@@ -607,9 +607,26 @@ impl Drop for RawServer {
     }
 }
 
-pub async fn raw_serve_conn(incoming: quinn::Incoming, sink: PathBuf, ordered: bool) -> Result<()> {
+/// How the raw server reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// In order (`read_chunk(_, true)`).
+    Ordered,
+    /// As pieces arrive, not put back in order (`read_chunk(_, false)`).
+    Unordered,
+    /// Out of order and reassembled, as `mdrop` and `mdropd` read parts
+    /// (`net::Reassembler`).
+    Reassembled,
+}
+
+pub async fn raw_serve_conn(
+    incoming: quinn::Incoming,
+    sink: PathBuf,
+    reading: Reading,
+) -> Result<()> {
     let conn = incoming.await?;
-    tls::fit_windows(&conn);
+    let (window, _) = tls::fit_windows(&conn);
+    let hold = matterdrop_common::net::HoldLimit::for_connection(&conn, window);
     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
         let mut mode = [0u8; 1];
         recv.read_exact(&mut mode).await?;
@@ -617,8 +634,16 @@ pub async fn raw_serve_conn(incoming: quinn::Incoming, sink: PathBuf, ordered: b
             raw_to_file(&mut recv, sink.clone()).await?
         } else {
             let mut n = 0u64;
-            while let Some(c) = recv.read_chunk(CHUNK, ordered).await? {
-                n += c.bytes.len() as u64;
+            if reading == Reading::Reassembled {
+                let mut r = matterdrop_common::net::Reassembler::new(1, hold.clone());
+                while let Some(b) = r.read_batch(&mut recv, CHUNK, None).await? {
+                    n += b.len() as u64;
+                }
+            } else {
+                let ordered = reading == Reading::Ordered;
+                while let Some(c) = recv.read_chunk(CHUNK, ordered).await? {
+                    n += c.bytes.len() as u64;
+                }
             }
             n
         };

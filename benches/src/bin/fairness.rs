@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail, ensure};
-use matterdrop_benches::harness::{MODE_DISCARD, RawServer, raw_copy};
+use matterdrop_benches::harness::{MODE_DISCARD, RawServer, Reading, raw_copy};
 use matterdrop_benches::link::{Profile, SharedLink};
 use matterdrop_common::tls;
 
@@ -169,7 +169,7 @@ fn run(
     let server = RawServer::start_with(
         dir.path().join("sink.bin"),
         Some(Arc::new(tls::transport_config())),
-        true,
+        Reading::Reassembled,
     )?;
     let link = SharedLink::start(server.addr, p, o.seed, 2)?;
     let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);

@@ -27,8 +27,8 @@
 //!   1,024-gap limit out of the way);
 //! - `raw-rate`: the same stream with the project's own transport
 //!   configuration (`tls::transport_config`: its congestion controller
-//!   `common::congestion::Rate` and its windows), read in order as
-//!   `mdropd` reads.
+//!   `common::congestion::Rate` and its windows), read out of order and
+//!   reassembled as `mdropd` reads (`net::Reassembler`).
 //!
 //! Goodput is payload bytes over wall time, handshake included, as a
 //! fraction of the link rate. A transfer still running after `--cap-secs`
@@ -60,7 +60,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use matterdrop_benches::harness::{
-    MODE_DISCARD, Mdrop, RawServer, Server, Team, bin_dir, binary, proc_kib, raw_copy,
+    MODE_DISCARD, Mdrop, RawServer, Reading, Server, Team, bin_dir, binary, proc_kib, raw_copy,
     run_proc_capped, setup_team, sha256_file, write_payload,
 };
 use matterdrop_benches::link::{DirCount, Link, Profile, udp_rcvbuf_errors};
@@ -371,16 +371,16 @@ impl Bench<'_> {
     }
 
     fn raw(&mut self, p: Profile, size: u64, kind: Kind) -> Result<Row> {
-        let (transport, ordered) = match kind {
-            Kind::RawTuned => (tuned_transport(&p), false),
-            Kind::RawRate => (tls::transport_config(), true),
-            _ => (quinn::TransportConfig::default(), true),
+        let (transport, reading) = match kind {
+            Kind::RawTuned => (tuned_transport(&p), Reading::Unordered),
+            Kind::RawRate => (tls::transport_config(), Reading::Reassembled),
+            _ => (quinn::TransportConfig::default(), Reading::Ordered),
         };
         let transport = Arc::new(transport);
         let raw = RawServer::start_with(
             self.root.join("raw-sink.bin"),
             Some(transport.clone()),
-            ordered,
+            reading,
         )?;
         let link = Link::start(raw.addr, p, self.opts.seed)?;
         let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
