@@ -410,6 +410,22 @@ impl Recipients {
         self.classic == 0
     }
 
+    /// Stanzas wrapping `key` to these readers (for a header written by
+    /// hand: [`crate::reshare`]).
+    pub fn wrap(
+        &self,
+        key: &age_core::format::FileKey,
+    ) -> Result<Vec<age_core::format::Stanza>, String> {
+        let mut out = Vec::new();
+        for k in &self.keys {
+            let (stanzas, _) = k
+                .wrap_file_key(key)
+                .map_err(|e| format!("cannot wrap the file key: {e}"))?;
+            out.extend(stanzas);
+        }
+        Ok(out)
+    }
+
     /// An age encryptor to these readers.
     pub fn encryptor(&self) -> Result<age::Encryptor, age::EncryptError> {
         age::Encryptor::with_recipients(self.keys.iter().map(|k| k.as_ref() as &dyn age::Recipient))

@@ -20,6 +20,7 @@ pub mod net;
 pub mod packet;
 pub mod proto;
 pub mod receipt;
+pub mod reshare;
 pub mod roles;
 pub mod roster;
 pub mod sha256pair;
