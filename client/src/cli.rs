@@ -58,6 +58,9 @@ pub enum Command {
     Sent(SentArgs),
     /// Download, verify and decrypt a packet.
     Pull(PullArgs),
+    /// Let a member who could not read a packet read it, without sending
+    /// it again (its files' keys are re-wrapped to them).
+    Share(ShareArgs),
     /// Return work product for a packet (provider members).
     Deliver(DeliverArgs),
     /// Approve or return a deliverable with a signed receipt (attorneys).
@@ -242,6 +245,17 @@ pub struct PullArgs {
     /// Reconnect and resume this many times after a lost connection.
     #[arg(long, default_value_t = crate::conn::DEFAULT_RETRIES)]
     pub retries: u32,
+}
+
+/// `mdrop share`.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// Packet or deliverable id (or a unique prefix of at least 6).
+    pub id: String,
+    /// The member to share it with (must be one the matter's roster lets
+    /// read it now).
+    #[arg(long)]
+    pub to: String,
 }
 
 /// `mdrop audit …`.

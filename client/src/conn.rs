@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use matterdrop_common::congestion::{PathMemory, ResumeSlot};
+use matterdrop_common::custody::ShareStatement;
 use matterdrop_common::keys::normalize_fingerprint;
 use matterdrop_common::net::{
     FrameError, HoldLimit, Reassembler, read_frame, read_frame_counted, write_frame,
@@ -38,6 +39,9 @@ pub struct Session {
     recv_window: u64,
     /// What downloads may hold out of order, together (the receive window).
     hold: Arc<HoldLimit>,
+    /// Re-shares to this user verified in this session, by packet id: the
+    /// headers the server sends with their blobs must be the ones named.
+    shares: std::sync::Mutex<BTreeMap<String, Arc<ShareStatement>>>,
     /// Where the congestion controller takes a remembered path from.
     resume: ResumeSlot,
     /// Where [`Session::close`] records what this connection measured of
@@ -137,6 +141,7 @@ impl Session {
             sending,
             recv_window,
             hold,
+            shares: std::sync::Mutex::new(BTreeMap::new()),
             resume,
             remember: None,
         })
@@ -181,6 +186,18 @@ impl Session {
         self.request_body(req)
             .await
             .map(|(resp, recv, _)| (resp, recv))
+    }
+
+    /// Records a verified re-share of its packet to this user.
+    pub fn accept_share(&self, share: ShareStatement) {
+        if let Ok(mut m) = self.shares.lock() {
+            m.insert(share.id.clone(), Arc::new(share));
+        }
+    }
+
+    /// The verified re-share of `packet` to this user, if any.
+    pub fn share_of(&self, packet: &str) -> Option<Arc<ShareStatement>> {
+        self.shares.lock().ok()?.get(packet).cloned()
     }
 
     /// [`Session::request_stream`] for a download: the rest of the stream

@@ -103,6 +103,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Inbox(a) => rt.block_on(commands::inbox::inbox(ctx, &a)),
         Command::Sent(a) => rt.block_on(commands::sent::sent(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),
+        Command::Share(a) => rt.block_on(commands::share::share(ctx, &a)),
         Command::Deliver(a) => rt.block_on(commands::packets::deliver(ctx, &a)),
         Command::Review(ReviewCommand::Show(a)) => rt.block_on(commands::review::show(ctx, &a)),
         Command::Review(ReviewCommand::Approve(a)) => {

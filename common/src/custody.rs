@@ -123,6 +123,110 @@ impl DeliveryStatement {
     }
 }
 
+/// A reader's signed re-share of a packet to one new reader: for each of
+/// the packet's blobs (the descriptor's manifest, then its parts, each
+/// once), the SHA-256 of the new age header that opens the blob's payload
+/// for the new reader (`crate::reshare`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareStatement {
+    /// Packet or deliverable id.
+    pub id: String,
+    /// Matter id.
+    pub matter: String,
+    /// SHA-256 of the signed descriptor as the sharer verified it.
+    pub descriptor_sha256: [u8; 32],
+    /// Who shares (a holder of the file keys: the sender or a recipient).
+    pub sharer: String,
+    /// The new reader.
+    pub recipient: String,
+    /// The new reader's age recipient, as the matter's signed roster gives it.
+    pub age: String,
+    /// Unix seconds.
+    pub time: u64,
+    /// `(blob SHA-256, new header SHA-256)`, in the descriptor's order.
+    pub headers: Vec<([u8; 32], [u8; 32])>,
+}
+
+/// The most blobs a share statement covers (a descriptor's limit).
+pub const MAX_SHARE_BLOBS: usize = 10_001;
+
+impl ShareStatement {
+    /// The exact bytes that are signed.
+    pub fn to_signed_bytes(&self) -> Result<Vec<u8>, SignError> {
+        let mut c = Canonical::new(Domain::Share);
+        c.str("id", &self.id)?
+            .str("matter", &self.matter)?
+            .hash("descriptor-sha256", &self.descriptor_sha256)?
+            .str("sharer", &self.sharer)?
+            .str("recipient", &self.recipient)?
+            .str("age", &self.age)?
+            .u64("time", self.time)?
+            .u64("blobs", self.headers.len() as u64)?;
+        for (i, (blob, header)) in self.headers.iter().enumerate() {
+            c.str(
+                &format!("blob-{i}"),
+                &format!("{} {}", hex(blob), hex(header)),
+            )?;
+        }
+        Ok(c.finish())
+    }
+
+    /// Parses canonical statement bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CustodyError> {
+        let bad = |w: &str| CustodyError::Malformed(format!("share statement: {w}"));
+        if bytes.len() > 64 + MAX_SHARE_BLOBS * 160 + 4096 {
+            return Err(bad("too long"));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+        let prefix = std::str::from_utf8(Domain::Share.prefix()).unwrap_or_default();
+        let body = text
+            .strip_prefix(prefix)
+            .ok_or_else(|| bad("wrong prefix"))?;
+        let mut lines = body.split_terminator('\n');
+        let mut field = |name: &str| -> Result<String, CustodyError> {
+            match lines.next().and_then(|l| l.split_once('=')) {
+                Some((k, v)) if k == name => Ok(v.to_owned()),
+                _ => Err(bad(&format!("expected field {name}"))),
+            }
+        };
+        let mut s = Self {
+            id: field("id")?,
+            matter: field("matter")?,
+            descriptor_sha256: unhex32(&field("descriptor-sha256")?)
+                .ok_or_else(|| bad("descriptor-sha256"))?,
+            sharer: field("sharer")?,
+            recipient: field("recipient")?,
+            age: field("age")?,
+            time: field("time")?.parse().map_err(|_| bad("time"))?,
+            headers: Vec::new(),
+        };
+        let n: usize = field("blobs")?.parse().map_err(|_| bad("blobs"))?;
+        if n == 0 || n > MAX_SHARE_BLOBS {
+            return Err(bad("blob count"));
+        }
+        for i in 0..n {
+            let v = field(&format!("blob-{i}"))?;
+            let pair = v
+                .split_once(' ')
+                .and_then(|(a, b)| Some((unhex32(a)?, unhex32(b)?)))
+                .ok_or_else(|| bad("blob line"))?;
+            s.headers.push(pair);
+        }
+        if s.to_signed_bytes()? != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(s)
+    }
+
+    /// The new header's SHA-256 for `blob`, if the statement covers it.
+    pub fn header_for(&self, blob: &[u8; 32]) -> Option<[u8; 32]> {
+        self.headers
+            .iter()
+            .find(|(b, _)| b == blob)
+            .map(|(_, h)| *h)
+    }
+}
+
 /// Checks a `delivered` audit entry offline: its statement parses, names
 /// the entry's principal and object, and its signature verifies with the
 /// key the entry records. Returns the statement.
@@ -220,6 +324,36 @@ mod tests {
                 ),
             ],
         }
+    }
+
+    #[test]
+    fn share_statements_round_trip_and_refuse_other_forms() {
+        let s = ShareStatement {
+            id: "p-0123456789abcdef0123456789abcdef".into(),
+            matter: "2026-PI-0042".into(),
+            descriptor_sha256: [1; 32],
+            sharer: "alice@firm-a".into(),
+            recipient: "carol@firm-a".into(),
+            age: "age1xyz".into(),
+            time: 1_767_225_600,
+            headers: vec![([2; 32], [3; 32]), ([4; 32], [5; 32])],
+        };
+        let bytes = s.to_signed_bytes().unwrap();
+        assert!(bytes.starts_with(b"matterdrop/share/v1\n"));
+        assert_eq!(ShareStatement::parse(&bytes).unwrap(), s);
+        assert_eq!(s.header_for(&[4; 32]), Some([5; 32]));
+        assert_eq!(s.header_for(&[5; 32]), None);
+        // Another order, a missing line, trailing bytes: refused.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let swapped = text.replace("blobs=2", "blobs=1");
+        assert!(ShareStatement::parse(swapped.as_bytes()).is_err());
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"x=1\n");
+        assert!(ShareStatement::parse(&longer).is_err());
+        assert!(ShareStatement::parse(&bytes[..bytes.len() - 1]).is_err());
+        // A delivery statement is not a share statement.
+        let d = statement().to_signed_bytes().unwrap();
+        assert!(ShareStatement::parse(&d).is_err());
     }
 
     #[test]

@@ -93,11 +93,13 @@ pub enum Domain {
     Roster,
     /// A recipient's confirmation that it received and verified a packet.
     Delivery,
+    /// A reader's re-share of a packet to a new reader (new age headers).
+    Share,
 }
 
 impl Domain {
     /// Every domain, in declaration order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Ack,
         Self::PacketDescriptor,
         Self::DeliverableDescriptor,
@@ -105,6 +107,7 @@ impl Domain {
         Self::AuditEntry,
         Self::Roster,
         Self::Delivery,
+        Self::Share,
     ];
 
     /// The exact prefix line (including its terminating `\n`) that starts
@@ -118,6 +121,7 @@ impl Domain {
             Self::AuditEntry => b"matterdrop/audit-entry/v1\n",
             Self::Roster => b"matterdrop/roster/v1\n",
             Self::Delivery => b"matterdrop/delivery/v1\n",
+            Self::Share => b"matterdrop/share/v1\n",
         }
     }
 }

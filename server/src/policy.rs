@@ -1180,8 +1180,9 @@ fn check_recipient(
         Rule::NotRecipient,
         format!(
             "{kind} {object} of matter {} was not encrypted to {} \
-             (it was sent before they could receive it); it must be sent again",
-            matter.id, principal.id
+             (it was sent before they could receive it); its sender or a recipient can \
+             share it with them (`mdrop share {object} --to {}`)",
+            matter.id, principal.id, principal.id
         ),
     ))
 }

@@ -703,6 +703,7 @@ fn another_matters_blob_is_refused_without_a_byte() {
                 packet: packet.into(),
                 sha256,
                 offset: 0,
+                limit: None,
             }))
         };
 
@@ -736,6 +737,7 @@ fn another_matters_blob_is_refused_without_a_byte() {
             packet: pa.clone(),
             sha256: db.blobs[0].sha256,
             offset: 10,
+            limit: None,
         };
         let answer = exchange_all(&bob.conn, &frame(&ClientRequest::BlobGet(req.clone()))).await;
         refused(&answer, ErrorCode::BadRequest);
@@ -859,6 +861,7 @@ fn a_blob_of_another_matter_cannot_be_adopted_by_hash() {
                 packet: id.clone(),
                 sha256: target.sha256,
                 offset: 0,
+                limit: None,
             })),
         )
         .await;
@@ -1414,11 +1417,13 @@ fn every_request_after_key_revocation_is_refused_and_reads_nothing() {
                 packet: id.clone(),
                 sha256: d.blobs[0].sha256,
                 offset: 0,
+                limit: None,
             }),
             ClientRequest::BlobGet(BlobGetRequest {
                 packet: id.clone(),
                 sha256: d.manifest.sha256,
                 offset: 0,
+                limit: None,
             }),
             ClientRequest::Inbox(proto::InboxRequest {
                 matter: None,

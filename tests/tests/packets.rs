@@ -863,3 +863,160 @@ fn the_inbox_shows_what_a_packet_holds_checked_and_decrypted() {
     operator(&|_| {});
     assert_eq!(bob.json(&["inbox"])["items"].as_array().unwrap().len(), 2);
 }
+
+/// Points `user` at a restarted server.
+fn follow(user: &User, server: &Server) {
+    let path = user.home.join("server.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["server"] = server.addr.clone().into();
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+/// `share`: a packet pushed before the provider acknowledged is re-shared
+/// to it afterwards without being uploaded again (only new age headers
+/// reach the server), and the provider pulls it byte-identical. Only the
+/// roster's readers get a share; the operator can neither forge one for
+/// another member nor swap a re-share header unnoticed (exit 4, nothing
+/// written).
+#[test]
+fn a_packet_is_reshared_to_a_provider_who_acknowledged_later() {
+    let mut t = team();
+    let files = case_files(t.w.tmp.path());
+    let before = blob_files(&t.w.server.data);
+    let id = push(
+        &t.alice,
+        &[&t.w.tmp.path().join("records")],
+        "medical-chronology",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = blob_files(&t.w.server.data);
+    let blobs = stored.len() - before.len();
+
+    // Not before bob signed the acknowledgment, never to an auditor or a
+    // stranger, and never by someone who cannot read it.
+    let r = t.alice.run(&["share", &id, "--to", "bob@lpo-1"]).code(3);
+    assert!(r.stderr.contains("until they sign version 1"), "{r:?}");
+    let r = t
+        .alice
+        .run(&["share", &id, "--to", "audrey@firm-a"])
+        .code(3);
+    assert!(r.stderr.contains("an auditor"), "{r:?}");
+    let r = t.alice.run(&["share", &id, "--to", "zed@lpo-1"]).code(3);
+    assert!(r.stderr.contains("not a current member"), "{r:?}");
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let r = t.bob.run(&["share", &id, "--to", "bob@lpo-1"]).code(3);
+    assert!(r.stderr.contains("not encrypted to bob@lpo-1"), "{r:?}");
+    let r = t.bob.run(&["pull", &id]).code(3);
+    assert!(
+        r.stderr.contains("was not encrypted to bob@lpo-1") && r.stderr.contains("mdrop share"),
+        "{r:?}"
+    );
+
+    // Shared: one new header per blob, no blob uploaded again.
+    let shared = t.alice.json(&["share", &id[..8], "--to", "bob@lpo-1"]);
+    assert_eq!(shared["id"], id.as_str());
+    assert_eq!(shared["headers"], blobs as u64, "{shared}");
+    assert_eq!(blob_files(&t.w.server.data), stored);
+    let r = t.alice.run(&["share", &id, "--to", "bob@lpo-1"]);
+    assert_ne!(r.code, 0, "shared twice: {r:?}");
+    assert!(r.stderr.contains("already shared"), "{r:?}");
+
+    // bob's inbox shows it, decrypted; bob pulls it byte-identical.
+    let inbox = t.bob.json(&["inbox", "--matter", MATTER]);
+    let item = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{inbox}"));
+    assert_eq!(item["note"], "Please chronologize", "{item}");
+    let out = t.w.tmp.path().join("bob-out");
+    let pulled = t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    assert!(pulled["delivery_log_index"].is_u64(), "{pulled}");
+    for (path, data) in &files {
+        let rel = path.strip_prefix(t.w.tmp.path()).unwrap();
+        assert_eq!(
+            &std::fs::read(out.join(rel)).unwrap(),
+            data,
+            "{}",
+            rel.display()
+        );
+    }
+    let r = t
+        .bob
+        .run(&[
+            "pull",
+            &id,
+            "--raw",
+            "--out",
+            t.w.tmp.path().join("raw").to_str().unwrap(),
+        ])
+        .code(2);
+    assert!(r.stderr.contains("re-shared"), "{r:?}");
+
+    // The operator plays: a share to carol (a paralegal added later)
+    // forged with its own key from bob's headers, and bob's first two
+    // headers swapped.
+    let carol = t.w.user("carol@firm-a");
+    t.alice
+        .add_member(MATTER, &carol, "carol@firm-a", "paralegal")
+        .ok();
+    assert!(t.w.server.stop());
+    {
+        use matterdrop_common::custody::ShareStatement;
+        use matterdrop_server::store::{MetaRead as _, MetaWrite as _, SledStore};
+        let store = SledStore::open(&t.w.server.data.join("db")).unwrap();
+        let bobs = store.share(&id, "bob@lpo-1").unwrap().unwrap();
+        let headers: Vec<Vec<u8>> = (0..bobs.total)
+            .map(|i| store.share_header(&id, "bob@lpo-1", i).unwrap().unwrap())
+            .collect();
+        let mut st = ShareStatement::parse(&bobs.signed).unwrap();
+        st.recipient = "carol@firm-a".into();
+        st.age = store
+            .principal("carol@firm-a")
+            .unwrap()
+            .unwrap()
+            .age_recipient;
+        let forger = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        let signed = st.to_signed_bytes().unwrap();
+        let mut forged = bobs.clone();
+        forged.signature = matterdrop_common::sign::sign(&forger, &signed).to_vec();
+        forged.sharer_key = forger.verifying_key().to_bytes();
+        forged.signed = signed;
+        forged.received = 0;
+        store
+            .put_share(&id, "carol@firm-a", &forged, 0, &headers)
+            .unwrap();
+        let mut swapped = headers.clone();
+        swapped.swap(0, 1);
+        let mut again = bobs.clone();
+        again.received = 0;
+        // Same statement: the stored headers are replaced in place.
+        store
+            .put_share(&id, "bob@lpo-1", &again, 0, &swapped)
+            .unwrap();
+    }
+    let restarted = Server::start(&t.w.server.data);
+    follow(&t.bob, &restarted);
+    follow(&carol, &restarted);
+    let out2 = t.w.tmp.path().join("carol-out");
+    let r = carol
+        .run(&["pull", &id, "--out", out2.to_str().unwrap()])
+        .code(4);
+    assert!(
+        r.stderr
+            .contains("re-share is signed with a key the roster")
+            && r.stderr.contains("never gave alice@firm-a"),
+        "{r:?}"
+    );
+    assert!(walk(&out2).is_empty());
+    let out3 = t.w.tmp.path().join("bob-out-2");
+    let r = t
+        .bob
+        .run(&["pull", &id, "--out", out3.to_str().unwrap()])
+        .code(4);
+    assert!(r.stderr.contains("does not name"), "{r:?}");
+    assert!(walk(&out3).is_empty());
+}

@@ -181,6 +181,9 @@ impl Checker<'_> {
     /// roster; its manifest decrypted if it is new and readable.
     async fn preview(&self, item: &InboxItem, cached: Option<Cached>) -> CmdResult<Preview> {
         let fresh = cached.is_none();
+        // A re-share to this user, as the server presents it (checked
+        // below before anything is read with it).
+        let mut share = None;
         let entry = match cached {
             Some(c) => c,
             None => {
@@ -213,6 +216,7 @@ impl Checker<'_> {
                 let ServerResponse::Packet(info) = resp else {
                     return Err(unexpected(&resp));
                 };
+                share = info.share;
                 Cached {
                     descriptor: B64.encode(&info.descriptor),
                     signature: B64.encode(&info.signature),
@@ -223,6 +227,7 @@ impl Checker<'_> {
             }
         };
         let info = PacketInfo {
+            share,
             id: item.id.clone(),
             descriptor: decode(&item.id, "descriptor", &entry.descriptor)?,
             signature: decode(&item.id, "signature", &entry.signature)?,
@@ -268,11 +273,21 @@ impl Checker<'_> {
                 problem: entry.problem,
             });
         }
-        let mine = self.ids.filter(|ids| {
+        let recipient = |ids: &[AgeIdentity]| {
             d.recipients.iter().any(|r| {
                 r.principal == self.me && ids.iter().any(|i| i.public().recipient() == r.age)
             })
-        });
+        };
+        let mine = match self.ids {
+            Some(ids) if recipient(ids) => Some(ids),
+            // Re-shared to this user: the share is checked as `pull`
+            // checks it, and its headers open the manifest.
+            Some(ids) if info.share.is_some() => {
+                super::packets::verify_share(self.session, &d, &info, roster, self.me, ids)?;
+                Some(ids)
+            }
+            _ => None,
+        };
         let (contents, problem) = match mine {
             Some(ids) => {
                 // The bytes must be the ones the descriptor names (else the

@@ -9,6 +9,7 @@ pub mod matter;
 pub mod packets;
 pub mod review;
 pub mod sent;
+pub mod share;
 
 use crate::home::Home;
 use crate::output::Output;

@@ -1312,16 +1312,28 @@ pub struct Incoming {
     cur: bytes::Bytes,
     hash: SharedCipherHash,
     bytes: u64,
+    /// For a packet re-shared to this reader: the age header that opens the
+    /// blob's payload (checked against the share statement).
+    header: Option<Vec<u8>>,
 }
 
 impl Incoming {
-    fn new(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>) -> Self {
+    fn new(
+        rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+        header: Option<Vec<u8>>,
+    ) -> Self {
         Self {
             rx,
             cur: bytes::Bytes::new(),
             hash: SharedCipherHash::default(),
             bytes: 0,
+            header,
         }
+    }
+
+    /// The re-share header to decrypt with instead of the blob's own.
+    fn take_header(&mut self) -> Option<Vec<u8>> {
+        self.header.take()
     }
 
     /// Where the bytes handed out wait to be hashed: a [`PlainOut`]
@@ -1418,11 +1430,36 @@ async fn open_blob(session: &Session, packet: &str, blob: &BlobRef) -> CmdResult
             packet: packet.to_owned(),
             sha256: blob.sha256,
             offset: 0,
+            limit: None,
         }))
         .await?;
     match resp {
         ServerResponse::BlobData(info) if info.sha256 == blob.sha256 && info.size == blob.size => {
-            Ok((recv, reader))
+            // A re-share header must be the one the verified share
+            // statement names for this blob, and comes only with one.
+            let expected = session.share_of(packet).map(|s| s.header_for(&blob.sha256));
+            match (&info.header, expected) {
+                (None, None) => {}
+                (Some(h), Some(Some(want))) if <[u8; 32]>::from(Sha256::digest(h)) == want => {}
+                (Some(_), Some(_)) => {
+                    return Err(verify_fail(format!(
+                        "the server sent a re-share header for blob {} that the sharer's signed statement does not name",
+                        hex(&blob.sha256)
+                    )));
+                }
+                (None, Some(_)) => {
+                    return Err(verify_fail(format!(
+                        "the server sent no re-share header for blob {}, though the packet was re-shared to this user",
+                        hex(&blob.sha256)
+                    )));
+                }
+                (Some(_), None) => {
+                    return Err(verify_fail(
+                        "the server sent a re-share header for a packet this user holds no verified share of",
+                    ));
+                }
+            }
+            Ok((recv, reader, info.header))
         }
         ServerResponse::BlobData(_) => Err(verify_fail(
             "the server sent another blob than the descriptor names",
@@ -1433,7 +1470,7 @@ async fn open_blob(session: &Session, packet: &str, blob: &BlobRef) -> CmdResult
 
 /// A blob's stream after the server's answer, read out of order and put
 /// back in order ([`Reassembler`]).
-type BlobStream = (quinn::RecvStream, Reassembler);
+type BlobStream = (quinn::RecvStream, Reassembler, Option<Vec<u8>>);
 
 /// When `pull` asks for the next part: once what is left of this one
 /// would arrive within two round trips at the rate this one arrives (the
@@ -1493,7 +1530,7 @@ struct Received<T> {
 /// a blocking thread. Returns once the network part is over; see
 /// [`Received::finish`].
 async fn receive_blob<T: Send + 'static>(
-    (mut recv, mut reader): BlobStream,
+    (mut recv, mut reader, header): BlobStream,
     blob: &BlobRef,
     pb: &ProgressBar,
     mut nearly_done: Option<(AskAhead, tokio::sync::oneshot::Sender<()>)>,
@@ -1502,7 +1539,7 @@ async fn receive_blob<T: Send + 'static>(
     let started = std::time::Instant::now();
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let consumer = tokio::task::spawn_blocking(move || {
-        let mut input = Incoming::new(rx);
+        let mut input = Incoming::new(rx, header);
         let out = consume(&mut input);
         // Read whatever the consumer left, so the hash covers every byte.
         (out, input.finish())
@@ -1691,13 +1728,23 @@ impl<W: Write + ?Sized> Write for WriteWatch<'_, W> {
 /// pull path's decryption: what it writes is released by age chunk by
 /// chunk and is trusted only once the whole file decrypted and the caller
 /// checked the hashes.
+///
+/// `reshared`: for a packet re-shared to this reader, the header that
+/// opens the payload (`matterdrop_common::reshare`); the file's own header
+/// is read past (its bytes still count for the caller's hash).
 pub fn decrypt_stream(
     input: &mut dyn io::BufRead,
     out: &mut dyn Write,
     ids: &[AgeIdentity],
+    reshared: Option<&[u8]>,
 ) -> Result<(), ConsumeError> {
-    let header = read_age_header(input)
+    let own = read_age_header(input)
         .map_err(|e| ConsumeError::Invalid(format!("{e} (header failure)")))?;
+    let header = match reshared {
+        Some(h) => read_age_header(&mut &h[..])
+            .map_err(|e| ConsumeError::Invalid(format!("re-share header: {e} (header failure)")))?,
+        None => own,
+    };
     let dec = age::Decryptor::new_buffered(io::Cursor::new(header).chain(input))
         .map_err(|e| ConsumeError::Invalid(age_failure(&e)))?;
     let mut plain = dec
@@ -1724,7 +1771,7 @@ pub fn decrypt_file(src: &Path, dst: &Path, ids: &[AgeIdentity]) -> CmdResult<([
             BufReader::with_capacity(BUF, File::open(src).map_err(ConsumeError::Write)?);
         let out = File::create(dst).map_err(ConsumeError::Write)?;
         let mut out = Hashing::new(BufWriter::with_capacity(BUF, out));
-        decrypt_stream(&mut input, &mut out, ids)?;
+        decrypt_stream(&mut input, &mut out, ids, None)?;
         let (mut file, sha, size) = out.done();
         file.flush().map_err(ConsumeError::Write)?;
         file.get_ref().sync_all().map_err(ConsumeError::Write)?;
@@ -1861,7 +1908,8 @@ async fn pull_file(
         };
         let receiving = receive_blob(recv, blob, pb, Some((ahead, near_tx)), move |input| {
             out.pair = Some(input.cipher_hash());
-            let decrypted = decrypt_stream(input, &mut out, &id);
+            let header = input.take_header();
+            let decrypted = decrypt_stream(input, &mut out, &id, header.as_deref());
             out.pair = None;
             decrypted?;
             out.flush().map_err(ConsumeError::Write)?;
@@ -2219,16 +2267,95 @@ pub(crate) fn verify_descriptor(
     Ok(sender_current)
 }
 
+/// For a packet `d` this user is not a recipient of: checks the re-share
+/// the server says it holds for them, and records it in `session` so that
+/// every blob's re-share header is checked against it. The statement must
+/// be signed by the sharer with a key the roster gave them, the sharer
+/// must hold the file keys (the sender or a recipient), the new reader
+/// must be this user with one of their own age keys (sanctioned by the
+/// roster), and it must cover the descriptor's blobs in order. Returns
+/// the statement.
+pub(crate) fn verify_share(
+    session: &Session,
+    d: &Descriptor,
+    info: &PacketInfo,
+    roster: &matterdrop_common::roster::Roster,
+    me: &str,
+    ids: &[AgeIdentity],
+) -> CmdResult<matterdrop_common::custody::ShareStatement> {
+    let Some(share) = &info.share else {
+        return Err(verify_fail(format!(
+            "{} is not encrypted to {me} and the server shows no re-share of it to {me}",
+            d.id
+        )));
+    };
+    let st = matterdrop_common::custody::ShareStatement::parse(&share.signed)
+        .map_err(|e| verify_fail(e.to_string()))?;
+    let mine: Vec<String> = ids
+        .iter()
+        .map(|i| i.public().recipient().to_owned())
+        .collect();
+    let blobs: Vec<[u8; 32]> = std::iter::once(d.manifest.sha256)
+        .chain(d.blobs.iter().map(|b| b.sha256))
+        .collect();
+    let listed: Vec<[u8; 32]> = st.headers.iter().map(|(b, _)| *b).collect();
+    let problem = if st.id != d.id || st.matter != d.matter {
+        Some("the re-share statement names another packet or matter".to_owned())
+    } else if st.descriptor_sha256 != <[u8; 32]>::from(Sha256::digest(&info.descriptor)) {
+        Some("the re-share statement was made for another descriptor".to_owned())
+    } else if st.recipient != me || !mine.contains(&st.age) {
+        Some(format!(
+            "the re-share statement is for {} ({}), not this user's key",
+            st.recipient, st.age
+        ))
+    } else if st.sharer != d.sender && !d.recipients.iter().any(|r| r.principal == st.sharer) {
+        Some(format!(
+            "{} re-shared it but was neither its sender nor a recipient",
+            st.sharer
+        ))
+    } else if !roster
+        .ever_signing_keys(&st.sharer)
+        .any(|k| *k == share.sharer_key)
+    {
+        Some(format!(
+            "the re-share is signed with a key the roster of matter {} never gave {}",
+            d.matter, st.sharer
+        ))
+    } else if !roster.ever_sanctioned(me, &st.age) {
+        Some(format!(
+            "the roster of matter {} never sanctioned {me} with key {}",
+            d.matter, st.age
+        ))
+    } else if listed != blobs {
+        Some("the re-share statement does not cover the descriptor's blobs in order".to_owned())
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        return Err(verify_fail(p));
+    }
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&share.sharer_key)
+        .map_err(|_| verify_fail("the sharer's key is invalid"))?;
+    matterdrop_common::sign::verify(&key, &share.signed, &share.signature).map_err(|_| {
+        verify_fail(format!(
+            "the re-share statement of {} is not validly signed by {}",
+            d.id, st.sharer
+        ))
+    })?;
+    session.accept_share(st.clone());
+    Ok(st)
+}
+
 /// Decrypts the manifest of `d` (its ciphertext, already checked against
 /// the descriptor's hash) and checks it against the descriptor. Returns it
 /// with its canonical bytes.
 pub(crate) fn decrypt_manifest(
-    cipher: &[u8],
+    (cipher, header): &(Vec<u8>, Option<Vec<u8>>),
     d: &Descriptor,
     ids: &[AgeIdentity],
 ) -> CmdResult<(Manifest, Vec<u8>)> {
     let mut bytes = Vec::new();
-    decrypt_stream(&mut &cipher[..], &mut bytes, ids)
+    decrypt_stream(&mut &cipher[..], &mut bytes, ids, header.as_deref())
         .map_err(|e| verify_fail(format!("cannot decrypt the manifest: {e}")))?;
     let manifest = Manifest::parse(&bytes).map_err(|e| verify_fail(format!("manifest: {e}")))?;
     manifest
@@ -2239,7 +2366,10 @@ pub(crate) fn decrypt_manifest(
 
 /// Fetches the manifest ciphertext of `d` (of packet `d.id`), checked
 /// against the descriptor's size and hash.
-pub(crate) async fn fetch_manifest_cipher(session: &Session, d: &Descriptor) -> CmdResult<Vec<u8>> {
+pub(crate) async fn fetch_manifest_cipher(
+    session: &Session,
+    d: &Descriptor,
+) -> CmdResult<(Vec<u8>, Option<Vec<u8>>)> {
     if d.manifest.size > MAX_MANIFEST_BLOB {
         return Err(verify_fail(format!(
             "the manifest blob of {} bytes exceeds the limit of {MAX_MANIFEST_BLOB}",
@@ -2251,15 +2381,18 @@ pub(crate) async fn fetch_manifest_cipher(session: &Session, d: &Descriptor) -> 
         &d.id,
         &d.manifest,
         &ProgressBar::hidden(),
-        |input| {
-            let mut v = Vec::new();
-            input
-                .read_to_end(&mut v)
-                .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
-            Ok(v)
-        },
+        read_whole,
     )
     .await
+}
+
+/// A whole (small) blob and the re-share header that came with it.
+fn read_whole(input: &mut Incoming) -> Result<(Vec<u8>, Option<Vec<u8>>), ConsumeError> {
+    let mut v = Vec::new();
+    input
+        .read_to_end(&mut v)
+        .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+    Ok((v, input.take_header()))
 }
 
 /// Pulls into `args.out` with `session`, keeping partial data in `partial`.
@@ -2290,15 +2423,33 @@ pub async fn pull_inner(
     let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
     let roster = &synced.roster;
     let sender_current = verify_descriptor(&d, &info, roster, me, &keys.signing)?;
-    if !d
+    let recipient = d
         .recipients
         .iter()
-        .any(|r| r.principal == me && keys.age.iter().any(|i| i.public().recipient() == r.age))
-    {
-        return Err(Fail::new(
-            exit::DENIED,
-            format!("packet {} is not encrypted to {me}", d.id),
-        ));
+        .any(|r| r.principal == me && keys.age.iter().any(|i| i.public().recipient() == r.age));
+    if !recipient {
+        if info.share.is_none() {
+            return Err(Fail::new(
+                exit::DENIED,
+                format!("packet {} is not encrypted to {me}", d.id),
+            ));
+        }
+        // Re-shared to this user by a holder of its file keys.
+        verify_share(session, &d, &info, roster, me, &keys.age)?;
+        if args.raw {
+            return Err(Fail::new(
+                exit::USAGE,
+                format!(
+                    "--raw saves the age files as stored, and those of {} are not encrypted to {me}                      (it was re-shared: its headers were re-wrapped); pull it without --raw",
+                    d.id
+                ),
+            ));
+        }
+    } else if info.share.is_some() {
+        return Err(verify_fail(format!(
+            "the server attached a re-share to {}, which is encrypted to {me} already",
+            d.id
+        )));
     }
     // A deliverable's review, checked (bound to these descriptor bytes)
     // before anything is downloaded: one the server made up or changed
@@ -2346,13 +2497,7 @@ pub async fn pull_inner(
         .first()
         .filter(|_| !args.raw && session.long_path() && !partial.join("0.state").exists());
     let (manifest_cipher, first) = tokio::join!(
-        fetch_blob(session, &d.id, &d.manifest, &pb, |input| {
-            let mut v = Vec::new();
-            input
-                .read_to_end(&mut v)
-                .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
-            Ok(v)
-        }),
+        fetch_blob(session, &d.id, &d.manifest, &pb, read_whole),
         async {
             match prefetch {
                 // A failure here is met again, and reported, when the part
@@ -2430,7 +2575,7 @@ pub async fn pull_inner(
     pb.finish_and_clear();
     if args.raw {
         let path = partial.join("manifest.age");
-        fs::write(&path, &manifest_cipher)?;
+        fs::write(&path, &manifest_cipher.0)?;
         staged.push((path, PathBuf::from("manifest.age")));
     }
     // Everything verified: move into place, never over an existing file

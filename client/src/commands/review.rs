@@ -407,7 +407,7 @@ pub fn open_review(
         String::new()
     } else {
         let mut plain = Vec::new();
-        super::packets::decrypt_stream(&mut &r.note[..], &mut plain, ids).map_err(|e| {
+        super::packets::decrypt_stream(&mut &r.note[..], &mut plain, ids, None).map_err(|e| {
             refuse(format!(
                 "has a note that does not decrypt: {}",
                 escape(&e.to_string(), false)

@@ -94,10 +94,50 @@ pub enum ClientRequest {
     DirectoryList(DirectoryKind),
     /// 36: revoke an unused invite (admins).
     InviteRevoke(InviteRevokeRequest),
+    /// 37: re-share a packet to one new reader: the sharer's signed
+    /// statement and a batch of the new age headers it names
+    /// (`crate::custody::ShareStatement`, `crate::reshare`).
+    Share(ShareRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 37;
+    const KINDS: u32 = 38;
+}
+
+/// A batch of a re-share: headers `first..first + headers.len()` of the
+/// statement's list. A share takes effect once every header arrived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRequest {
+    /// The canonical share statement.
+    pub signed: Vec<u8>,
+    /// The sharer's Ed25519 signature over it.
+    pub signature: Vec<u8>,
+    /// Index in the statement's list of the first header here.
+    pub first: u32,
+    /// New age headers, in the statement's order.
+    pub headers: Vec<Vec<u8>>,
+}
+
+/// A re-share of a packet to the caller, as the sharer signed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    /// The canonical share statement.
+    pub signed: Vec<u8>,
+    /// The sharer's signature.
+    pub signature: Vec<u8>,
+    /// The key that signed it (the sharer's registered key then).
+    pub sharer_key: [u8; 32],
+}
+
+/// Where a re-share stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareProgress {
+    /// Headers the server holds of the statement's.
+    pub received: u32,
+    /// Headers the statement names.
+    pub total: u32,
+    /// The log index of the `share` entry, once complete.
+    pub logged: Option<u64>,
 }
 
 /// What `DirectoryList` lists.
@@ -236,6 +276,7 @@ impl ClientRequest {
             Self::PacketPeek(_) => "packet-peek",
             Self::DirectoryList(_) => "directory-list",
             Self::InviteRevoke(_) => "invite-revoke",
+            Self::Share(_) => "share",
         }
     }
 }
@@ -298,10 +339,12 @@ pub enum ServerResponse {
     Directory(Directory),
     /// 26: the invite, now revoked.
     InviteRevoked(InviteListing),
+    /// 27: a re-share's batch was stored.
+    Shared(ShareProgress),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 27;
+    const KINDS: u32 = 28;
 }
 
 /// One audit-log record with its inclusion proof.
@@ -801,6 +844,9 @@ pub struct BlobRefInfo {
     pub sha256: [u8; 32],
     /// Its size.
     pub size: u64,
+    /// For a reader the packet was re-shared to: the age header that opens
+    /// the blob's payload for it (the blob itself follows unchanged).
+    pub header: Option<Vec<u8>>,
 }
 
 /// Commits a packet.
@@ -943,6 +989,8 @@ pub struct PacketInfo {
     pub sender_key: [u8; 32],
     /// For a reviewed deliverable: its review.
     pub review: Option<ReviewNote>,
+    /// For a reader the packet was re-shared to: the share.
+    pub share: Option<ShareInfo>,
 }
 
 /// Downloads a blob.
@@ -954,6 +1002,9 @@ pub struct BlobGetRequest {
     pub sha256: [u8; 32],
     /// Start here.
     pub offset: u64,
+    /// At most this many bytes (all if `None`): a sharer reads only the
+    /// age header.
+    pub limit: Option<u64>,
 }
 
 /// Asks who a deliverable must be encrypted to.

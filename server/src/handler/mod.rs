@@ -318,6 +318,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::KeyRegistrations => identity::key_registrations(state, me),
         ClientRequest::AgeKeyUpdate(r) => identity::update_age_key(state, me, &r),
         ClientRequest::DeliveryConfirm(r) => packets::confirm_delivery(state, me, key, &r),
+        ClientRequest::Share(r) => packets::share(state, me, key, &r),
         ClientRequest::MatterShow(r) => matters::show(state, me, &r),
         ClientRequest::MatterList => matters::list(state, me),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),

@@ -10,12 +10,13 @@ use std::io::{Seek as _, SeekFrom};
 use std::str::FromStr as _;
 
 use ed25519_dalek::VerifyingKey;
-use matterdrop_common::custody::{self, DeliveryStatement};
+use matterdrop_common::custody::{self, DeliveryStatement, ShareStatement};
 use matterdrop_common::packet::{self, Descriptor, Kind};
 use matterdrop_common::proto::{
     BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, DeliveryConfirmRequest, ErrorCode,
     InboxItem, InboxRequest, PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest,
     RecipientKey, RecipientsInfo, ReviewNote, SentItem, SentRecipient, SentRequest, ServerResponse,
+    ShareInfo, ShareProgress, ShareRequest,
 };
 
 use super::gate::Allowed;
@@ -25,7 +26,9 @@ use crate::audit::Event;
 use crate::datadir::now;
 use crate::policy::{Operation, Task};
 use crate::store::blobs::{BlobError, MAX_BLOB, Upload, hex};
-use crate::store::{DeliverableState, DeliveryRecord, MatterRecord, PacketKind, PacketRecord};
+use crate::store::{
+    DeliverableState, DeliveryRecord, MatterRecord, PacketKind, PacketRecord, ShareRecord,
+};
 
 pub(super) fn task(name: &str) -> Result<Task, Failure> {
     Task::from_str(name).map_err(|e| Failure::bad_request(e.to_string()))
@@ -203,6 +206,7 @@ pub(super) fn blob_put(state: &State, me: &Actor, req: BlobUpload) -> Result<Rep
     let stored = ServerResponse::BlobStored(BlobRefInfo {
         sha256: req.sha256,
         size: req.size,
+        header: None,
     });
     if held(state, me, &req.sha256, req.size)? {
         return Ok(Reply::Frame(stored));
@@ -318,7 +322,11 @@ pub(super) fn blob_stream(state: &State, me: &Actor, req: BlobUpload) -> Result<
             return failed(e.into());
         }
         match verified.publish() {
-            Ok(()) => ServerResponse::BlobStored(BlobRefInfo { sha256, size }),
+            Ok(()) => ServerResponse::BlobStored(BlobRefInfo {
+                sha256,
+                size,
+                header: None,
+            }),
             Err(e) => failed(blob_failure(e)),
         }
     })))
@@ -568,7 +576,9 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
     let mut listing = Listing::start(state, me, req.matter.as_deref(), "inbox")?;
     let mut items = Vec::new();
     for p in &mine {
-        if !p.recipients.contains(&me.record.id) || !listing.shows(p)? {
+        let recipient =
+            p.recipients.contains(&me.record.id) || shared_with(state, p, &me.record.id)?;
+        if !recipient || !listing.shows(p)? {
             continue;
         }
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
@@ -723,7 +733,7 @@ pub(super) fn authorize_pull(
         ))?;
         return Err(hidden());
     };
-    let recipient = p.recipients.contains(&me.record.id);
+    let recipient = p.recipients.contains(&me.record.id) || shared_with(state, &p, &me.record.id)?;
     let is_delivering_provider = p.sender == me.record.id;
     let op = match p.kind {
         PacketKind::Packet => Operation::PullPacket {
@@ -752,12 +762,14 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
         state.gate.write(&allowed).put_packet(&p)?;
     }
     let review = review_note(state, &p)?;
+    let share = share_info(state, &p, &me.record.id)?;
     Ok(ServerResponse::Packet(PacketInfo {
         id: p.id,
         descriptor: p.descriptor,
         signature: p.signature,
         sender_key: p.sender_key,
         review,
+        share,
     }))
 }
 
@@ -766,12 +778,14 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
 /// note). Logged as `peek`; the packet is not marked pulled.
 pub(super) fn packet_peek(state: &State, me: &Actor, req: &PacketRef) -> Outcome {
     let (p, _) = authorize_pull(state, me, &req.id, "peek", Vec::new())?;
+    let share = share_info(state, &p, &me.record.id)?;
     Ok(ServerResponse::Packet(PacketInfo {
         id: p.id,
         descriptor: p.descriptor,
         signature: p.signature,
         sender_key: p.sender_key,
         review: None,
+        share,
     }))
 }
 
@@ -795,12 +809,28 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         "pull-blob",
         vec![("blob".into(), hex(&req.sha256))],
     )?;
-    let Some(&(_, size)) = p.blobs.iter().find(|(h, _)| *h == req.sha256) else {
+    let Some((index, &(_, size))) = p
+        .blobs
+        .iter()
+        .enumerate()
+        .find(|(_, (h, _))| *h == req.sha256)
+    else {
         return Err(Failure::bad_request(format!(
             "blob {} is not part of packet {}",
             hex(&req.sha256),
             p.id
         )));
+    };
+    // A reader the packet was re-shared to gets the header that opens the
+    // blob for it, then the blob as it is.
+    let header = if p.recipients.contains(&me.record.id) {
+        None
+    } else {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        state
+            .gate
+            .read()
+            .share_header(&p.id, &me.record.id, index)?
     };
     if req.offset > size {
         return Err(Failure::bad_request(format!(
@@ -813,10 +843,12 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         Failure::new(ErrorCode::Internal, "the blob cannot be read")
     })?;
     let offset = req.offset;
+    let mut left = req.limit.unwrap_or(u64::MAX);
     Ok(Reply::Download(
         ServerResponse::BlobData(BlobRefInfo {
             sha256: req.sha256,
             size,
+            header,
         }),
         Box::new(move |w| {
             file.seek(SeekFrom::Start(offset))?;
@@ -826,14 +858,197 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
                 matterdrop_common::streamfile::POOLED,
             );
             loop {
-                let chunk = file.next_chunk()?;
-                if chunk.is_empty() {
+                let mut chunk = file.next_chunk()?;
+                if chunk.is_empty() || left == 0 {
                     return Ok(());
                 }
+                if (chunk.len() as u64) > left {
+                    chunk.truncate(left as usize);
+                }
+                left -= chunk.len() as u64;
                 w.send(chunk)?;
             }
         }),
     ))
+}
+
+/// Whether `packet` was re-shared to `principal` (every header arrived).
+fn shared_with(state: &State, packet: &PacketRecord, principal: &str) -> Result<bool, Failure> {
+    Ok(state
+        .gate
+        .read()
+        .share(&packet.id, principal)?
+        .is_some_and(|s| s.complete()))
+}
+
+/// The re-share of `packet` to `principal`, for its descriptor's answer.
+fn share_info(
+    state: &State,
+    packet: &PacketRecord,
+    principal: &str,
+) -> Result<Option<ShareInfo>, Failure> {
+    if packet.recipients.iter().any(|r| r == principal) {
+        return Ok(None);
+    }
+    Ok(state
+        .gate
+        .read()
+        .share(&packet.id, principal)?
+        .filter(ShareRecord::complete)
+        .map(|s| ShareInfo {
+            signed: s.signed,
+            signature: s.signature,
+            sharer_key: s.sharer_key,
+        }))
+}
+
+/// The largest re-share header accepted (a hybrid stanza is about 1.6 KB).
+const MAX_SHARE_HEADER: usize = 16 * 1024;
+
+/// `Share`: a batch of a re-share. The sharer must be able to pull the
+/// packet (the server's view of who holds its file keys: the sender and
+/// its recipients); the new reader must be a current member the matter
+/// would encrypt such a packet to now, not yet a reader, with the age key
+/// the roster gives it; the statement must cover the packet's blobs in
+/// order and each header must hash to what it names. The server cannot
+/// check that a header opens anything (it has no key): the new reader's
+/// client does. Each batch is logged; the last carries the statement.
+pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRequest) -> Outcome {
+    let st = ShareStatement::parse(&req.signed).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let _guard = state.packet_lock(&st.id)?;
+    let first = req.first as usize;
+    let end = first.saturating_add(req.headers.len());
+    let mut details = vec![
+        ("recipient".into(), st.recipient.clone()),
+        (
+            "headers".into(),
+            format!("{first}..{end} of {}", st.headers.len()),
+        ),
+    ];
+    let (p, allowed) = authorize_pull(state, me, &st.id, "share", details.clone())?;
+    let m = state
+        .gate
+        .read()
+        .matter(&p.matter)?
+        .ok_or_else(|| Failure::new(ErrorCode::Internal, "the packet's matter is missing"))?;
+    let eligible = match p.kind {
+        PacketKind::Packet => {
+            let ack = m.ack_version();
+            member_recipients(state, &m, |ms, _| ms.receives_packets(ack))?
+        }
+        PacketKind::Deliverable => {
+            member_recipients(state, &m, |ms, _| ms.receives_deliverables(false))?
+        }
+    };
+    let blobs: Vec<[u8; 32]> = p.blobs.iter().map(|(h, _)| *h).collect();
+    let listed: Vec<[u8; 32]> = st.headers.iter().map(|(b, _)| *b).collect();
+    let problem = if st.sharer != me.record.id {
+        Some(format!(
+            "the statement names {} as sharer, but {} sent it",
+            st.sharer, me.record.id
+        ))
+    } else if st.matter != p.matter {
+        Some("the statement names another matter than the packet's".to_owned())
+    } else if st.descriptor_sha256 != sha256(&p.descriptor) {
+        Some("the statement's descriptor hash is not that of the packet on record".to_owned())
+    } else if matterdrop_common::sign::verify(key, &req.signed, &req.signature).is_err() {
+        Some(format!(
+            "the statement's signature does not verify with {}'s key",
+            me.record.id
+        ))
+    } else if p.recipients.contains(&st.recipient) {
+        Some(format!("{} already reads {}", st.recipient, p.id))
+    } else if !eligible.iter().any(|r| r.principal == st.recipient) {
+        Some(format!(
+            "{} is not a member matter {} would encrypt this {} to now (an attorney or paralegal, or a provider that signed the current acknowledgment)",
+            st.recipient,
+            p.matter,
+            match p.kind {
+                PacketKind::Packet => "packet",
+                PacketKind::Deliverable => "deliverable",
+            }
+        ))
+    } else if !eligible
+        .iter()
+        .any(|r| r.principal == st.recipient && r.age == st.age)
+    {
+        Some(format!(
+            "the statement's age key is not the one the roster gives {}",
+            st.recipient
+        ))
+    } else if listed != blobs {
+        Some("the statement does not list the packet's blobs in order".to_owned())
+    } else if end > st.headers.len() || req.headers.is_empty() {
+        Some(format!(
+            "headers {first}..{end} are not within the statement's {}",
+            st.headers.len()
+        ))
+    } else {
+        req.headers
+            .iter()
+            .enumerate()
+            .position(|(i, h)| h.len() > MAX_SHARE_HEADER || sha256(h) != st.headers[first + i].1)
+            .map(|i| {
+                format!(
+                    "header {} does not hash to what the statement names (or exceeds {MAX_SHARE_HEADER} bytes)",
+                    first + i
+                )
+            })
+    };
+    if let Some(reason) = problem {
+        state.record(Event::failed(
+            me,
+            "share",
+            &p.matter,
+            "bad-share",
+            &reason,
+            details,
+        ))?;
+        return Err(Failure::new(ErrorCode::Verification, reason));
+    }
+    if state
+        .gate
+        .read()
+        .share(&p.id, &st.recipient)?
+        .is_some_and(|s| s.complete() && s.signed != req.signed)
+    {
+        return Err(Failure::new(
+            ErrorCode::Conflict,
+            format!("{} was already shared with {}", p.id, st.recipient),
+        ));
+    }
+    let record = ShareRecord {
+        signed: req.signed.clone(),
+        signature: req.signature.clone(),
+        sharer_key: *key.as_bytes(),
+        total: u32::try_from(st.headers.len()).unwrap_or(u32::MAX),
+        received: 0,
+        created_at: now(),
+    };
+    let now_is = state.gate.write(&allowed).put_share(
+        &p.id,
+        &st.recipient,
+        &record,
+        req.first,
+        &req.headers,
+    )?;
+    let logged = if now_is.complete() {
+        details.extend([
+            ("statement".into(), custody::entry_text(&req.signed)),
+            ("signature".into(), custody::entry_hex(&req.signature)),
+            ("signing_key".into(), custody::entry_hex(key.as_bytes())),
+        ]);
+        Some(state.record(
+            Event::server(&me.record.id, "shared", Some(&p.id), None, details).in_matter(&p.matter),
+        )?)
+    } else {
+        None
+    };
+    Ok(ServerResponse::Shared(ShareProgress {
+        received: now_is.received,
+        total: now_is.total,
+        logged,
+    }))
 }
 
 /// How far a delivery statement's time may be from the server's clock.

@@ -271,6 +271,32 @@ pub struct ReviewNoteRecord {
     pub note: Vec<u8>,
 }
 
+/// A re-share of a packet to one new reader (`matterdrop_common::custody::
+/// ShareStatement`), as the sharer sent it. Its headers are stored apart,
+/// under the statement's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    /// The canonical statement.
+    pub signed: Vec<u8>,
+    /// The sharer's signature over it.
+    pub signature: Vec<u8>,
+    /// The key that signed it.
+    pub sharer_key: [u8; 32],
+    /// Headers the statement names.
+    pub total: u32,
+    /// Headers received so far.
+    pub received: u32,
+    /// Unix seconds of the first batch.
+    pub created_at: u64,
+}
+
+impl ShareRecord {
+    /// Whether every header arrived (the share is in effect).
+    pub fn complete(&self) -> bool {
+        self.received == self.total
+    }
+}
+
 /// A recipient's signed statement that it received and verified every
 /// file of a packet (`matterdrop_common::custody`), as it sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -447,6 +473,15 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
     /// The review of a deliverable, with its encrypted note.
     fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError>;
+    /// The re-share of `packet` to `recipient`, complete or not.
+    fn share(&self, packet: &str, recipient: &str) -> Result<Option<ShareRecord>, StoreError>;
+    /// Header `index` of that re-share's statement.
+    fn share_header(
+        &self,
+        packet: &str,
+        recipient: &str,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Changing metadata. Handlers reach these only through the gate
@@ -485,6 +520,19 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     /// Stores a recipient's signed delivery statement of a packet
     /// (replacing its earlier one).
     fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError>;
+    /// Stores a batch of headers of the re-share of `packet` to
+    /// `recipient` whose statement `record` carries (a record for another
+    /// statement is replaced, its headers forgotten), from index `first`;
+    /// once every header is in, lists the packet under the recipient.
+    /// Returns the record as it now stands.
+    fn put_share(
+        &self,
+        packet: &str,
+        recipient: &str,
+        record: &ShareRecord,
+        first: u32,
+        headers: &[Vec<u8>],
+    ) -> Result<ShareRecord, StoreError>;
     /// Records that `uploader` uploaded blob `sha256` itself (only such
     /// blobs may go into its packets: a hash alone proves nothing).
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError>;

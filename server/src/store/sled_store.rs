@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::DeliveryRecord;
+use super::{DeliveryRecord, ShareRecord};
 use super::{
     InviteRecord, MatterRecord, MetaRead, MetaWrite, OrgRecord, PacketRecord, PrincipalRecord,
     Refusal, ReviewNoteRecord, StoreError,
@@ -42,6 +42,11 @@ pub struct SledStore {
     review_notes: sled::Tree,
     deliveries: sled::Tree,
     by_sender: sled::Tree,
+    /// Packet id ‖ 0 ‖ recipient → [`ShareRecord`].
+    shares: sled::Tree,
+    /// Packet id ‖ 0 ‖ recipient ‖ 0 ‖ first 8 bytes of the statement's
+    /// SHA-256 ‖ index (u32 big-endian) → header.
+    share_headers: sled::Tree,
 }
 
 /// The `meta` key that says the packet indexes are complete.
@@ -54,6 +59,17 @@ fn index_key(owner: &str, packet: &str) -> Vec<u8> {
     k.extend_from_slice(owner.as_bytes());
     k.push(0);
     k.extend_from_slice(packet.as_bytes());
+    k
+}
+
+/// Where header `index` of the share `record` of `packet` to `recipient`
+/// is kept.
+fn share_header_key(packet: &str, recipient: &str, signed: &[u8], index: u32) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut k = index_key(packet, recipient);
+    k.push(0);
+    k.extend_from_slice(&sha2::Sha256::digest(signed)[..8]);
+    k.extend_from_slice(&index.to_be_bytes());
     k
 }
 
@@ -138,6 +154,8 @@ impl SledStore {
             review_notes: db.open_tree("review_notes").map_err(backend)?,
             deliveries: db.open_tree("deliveries").map_err(backend)?,
             by_sender: db.open_tree("by_sender").map_err(backend)?,
+            shares: db.open_tree("shares").map_err(backend)?,
+            share_headers: db.open_tree("share_headers").map_err(backend)?,
             db,
         };
         store.build_indexes()?;
@@ -332,6 +350,26 @@ impl MetaRead for SledStore {
         let mut key = sha256.to_vec();
         key.extend_from_slice(uploader.as_bytes());
         self.claims.contains_key(key).map_err(backend)
+    }
+
+    fn share(&self, packet: &str, recipient: &str) -> Result<Option<ShareRecord>, StoreError> {
+        Self::get(&self.shares, &index_key(packet, recipient))
+    }
+
+    fn share_header(
+        &self,
+        packet: &str,
+        recipient: &str,
+        index: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(record) = self.share(packet, recipient)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .share_headers
+            .get(share_header_key(packet, recipient, &record.signed, index))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
     }
 
     fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError> {
@@ -559,6 +597,56 @@ impl MetaWrite for SledStore {
             .insert(index_key(packet, &delivery.principal), enc(delivery)?)
             .map_err(backend)?;
         self.flush()
+    }
+
+    fn put_share(
+        &self,
+        packet: &str,
+        recipient: &str,
+        record: &ShareRecord,
+        first: u32,
+        headers: &[Vec<u8>],
+    ) -> Result<ShareRecord, StoreError> {
+        let key = index_key(packet, recipient);
+        let result = (&self.shares, &self.share_headers, &self.by_recipient).transaction(
+            |(shares, share_headers, by_recipient)| {
+                let mut now = match shares.get(&key)? {
+                    Some(old) => match postcard::from_bytes::<ShareRecord>(&old) {
+                        Ok(old) if old.signed == record.signed => old,
+                        _ => ShareRecord {
+                            received: 0,
+                            ..record.clone()
+                        },
+                    },
+                    None => ShareRecord {
+                        received: 0,
+                        ..record.clone()
+                    },
+                };
+                for (i, h) in headers.iter().enumerate() {
+                    let index = first + i as u32;
+                    let k = share_header_key(packet, recipient, &now.signed, index);
+                    if share_headers.insert(k, h.as_slice())?.is_none() {
+                        now.received += 1;
+                    }
+                }
+                let bytes = postcard::to_allocvec(&now)
+                    .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                shares.insert(key.as_slice(), bytes)?;
+                if now.complete() {
+                    by_recipient.insert(index_key(recipient, packet), &[][..])?;
+                }
+                Ok(now)
+            },
+        );
+        match result {
+            Ok(now) => {
+                self.flush()?;
+                Ok(now)
+            }
+            Err(TransactionError::Abort(e)) => Err(StoreError::Backend(e)),
+            Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
     }
 
     fn claim_blob(&self, uploader: &str, sha256: &[u8; 32]) -> Result<(), StoreError> {
