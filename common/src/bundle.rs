@@ -380,18 +380,22 @@ impl Summary {
 }
 
 /// A `delivered` entry must carry a delivery statement that verifies
-/// (`crate::custody::check_entry`).
+/// (`crate::custody::check_entry`), a `shared` entry a share statement
+/// (`crate::custody::check_share_entry`).
 fn check_custody(e: &Entry) -> Result<(), Failure> {
     if e.action == "delivered" && e.allowed {
         crate::custody::check_entry(e).map_err(|err| fail(Some(e.index), err.to_string()))?;
     }
+    if e.action == "shared" && e.allowed {
+        crate::custody::check_share_entry(e).map_err(|err| fail(Some(e.index), err.to_string()))?;
+    }
     Ok(())
 }
 
-/// In a full bundle, the key a `delivered` entry records must be one the
-/// log registered for its principal before it.
+/// In a full bundle, the key a `delivered` or `shared` entry records must
+/// be one the log registered for its principal before it.
 fn check_delivery_key(e: &Entry, enrolled: &BTreeMap<String, Vec<String>>) -> Result<(), Failure> {
-    if e.action != "delivered" || !e.allowed {
+    if !matches!(e.action.as_str(), "delivered" | "shared") || !e.allowed {
         return Ok(());
     }
     let key = e

@@ -227,10 +227,9 @@ impl ShareStatement {
     }
 }
 
-/// Checks a `delivered` audit entry offline: its statement parses, names
-/// the entry's principal and object, and its signature verifies with the
-/// key the entry records. Returns the statement.
-pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
+/// The statement, signing key and signature an entry carries, with its
+/// signature checked.
+fn signed_detail(e: &Entry) -> Result<Vec<u8>, CustodyError> {
     let fail = |why: String| CustodyError::Entry {
         index: e.index,
         why,
@@ -242,9 +241,32 @@ pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| fail(format!("no {k}")))
     };
-    let statement = detail("statement")?;
-    let bytes = statement.replace("\\n", "\n");
-    let s = DeliveryStatement::parse(bytes.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    let bytes = detail("statement")?.replace("\\n", "\n").into_bytes();
+    let key = unhex32(detail("signing_key")?)
+        .ok_or_else(|| fail("signing_key is not 64 hex digits".into()))
+        .and_then(|k| sign::verifying_key_from_bytes(&k).map_err(|e| fail(e.to_string())))?;
+    let sig = detail("signature")?;
+    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(fail("signature is not 128 hex digits".into()));
+    }
+    let sig: Vec<u8> = (0..sig.len() / 2)
+        .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| fail("signature is not hex".into()))?;
+    sign::verify(&key, &bytes, &sig).map_err(|_| fail("bad signature".into()))?;
+    Ok(bytes)
+}
+
+/// Checks a `delivered` audit entry offline: its statement parses, names
+/// the entry's principal and object, and its signature verifies with the
+/// key the entry records. Returns the statement.
+pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
+    let fail = |why: String| CustodyError::Entry {
+        index: e.index,
+        why,
+    };
+    let bytes = signed_detail(e)?;
+    let s = DeliveryStatement::parse(&bytes).map_err(|e| fail(e.to_string()))?;
     if s.principal != e.principal || e.object.as_deref() != Some(s.id.as_str()) {
         return Err(fail(
             "the statement names another principal or object than its entry".into(),
@@ -260,18 +282,35 @@ pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
     if e.time.abs_diff(s.time) > STATEMENT_SKEW {
         return Err(fail("the statement's time does not fit its entry's".into()));
     }
-    let key = unhex32(detail("signing_key")?)
-        .ok_or_else(|| fail("signing_key is not 64 hex digits".into()))
-        .and_then(|k| sign::verifying_key_from_bytes(&k).map_err(|e| fail(e.to_string())))?;
-    let sig = detail("signature")?;
-    if sig.len() != 128 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(fail("signature is not 128 hex digits".into()));
+    Ok(s)
+}
+
+/// Checks a `shared` audit entry offline as [`check_entry`] checks a
+/// `delivered` one: the share statement names the entry's principal as
+/// sharer, its object and matter, fits its time, and verifies with the
+/// key the entry records. Returns the statement.
+pub fn check_share_entry(e: &Entry) -> Result<ShareStatement, CustodyError> {
+    let fail = |why: String| CustodyError::Entry {
+        index: e.index,
+        why,
+    };
+    let bytes = signed_detail(e)?;
+    let s = ShareStatement::parse(&bytes).map_err(|e| fail(e.to_string()))?;
+    if s.sharer != e.principal || e.object.as_deref() != Some(s.id.as_str()) {
+        return Err(fail(
+            "the share statement names another sharer or object than its entry".into(),
+        ));
     }
-    let sig: Vec<u8> = (0..sig.len() / 2)
-        .map(|i| u8::from_str_radix(sig.get(2 * i..2 * i + 2).unwrap_or("zz"), 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| fail("signature is not hex".into()))?;
-    sign::verify(&key, bytes.as_bytes(), &sig).map_err(|_| fail("bad signature".into()))?;
+    if e.matter.as_deref() != Some(s.matter.as_str()) {
+        return Err(fail(
+            "the share statement names another matter than its entry".into(),
+        ));
+    }
+    if e.time.abs_diff(s.time) > STATEMENT_SKEW {
+        return Err(fail(
+            "the share statement's time does not fit its entry's".into(),
+        ));
+    }
     Ok(s)
 }
 
@@ -354,6 +393,31 @@ mod tests {
         // A delivery statement is not a share statement.
         let d = statement().to_signed_bytes().unwrap();
         assert!(ShareStatement::parse(&d).is_err());
+
+        // A `shared` entry checks offline; a changed detail does not.
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let mut e = entry(&statement(), &key);
+        e.action = "shared".into();
+        e.principal = s.sharer.clone();
+        e.object = Some(s.id.clone());
+        e.details = vec![
+            ("statement".into(), entry_text(&bytes)),
+            ("signature".into(), entry_hex(&sign::sign(&key, &bytes))),
+            (
+                "signing_key".into(),
+                entry_hex(key.verifying_key().as_bytes()),
+            ),
+        ];
+        assert_eq!(check_share_entry(&e).unwrap(), s);
+        let mut other = e.clone();
+        other.principal = "mallory@firm-a".into();
+        assert!(check_share_entry(&other).is_err());
+        let mut other = e.clone();
+        other.details[0].1 = other.details[0].1.replace("carol", "carl");
+        assert!(check_share_entry(&other).is_err());
+        let mut other = e;
+        other.time += STATEMENT_SKEW + 1;
+        assert!(check_share_entry(&other).is_err());
     }
 
     #[test]

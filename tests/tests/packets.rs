@@ -956,6 +956,51 @@ fn a_packet_is_reshared_to_a_provider_who_acknowledged_later() {
         .code(2);
     assert!(r.stderr.contains("re-shared"), "{r:?}");
 
+    // The matter's log has the share, with its statement, and verifies
+    // offline (the statement's signature included).
+    let bundle = t.w.tmp.path().join("m.bundle");
+    t.audrey.json(&[
+        "audit",
+        "export",
+        "--matter",
+        MATTER,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        t.audrey
+            .json(&["audit", "verify", bundle.to_str().unwrap()])["ok"],
+        true
+    );
+    let shares = t.audrey.json(&[
+        "audit",
+        "show",
+        bundle.to_str().unwrap(),
+        "--action",
+        "shared",
+    ]);
+    let rows = shares["entries"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{shares}");
+    assert_eq!(rows[0]["principal"], "alice@firm-a");
+    assert_eq!(rows[0]["object"], id.as_str());
+    // alice's client read the age headers only: one row per share (the
+    // second was refused after its reads), one part per blob.
+    let reads = t.audrey.json(&[
+        "audit",
+        "show",
+        bundle.to_str().unwrap(),
+        "--action",
+        "pull-blob",
+        "--principal",
+        "alice@firm-a",
+    ]);
+    let reads = reads["entries"].as_array().unwrap();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    for r in reads {
+        assert_eq!(r["headers_only"], true);
+        assert_eq!(r["parts"], blobs as u64);
+    }
+
     // The operator plays: a share to carol (a paralegal added later)
     // forged with its own key from bob's headers, and bob's first two
     // headers swapped.

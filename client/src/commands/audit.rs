@@ -378,6 +378,9 @@ struct Row {
     /// A download that followed an inbox look (`peek`), not a pull: the
     /// manifest only (names and note), not the files.
     looked: bool,
+    /// Downloads of the first bytes of blobs only (`limit`): a sharer
+    /// reading the age headers it re-wraps (`share`).
+    headers: bool,
 }
 
 impl Row {
@@ -466,6 +469,14 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
         }
         if let (Some(kind), Some(o)) = (restart, &e.object) {
             open.remove(&(e.principal.clone(), kind.to_owned(), o.clone()));
+            if kind == "pull-blob" {
+                // A share starts with a look too.
+                open.remove(&(
+                    e.principal.clone(),
+                    "pull-blob headers".to_owned(),
+                    o.clone(),
+                ));
+            }
         }
         if args.principal.as_ref().is_some_and(|p| *p != e.principal)
             || args.action.as_ref().is_some_and(|a| *a != e.action)
@@ -485,10 +496,15 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             .find(|(k, _)| k == "size")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
+        let headers = e.action == "pull-blob" && e.details.iter().any(|(k, _)| k == "limit");
         if !args.every_part && e.allowed && TRANSFER_ACTIONS.contains(&e.action.as_str()) {
             let key = (
                 e.principal.clone(),
-                e.action.clone(),
+                if headers {
+                    "pull-blob headers".to_owned()
+                } else {
+                    e.action.clone()
+                },
                 e.object.clone().unwrap_or_default(),
             );
             if let Some(&i) = open.get(&key) {
@@ -501,6 +517,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             open.insert(key, rows.len());
         }
         let looked = e.action == "pull-blob"
+            && !headers
             && looking.contains(&(e.principal.clone(), e.object.clone().unwrap_or_default()));
         rows.push(Row {
             last_time: e.time,
@@ -508,6 +525,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             bytes: size,
             completed: None,
             looked,
+            headers,
             entry: e,
         });
     }
@@ -518,6 +536,9 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             continue;
         }
         let object = row.entry.object.clone().unwrap_or_default();
+        if row.headers {
+            continue;
+        }
         row.completed = Some(if row.entry.action == "pull-blob" {
             // Confirmed by a statement logged after this download began.
             delivered.iter().any(|(who, o, i)| {
@@ -551,6 +572,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         "last_time": row.transfer().then(|| crate::when::utc(row.last_time)),
                         "completed": row.completed,
                         "inbox_look": row.looked,
+                        "headers_only": row.headers,
                     })
                 })
                 .collect();
@@ -610,6 +632,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         row.bytes,
                         match (row.completed, e.action == "pull-blob") {
                             _ if row.looked => ", the manifest for the inbox",
+                            _ if row.headers => ", age headers only, to re-share",
                             (Some(true), false) => ", committed",
                             (Some(false), false) => ", NOT committed",
                             (Some(true), true) => ", delivered and verified",

@@ -802,13 +802,12 @@ fn review_note(state: &State, p: &PacketRecord) -> Result<Option<ReviewNote>, Fa
 }
 
 pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Result<Reply, Failure> {
-    let (p, _) = authorize_pull(
-        state,
-        me,
-        &req.packet,
-        "pull-blob",
-        vec![("blob".into(), hex(&req.sha256))],
-    )?;
+    let mut details = vec![("blob".into(), hex(&req.sha256))];
+    if let Some(limit) = req.limit {
+        // A sharer reading the age header only.
+        details.push(("limit".into(), limit.to_string()));
+    }
+    let (p, _) = authorize_pull(state, me, &req.packet, "pull-blob", details)?;
     let Some((index, &(_, size))) = p
         .blobs
         .iter()
@@ -956,6 +955,8 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
             "the statement's signature does not verify with {}'s key",
             me.record.id
         ))
+    } else if now().abs_diff(st.time) > DELIVERY_CLOCK_SKEW {
+        Some("the statement's time is more than 15 minutes from the server's clock".to_owned())
     } else if p.recipients.contains(&st.recipient) {
         Some(format!("{} already reads {}", st.recipient, p.id))
     } else if !eligible.iter().any(|r| r.principal == st.recipient) {
