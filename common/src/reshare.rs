@@ -51,11 +51,13 @@ impl Header {
         }
         let mut stanzas = Vec::new();
         loop {
-            let start = lines.at;
             let Some(line) = lines.next()? else {
                 return Ok(None);
             };
             if let Some(mac) = line.strip_prefix(b"--- ") {
+                if stanzas.is_empty() {
+                    return Err("age header without a stanza".into());
+                }
                 let mac = B64
                     .decode(mac)
                     .ok()
@@ -71,11 +73,15 @@ impl Header {
                 return Err("malformed age header line".into());
             };
             let args = std::str::from_utf8(args).map_err(|_| "malformed stanza line")?;
+            // Arguments are non-empty runs of visible ASCII.
+            if args
+                .split(' ')
+                .any(|a| a.is_empty() || !a.bytes().all(|b| b.is_ascii_graphic()))
+            {
+                return Err("malformed stanza arguments".into());
+            }
             let mut args = args.split(' ').map(str::to_owned);
-            let tag = args
-                .next()
-                .filter(|t| !t.is_empty())
-                .ok_or("empty stanza")?;
+            let tag = args.next().ok_or("empty stanza")?;
             let args: Vec<String> = args.collect();
             // The body: full 64-column lines, then one shorter final line.
             let mut body_b64 = Vec::new();
@@ -98,9 +104,6 @@ impl Header {
             let body = B64
                 .decode(&body_b64)
                 .map_err(|_| "stanza body is not canonical base64")?;
-            if lines.at - start > MAX_HEADER {
-                return Err("age header too large".into());
-            }
             stanzas.push(Stanza { tag, args, body });
         }
     }
@@ -118,11 +121,33 @@ impl Header {
             .find_map(|id| age::Identity::unwrap_stanzas(id, &self.stanzas))
             .ok_or("none of this user's age keys can unwrap the file key")?
             .map_err(|e| format!("cannot unwrap the file key: {e}"))?;
-        let mac = mac(&key, &self.bytes[..self.bytes.len() - MAC_LINE_LEN + 3]);
-        if mac != self.mac {
+        if !self.made_with(&key) {
             return Err("the header's MAC does not match its file key".into());
         }
         Ok(key)
+    }
+
+    /// Whether the header's MAC was made with `key`.
+    fn made_with(&self, key: &FileKey) -> bool {
+        mac(key, &self.bytes[..self.bytes.len() - MAC_LINE_LEN + 3]) == self.mac
+    }
+}
+
+/// Checks that the file key `new` (a re-share header) opens for one of
+/// `ids` is the key `old` (the sender's header, covered by the signed
+/// descriptor's hash) was made with: its MAC checks with it. So a re-share
+/// opens exactly what the sender's recipients read, never another key a
+/// payload might also decrypt under (ChaCha20-Poly1305 does not commit to
+/// its key).
+pub fn same_file_key(old: &Header, new: &Header, ids: &[AgeIdentity]) -> Result<(), String> {
+    let key = new.file_key(ids)?;
+    if old.made_with(&key) {
+        Ok(())
+    } else {
+        Err(
+            "the re-share header's file key is not the one the sender's header was made with"
+                .into(),
+        )
     }
 }
 
@@ -251,6 +276,15 @@ mod tests {
             assert!(decrypt(&shared, &alice).is_err());
             assert_eq!(Header::parse(&new).unwrap().unwrap().stanzas(), 1);
         }
+        // The new header opens the key the old one was made with; a header
+        // for another file's key does not pass.
+        let parse = |b: &[u8]| Header::parse(b).unwrap().unwrap();
+        let new = parse(&reshare(&old, std::slice::from_ref(&bob), &carol.public()).unwrap());
+        same_file_key(&old, &new, std::slice::from_ref(&carol)).unwrap();
+        let other = parse(&encrypt(&[&bob.public()], b"other"));
+        let foreign = parse(&reshare(&other, std::slice::from_ref(&bob), &carol.public()).unwrap());
+        let err = same_file_key(&old, &foreign, std::slice::from_ref(&carol)).unwrap_err();
+        assert!(err.contains("not the one"), "{err}");
         // Someone without the file key cannot reshare.
         let err = reshare(&old, std::slice::from_ref(&eve), &eve.public()).unwrap_err();
         assert!(

@@ -679,7 +679,7 @@ fn verified_deliveries_are_signed_and_told_apart_from_started_downloads() {
                 packet: p2.clone(),
                 sha256: d.manifest.sha256,
                 offset: 0,
-                limit: None,
+                for_share: false,
             }))
             .unwrap(),
         )

@@ -703,7 +703,7 @@ fn another_matters_blob_is_refused_without_a_byte() {
                 packet: packet.into(),
                 sha256,
                 offset: 0,
-                limit: None,
+                for_share: false,
             }))
         };
 
@@ -737,7 +737,7 @@ fn another_matters_blob_is_refused_without_a_byte() {
             packet: pa.clone(),
             sha256: db.blobs[0].sha256,
             offset: 10,
-            limit: None,
+            for_share: false,
         };
         let answer = exchange_all(&bob.conn, &frame(&ClientRequest::BlobGet(req.clone()))).await;
         refused(&answer, ErrorCode::BadRequest);
@@ -861,7 +861,7 @@ fn a_blob_of_another_matter_cannot_be_adopted_by_hash() {
                 packet: id.clone(),
                 sha256: target.sha256,
                 offset: 0,
-                limit: None,
+                for_share: false,
             })),
         )
         .await;
@@ -1417,13 +1417,13 @@ fn every_request_after_key_revocation_is_refused_and_reads_nothing() {
                 packet: id.clone(),
                 sha256: d.blobs[0].sha256,
                 offset: 0,
-                limit: None,
+                for_share: false,
             }),
             ClientRequest::BlobGet(BlobGetRequest {
                 packet: id.clone(),
                 sha256: d.manifest.sha256,
                 offset: 0,
-                limit: None,
+                for_share: false,
             }),
             ClientRequest::Inbox(proto::InboxRequest {
                 matter: None,

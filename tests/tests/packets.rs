@@ -933,8 +933,16 @@ fn a_packet_is_reshared_to_a_provider_who_acknowledged_later() {
         .unwrap_or_else(|| panic!("{inbox}"));
     assert_eq!(item["note"], "Please chronologize", "{item}");
     let out = t.w.tmp.path().join("bob-out");
-    let pulled = t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
-    assert!(pulled["delivery_log_index"].is_u64(), "{pulled}");
+    let r = t
+        .bob
+        .run(&["--json", "pull", &id, "--out", out.to_str().unwrap()])
+        .ok();
+    let pulled = r.json();
+    assert!(
+        pulled["delivery_log_index"].is_u64(),
+        "{pulled} {}",
+        r.stderr
+    );
     for (path, data) in &files {
         let rel = path.strip_prefix(t.w.tmp.path()).unwrap();
         assert_eq!(
@@ -983,8 +991,9 @@ fn a_packet_is_reshared_to_a_provider_who_acknowledged_later() {
     assert_eq!(rows.len(), 1, "{shares}");
     assert_eq!(rows[0]["principal"], "alice@firm-a");
     assert_eq!(rows[0]["object"], id.as_str());
-    // alice's client read the age headers only: one row per share (the
-    // second was refused after its reads), one part per blob.
+    // alice's client checked every blob before re-wrapping its header: one
+    // row per share (the second was refused after its reads), one part
+    // per blob.
     let reads = t.audrey.json(&[
         "audit",
         "show",
@@ -997,7 +1006,7 @@ fn a_packet_is_reshared_to_a_provider_who_acknowledged_later() {
     let reads = reads["entries"].as_array().unwrap();
     assert_eq!(reads.len(), 2, "{reads:?}");
     for r in reads {
-        assert_eq!(r["headers_only"], true);
+        assert_eq!(r["for_share"], true);
         assert_eq!(r["parts"], blobs as u64);
     }
 

@@ -910,7 +910,7 @@ async fn stalled_downloads(
                     packet: packet.to_owned(),
                     sha256,
                     offset: 0,
-                    limit: None,
+                    for_share: false,
                 }),
             )
             .await?;

@@ -378,8 +378,8 @@ struct Row {
     /// A download that followed an inbox look (`peek`), not a pull: the
     /// manifest only (names and note), not the files.
     looked: bool,
-    /// Downloads of the first bytes of blobs only (`limit`): a sharer
-    /// reading the age headers it re-wraps (`share`).
+    /// Downloads by a sharer, which checks each blob against the signed
+    /// descriptor and re-wraps its age header (`share`), not a pull.
     headers: bool,
 }
 
@@ -496,7 +496,8 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
             .find(|(k, _)| k == "size")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
-        let headers = e.action == "pull-blob" && e.details.iter().any(|(k, _)| k == "limit");
+        let headers =
+            e.action == "pull-blob" && e.details.iter().any(|(k, v)| k == "for" && v == "share");
         if !args.every_part && e.allowed && TRANSFER_ACTIONS.contains(&e.action.as_str()) {
             let key = (
                 e.principal.clone(),
@@ -572,7 +573,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         "last_time": row.transfer().then(|| crate::when::utc(row.last_time)),
                         "completed": row.completed,
                         "inbox_look": row.looked,
-                        "headers_only": row.headers,
+                        "for_share": row.headers,
                     })
                 })
                 .collect();
@@ -632,7 +633,7 @@ pub fn show(ctx: &Ctx, args: &AuditShowArgs) -> CmdResult {
                         row.bytes,
                         match (row.completed, e.action == "pull-blob") {
                             _ if row.looked => ", the manifest for the inbox",
-                            _ if row.headers => ", age headers only, to re-share",
+                            _ if row.headers => ", checked to re-share its age headers",
                             (Some(true), false) => ", committed",
                             (Some(false), false) => ", NOT committed",
                             (Some(true), true) => ", delivered and verified",

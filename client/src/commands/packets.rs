@@ -54,7 +54,7 @@ fn verify_fail(message: impl Into<String>) -> Fail {
 }
 
 /// A progress bar on stderr, only when stderr is a terminal.
-fn bar(total: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(total: u64, what: &str) -> ProgressBar {
     use std::io::IsTerminal as _;
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -1425,12 +1425,56 @@ async fn fetch_blob<T: Send + 'static>(
 /// bytes arrive on (they start flowing at once, up to the stream's flow
 /// control window, whether or not anyone reads them yet).
 async fn open_blob(session: &Session, packet: &str, blob: &BlobRef) -> CmdResult<BlobStream> {
+    open_blob_for(session, packet, blob, false).await
+}
+
+/// Streams blob `blob` of `packet` whole and checks it against the signed
+/// descriptor's size and SHA-256, as `pull` does, and returns its age
+/// header: what `share` re-wraps. (The header alone could be any other
+/// blob's that is encrypted to this user; only the whole blob's hash ties
+/// it to this packet.)
+pub(crate) async fn fetch_checked_header(
+    session: &Session,
+    packet: &str,
+    blob: &BlobRef,
+    pb: &ProgressBar,
+) -> CmdResult<matterdrop_common::reshare::Header> {
+    let stream = open_blob_for(session, packet, blob, true).await?;
+    receive_blob(stream, blob, pb, None, |input| {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match matterdrop_common::reshare::Header::parse(&head) {
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+                Err(e) => return Err(ConsumeError::Invalid(e)),
+            }
+            let n = input
+                .read(&mut buf)
+                .map_err(|e| ConsumeError::Invalid(e.to_string()))?;
+            if n == 0 {
+                return Err(ConsumeError::Invalid("no complete age header".into()));
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .finish()
+    .await
+}
+
+async fn open_blob_for(
+    session: &Session,
+    packet: &str,
+    blob: &BlobRef,
+    for_share: bool,
+) -> CmdResult<BlobStream> {
     let (resp, recv, reader) = session
         .request_download(&ClientRequest::BlobGet(BlobGetRequest {
             packet: packet.to_owned(),
             sha256: blob.sha256,
             offset: 0,
-            limit: None,
+            for_share,
         }))
         .await?;
     match resp {
@@ -1741,8 +1785,24 @@ pub fn decrypt_stream(
     let own = read_age_header(input)
         .map_err(|e| ConsumeError::Invalid(format!("{e} (header failure)")))?;
     let header = match reshared {
-        Some(h) => read_age_header(&mut &h[..])
-            .map_err(|e| ConsumeError::Invalid(format!("re-share header: {e} (header failure)")))?,
+        Some(h) => {
+            let new = read_age_header(&mut &h[..]).map_err(|e| {
+                ConsumeError::Invalid(format!("re-share header: {e} (header failure)"))
+            })?;
+            // The re-share must open the key the sender's header (which
+            // the signed descriptor's hash covers) was made with.
+            let parse = |b: &[u8]| {
+                matterdrop_common::reshare::Header::parse(b)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        ConsumeError::Invalid("unreadable age header (header failure)".into())
+                    })
+            };
+            matterdrop_common::reshare::same_file_key(&parse(&own)?, &parse(&new)?, ids)
+                .map_err(|e| ConsumeError::Invalid(format!("re-share header: {e}")))?;
+            new
+        }
         None => own,
     };
     let dec = age::Decryptor::new_buffered(io::Cursor::new(header).chain(input))

@@ -2,8 +2,9 @@
 //! could not read it when it was sent (added later, or a provider who
 //! signed the acknowledgment after the push), without uploading it again.
 //!
-//! The sharer's client reads only each blob's age header, unwraps the file
-//! key with its own age identity, and writes a new header for the payload
+//! The sharer's client downloads each blob, checks it against the signed
+//! descriptor (a header alone could be another packet's, encrypted to this
+//! user too), unwraps its header's file key with its own age identity, and writes a new header for the payload
 //! that opens it for the new reader only (`matterdrop_common::reshare`),
 //! to the age key the matter's signed roster gives that reader (never the
 //! server's word). It signs a statement naming each new header's hash; the
@@ -17,16 +18,14 @@ use std::fmt::Write as _;
 
 use matterdrop_common::custody::ShareStatement;
 use matterdrop_common::packet::{BlobRef, Descriptor, Kind};
-use matterdrop_common::proto::{
-    BlobGetRequest, ClientRequest, PacketRef, ServerResponse, ShareRequest,
-};
-use matterdrop_common::reshare::{self, Header};
+use matterdrop_common::proto::{ClientRequest, PacketRef, ServerResponse, ShareRequest};
+use matterdrop_common::reshare;
 use matterdrop_common::roles::Role;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::Ctx;
-use super::packets::{OwnKeys, resolve_id, verify_descriptor};
+use super::packets::{OwnKeys, bar, fetch_checked_header, resolve_id, verify_descriptor};
 use crate::cli::ShareArgs;
 use crate::conn::Session;
 use crate::error::{CmdResult, Fail, exit};
@@ -36,8 +35,6 @@ use crate::output::escape;
 /// Headers per request (a hybrid header is about 1.6 KB: well inside a
 /// frame).
 const BATCH: usize = 200;
-/// What is read of a blob first to find its header; more if it is longer.
-const HEAD: u64 = 64 * 1024;
 
 pub async fn share(ctx: &Ctx, args: &ShareArgs) -> CmdResult {
     let id = resolve_id(ctx, &args.id).await?;
@@ -136,9 +133,12 @@ async fn share_inner(
     }
     let target = member.keys.age.clone();
     let blobs: Vec<&BlobRef> = std::iter::once(&d.manifest).chain(d.blobs.iter()).collect();
+    // Each blob is checked whole against the signed descriptor before its
+    // file key is re-wrapped: a header alone could be another packet's.
+    let pb = bar(d.total_size(), "checking");
     let mut headers = Vec::with_capacity(blobs.len());
     for b in &blobs {
-        let old = read_header(session, id, b).await?;
+        let old = fetch_checked_header(session, id, b, &pb).await?;
         let new = reshare::reshare(&old, &keys.age, &target).map_err(|e| {
             Fail::new(
                 exit::VERIFY,
@@ -147,6 +147,7 @@ async fn share_inner(
         })?;
         headers.push(new);
     }
+    pb.finish_and_clear();
     let st = ShareStatement {
         id: id.to_owned(),
         matter: d.matter.clone(),
@@ -193,60 +194,6 @@ async fn share_inner(
         "headers": headers.len(),
         "log_index": index,
     }))
-}
-
-/// The age header of blob `b` of `packet`, read from its first bytes.
-async fn read_header(session: &Session, packet: &str, b: &BlobRef) -> CmdResult<Header> {
-    let mut limit = HEAD.min(b.size);
-    loop {
-        let (resp, mut recv, mut reader) = session
-            .request_download(&ClientRequest::BlobGet(BlobGetRequest {
-                packet: packet.to_owned(),
-                sha256: b.sha256,
-                offset: 0,
-                limit: Some(limit),
-            }))
-            .await?;
-        if !matches!(&resp, ServerResponse::BlobData(i) if i.sha256 == b.sha256 && i.header.is_none())
-        {
-            return Err(Fail::new(
-                exit::VERIFY,
-                format!(
-                    "the server answered blob {} with something else",
-                    hex(&b.sha256)
-                ),
-            ));
-        }
-        let mut head = Vec::new();
-        while let Some(batch) = reader
-            .read_batch(&mut recv, 64 * 1024, None)
-            .await
-            .map_err(|e| Fail::lost(format!("reading blob {}: {e}", hex(&b.sha256))))?
-        {
-            head.extend_from_slice(&batch);
-            if head.len() as u64 > limit {
-                break;
-            }
-        }
-        match Header::parse(&head) {
-            Ok(Some(h)) => return Ok(h),
-            Ok(None) if limit < b.size && limit < reshare::MAX_HEADER as u64 => {
-                limit = (reshare::MAX_HEADER as u64).min(b.size);
-            }
-            Ok(None) => {
-                return Err(Fail::new(
-                    exit::VERIFY,
-                    format!("blob {} has no complete age header", hex(&b.sha256)),
-                ));
-            }
-            Err(e) => {
-                return Err(Fail::new(
-                    exit::VERIFY,
-                    format!("blob {}: {e}", hex(&b.sha256)),
-                ));
-            }
-        }
-    }
 }
 
 fn hex(b: &[u8]) -> String {

@@ -1002,9 +1002,9 @@ pub struct BlobGetRequest {
     pub sha256: [u8; 32],
     /// Start here.
     pub offset: u64,
-    /// At most this many bytes (all if `None`): a sharer reads only the
-    /// age header.
-    pub limit: Option<u64>,
+    /// Read to re-share the packet (`mdrop share`), not to decrypt it: a
+    /// label for the audit log only (`audit show`), never a permission.
+    pub for_share: bool,
 }
 
 /// Asks who a deliverable must be encrypted to.

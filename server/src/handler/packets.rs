@@ -803,9 +803,9 @@ fn review_note(state: &State, p: &PacketRecord) -> Result<Option<ReviewNote>, Fa
 
 pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Result<Reply, Failure> {
     let mut details = vec![("blob".into(), hex(&req.sha256))];
-    if let Some(limit) = req.limit {
-        // A sharer reading the age header only.
-        details.push(("limit".into(), limit.to_string()));
+    if req.for_share {
+        // A sharer checking the blob and reading its age header.
+        details.push(("for".into(), "share".into()));
     }
     let (p, _) = authorize_pull(state, me, &req.packet, "pull-blob", details)?;
     let Some((index, &(_, size))) = p
@@ -842,7 +842,6 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         Failure::new(ErrorCode::Internal, "the blob cannot be read")
     })?;
     let offset = req.offset;
-    let mut left = req.limit.unwrap_or(u64::MAX);
     Ok(Reply::Download(
         ServerResponse::BlobData(BlobRefInfo {
             sha256: req.sha256,
@@ -857,14 +856,10 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
                 matterdrop_common::streamfile::POOLED,
             );
             loop {
-                let mut chunk = file.next_chunk()?;
-                if chunk.is_empty() || left == 0 {
+                let chunk = file.next_chunk()?;
+                if chunk.is_empty() {
                     return Ok(());
                 }
-                if (chunk.len() as u64) > left {
-                    chunk.truncate(left as usize);
-                }
-                left -= chunk.len() as u64;
                 w.send(chunk)?;
             }
         }),
@@ -955,6 +950,11 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
             "the statement's signature does not verify with {}'s key",
             me.record.id
         ))
+    } else if p.sender != me.record.id && !p.recipients.contains(&me.record.id) {
+        Some(format!(
+            "{} holds no file key of {}: only its sender and recipients can share it",
+            me.record.id, p.id
+        ))
     } else if now().abs_diff(st.time) > DELIVERY_CLOCK_SKEW {
         Some("the statement's time is more than 15 minutes from the server's clock".to_owned())
     } else if p.recipients.contains(&st.recipient) {
@@ -1007,17 +1007,26 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
         ))?;
         return Err(Failure::new(ErrorCode::Verification, reason));
     }
-    if state
-        .gate
-        .read()
-        .share(&p.id, &st.recipient)?
-        .is_some_and(|s| s.complete() && s.signed != req.signed)
+    // The same sharer sharing again to the same key is a repeat; another
+    // sharer, or a new key of the reader, replaces an earlier share (so a
+    // share whose headers open nothing does not block the reader).
+    let before = state.gate.read().share(&p.id, &st.recipient)?;
+    if let Some(b) = before
+        .as_ref()
+        .filter(|b| b.complete() && b.signed != req.signed)
     {
-        return Err(Failure::new(
-            ErrorCode::Conflict,
-            format!("{} was already shared with {}", p.id, st.recipient),
-        ));
+        let earlier = ShareStatement::parse(&b.signed).ok();
+        if earlier.is_some_and(|e| e.sharer == st.sharer && e.age == st.age) {
+            return Err(Failure::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{} was already shared with {} by {}",
+                    p.id, st.recipient, st.sharer
+                ),
+            ));
+        }
     }
+    let was_complete = before.is_some_and(|b| b.complete() && b.signed == req.signed);
     let record = ShareRecord {
         signed: req.signed.clone(),
         signature: req.signature.clone(),
@@ -1033,7 +1042,8 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
         req.first,
         &req.headers,
     )?;
-    let logged = if now_is.complete() {
+    // Logged once, when the last header arrives.
+    let logged = if now_is.complete() && !was_complete {
         details.extend([
             ("statement".into(), custody::entry_text(&req.signed)),
             ("signature".into(), custody::entry_hex(&req.signature)),

@@ -610,18 +610,29 @@ impl MetaWrite for SledStore {
         let key = index_key(packet, recipient);
         let result = (&self.shares, &self.share_headers, &self.by_recipient).transaction(
             |(shares, share_headers, by_recipient)| {
+                let fresh = || ShareRecord {
+                    received: 0,
+                    ..record.clone()
+                };
                 let mut now = match shares.get(&key)? {
                     Some(old) => match postcard::from_bytes::<ShareRecord>(&old) {
                         Ok(old) if old.signed == record.signed => old,
-                        _ => ShareRecord {
-                            received: 0,
-                            ..record.clone()
-                        },
+                        Ok(old) => {
+                            // Another statement replaces this one: its
+                            // headers go with it.
+                            for i in 0..old.total {
+                                share_headers.remove(share_header_key(
+                                    packet,
+                                    recipient,
+                                    &old.signed,
+                                    i,
+                                ))?;
+                            }
+                            fresh()
+                        }
+                        Err(_) => fresh(),
                     },
-                    None => ShareRecord {
-                        received: 0,
-                        ..record.clone()
-                    },
+                    None => fresh(),
                 };
                 for (i, h) in headers.iter().enumerate() {
                     let index = first + i as u32;
@@ -678,6 +689,45 @@ mod tests {
             enrolled_at: 1,
             revoked_at: None,
         }
+    }
+
+    #[test]
+    fn a_share_completes_in_batches_and_a_new_statement_replaces_its_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let record = |signed: &[u8]| ShareRecord {
+            signed: signed.to_vec(),
+            signature: vec![1; 64],
+            sharer_key: [2; 32],
+            total: 3,
+            received: 0,
+            created_at: 1,
+        };
+        let h = |n: u8| vec![n; 10];
+        let first = s
+            .put_share("p1", "bob", &record(b"one"), 0, &[h(1), h(2)])
+            .unwrap();
+        assert!(!first.complete());
+        assert!(s.packets_for("bob").unwrap().is_empty());
+        // A batch sent twice counts once.
+        let again = s
+            .put_share("p1", "bob", &record(b"one"), 1, &[h(2)])
+            .unwrap();
+        assert_eq!(again.received, 2);
+        let done = s
+            .put_share("p1", "bob", &record(b"one"), 2, &[h(3)])
+            .unwrap();
+        assert!(done.complete());
+        assert_eq!(s.share_header("p1", "bob", 1).unwrap(), Some(h(2)));
+        assert!(s.by_recipient.contains_key(index_key("bob", "p1")).unwrap());
+        // Another statement starts over; the old headers are gone.
+        let other = s
+            .put_share("p1", "bob", &record(b"two"), 0, &[h(9)])
+            .unwrap();
+        assert_eq!((other.received, other.complete()), (1, false));
+        assert_eq!(s.share_header("p1", "bob", 0).unwrap(), Some(h(9)));
+        assert_eq!(s.share_header("p1", "bob", 1).unwrap(), None);
+        assert_eq!(s.share_headers.len(), 1);
     }
 
     #[test]
