@@ -61,6 +61,9 @@ pub enum Command {
     /// Let a member who could not read a packet read it, without sending
     /// it again (its files' keys are re-wrapped to them).
     Share(ShareArgs),
+    /// Where the server tells me that something waits for me.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Return work product for a packet (provider members).
     Deliver(DeliverArgs),
     /// Approve or return a deliverable with a signed receipt (attorneys).
@@ -245,6 +248,26 @@ pub struct PullArgs {
     /// Reconnect and resume this many times after a lost connection.
     #[arg(long, default_value_t = crate::conn::DEFAULT_RETRIES)]
     pub retries: u32,
+}
+
+/// `mdrop notify …`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Email me when a packet, deliverable, return, approval or share
+    /// waits for me (the server's relay; the message names the matter and
+    /// the id only).
+    Email(NotifyEmailArgs),
+}
+
+/// `mdrop notify email`.
+#[derive(Debug, Args)]
+pub struct NotifyEmailArgs {
+    /// The address.
+    #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+    pub address: Option<String>,
+    /// Stop emails.
+    #[arg(long)]
+    pub clear: bool,
 }
 
 /// `mdrop share`.

@@ -122,6 +122,25 @@ pub struct ServeArgs {
     /// background.
     #[arg(long = "witness", value_name = "URL=VKEY")]
     pub witnesses: Vec<crate::witness::WitnessSpec>,
+    /// Notify a webhook of new packets, deliverables, returns, approvals
+    /// and shares: one JSON POST per event (event, matter, id, recipients,
+    /// time; never names or notes), signed with HMAC-SHA-256 in
+    /// `X-Matterdrop-Signature: sha256=HEX`, retried with backoff.
+    #[arg(long, value_name = "URL", requires = "notify_webhook_secret_file")]
+    pub notify_webhook: Option<String>,
+    /// The webhook's signing secret: a file (mode 0600) of at least 16
+    /// bytes.
+    #[arg(long, value_name = "FILE", requires = "notify_webhook")]
+    pub notify_webhook_secret_file: Option<PathBuf>,
+    /// Email the same events to principals who set an address (`mdrop
+    /// notify email`), through this relay: `smtp+starttls://HOST[:PORT]`,
+    /// `smtps://HOST[:PORT]`, or `smtp://HOST:PORT` for a loopback relay
+    /// only. Credentials from MDROPD_SMTP_USER and MDROPD_SMTP_PASSWORD.
+    #[arg(long, value_name = "URL", requires = "smtp_from")]
+    pub smtp: Option<String>,
+    /// The sender address of notification emails.
+    #[arg(long, value_name = "ADDRESS", requires = "smtp")]
+    pub smtp_from: Option<String>,
 }
 
 /// `mdropd invite`.

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod datadir;
 pub mod flood;
 pub mod handler;
+pub mod notify;
 pub mod paths;
 pub mod policy;
 pub mod server;

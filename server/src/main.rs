@@ -40,6 +40,10 @@ fn main() -> ExitCode {
             shutdown_grace: std::time::Duration::from_secs(10),
             require_pq_transport: false,
             witnesses: Vec::new(),
+            notify_webhook: None,
+            notify_webhook_secret_file: None,
+            smtp: None,
+            smtp_from: None,
         })
     });
     let result = match command {
@@ -136,7 +140,28 @@ fn serve(a: ServeArgs) -> Result<()> {
     if swept > 0 {
         info!(swept, "removed stale partial uploads");
     }
+    let channels = matterdrop_server::notify::Channels {
+        webhook: match (&a.notify_webhook, &a.notify_webhook_secret_file) {
+            (Some(url), Some(secret)) => Some(
+                matterdrop_server::notify::Webhook::new(url, secret).map_err(anyhow::Error::msg)?,
+            ),
+            _ => None,
+        },
+        smtp: match (&a.smtp, &a.smtp_from) {
+            (Some(url), Some(from)) => {
+                Some(matterdrop_server::notify::Smtp::new(url, from).map_err(anyhow::Error::msg)?)
+            }
+            _ => None,
+        },
+    };
+    let (notify, notices) = if channels.any() {
+        let (n, rx) = matterdrop_server::notify::Notifier::channel(channels.smtp.is_some());
+        (n, Some(rx))
+    } else {
+        (matterdrop_server::notify::Notifier::disabled(), None)
+    };
     let state = Arc::new(State {
+        notify,
         gate: matterdrop_server::handler::gate::Gate::new(Arc::new(data.store.clone()), audit),
         log_vkey,
         locks: Default::default(),
@@ -191,6 +216,14 @@ fn serve(a: ServeArgs) -> Result<()> {
             out.flush()?;
         }
         info!(listen = %addr, fingerprint = %data.fingerprint, key_exchange = ?kx, "serving");
+        if let Some(rx) = notices {
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = matterdrop_server::notify::run(rx, channels, stop).await {
+                    tracing::error!(error = %e, "notifications stopped");
+                }
+            });
+        }
         matterdrop_server::witness::spawn(
             &audit_log,
             &log_dir,

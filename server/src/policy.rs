@@ -454,6 +454,9 @@ pub enum ServerOperation<'a> {
     /// `keys upgrade`: replace one's own age recipient (anyone enrolled;
     /// matters keep the old key until an attorney rekeys).
     ReplaceOwnAgeKey,
+    /// `notify email`: set or clear one's own notification address
+    /// (anyone enrolled).
+    SetOwnEmail,
 }
 
 impl ServerOperation<'_> {
@@ -468,6 +471,7 @@ impl ServerOperation<'_> {
             Self::ExportFullLog => "audit-export-all",
             Self::RevokeKey => "key-revoke",
             Self::ReplaceOwnAgeKey => "age-key-update",
+            Self::SetOwnEmail => "notify-email",
         }
     }
 
@@ -481,6 +485,7 @@ impl ServerOperation<'_> {
             Self::ExportFullLog => "export the whole audit log",
             Self::RevokeKey => "revoke keys",
             Self::ReplaceOwnAgeKey => "replace their age key",
+            Self::SetOwnEmail => "set their notification address",
         }
     }
 }
@@ -915,7 +920,7 @@ fn decide_server_inner(
         }
         // Only the caller's own record changes, and no matter trusts it: a
         // roster keeps the key its attorneys signed.
-        ServerOperation::ReplaceOwnAgeKey => Ok(()),
+        ServerOperation::ReplaceOwnAgeKey | ServerOperation::SetOwnEmail => Ok(()),
         ServerOperation::CreateOrganization
         | ServerOperation::CreateInvite
         | ServerOperation::RevokeInvite

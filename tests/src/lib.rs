@@ -474,8 +474,16 @@ pub struct World {
 impl World {
     /// Starts a fresh server and enrolls `admin@operator`.
     pub fn new() -> Self {
+        Self::with_server_args(|_| Vec::new())
+    }
+
+    /// [`World::new`] whose server gets the extra `mdropd serve`
+    /// arguments `extra` makes (given the world's temporary directory).
+    pub fn with_server_args(extra: impl FnOnce(&Path) -> Vec<String>) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let server = Server::start(&tmp.path().join("data"));
+        let extra = extra(tmp.path());
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let server = Server::start_with(&tmp.path().join("data"), &extra);
         let admin = User::new(tmp.path(), "admin");
         let invite = server.invite.clone().expect("bootstrap invite");
         admin.enroll(&server, &invite, "admin@operator");

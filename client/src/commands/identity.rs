@@ -162,6 +162,57 @@ pub async fn enroll(ctx: &Ctx, args: &EnrollArgs) -> CmdResult {
     Ok(())
 }
 
+/// `mdrop notify email ADDRESS|--clear`.
+pub async fn notify_email(ctx: &Ctx, args: &crate::cli::NotifyEmailArgs) -> CmdResult {
+    let address = if args.clear {
+        None
+    } else {
+        let a = args.address.clone().unwrap_or_default();
+        if a.len() > 254
+            || !a.contains('@')
+            || a.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Fail::usage(format!(
+                "{}: not an email address",
+                crate::output::escape(&a, false)
+            )));
+        }
+        Some(a)
+    };
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let resp = session
+        .request(&ClientRequest::NotifyEmail(
+            matterdrop_common::proto::NotifyEmailRequest { address },
+        ))
+        .await;
+    session.close().await;
+    let info = match resp? {
+        ServerResponse::NotifyEmail(info) => info,
+        other => return Err(unexpected(&other)),
+    };
+    let done = serde_json::json!({
+        "principal": server.principal,
+        "address": info.address,
+        "sends_email": info.sends_email,
+    });
+    ctx.out.emit(&done, || {
+        let mut s = match &info.address {
+            Some(a) => format!(
+                "Notifications for {} go to {}.\n",
+                server.principal,
+                crate::output::escape(a, false)
+            ),
+            None => format!("No email notifications for {}.\n", server.principal),
+        };
+        if info.address.is_some() && !info.sends_email {
+            s.push_str("Note: this server has no mail relay configured (mdropd serve --smtp); none is sent yet.\n");
+        }
+        s
+    });
+    Ok(())
+}
+
 /// `mdrop whoami`.
 pub async fn whoami(ctx: &Ctx) -> CmdResult {
     let key = identity::signing_key(&ctx.home)?;

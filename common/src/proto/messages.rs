@@ -98,10 +98,29 @@ pub enum ClientRequest {
     /// statement and a batch of the new age headers it names
     /// (`crate::custody::ShareStatement`, `crate::reshare`).
     Share(ShareRequest),
+    /// 38: set or clear the caller's notification email address.
+    NotifyEmail(NotifyEmailRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 38;
+    const KINDS: u32 = 39;
+}
+
+/// The caller's notification address: `None` clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyEmailRequest {
+    /// The address.
+    pub address: Option<String>,
+}
+
+/// The caller's notification address as stored, and whether the server
+/// sends email at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyEmailInfo {
+    /// The address.
+    pub address: Option<String>,
+    /// Whether this server is configured to send email.
+    pub sends_email: bool,
 }
 
 /// A batch of a re-share: headers `first..first + headers.len()` of the
@@ -277,6 +296,7 @@ impl ClientRequest {
             Self::DirectoryList(_) => "directory-list",
             Self::InviteRevoke(_) => "invite-revoke",
             Self::Share(_) => "share",
+            Self::NotifyEmail(_) => "notify-email",
         }
     }
 }
@@ -341,10 +361,12 @@ pub enum ServerResponse {
     InviteRevoked(InviteListing),
     /// 27: a re-share's batch was stored.
     Shared(ShareProgress),
+    /// 28: the caller's notification address.
+    NotifyEmail(NotifyEmailInfo),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 28;
+    const KINDS: u32 = 29;
 }
 
 /// One audit-log record with its inclusion proof.

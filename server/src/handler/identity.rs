@@ -443,6 +443,44 @@ pub(super) fn update_age_key(
     Ok(ServerResponse::WhoAmI(principal_info(state, &p)?))
 }
 
+/// `NotifyEmail`: the caller's own notification address (set, cleared).
+/// Logged without the address (personal data the log does not need).
+pub(super) fn notify_email(
+    state: &State,
+    me: &Actor,
+    req: &matterdrop_common::proto::NotifyEmailRequest,
+) -> Outcome {
+    if let Some(a) = &req.address {
+        crate::notify::check_address(a).map_err(Failure::bad_request)?;
+    }
+    let allowed = authorize_server(state, me, &ServerOperation::SetOwnEmail, &me.record.id)?;
+    state
+        .gate
+        .write(&allowed)
+        .set_email(&me.record.id, req.address.as_deref())?;
+    state.record(Event::server(
+        &me.record.id,
+        "notify-email-set",
+        Some(&me.record.id),
+        None,
+        vec![(
+            "address".into(),
+            if req.address.is_some() {
+                "set"
+            } else {
+                "cleared"
+            }
+            .into(),
+        )],
+    ))?;
+    Ok(ServerResponse::NotifyEmail(
+        matterdrop_common::proto::NotifyEmailInfo {
+            address: req.address.clone(),
+            sends_email: state.notify.emails(),
+        },
+    ))
+}
+
 /// `PrincipalKeys`: an enrolled principal's public keys, for an attorney
 /// about to add it to a matter (its client shows the safety code to
 /// compare).

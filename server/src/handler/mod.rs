@@ -43,12 +43,45 @@ pub struct State {
     pub witnessed: std::sync::Arc<crate::witness::Witnessed>,
     /// Failed enrollments: limits and counts.
     pub enroll_limiter: crate::flood::EnrollLimiter,
+    /// Where notices of new packets, deliverables and reviews go.
+    pub notify: crate::notify::Notifier,
 }
 
 impl State {
     /// Flushes all state to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.gate.flush()
+    }
+
+    /// Queues a notice of `event` on `id` in `matter` for `recipients`
+    /// (`crate::notify`; with their email addresses when email is sent).
+    pub(crate) fn notify(
+        &self,
+        event: &'static str,
+        matter: &str,
+        id: &str,
+        recipients: impl IntoIterator<Item = String>,
+    ) {
+        if !self.notify.enabled() {
+            return;
+        }
+        let recipients: Vec<String> = recipients.into_iter().collect();
+        let emails = if self.notify.emails() {
+            recipients
+                .iter()
+                .filter_map(|r| Some((r.clone(), self.gate.read().email(r).ok()??)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.notify.send(crate::notify::Notice {
+            event,
+            matter: matter.to_owned(),
+            id: id.to_owned(),
+            recipients,
+            time: crate::datadir::now(),
+            emails,
+        });
     }
 
     /// Appends an event to the audit log; the request fails if it cannot be
@@ -319,6 +352,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::AgeKeyUpdate(r) => identity::update_age_key(state, me, &r),
         ClientRequest::DeliveryConfirm(r) => packets::confirm_delivery(state, me, key, &r),
         ClientRequest::Share(r) => packets::share(state, me, key, &r),
+        ClientRequest::NotifyEmail(r) => identity::notify_email(state, me, &r),
         ClientRequest::MatterShow(r) => matters::show(state, me, &r),
         ClientRequest::MatterList => matters::list(state, me),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),

@@ -414,6 +414,16 @@ pub(super) fn commit(
         Event::server(&me.record.id, "push-committed", Some(&d.id), None, done).in_matter(&m.id),
     )?;
     state.gate.write(&allowed).create_packet(&record)?;
+    state.notify(
+        "packet",
+        &m.id,
+        &d.id,
+        record
+            .recipients
+            .iter()
+            .filter(|r| **r != me.record.id)
+            .cloned(),
+    );
     Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
 }
 
@@ -1049,9 +1059,11 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
             ("signature".into(), custody::entry_hex(&req.signature)),
             ("signing_key".into(), custody::entry_hex(key.as_bytes())),
         ]);
-        Some(state.record(
+        let index = state.record(
             Event::server(&me.record.id, "shared", Some(&p.id), None, details).in_matter(&p.matter),
-        )?)
+        )?;
+        state.notify("shared", &p.matter, &p.id, [st.recipient.clone()]);
+        Some(index)
     } else {
         None
     };

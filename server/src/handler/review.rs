@@ -216,6 +216,16 @@ pub(super) fn commit(
         Event::server(&me.record.id, "deliver-committed", Some(&d.id), None, done).in_matter(&m.id),
     )?;
     state.gate.write(&allowed).create_packet(&record)?;
+    state.notify(
+        "deliverable",
+        &m.id,
+        &d.id,
+        record
+            .recipients
+            .iter()
+            .filter(|r| **r != me.record.id)
+            .cloned(),
+    );
     Ok(ServerResponse::PacketCommitted(PacketRef { id: d.id }))
 }
 
@@ -346,6 +356,15 @@ pub(super) fn review(
         },
     )?;
     state.gate.write(&allowed).put_packet(&d)?;
+    state.notify(
+        match new_state {
+            DeliverableState::Approved => "approved",
+            _ => "returned",
+        },
+        &d.matter,
+        &d.id,
+        [d.sender.clone()],
+    );
     let (record, proof, checkpoint) = state.gate.audit().inclusion(index).map_err(|e| {
         tracing::error!(error = %e, "inclusion proof");
         Failure::new(ErrorCode::Internal, "the audit log cannot prove the review")

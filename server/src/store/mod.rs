@@ -473,6 +473,8 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
     /// The review of a deliverable, with its encrypted note.
     fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError>;
+    /// The email address `principal` set for notifications.
+    fn email(&self, principal: &str) -> Result<Option<String>, StoreError>;
     /// The re-share of `packet` to `recipient`, complete or not.
     fn share(&self, packet: &str, recipient: &str) -> Result<Option<ShareRecord>, StoreError>;
     /// Header `index` of that re-share's statement.
@@ -520,6 +522,8 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     /// Stores a recipient's signed delivery statement of a packet
     /// (replacing its earlier one).
     fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError>;
+    /// Sets (or, with `None`, clears) `principal`'s notification address.
+    fn set_email(&self, principal: &str, address: Option<&str>) -> Result<(), StoreError>;
     /// Stores a batch of headers of the re-share of `packet` to
     /// `recipient` whose statement `record` carries (a record for another
     /// statement is replaced, its headers forgotten), from index `first`;

@@ -42,6 +42,8 @@ pub struct SledStore {
     review_notes: sled::Tree,
     deliveries: sled::Tree,
     by_sender: sled::Tree,
+    /// Principal → notification email address (UTF-8).
+    emails: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient → [`ShareRecord`].
     shares: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient ‖ 0 ‖ first 8 bytes of the statement's
@@ -155,6 +157,7 @@ impl SledStore {
             deliveries: db.open_tree("deliveries").map_err(backend)?,
             by_sender: db.open_tree("by_sender").map_err(backend)?,
             shares: db.open_tree("shares").map_err(backend)?,
+            emails: db.open_tree("emails").map_err(backend)?,
             share_headers: db.open_tree("share_headers").map_err(backend)?,
             db,
         };
@@ -350,6 +353,14 @@ impl MetaRead for SledStore {
         let mut key = sha256.to_vec();
         key.extend_from_slice(uploader.as_bytes());
         self.claims.contains_key(key).map_err(backend)
+    }
+
+    fn email(&self, principal: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .emails
+            .get(principal.as_bytes())
+            .map_err(backend)?
+            .and_then(|v| String::from_utf8(v.to_vec()).ok()))
     }
 
     fn share(&self, packet: &str, recipient: &str) -> Result<Option<ShareRecord>, StoreError> {
@@ -596,6 +607,15 @@ impl MetaWrite for SledStore {
         self.deliveries
             .insert(index_key(packet, &delivery.principal), enc(delivery)?)
             .map_err(backend)?;
+        self.flush()
+    }
+
+    fn set_email(&self, principal: &str, address: Option<&str>) -> Result<(), StoreError> {
+        match address {
+            Some(a) => self.emails.insert(principal.as_bytes(), a.as_bytes()),
+            None => self.emails.remove(principal.as_bytes()),
+        }
+        .map_err(backend)?;
         self.flush()
     }
 
