@@ -64,6 +64,9 @@ pub enum Command {
     /// Where the server tells me that something waits for me.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Destroy this machine's copies of a matter's files and sign an
+    /// attestation that the server logs (a certificate of destruction).
+    Purge(PurgeArgs),
     /// Return work product for a packet (provider members).
     Deliver(DeliverArgs),
     /// Approve or return a deliverable with a signed receipt (attorneys).
@@ -248,6 +251,19 @@ pub struct PullArgs {
     /// Reconnect and resume this many times after a lost connection.
     #[arg(long, default_value_t = crate::conn::DEFAULT_RETRIES)]
     pub retries: u32,
+}
+
+/// `mdrop purge`.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Matter id.
+    pub matter: String,
+    /// Delete files changed since they were pulled too.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask (scripts).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `mdrop notify …`.

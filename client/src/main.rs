@@ -104,6 +104,7 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
         Command::Sent(a) => rt.block_on(commands::sent::sent(ctx, &a)),
         Command::Pull(a) => rt.block_on(commands::packets::pull(ctx, &a)),
         Command::Share(a) => rt.block_on(commands::share::share(ctx, &a)),
+        Command::Purge(a) => rt.block_on(commands::purge::purge(ctx, &a)),
         Command::Notify(matterdrop::cli::NotifyCommand::Email(a)) => {
             rt.block_on(commands::identity::notify_email(ctx, &a))
         }

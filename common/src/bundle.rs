@@ -381,7 +381,8 @@ impl Summary {
 
 /// A `delivered` entry must carry a delivery statement that verifies
 /// (`crate::custody::check_entry`), a `shared` entry a share statement
-/// (`crate::custody::check_share_entry`).
+/// (`crate::custody::check_share_entry`), a `destroyed` entry a
+/// destruction statement (`crate::custody::check_destruction_entry`).
 fn check_custody(e: &Entry) -> Result<(), Failure> {
     if e.action == "delivered" && e.allowed {
         crate::custody::check_entry(e).map_err(|err| fail(Some(e.index), err.to_string()))?;
@@ -389,13 +390,17 @@ fn check_custody(e: &Entry) -> Result<(), Failure> {
     if e.action == "shared" && e.allowed {
         crate::custody::check_share_entry(e).map_err(|err| fail(Some(e.index), err.to_string()))?;
     }
+    if e.action == "destroyed" && e.allowed {
+        crate::custody::check_destruction_entry(e)
+            .map_err(|err| fail(Some(e.index), err.to_string()))?;
+    }
     Ok(())
 }
 
 /// In a full bundle, the key a `delivered` or `shared` entry records must
 /// be one the log registered for its principal before it.
 fn check_delivery_key(e: &Entry, enrolled: &BTreeMap<String, Vec<String>>) -> Result<(), Failure> {
-    if !matches!(e.action.as_str(), "delivered" | "shared") || !e.allowed {
+    if !matches!(e.action.as_str(), "delivered" | "shared" | "destroyed") || !e.allowed {
         return Ok(());
     }
     let key = e

@@ -227,6 +227,117 @@ impl ShareStatement {
     }
 }
 
+/// A member's signed attestation that it destroyed its local copies of a
+/// matter's files (`mdrop purge`): what its client deleted, found already
+/// gone, or kept because the file had changed since it was pulled. The
+/// "certificate of destruction" outsourcing contracts ask for; it attests
+/// what the client did, as its signer's word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestructionStatement {
+    /// Matter id.
+    pub matter: String,
+    /// The member whose copies these were.
+    pub principal: String,
+    /// Unix seconds.
+    pub time: u64,
+    /// Packets and deliverables whose copies were purged.
+    pub packets: Vec<String>,
+    /// Files deleted.
+    pub deleted: u64,
+    /// Files already gone.
+    pub missing: u64,
+    /// Files kept (changed since they were pulled; named to the user).
+    pub kept: u64,
+    /// Partial downloads and cached listings removed.
+    pub caches: u64,
+}
+
+/// The most packets one destruction statement names.
+pub const MAX_DESTROYED_PACKETS: usize = 100_000;
+
+impl DestructionStatement {
+    /// The exact bytes that are signed.
+    pub fn to_signed_bytes(&self) -> Result<Vec<u8>, SignError> {
+        let mut c = Canonical::new(Domain::Destruction);
+        c.str("matter", &self.matter)?
+            .str("principal", &self.principal)?
+            .u64("time", self.time)?
+            .u64("deleted", self.deleted)?
+            .u64("missing", self.missing)?
+            .u64("kept", self.kept)?
+            .u64("caches", self.caches)?
+            .u64("packets", self.packets.len() as u64)?;
+        for (i, p) in self.packets.iter().enumerate() {
+            c.str(&format!("packet-{i}"), p)?;
+        }
+        Ok(c.finish())
+    }
+
+    /// Parses canonical statement bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, CustodyError> {
+        let bad = |w: &str| CustodyError::Malformed(format!("destruction statement: {w}"));
+        if bytes.len() > 512 + MAX_DESTROYED_PACKETS * 64 {
+            return Err(bad("too long"));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+        let prefix = std::str::from_utf8(Domain::Destruction.prefix()).unwrap_or_default();
+        let body = text
+            .strip_prefix(prefix)
+            .ok_or_else(|| bad("wrong prefix"))?;
+        let mut lines = body.split_terminator('\n');
+        let mut field = |name: &str| -> Result<String, CustodyError> {
+            match lines.next().and_then(|l| l.split_once('=')) {
+                Some((k, v)) if k == name => Ok(v.to_owned()),
+                _ => Err(bad(&format!("expected field {name}"))),
+            }
+        };
+        let num = |v: String, name: &str| v.parse::<u64>().map_err(|_| bad(name));
+        let mut s = Self {
+            matter: field("matter")?,
+            principal: field("principal")?,
+            time: num(field("time")?, "time")?,
+            deleted: num(field("deleted")?, "deleted")?,
+            missing: num(field("missing")?, "missing")?,
+            kept: num(field("kept")?, "kept")?,
+            caches: num(field("caches")?, "caches")?,
+            packets: Vec::new(),
+        };
+        let n = usize::try_from(num(field("packets")?, "packets")?).unwrap_or(usize::MAX);
+        if n > MAX_DESTROYED_PACKETS {
+            return Err(bad("packet count"));
+        }
+        for i in 0..n {
+            s.packets.push(field(&format!("packet-{i}"))?);
+        }
+        if s.to_signed_bytes()? != bytes {
+            return Err(bad("not in canonical form"));
+        }
+        Ok(s)
+    }
+}
+
+/// Checks a `destroyed` audit entry offline as [`check_entry`] checks a
+/// `delivered` one. Returns the statement.
+pub fn check_destruction_entry(e: &Entry) -> Result<DestructionStatement, CustodyError> {
+    let fail = |why: String| CustodyError::Entry {
+        index: e.index,
+        why,
+    };
+    let bytes = signed_detail(e)?;
+    let s = DestructionStatement::parse(&bytes).map_err(|e| fail(e.to_string()))?;
+    if s.principal != e.principal || e.matter.as_deref() != Some(s.matter.as_str()) {
+        return Err(fail(
+            "the destruction statement names another principal or matter than its entry".into(),
+        ));
+    }
+    if e.time.abs_diff(s.time) > STATEMENT_SKEW {
+        return Err(fail(
+            "the destruction statement's time does not fit its entry's".into(),
+        ));
+    }
+    Ok(s)
+}
+
 /// The statement, signing key and signature an entry carries, with its
 /// signature checked.
 fn signed_detail(e: &Entry) -> Result<Vec<u8>, CustodyError> {
@@ -418,6 +529,34 @@ mod tests {
         let mut other = e;
         other.time += STATEMENT_SKEW + 1;
         assert!(check_share_entry(&other).is_err());
+    }
+
+    #[test]
+    fn destruction_statements_round_trip() {
+        let s = DestructionStatement {
+            matter: "2026-PI-0042".into(),
+            principal: "bob@lpo-1".into(),
+            time: 1_767_225_600,
+            packets: vec!["p-0123456789abcdef0123456789abcdef".into()],
+            deleted: 6,
+            missing: 1,
+            kept: 0,
+            caches: 2,
+        };
+        let bytes = s.to_signed_bytes().unwrap();
+        assert!(bytes.starts_with(b"matterdrop/destruction/v1\n"));
+        assert_eq!(DestructionStatement::parse(&bytes).unwrap(), s);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            DestructionStatement::parse(text.replace("deleted=6", "deleted=60").as_bytes()).is_ok()
+        );
+        assert!(
+            DestructionStatement::parse(text.replace("packets=1", "packets=2").as_bytes()).is_err()
+        );
+        assert!(
+            DestructionStatement::parse(text.replace("deleted=6", "deleted=06").as_bytes())
+                .is_err()
+        );
     }
 
     #[test]

@@ -95,11 +95,14 @@ pub enum Domain {
     Delivery,
     /// A reader's re-share of a packet to a new reader (new age headers).
     Share,
+    /// A member's attestation that it destroyed its local copies of a
+    /// matter's files (`mdrop purge`).
+    Destruction,
 }
 
 impl Domain {
     /// Every domain, in declaration order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Ack,
         Self::PacketDescriptor,
         Self::DeliverableDescriptor,
@@ -108,6 +111,7 @@ impl Domain {
         Self::Roster,
         Self::Delivery,
         Self::Share,
+        Self::Destruction,
     ];
 
     /// The exact prefix line (including its terminating `\n`) that starts
@@ -122,6 +126,7 @@ impl Domain {
             Self::Roster => b"matterdrop/roster/v1\n",
             Self::Delivery => b"matterdrop/delivery/v1\n",
             Self::Share => b"matterdrop/share/v1\n",
+            Self::Destruction => b"matterdrop/destruction/v1\n",
         }
     }
 }

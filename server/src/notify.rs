@@ -172,6 +172,9 @@ impl Webhook {
     /// trimmed; at least 16; the file must not be readable by group or
     /// others).
     pub fn new(url: &str, secret_file: &std::path::Path) -> Result<Self, String> {
+        // rustls picks no provider by itself when the build enables more
+        // than one (the workspace's benchmarks enable ring): the project's.
+        matterdrop_common::tls::install_crypto_provider();
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| format!("--notify-webhook {url:?}: {e}"))?;
@@ -230,9 +233,9 @@ impl Webhook {
         } else {
             builder
                 .with_tls_config(
-                    rustls::ClientConfig::builder_with_provider(Arc::new(
-                        rustls::crypto::aws_lc_rs::default_provider(),
-                    ))
+                    rustls::ClientConfig::builder_with_provider(
+                        matterdrop_common::tls::crypto_provider(),
+                    )
                     .with_safe_default_protocol_versions()
                     .map_err(|e| e.to_string())?
                     .with_root_certificates(rustls::RootCertStore::empty())
@@ -281,6 +284,8 @@ impl Smtp {
     /// without TLS, which only a loopback host may use. Credentials, if
     /// any, from `MDROPD_SMTP_USER` and `MDROPD_SMTP_PASSWORD`.
     pub fn new(url: &str, from: &str) -> Result<Self, String> {
+        // (As for the webhook: lettre's TLS takes the process's provider.)
+        matterdrop_common::tls::install_crypto_provider();
         let bad = |why: &str| format!("--smtp {url:?}: {why}");
         let uri: hyper::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
         let scheme = uri

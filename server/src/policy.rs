@@ -457,6 +457,10 @@ pub enum ServerOperation<'a> {
     /// `notify email`: set or clear one's own notification address
     /// (anyone enrolled).
     SetOwnEmail,
+    /// `purge`: log one's own destruction attestation for a matter one is
+    /// or was a member of (the handler checks the membership and the
+    /// signature: removed members attest too).
+    AttestDestruction,
 }
 
 impl ServerOperation<'_> {
@@ -472,6 +476,7 @@ impl ServerOperation<'_> {
             Self::RevokeKey => "key-revoke",
             Self::ReplaceOwnAgeKey => "age-key-update",
             Self::SetOwnEmail => "notify-email",
+            Self::AttestDestruction => "destruction-attest",
         }
     }
 
@@ -486,6 +491,7 @@ impl ServerOperation<'_> {
             Self::RevokeKey => "revoke keys",
             Self::ReplaceOwnAgeKey => "replace their age key",
             Self::SetOwnEmail => "set their notification address",
+            Self::AttestDestruction => "attest destruction",
         }
     }
 }
@@ -920,7 +926,9 @@ fn decide_server_inner(
         }
         // Only the caller's own record changes, and no matter trusts it: a
         // roster keeps the key its attorneys signed.
-        ServerOperation::ReplaceOwnAgeKey | ServerOperation::SetOwnEmail => Ok(()),
+        ServerOperation::ReplaceOwnAgeKey
+        | ServerOperation::SetOwnEmail
+        | ServerOperation::AttestDestruction => Ok(()),
         ServerOperation::CreateOrganization
         | ServerOperation::CreateInvite
         | ServerOperation::RevokeInvite

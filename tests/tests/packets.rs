@@ -1074,3 +1074,113 @@ fn a_packet_is_reshared_to_a_provider_who_acknowledged_later() {
     assert!(r.stderr.contains("does not name"), "{r:?}");
     assert!(walk(&out3).is_empty());
 }
+
+/// `purge`: a provider destroys its copies of a matter's files — what it
+/// pulled (still as pulled), partial downloads, cached listings — and
+/// signs an attestation the server logs; `matter show` lists it, checked
+/// against the roster, and an altered one is refused (exit 4). A file
+/// changed since it was pulled is kept and named unless `--force`; a
+/// removed member can still purge and attest.
+#[test]
+fn purge_destroys_local_copies_and_signs_a_destruction_attestation() {
+    let mut t = team();
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let files = case_files(t.w.tmp.path());
+    let id = push(
+        &t.alice,
+        &[&t.w.tmp.path().join("records")],
+        "medical-chronology",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = t.w.tmp.path().join("bob-out");
+    t.bob.json(&["pull", &id, "--out", out.to_str().unwrap()]);
+    t.bob.json(&["inbox", "--matter", MATTER, "--all"]);
+    assert!(
+        t.bob
+            .home
+            .join("cache/packets")
+            .join(format!("{id}.json"))
+            .exists()
+    );
+    let pulled = walk(&out);
+    assert_eq!(pulled.len(), files.len());
+    // bob changes one file, and another is already gone.
+    let changed = out.join("records/one.bin");
+    std::fs::write(&changed, b"bob's own notes").unwrap();
+    std::fs::remove_file(out.join("records/empty.txt")).unwrap();
+
+    let r = t.bob.run(&["--json", "purge", MATTER, "--yes"]).ok();
+    let v = r.json();
+    assert_eq!(v["deleted"], (files.len() - 2) as u64, "{v}");
+    assert_eq!(v["missing"], 1);
+    assert_eq!(v["kept"][0]["path"], changed.to_str().unwrap());
+    assert!(
+        r.stderr.contains("were not deleted") && r.stderr.contains("one.bin"),
+        "{r:?}"
+    );
+    assert_eq!(walk(&out), vec![changed.clone()]);
+    assert!(
+        !t.bob
+            .home
+            .join("cache/packets")
+            .join(format!("{id}.json"))
+            .exists()
+    );
+    // --force takes the changed one too.
+    let v = t.bob.json(&["purge", MATTER, "--yes", "--force"]);
+    assert_eq!(v["deleted"], 1, "{v}");
+    assert!(walk(&out).is_empty());
+
+    // Both attestations, checked, in matter show; the log verifies them.
+    let shown = t.alice.json(&["matter", "show", MATTER]);
+    let d = shown["destructions"].as_array().unwrap();
+    assert_eq!(d.len(), 2, "{shown}");
+    assert_eq!(d[0]["principal"], "bob@lpo-1");
+    assert_eq!(d[0]["packets"], serde_json::json!([id]));
+    assert_eq!(
+        (d[0]["deleted"].as_u64(), d[0]["kept"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let bundle = t.w.tmp.path().join("m.bundle");
+    t.audrey.json(&[
+        "audit",
+        "export",
+        "--matter",
+        MATTER,
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        t.audrey
+            .json(&["audit", "verify", bundle.to_str().unwrap()])["ok"],
+        true
+    );
+
+    // A removed member still attests.
+    t.alice.json(&["matter", "remove", MATTER, "bob@lpo-1"]);
+    t.bob.json(&["purge", MATTER, "--yes"]);
+    assert_eq!(
+        t.alice.json(&["matter", "show", MATTER])["destructions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // The operator alters an attestation's counts: refused.
+    assert!(t.w.server.stop());
+    {
+        use matterdrop_server::store::{MetaRead as _, MetaWrite as _, SledStore};
+        let store = SledStore::open(&t.w.server.data.join("db")).unwrap();
+        let mut first = store.destructions(MATTER).unwrap().remove(0);
+        let text = String::from_utf8(first.signed.clone()).unwrap();
+        first.signed = text.replace("kept=1", "kept=0").into_bytes();
+        store.put_destruction(MATTER, &first).unwrap();
+    }
+    let restarted = Server::start(&t.w.server.data);
+    follow(&t.alice, &restarted);
+    let r = t.alice.run(&["matter", "show", MATTER]).code(4);
+    assert!(r.stderr.contains("forged or altered"), "{r:?}");
+}

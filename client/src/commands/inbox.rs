@@ -131,6 +131,29 @@ fn cache_path(home: &Home, id: &str) -> Option<PathBuf> {
     validate_id(id).then(|| cache_dir(home).join(format!("{id}.json")))
 }
 
+/// Removes the cached listings of `matter`'s packets (`mdrop purge`);
+/// returns the packet ids whose entries went.
+pub(crate) fn purge_cache(home: &Home, matter: &str) -> Vec<String> {
+    let mut gone = Vec::new();
+    let Ok(dir) = fs::read_dir(cache_dir(home)) else {
+        return gone;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let of_matter = load(home, id)
+            .and_then(|c| B64.decode(&c.descriptor).ok())
+            .and_then(|d| Descriptor::parse(&d).ok())
+            .is_some_and(|d| d.matter == matter);
+        if of_matter && fs::remove_file(e.path()).is_ok() {
+            gone.push(id.to_owned());
+        }
+    }
+    gone
+}
+
 fn load(home: &Home, id: &str) -> Option<Cached> {
     let bytes = fs::read(cache_path(home, id)?).ok()?;
     serde_json::from_slice(&bytes).ok()

@@ -536,6 +536,7 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                 .filter(|m| !m.key_current && synced.roster.members.contains_key(&m.principal))
                 .map(|m| m.principal.as_str())
                 .collect();
+            let destroyed = destructions(&synced, &info)?;
             let mut v = roster_json(&synced);
             if let Some(members) = v["members"].as_array_mut() {
                 for m in members {
@@ -543,6 +544,16 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                     m["key_revoked"] = json!(stale.contains(&id.as_str()));
                 }
             }
+            v["destructions"] = json!(
+                destroyed
+                    .iter()
+                    .map(|(d, index)| json!({
+                        "principal": d.principal, "time": crate::when::utc(d.time),
+                        "packets": d.packets, "deleted": d.deleted, "missing": d.missing,
+                        "kept": d.kept, "caches": d.caches, "log_index": index,
+                    }))
+                    .collect::<Vec<_>>()
+            );
             ctx.out.emit(&v, || {
                 let mut s = roster_text(&synced);
                 for id in &stale {
@@ -550,6 +561,21 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                         s,
                         "  {id}: the server reports this key revoked or replaced; an attorney \
                          should `matter remove` or `matter rekey` them (until then pushes refuse)"
+                    );
+                }
+                if !destroyed.is_empty() {
+                    s.push_str("Destruction attestations (signed by each member):\n");
+                }
+                for (d, index) in &destroyed {
+                    let _ = writeln!(
+                        s,
+                        "  {} {}: {} packets, {} files deleted, {} already gone, {} kept (log entry {index})",
+                        crate::when::local(d.time),
+                        escape(&d.principal, false),
+                        d.packets.len(),
+                        d.deleted,
+                        d.missing,
+                        d.kept
                     );
                 }
                 s
@@ -866,4 +892,39 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
         },
     );
     Ok(())
+}
+
+/// The matter's destruction attestations, each checked: a statement for
+/// this matter, signed with a key the signed roster ever gave its member.
+/// One that does not check refuses the listing (exit 4): the server
+/// forged or altered it.
+fn destructions(
+    synced: &Synced,
+    info: &matterdrop_common::proto::MatterInfo,
+) -> CmdResult<Vec<(matterdrop_common::custody::DestructionStatement, u64)>> {
+    let mut out = Vec::new();
+    for d in &info.destructions {
+        let st = matterdrop_common::custody::DestructionStatement::parse(&d.signed)
+            .map_err(|e| Fail::new(exit::VERIFY, e.to_string()))?;
+        let known = synced
+            .roster
+            .ever_signing_keys(&st.principal)
+            .any(|k| *k == d.signing_key);
+        let verifies = ed25519_dalek::VerifyingKey::from_bytes(&d.signing_key)
+            .ok()
+            .is_some_and(|k| sign::verify(&k, &d.signed, &d.signature).is_ok());
+        if st.matter != info.id || !known || !verifies {
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "the destruction attestation at log entry {} is not {}'s signed statement for matter {} (forged or altered on the server)",
+                    d.index,
+                    escape(&st.principal, false),
+                    escape(&info.id, false)
+                ),
+            ));
+        }
+        out.push((st, d.index));
+    }
+    Ok(out)
 }

@@ -7,6 +7,7 @@ pub mod inbox;
 pub mod keys;
 pub mod matter;
 pub mod packets;
+pub mod purge;
 pub mod review;
 pub mod sent;
 pub mod share;

@@ -2604,7 +2604,7 @@ pub async fn pull_inner(
                     name.push(format!(".{j:0width$}"));
                 }
                 name.push(".age");
-                staged.push((cipher, PathBuf::from(name)));
+                staged.push((cipher, PathBuf::from(name), blob.sha256, blob.size));
             }
             continue;
         }
@@ -2630,19 +2630,24 @@ pub async fn pull_inner(
                 f.path
             )));
         }
-        staged.push((plain, rel));
+        staged.push((plain, rel, f.sha256, f.size));
     }
     pb.finish_and_clear();
     if args.raw {
         let path = partial.join("manifest.age");
         fs::write(&path, &manifest_cipher.0)?;
-        staged.push((path, PathBuf::from("manifest.age")));
+        staged.push((
+            path,
+            PathBuf::from("manifest.age"),
+            d.manifest.sha256,
+            d.manifest.size,
+        ));
     }
     // Everything verified: move into place, never over an existing file
     // unless --force, and never two files onto one name (`--raw` adds
     // suffixes; names are compared ignoring case).
     let mut targets = std::collections::BTreeSet::new();
-    for (_, rel) in &staged {
+    for (_, rel, _, _) in &staged {
         if !targets.insert(rel.to_string_lossy().to_lowercase()) {
             return Err(verify_fail(format!(
                 "two files of the packet would be saved as {}",
@@ -2651,7 +2656,7 @@ pub async fn pull_inner(
             .hint("pull without --raw"));
         }
     }
-    for (_, rel) in &staged {
+    for (_, rel, _, _) in &staged {
         let target = out_dir.join(rel);
         if target.exists() && !args.force {
             return Err(
@@ -2661,7 +2666,8 @@ pub async fn pull_inner(
         }
     }
     let mut names = Vec::new();
-    for (src, rel) in &staged {
+    let mut written = Vec::new();
+    for (src, rel, sha, size) in &staged {
         let target = out_dir.join(rel);
         if let Some(parent) = target.parent() {
             // Folders this creates for plaintext are this user's only
@@ -2677,6 +2683,12 @@ pub async fn pull_inner(
             .await
             .map_err(|e| Fail::other(e.to_string()))??;
         names.push(rel.display().to_string());
+        written.push(super::purge::PulledFile::new(&target, sha, *size));
+    }
+    // What was written, for `mdrop purge` (a failure to record is said, not
+    // fatal: the files are verified and in place).
+    if let Err(e) = super::purge::record_pull(&ctx.home, &d.matter, &d.id, written) {
+        eprintln!("mdrop: warning: could not record the pulled files for `mdrop purge`: {e}");
     }
     Ok(Pulled {
         json: json!({

@@ -100,10 +100,35 @@ pub enum ClientRequest {
     Share(ShareRequest),
     /// 38: set or clear the caller's notification email address.
     NotifyEmail(NotifyEmailRequest),
+    /// 39: a member's signed attestation that it destroyed its local
+    /// copies of a matter's files (`crate::custody::DestructionStatement`).
+    DestructionAttest(SignedStatementRequest),
 }
 
 impl Message for ClientRequest {
-    const KINDS: u32 = 39;
+    const KINDS: u32 = 40;
+}
+
+/// A canonical statement and its signature by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedStatementRequest {
+    /// The canonical statement.
+    pub signed: Vec<u8>,
+    /// The caller's Ed25519 signature over it.
+    pub signature: Vec<u8>,
+}
+
+/// A logged destruction attestation, as `matter show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestructionInfo {
+    /// The canonical statement.
+    pub signed: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The key that signed it (the member's roster key then).
+    pub signing_key: [u8; 32],
+    /// Its audit-log index.
+    pub index: u64,
 }
 
 /// The caller's notification address: `None` clears it.
@@ -297,6 +322,7 @@ impl ClientRequest {
             Self::InviteRevoke(_) => "invite-revoke",
             Self::Share(_) => "share",
             Self::NotifyEmail(_) => "notify-email",
+            Self::DestructionAttest(_) => "destruction-attest",
         }
     }
 }
@@ -363,10 +389,12 @@ pub enum ServerResponse {
     Shared(ShareProgress),
     /// 28: the caller's notification address.
     NotifyEmail(NotifyEmailInfo),
+    /// 29: a destruction attestation was logged at this index.
+    DestructionLogged(u64),
 }
 
 impl Message for ServerResponse {
-    const KINDS: u32 = 29;
+    const KINDS: u32 = 30;
 }
 
 /// One audit-log record with its inclusion proof.
@@ -747,6 +775,8 @@ pub struct MatterInfo {
     pub members: Vec<MemberInfo>,
     /// Every acknowledgment signed on this matter.
     pub acks: Vec<AckInfo>,
+    /// Destruction attestations of members' local copies, oldest first.
+    pub destructions: Vec<DestructionInfo>,
     /// Creator.
     pub created_by: String,
     /// Unix seconds.

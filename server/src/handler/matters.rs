@@ -224,9 +224,102 @@ fn info(state: &State, m: &MatterRecord) -> Result<MatterInfo, Failure> {
                 signed_at: a.signed_at,
             })
             .collect(),
+        destructions: state
+            .gate
+            .read()
+            .destructions(&m.id)?
+            .into_iter()
+            .map(|d| matterdrop_common::proto::DestructionInfo {
+                signed: d.signed,
+                signature: d.signature,
+                signing_key: d.signing_key,
+                index: d.index,
+            })
+            .collect(),
         created_by: m.created_by.clone(),
         created_at: m.created_at,
     })
+}
+
+/// How far a destruction statement's time may be from the server's clock.
+const DESTRUCTION_CLOCK_SKEW: u64 = 15 * 60;
+
+/// `DestructionAttest` (`mdrop purge`): a member's signed attestation that
+/// it destroyed its local copies of a matter's files. The caller must be,
+/// or have been, a member of the matter with the key it signs with
+/// (removed members attest too: that is when a contract asks for it); the
+/// statement must name the caller and the matter and verify. Logged
+/// verbatim as the matter's `destroyed` entry and kept for `matter show`.
+pub(super) fn attest_destruction(
+    state: &State,
+    me: &Actor,
+    key: &VerifyingKey,
+    req: &matterdrop_common::proto::SignedStatementRequest,
+) -> Outcome {
+    use matterdrop_common::custody::{self, DestructionStatement};
+    let st = DestructionStatement::parse(&req.signed)
+        .map_err(|e| Failure::bad_request(e.to_string()))?;
+    ids::validate_matter(&st.matter).map_err(|e| Failure::bad_request(e.to_string()))?;
+    let _guard = state.matter_lock(&st.matter);
+    let hidden = || {
+        Failure::new(
+            ErrorCode::Denied,
+            format!("matter {} not found or not yours", st.matter),
+        )
+    };
+    let m = state.gate.read().matter(&st.matter)?.ok_or_else(hidden)?;
+    let was_member = m
+        .members
+        .iter()
+        .any(|r| r.principal == me.record.id && r.signing_key == *key.as_bytes());
+    if !was_member {
+        return Err(hidden());
+    }
+    let details = vec![
+        ("statement".into(), custody::entry_text(&req.signed)),
+        ("signature".into(), custody::entry_hex(&req.signature)),
+        ("signing_key".into(), custody::entry_hex(key.as_bytes())),
+    ];
+    let problem = if st.principal != me.record.id {
+        Some(format!(
+            "the statement names {}, but {} sent it",
+            st.principal, me.record.id
+        ))
+    } else if now().abs_diff(st.time) > DESTRUCTION_CLOCK_SKEW {
+        Some("the statement's time is more than 15 minutes from the server's clock".to_owned())
+    } else if matterdrop_common::sign::verify(key, &req.signed, &req.signature).is_err() {
+        Some(format!(
+            "the statement's signature does not verify with {}'s key",
+            me.record.id
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = problem {
+        state.record(Event::failed(
+            me,
+            "destroyed",
+            &m.id,
+            "bad-destruction-statement",
+            &reason,
+            details,
+        ))?;
+        return Err(Failure::new(ErrorCode::Verification, reason));
+    }
+    let allowed =
+        super::identity::authorize_server(state, me, &ServerOperation::AttestDestruction, &m.id)?;
+    let index = state
+        .record(Event::server(&me.record.id, "destroyed", None, None, details).in_matter(&m.id))?;
+    state.gate.write(&allowed).put_destruction(
+        &m.id,
+        &crate::store::DestructionRecord {
+            signed: req.signed.clone(),
+            signature: req.signature.clone(),
+            signing_key: *key.as_bytes(),
+            index,
+        },
+    )?;
+    Ok(ServerResponse::DestructionLogged(index))
 }
 
 /// The answer to a request made with a request kind the signed roster

@@ -353,6 +353,7 @@ fn dispatch_simple(state: &State, me: &Actor, key: &VerifyingKey, req: ClientReq
         ClientRequest::DeliveryConfirm(r) => packets::confirm_delivery(state, me, key, &r),
         ClientRequest::Share(r) => packets::share(state, me, key, &r),
         ClientRequest::NotifyEmail(r) => identity::notify_email(state, me, &r),
+        ClientRequest::DestructionAttest(r) => matters::attest_destruction(state, me, key, &r),
         ClientRequest::MatterShow(r) => matters::show(state, me, &r),
         ClientRequest::MatterList => matters::list(state, me),
         ClientRequest::AckGet(r) => matters::ack_get(state, me, &r),

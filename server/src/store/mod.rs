@@ -271,6 +271,19 @@ pub struct ReviewNoteRecord {
     pub note: Vec<u8>,
 }
 
+/// A member's logged destruction attestation (`mdrop purge`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestructionRecord {
+    /// The canonical statement.
+    pub signed: Vec<u8>,
+    /// The member's signature over it.
+    pub signature: Vec<u8>,
+    /// The key that signed it.
+    pub signing_key: [u8; 32],
+    /// Its audit-log index.
+    pub index: u64,
+}
+
 /// A re-share of a packet to one new reader (`matterdrop_common::custody::
 /// ShareStatement`), as the sharer sent it. Its headers are stored apart,
 /// under the statement's hash.
@@ -473,6 +486,8 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn has_claim(&self, uploader: &str, sha256: &[u8; 32]) -> Result<bool, StoreError>;
     /// The review of a deliverable, with its encrypted note.
     fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError>;
+    /// A matter's destruction attestations, oldest first.
+    fn destructions(&self, matter: &str) -> Result<Vec<DestructionRecord>, StoreError>;
     /// The email address `principal` set for notifications.
     fn email(&self, principal: &str) -> Result<Option<String>, StoreError>;
     /// The re-share of `packet` to `recipient`, complete or not.
@@ -522,6 +537,8 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     /// Stores a recipient's signed delivery statement of a packet
     /// (replacing its earlier one).
     fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError>;
+    /// Keeps a logged destruction attestation of `matter`.
+    fn put_destruction(&self, matter: &str, record: &DestructionRecord) -> Result<(), StoreError>;
     /// Sets (or, with `None`, clears) `principal`'s notification address.
     fn set_email(&self, principal: &str, address: Option<&str>) -> Result<(), StoreError>;
     /// Stores a batch of headers of the re-share of `packet` to

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{DeliveryRecord, ShareRecord};
+use super::{DeliveryRecord, DestructionRecord, ShareRecord};
 use super::{
     InviteRecord, MatterRecord, MetaRead, MetaWrite, OrgRecord, PacketRecord, PrincipalRecord,
     Refusal, ReviewNoteRecord, StoreError,
@@ -44,6 +44,8 @@ pub struct SledStore {
     by_sender: sled::Tree,
     /// Principal → notification email address (UTF-8).
     emails: sled::Tree,
+    /// Matter id ‖ 0 ‖ log index (u64 big-endian) → [`DestructionRecord`].
+    destructions: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient → [`ShareRecord`].
     shares: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient ‖ 0 ‖ first 8 bytes of the statement's
@@ -158,6 +160,7 @@ impl SledStore {
             by_sender: db.open_tree("by_sender").map_err(backend)?,
             shares: db.open_tree("shares").map_err(backend)?,
             emails: db.open_tree("emails").map_err(backend)?,
+            destructions: db.open_tree("destructions").map_err(backend)?,
             share_headers: db.open_tree("share_headers").map_err(backend)?,
             db,
         };
@@ -353,6 +356,14 @@ impl MetaRead for SledStore {
         let mut key = sha256.to_vec();
         key.extend_from_slice(uploader.as_bytes());
         self.claims.contains_key(key).map_err(backend)
+    }
+
+    fn destructions(&self, matter: &str) -> Result<Vec<DestructionRecord>, StoreError> {
+        self.destructions
+            .scan_prefix(index_prefix(matter))
+            .values()
+            .map(|v| dec(&v.map_err(backend)?))
+            .collect()
     }
 
     fn email(&self, principal: &str) -> Result<Option<String>, StoreError> {
@@ -606,6 +617,15 @@ impl MetaWrite for SledStore {
     fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError> {
         self.deliveries
             .insert(index_key(packet, &delivery.principal), enc(delivery)?)
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn put_destruction(&self, matter: &str, record: &DestructionRecord) -> Result<(), StoreError> {
+        let mut key = index_prefix(matter);
+        key.extend_from_slice(&record.index.to_be_bytes());
+        self.destructions
+            .insert(key, enc(record)?)
             .map_err(backend)?;
         self.flush()
     }

@@ -1,0 +1,271 @@
+//! `mdrop purge MATTER`: destroys this machine's copies of a matter's files
+//! and signs a destruction attestation the server logs (the "certificate
+//! of destruction" outsourcing contracts ask for).
+//!
+//! Every `pull` (and `review show`) records what it wrote in
+//! `HOME/pulled/MATTER.json` (0600, folder 0700): each file's absolute path,
+//! SHA-256 and size. `purge` deletes each recorded file whose contents are
+//! still the ones pulled, counts those already gone, and keeps (and names)
+//! those changed since, unless `--force`; it removes the matter's partial
+//! downloads and its cached inbox listings. It then signs a
+//! `matterdrop/destruction/v1` statement with the counts and the packet
+//! ids (`matterdrop_common::custody::DestructionStatement`), which the
+//! server logs as the matter's `destroyed` entry and `matter show` lists
+//! (checked against the signed roster). A removed member can still purge
+//! and attest. Files copied elsewhere are beyond what a client can know:
+//! the attestation is its signer's word for what this client did.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Read as _};
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+
+use matterdrop_common::custody::DestructionStatement;
+use matterdrop_common::proto::{ClientRequest, ServerResponse, SignedStatementRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::Ctx;
+use crate::cli::PurgeArgs;
+use crate::conn::{Session, unexpected};
+use crate::error::{CmdResult, Fail};
+use crate::home::Home;
+use crate::identity;
+use crate::output::escape;
+
+/// One file a pull wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PulledFile {
+    path: PathBuf,
+    sha256: String,
+    size: u64,
+}
+
+impl PulledFile {
+    /// `path` (made absolute) with the SHA-256 and size it was written with.
+    pub fn new(path: &Path, sha256: &[u8; 32], size: u64) -> Self {
+        Self {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            sha256: sha256.iter().map(|b| format!("{b:02x}")).collect(),
+            size,
+        }
+    }
+}
+
+/// One pull of one packet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pulled {
+    packet: String,
+    at: u64,
+    files: Vec<PulledFile>,
+}
+
+fn records_dir(home: &Home) -> PathBuf {
+    home.path("pulled")
+}
+
+fn records_path(home: &Home, matter: &str) -> CmdResult<PathBuf> {
+    matterdrop_common::ids::validate_matter(matter)
+        .map_err(|e| Fail::usage(format!("{}: {e}", escape(matter, false))))?;
+    Ok(records_dir(home).join(format!("{matter}.json")))
+}
+
+fn load(home: &Home, matter: &str) -> CmdResult<Vec<Pulled>> {
+    match fs::read(records_path(home, matter)?) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            Fail::other(format!(
+                "the record of pulled files of {matter} is damaged: {e}"
+            ))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records that a pull of `packet` of `matter` wrote `files`.
+pub fn record_pull(home: &Home, matter: &str, packet: &str, files: Vec<PulledFile>) -> CmdResult {
+    let dir = records_dir(home);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let mut all = load(home, matter)?;
+    // A packet pulled again (elsewhere, or with --force) adds its files.
+    all.push(Pulled {
+        packet: packet.to_owned(),
+        at: crate::unix_now(),
+        files,
+    });
+    let bytes = serde_json::to_vec(&all).map_err(|e| Fail::other(e.to_string()))?;
+    crate::home::write_replace(&records_path(home, matter)?, &bytes, 0o600)
+}
+
+/// What became of one recorded file.
+enum Fate {
+    Deleted,
+    Missing,
+    Kept(String),
+}
+
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn destroy(f: &PulledFile, force: bool) -> Fate {
+    match fs::symlink_metadata(&f.path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Fate::Missing,
+        Err(e) => return Fate::Kept(format!("cannot be read: {e}")),
+        Ok(m) if !m.is_file() => return Fate::Kept("is no longer a plain file".into()),
+        Ok(_) => {}
+    }
+    if !force {
+        match sha256_file(&f.path) {
+            Ok(sha) if sha == f.sha256 => {}
+            Ok(_) => return Fate::Kept("changed since it was pulled (--force deletes it)".into()),
+            Err(e) => return Fate::Kept(format!("cannot be read: {e}")),
+        }
+    }
+    match fs::remove_file(&f.path) {
+        Ok(()) => Fate::Deleted,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Fate::Missing,
+        Err(e) => Fate::Kept(format!("cannot be deleted: {e}")),
+    }
+}
+
+pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> CmdResult {
+    let records = load(&ctx.home, &args.matter)?;
+    crate::output::confirm(
+        args.yes,
+        &format!(
+            "This deletes this machine's copies of matter {}'s files ({} pulls recorded), its partial downloads and cached listings, and signs that they were destroyed.",
+            escape(&args.matter, false),
+            records.len()
+        ),
+        "Destroy them?",
+        "nothing deleted",
+    )?;
+    let key = identity::signing_key(&ctx.home)?;
+    let mut packets = BTreeSet::new();
+    let (mut deleted, mut missing) = (0u64, 0u64);
+    let mut kept: Vec<(PathBuf, String)> = Vec::new();
+    for r in &records {
+        packets.insert(r.packet.clone());
+        for f in &r.files {
+            match destroy(f, args.force) {
+                Fate::Deleted => deleted += 1,
+                Fate::Missing => missing += 1,
+                Fate::Kept(why) => kept.push((f.path.clone(), why)),
+            }
+        }
+    }
+    // Partial downloads of its packets, and its cached inbox listings.
+    let mut caches = 0u64;
+    let cached = super::inbox::purge_cache(&ctx.home, &args.matter);
+    caches += cached.len() as u64;
+    packets.extend(cached);
+    for p in &packets {
+        for dir in [
+            ctx.home.path("partial").join(p),
+            ctx.home.path("reviews").join(p),
+        ] {
+            if matterdrop_common::packet::validate_id(p) && dir.exists() {
+                match fs::remove_dir_all(&dir) {
+                    Ok(()) => caches += 1,
+                    Err(e) => kept.push((dir, format!("cannot be deleted: {e}"))),
+                }
+            }
+        }
+    }
+    let (session, server) = Session::open(&ctx.home, &key).await?;
+    let st = DestructionStatement {
+        matter: args.matter.clone(),
+        principal: server.principal.clone(),
+        time: crate::unix_now(),
+        packets: packets.iter().cloned().collect(),
+        deleted,
+        missing,
+        kept: kept.len() as u64,
+        caches,
+    };
+    let signed = st
+        .to_signed_bytes()
+        .map_err(|e| Fail::other(e.to_string()))?;
+    let signature = matterdrop_common::sign::sign(&key, &signed).to_vec();
+    let resp = session
+        .request(&ClientRequest::DestructionAttest(SignedStatementRequest {
+            signed,
+            signature,
+        }))
+        .await;
+    session.close().await;
+    let index = match resp? {
+        ServerResponse::DestructionLogged(i) => i,
+        other => return Err(unexpected(&other)),
+    };
+    // Attested: the record of what was deleted goes too (what was kept is
+    // named below and stays recorded for a later purge).
+    let left: Vec<Pulled> = records
+        .into_iter()
+        .filter_map(|mut r| {
+            r.files.retain(|f| kept.iter().any(|(p, _)| *p == f.path));
+            (!r.files.is_empty()).then_some(r)
+        })
+        .collect();
+    let path = records_path(&ctx.home, &args.matter)?;
+    if left.is_empty() {
+        let _ = fs::remove_file(&path);
+    } else {
+        let bytes = serde_json::to_vec(&left).map_err(|e| Fail::other(e.to_string()))?;
+        crate::home::write_replace(&path, &bytes, 0o600)?;
+    }
+    let done = json!({
+        "matter": args.matter,
+        "deleted": deleted,
+        "missing": missing,
+        "kept": kept.iter().map(|(p, why)| json!({"path": p, "why": why})).collect::<Vec<_>>(),
+        "caches": caches,
+        "packets": packets,
+        "log_index": index,
+    });
+    ctx.out.emit(&done, || {
+        let mut s = format!(
+            "Destroyed this machine's copies of matter {}: {deleted} files deleted, {missing} already gone, {caches} partial downloads and cached listings removed.\n",
+            escape(&args.matter, false)
+        );
+        for (p, why) in &kept {
+            s.push_str(&format!("  kept {}: {why}\n", escape(&p.display().to_string(), false)));
+        }
+        s.push_str(&format!(
+            "Signed destruction attestation logged (entry {index}); `mdrop matter show {}` lists it.\n",
+            escape(&args.matter, false)
+        ));
+        s
+    });
+    if !kept.is_empty() {
+        eprintln!(
+            "mdrop: warning: {} files were not deleted ({}); the attestation counts them as kept",
+            kept.len(),
+            kept.iter()
+                .map(|(p, why)| format!("{}: {why}", escape(&p.display().to_string(), false)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(())
+}
