@@ -913,14 +913,15 @@ fn destructions(
         let verifies = ed25519_dalek::VerifyingKey::from_bytes(&d.signing_key)
             .ok()
             .is_some_and(|k| sign::verify(&k, &d.signed, &d.signature).is_ok());
-        if st.matter != info.id || !known || !verifies {
+        // The roster's matter, not the server's word for which it is.
+        if st.matter != synced.roster.matter || !known || !verifies {
             return Err(Fail::new(
                 exit::VERIFY,
                 format!(
                     "the destruction attestation at log entry {} is not {}'s signed statement for matter {} (forged or altered on the server)",
                     d.index,
                     escape(&st.principal, false),
-                    escape(&info.id, false)
+                    escape(&synced.roster.matter, false)
                 ),
             ));
         }

@@ -96,7 +96,12 @@ pub fn record_pull(home: &Home, matter: &str, packet: &str, files: Vec<PulledFil
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
     }
     let mut all = load(home, matter)?;
-    // A packet pulled again (elsewhere, or with --force) adds its files.
+    // A file written again (a pull with --force, `review show` again) is
+    // recorded once, with what it holds now.
+    for r in &mut all {
+        r.files.retain(|f| !files.iter().any(|n| n.path == f.path));
+    }
+    all.retain(|r| !r.files.is_empty());
     all.push(Pulled {
         packet: packet.to_owned(),
         at: crate::unix_now(),
@@ -104,6 +109,19 @@ pub fn record_pull(home: &Home, matter: &str, packet: &str, files: Vec<PulledFil
     });
     let bytes = serde_json::to_vec(&all).map_err(|e| Fail::other(e.to_string()))?;
     crate::home::write_replace(&records_path(home, matter)?, &bytes, 0o600)
+}
+
+/// Removes `dir` and the folders under it if they hold no files; returns
+/// whether `dir` went.
+fn remove_empty_dirs(dir: &Path) -> bool {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&e.path());
+            }
+        }
+    }
+    fs::remove_dir(dir).is_ok()
 }
 
 /// What became of one recorded file.
@@ -161,6 +179,9 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> CmdResult {
         "nothing deleted",
     )?;
     let key = identity::signing_key(&ctx.home)?;
+    // Connected before anything is deleted: an attestation that cannot be
+    // sent must not follow a destruction it would have described.
+    let (session, server) = Session::open(&ctx.home, &key).await?;
     let mut packets = BTreeSet::new();
     let (mut deleted, mut missing) = (0u64, 0u64);
     let mut kept: Vec<(PathBuf, String)> = Vec::new();
@@ -179,20 +200,26 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> CmdResult {
     let cached = super::inbox::purge_cache(&ctx.home, &args.matter);
     caches += cached.len() as u64;
     packets.extend(cached);
-    for p in &packets {
-        for dir in [
-            ctx.home.path("partial").join(p),
-            ctx.home.path("reviews").join(p),
-        ] {
-            if matterdrop_common::packet::validate_id(p) && dir.exists() {
-                match fs::remove_dir_all(&dir) {
-                    Ok(()) => caches += 1,
-                    Err(e) => kept.push((dir, format!("cannot be deleted: {e}"))),
-                }
+    for p in packets
+        .iter()
+        .filter(|p| matterdrop_common::packet::validate_id(p))
+    {
+        // A partial download is decrypted plaintext nobody vouched for: all
+        // of it goes.
+        let partial = ctx.home.path("partial").join(p);
+        if partial.exists() {
+            match fs::remove_dir_all(&partial) {
+                Ok(()) => caches += 1,
+                Err(e) => kept.push((partial, format!("cannot be deleted: {e}"))),
             }
         }
+        // A review copy's files were recorded (and checked) above; the
+        // folder goes only if nothing else is left in it.
+        let review = ctx.home.path("reviews").join(p);
+        if review.exists() && remove_empty_dirs(&review) {
+            caches += 1;
+        }
     }
-    let (session, server) = Session::open(&ctx.home, &key).await?;
     let st = DestructionStatement {
         matter: args.matter.clone(),
         principal: server.principal.clone(),
