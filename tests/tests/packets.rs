@@ -1111,8 +1111,24 @@ fn purge_destroys_local_copies_and_signs_a_destruction_attestation() {
     std::fs::write(&changed, b"bob's own notes").unwrap();
     std::fs::remove_file(out.join("records/empty.txt")).unwrap();
 
+    // An interrupted pull of a packet never listed here leaves plaintext
+    // in a partial folder marked with its matter; another matter's stays.
+    let ours = t
+        .bob
+        .home
+        .join("partial/p-0000000000000000000000000000aaaa");
+    let theirs = t
+        .bob
+        .home
+        .join("partial/p-0000000000000000000000000000bbbb");
+    for (dir, matter) in [(&ours, MATTER), (&theirs, "OTHER-MATTER")] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("matter"), matter).unwrap();
+        std::fs::write(dir.join("0.plain"), b"PLAINTEXT-MARKER").unwrap();
+    }
     let r = t.bob.run(&["--json", "purge", MATTER, "--yes"]).ok();
     let v = r.json();
+    assert!(!ours.exists() && theirs.exists(), "{v}");
     assert_eq!(v["deleted"], (files.len() - 2) as u64, "{v}");
     assert_eq!(v["missing"], 1);
     assert_eq!(v["kept"][0]["path"], changed.to_str().unwrap());
@@ -1138,7 +1154,10 @@ fn purge_destroys_local_copies_and_signs_a_destruction_attestation() {
     let d = shown["destructions"].as_array().unwrap();
     assert_eq!(d.len(), 2, "{shown}");
     assert_eq!(d[0]["principal"], "bob@lpo-1");
-    assert_eq!(d[0]["packets"], serde_json::json!([id]));
+    assert_eq!(
+        d[0]["packets"],
+        serde_json::json!(["p-0000000000000000000000000000aaaa", id])
+    );
     assert_eq!(
         (d[0]["deleted"].as_u64(), d[0]["kept"].as_u64()),
         (Some(4), Some(1))

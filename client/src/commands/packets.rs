@@ -2536,6 +2536,9 @@ pub async fn pull_inner(
     let ident = keys.age.clone();
     private_dir(partial)?;
     crate::hygiene::touch(partial);
+    // Which matter this (decrypted) partial download belongs to, for
+    // `mdrop purge`.
+    super::purge::mark_partial(partial, &d.matter)?;
 
     let pb = bar(d.total_size(), "downloading");
     if d.manifest.size > MAX_MANIFEST_BLOB {

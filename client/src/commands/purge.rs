@@ -84,6 +84,32 @@ fn load(home: &Home, matter: &str) -> CmdResult<Vec<Pulled>> {
     }
 }
 
+/// The file in a partial download's folder that names its matter.
+const PARTIAL_MARK: &str = "matter";
+
+/// Marks the partial download folder `dir` as `matter`'s.
+pub fn mark_partial(dir: &Path, matter: &str) -> CmdResult {
+    let path = dir.join(PARTIAL_MARK);
+    if fs::read_to_string(&path).is_ok_and(|m| m == matter) {
+        return Ok(());
+    }
+    crate::home::write_replace(&path, matter.as_bytes(), 0o600)
+}
+
+/// The packets whose partial downloads are marked as `matter`'s.
+fn marked_partials(home: &Home, matter: &str) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(home.path("partial")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let marked = fs::read_to_string(e.path().join(PARTIAL_MARK)).ok()?;
+            (marked == matter && matterdrop_common::packet::validate_id(&id)).then_some(id)
+        })
+        .collect()
+}
+
 /// Records that a pull of `packet` of `matter` wrote `files`.
 pub fn record_pull(home: &Home, matter: &str, packet: &str, files: Vec<PulledFile>) -> CmdResult {
     let dir = records_dir(home);
@@ -200,6 +226,8 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> CmdResult {
     let cached = super::inbox::purge_cache(&ctx.home, &args.matter);
     caches += cached.len() as u64;
     packets.extend(cached);
+    // Interrupted pulls of this matter's packets, listed or not.
+    packets.extend(marked_partials(&ctx.home, &args.matter));
     for p in packets
         .iter()
         .filter(|p| matterdrop_common::packet::validate_id(p))
