@@ -317,24 +317,17 @@ impl DestructionStatement {
 }
 
 /// Checks a `destroyed` audit entry offline as [`check_entry`] checks a
-/// `delivered` one. Returns the statement.
+/// `delivered` one (it names no object). Returns the statement.
 pub fn check_destruction_entry(e: &Entry) -> Result<DestructionStatement, CustodyError> {
-    let fail = |why: String| CustodyError::Entry {
-        index: e.index,
-        why,
-    };
-    let bytes = signed_detail(e)?;
-    let s = DestructionStatement::parse(&bytes).map_err(|e| fail(e.to_string()))?;
-    if s.principal != e.principal || e.matter.as_deref() != Some(s.matter.as_str()) {
-        return Err(fail(
-            "the destruction statement names another principal or matter than its entry".into(),
-        ));
-    }
-    if e.time.abs_diff(s.time) > STATEMENT_SKEW {
-        return Err(fail(
-            "the destruction statement's time does not fit its entry's".into(),
-        ));
-    }
+    let s = DestructionStatement::parse(&signed_detail(e)?).map_err(|err| malformed(e, err))?;
+    fits_entry(
+        e,
+        "destruction statement",
+        &s.principal,
+        None,
+        &s.matter,
+        s.time,
+    )?;
     Ok(s)
 }
 
@@ -368,60 +361,66 @@ fn signed_detail(e: &Entry) -> Result<Vec<u8>, CustodyError> {
     Ok(bytes)
 }
 
+/// Checks that a statement fits the entry that logged it: it names the
+/// entry's principal, object (if it names one) and matter, and its time is
+/// within [`STATEMENT_SKEW`] of the entry's (the server logs a statement
+/// when it receives it: an old statement replayed later does not fit).
+fn fits_entry(
+    e: &Entry,
+    what: &str,
+    principal: &str,
+    object: Option<&str>,
+    matter: &str,
+    time: u64,
+) -> Result<(), CustodyError> {
+    let fail = |why: String| CustodyError::Entry {
+        index: e.index,
+        why,
+    };
+    if principal != e.principal || object.is_some_and(|o| e.object.as_deref() != Some(o)) {
+        return Err(fail(format!(
+            "the {what} names another principal or object than its entry"
+        )));
+    }
+    if e.matter.as_deref() != Some(matter) {
+        return Err(fail(format!(
+            "the {what} names another matter than its entry"
+        )));
+    }
+    if e.time.abs_diff(time) > STATEMENT_SKEW {
+        return Err(fail(format!("the {what}'s time does not fit its entry's")));
+    }
+    Ok(())
+}
+
+fn malformed(e: &Entry, err: CustodyError) -> CustodyError {
+    CustodyError::Entry {
+        index: e.index,
+        why: err.to_string(),
+    }
+}
+
 /// Checks a `delivered` audit entry offline: its statement parses, names
 /// the entry's principal and object, and its signature verifies with the
 /// key the entry records. Returns the statement.
 pub fn check_entry(e: &Entry) -> Result<DeliveryStatement, CustodyError> {
-    let fail = |why: String| CustodyError::Entry {
-        index: e.index,
-        why,
-    };
-    let bytes = signed_detail(e)?;
-    let s = DeliveryStatement::parse(&bytes).map_err(|e| fail(e.to_string()))?;
-    if s.principal != e.principal || e.object.as_deref() != Some(s.id.as_str()) {
-        return Err(fail(
-            "the statement names another principal or object than its entry".into(),
-        ));
-    }
-    if e.matter.as_deref() != Some(s.matter.as_str()) {
-        return Err(fail(
-            "the statement names another matter than its entry".into(),
-        ));
-    }
-    // The server logs a statement when it receives it (within its clock
-    // skew): an old statement replayed later does not fit its entry.
-    if e.time.abs_diff(s.time) > STATEMENT_SKEW {
-        return Err(fail("the statement's time does not fit its entry's".into()));
-    }
+    let s = DeliveryStatement::parse(&signed_detail(e)?).map_err(|err| malformed(e, err))?;
+    fits_entry(e, "statement", &s.principal, Some(&s.id), &s.matter, s.time)?;
     Ok(s)
 }
 
 /// Checks a `shared` audit entry offline as [`check_entry`] checks a
-/// `delivered` one: the share statement names the entry's principal as
-/// sharer, its object and matter, fits its time, and verifies with the
-/// key the entry records. Returns the statement.
+/// `delivered` one (its principal is the sharer). Returns the statement.
 pub fn check_share_entry(e: &Entry) -> Result<ShareStatement, CustodyError> {
-    let fail = |why: String| CustodyError::Entry {
-        index: e.index,
-        why,
-    };
-    let bytes = signed_detail(e)?;
-    let s = ShareStatement::parse(&bytes).map_err(|e| fail(e.to_string()))?;
-    if s.sharer != e.principal || e.object.as_deref() != Some(s.id.as_str()) {
-        return Err(fail(
-            "the share statement names another sharer or object than its entry".into(),
-        ));
-    }
-    if e.matter.as_deref() != Some(s.matter.as_str()) {
-        return Err(fail(
-            "the share statement names another matter than its entry".into(),
-        ));
-    }
-    if e.time.abs_diff(s.time) > STATEMENT_SKEW {
-        return Err(fail(
-            "the share statement's time does not fit its entry's".into(),
-        ));
-    }
+    let s = ShareStatement::parse(&signed_detail(e)?).map_err(|err| malformed(e, err))?;
+    fits_entry(
+        e,
+        "share statement",
+        &s.sharer,
+        Some(&s.id),
+        &s.matter,
+        s.time,
+    )?;
     Ok(s)
 }
 
