@@ -408,6 +408,54 @@ pub enum MatterCommand {
     /// Require hybrid post-quantum age keys of every reader, or stop
     /// requiring them (attorneys; asks before signing unless --yes).
     SetCrypto(MatterSetCryptoArgs),
+    /// Set how long the server keeps each packet and deliverable after its
+    /// upload (`90d`, `12w`, `none`); the server then deletes its files
+    /// unless a legal hold applies (attorneys; asks unless --yes).
+    SetRetention(MatterSetRetentionArgs),
+    /// Place the matter under legal hold: nothing of it is deleted, by the
+    /// server's retention or a member's purge, until released (attorneys).
+    Hold(MatterHoldArgs),
+    /// End the legal hold (attorneys; asks unless --yes).
+    Release(MatterConfirmArgs),
+    /// Close the matter to new packets, deliverables, shares and members;
+    /// files stay readable until their retention runs out (attorneys; asks
+    /// unless --yes).
+    Close(MatterConfirmArgs),
+    /// Open a closed matter again (attorneys).
+    Reopen(MatterConfirmArgs),
+}
+
+/// `mdrop matter set-retention`.
+#[derive(Debug, Args)]
+pub struct MatterSetRetentionArgs {
+    /// Matter id.
+    pub id: String,
+    /// How long after its upload each file is deleted from the server
+    /// (`90d`, `2y`, `36h`), or `none` to keep files until this changes.
+    pub retention: String,
+    /// Sign without asking.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `mdrop matter hold`.
+#[derive(Debug, Args)]
+pub struct MatterHoldArgs {
+    /// Matter id.
+    pub id: String,
+    /// Why (shown to every member).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+/// A matter change that asks before it is signed.
+#[derive(Debug, Args)]
+pub struct MatterConfirmArgs {
+    /// Matter id.
+    pub id: String,
+    /// Sign without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `mdrop matter set-crypto`.

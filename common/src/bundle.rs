@@ -503,6 +503,7 @@ fn verify_full<R: Read>(
     // Keys registered per principal so far (their `enroll` entries): a
     // delivery statement must be signed by one of them.
     let mut enrolled: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut replay = crate::retention::Replay::default();
     loop {
         if let Some(s) = seen {
             if position == s.size && seen_root_ok.is_none() {
@@ -529,7 +530,10 @@ fn verify_full<R: Read>(
         }
         match audit::parse_record(&rec.record) {
             Ok((e, _)) if e.index == position => {
-                if let Err(f) = check_custody(&e).and_then(|()| check_delivery_key(&e, &enrolled)) {
+                if let Err(f) = check_custody(&e)
+                    .and_then(|()| check_delivery_key(&e, &enrolled))
+                    .and_then(|()| replay.observe(&e).map_err(|why| fail(Some(e.index), why)))
+                {
                     problem = Some(f);
                     break;
                 }
@@ -669,6 +673,7 @@ fn verify_matter<R: Read>(
 ) -> Result<(), Failure> {
     let mut prev: Option<u64> = None;
     let mut last: Option<Entry> = None;
+    let mut replay = crate::retention::Replay::default();
     for _ in 0..header.count {
         let rec = read_record(r, true).map_err(|e| fail(prev.map(|p| p + 1), e.to_string()))?;
         let proof = rec.proof.as_deref().unwrap_or(&[]);
@@ -712,6 +717,7 @@ fn verify_matter<R: Read>(
         }
         prev = Some(rec.index);
         check_custody(&e)?;
+        replay.observe(&e).map_err(|why| fail(Some(e.index), why))?;
         summary.add(&e);
         last = Some(e);
     }

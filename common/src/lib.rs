@@ -21,6 +21,7 @@ pub mod packet;
 pub mod proto;
 pub mod receipt;
 pub mod reshare;
+pub mod retention;
 pub mod roles;
 pub mod roster;
 pub mod sha256pair;

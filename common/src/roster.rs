@@ -21,7 +21,8 @@
 //! time=<Unix seconds; never earlier than the previous statement's>
 //! signer=<principal id>
 //! signer-key=<the signer's Ed25519 public key, 64 hex>
-//! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey|set-crypto>
+//! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey|set-crypto|
+//!         set-retention|hold|release|close|reopen>
 //! …the change's own fields, in the order below…
 //! ```
 //!
@@ -36,6 +37,14 @@
 //! | `set-recovery` | `recovery-type`, `recovery` (both empty: no recovery recipient) |
 //! | `rekey` | `member`, `member-key`, `age-type`, `age` |
 //! | `set-crypto` | `require-pq` (`yes` or `no`) |
+//! | `set-retention` | `retention` (seconds after a packet's or deliverable's upload when the server deletes it; 0: kept until changed) |
+//! | `hold` | `reason` (percent-encoded UTF-8, may be empty): a legal hold; nothing of the matter is deleted until `release` |
+//! | `release` | (none) |
+//! | `close` | (none): no new packets, deliverables, shares or members until `reopen` |
+//! | `reopen` | (none) |
+//!
+//! While a matter is closed, only `remove`, `set-retention`, `hold`,
+//! `release` and `reopen` extend its roster.
 //!
 //! Age recipients are typed: `age-type=mlkem768x25519` with `age=age1pq1…`
 //! (hybrid, post-quantum) or `age-type=x25519` with `age=age1…` (classic);
@@ -203,6 +212,49 @@ pub enum Change {
         /// Whether classic-only readers are refused.
         require_pq: bool,
     },
+    /// Sets how long the server keeps each packet's and deliverable's
+    /// files after their upload (0: until this changes).
+    SetRetention {
+        /// Seconds.
+        seconds: u64,
+    },
+    /// Places the matter under legal hold: nothing of it is deleted (by
+    /// the server's retention or a member's `purge`) until `Release`.
+    Hold {
+        /// Why (shown to members; may be empty).
+        reason: String,
+    },
+    /// Ends the legal hold.
+    Release,
+    /// Closes the matter to new work.
+    Close,
+    /// Opens a closed matter again.
+    Reopen,
+}
+
+/// The longest retention a roster accepts: 100 years.
+pub const MAX_RETENTION: u64 = 100 * 366 * 24 * 3600;
+
+/// A legal hold in effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The attorney who placed it.
+    pub by: String,
+    /// When (the statement's time).
+    pub since: u64,
+    /// The statement that placed it.
+    pub seq: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A closed matter's closing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    /// The attorney who closed it.
+    pub by: String,
+    /// When (the statement's time).
+    pub at: u64,
 }
 
 impl Change {
@@ -218,6 +270,11 @@ impl Change {
             Self::SetRecovery { .. } => "set-recovery",
             Self::Rekey { .. } => "rekey",
             Self::SetCrypto { .. } => "set-crypto",
+            Self::SetRetention { .. } => "set-retention",
+            Self::Hold { .. } => "hold",
+            Self::Release => "release",
+            Self::Close => "close",
+            Self::Reopen => "reopen",
         }
     }
 
@@ -232,7 +289,12 @@ impl Change {
             | Self::SetAck { .. }
             | Self::SetScope { .. }
             | Self::SetRecovery { .. }
-            | Self::SetCrypto { .. } => None,
+            | Self::SetCrypto { .. }
+            | Self::SetRetention { .. }
+            | Self::Hold { .. }
+            | Self::Release
+            | Self::Close
+            | Self::Reopen => None,
         }
     }
 }
@@ -291,6 +353,20 @@ fn unhex32(seq: Option<u64>, field: &str, s: &str) -> Result<[u8; 32], RosterErr
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
     }
     Ok(out)
+}
+
+/// The longest hold reason, in bytes of UTF-8.
+pub const MAX_REASON: usize = 500;
+
+/// Refuses a hold reason that is too long or holds control characters.
+pub fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.len() > MAX_REASON {
+        return Err(format!("a hold reason is at most {MAX_REASON} bytes"));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err("a hold reason may not contain control characters".into());
+    }
+    Ok(())
 }
 
 /// Percent-encodes a title: bytes outside printable ASCII, and `%`, become
@@ -445,6 +521,13 @@ impl Statement {
             Change::SetCrypto { require_pq } => {
                 c.str("require-pq", if *require_pq { "yes" } else { "no" })?;
             }
+            Change::SetRetention { seconds } => {
+                c.u64("retention", *seconds)?;
+            }
+            Change::Hold { reason } => {
+                c.str("reason", &encode_text(reason))?;
+            }
+            Change::Release | Change::Close | Change::Reopen => {}
         }
         Ok(c.finish())
     }
@@ -559,6 +642,16 @@ impl Statement {
                     }
                 },
             },
+            "set-retention" => Change::SetRetention {
+                seconds: f.number("retention")?,
+            },
+            "hold" => Change::Hold {
+                reason: decode_text(f.take("reason")?)
+                    .map_err(|e| RosterError::malformed(f.seq, format!("reason: {e}")))?,
+            },
+            "release" => Change::Release,
+            "close" => Change::Close,
+            "reopen" => Change::Reopen,
             other => {
                 return Err(RosterError::malformed(
                     f.seq,
@@ -716,6 +809,12 @@ pub struct Roster {
     pub history: Vec<(String, MemberKeys, u64)>,
     /// Every recovery recipient the chain ever set.
     pub ever_recovery: BTreeSet<AgeKey>,
+    /// Seconds the server keeps each upload (0: until this changes).
+    pub retention: u64,
+    /// The legal hold in effect, if any.
+    pub hold: Option<Hold>,
+    /// Set while the matter is closed.
+    pub closed: Option<Closing>,
 }
 
 /// Whether a signature is checked when applying (statements from this
@@ -788,6 +887,9 @@ impl Roster {
             ever: BTreeSet::new(),
             history: Vec::new(),
             ever_recovery: recovery.iter().cloned().collect(),
+            retention: 0,
+            hold: None,
+            closed: None,
         };
         r.sanction(&s.signer, &keys, 0);
         r.members.insert(
@@ -966,6 +1068,24 @@ impl Roster {
     }
 
     fn change(&mut self, s: &Statement) -> Result<(), String> {
+        if let Some(c) = &self.closed {
+            if !matches!(
+                s.change,
+                Change::Remove { .. }
+                    | Change::SetRetention { .. }
+                    | Change::Hold { .. }
+                    | Change::Release
+                    | Change::Reopen
+            ) {
+                return Err(format!(
+                    "matter {} was closed by {} (an attorney can `matter reopen` it); a closed \
+                     matter takes no {} statement",
+                    self.matter,
+                    c.by,
+                    s.change.name()
+                ));
+            }
+        }
         match &s.change {
             Change::Create { .. } => Err("a matter is created only once".into()),
             Change::Add { member, role, keys } => {
@@ -1077,6 +1197,94 @@ impl Roster {
                 self.require_pq = *require_pq;
                 Ok(())
             }
+            Change::SetRetention { seconds } => {
+                if *seconds > MAX_RETENTION {
+                    return Err(format!(
+                        "a retention of {seconds} s is longer than 100 years; use 0 to keep files until the retention changes"
+                    ));
+                }
+                if *seconds == self.retention {
+                    return Err(format!("matter {} already has this retention", self.matter));
+                }
+                self.retention = *seconds;
+                Ok(())
+            }
+            Change::Hold { reason } => {
+                check_reason(reason)?;
+                if let Some(h) = &self.hold {
+                    return Err(format!(
+                        "matter {} is already under the legal hold {} placed (statement {})",
+                        self.matter, h.by, h.seq
+                    ));
+                }
+                self.hold = Some(Hold {
+                    by: s.signer.clone(),
+                    since: s.time,
+                    seq: s.seq,
+                    reason: reason.clone(),
+                });
+                Ok(())
+            }
+            Change::Release => {
+                if self.hold.is_none() {
+                    return Err(format!(
+                        "matter {} is not under legal hold; there is nothing to release",
+                        self.matter
+                    ));
+                }
+                self.hold = None;
+                Ok(())
+            }
+            Change::Close => {
+                // (A second close is refused above: closed matters take none.)
+                self.closed = Some(Closing {
+                    by: s.signer.clone(),
+                    at: s.time,
+                });
+                Ok(())
+            }
+            Change::Reopen => {
+                if self.closed.is_none() {
+                    return Err(format!("matter {} is not closed", self.matter));
+                }
+                self.closed = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// When the server may delete an upload made at `uploaded` (Unix
+    /// seconds) under this roster: never while a legal hold is in effect
+    /// or without a retention.
+    pub fn deletable_at(&self, uploaded: u64) -> Option<u64> {
+        if self.hold.is_some() || self.retention == 0 {
+            return None;
+        }
+        Some(uploaded.saturating_add(self.retention))
+    }
+
+    /// Refuses any deletion of the matter's files while a legal hold is in
+    /// effect, naming it.
+    pub fn check_no_hold(&self) -> Result<(), String> {
+        match &self.hold {
+            None => Ok(()),
+            Some(h) => Err(format!(
+                "matter {} is under the legal hold {} placed (roster statement {}): nothing of \
+                 it may be deleted until an attorney runs `mdrop matter release`",
+                self.matter, h.by, h.seq
+            )),
+        }
+    }
+
+    /// Refuses new work on a closed matter, naming who closed it.
+    pub fn check_open(&self) -> Result<(), String> {
+        match &self.closed {
+            None => Ok(()),
+            Some(c) => Err(format!(
+                "matter {} was closed by {}: it takes no new packets, deliverables, shares or \
+                 members (an attorney can `mdrop matter reopen` it)",
+                self.matter, c.by
+            )),
         }
     }
 

@@ -539,6 +539,8 @@ fn wire(out: &mut Out) -> io::Result<()> {
                 signature: d_sig,
                 sender_key: member_key,
                 review: None,
+                share: None,
+                expired: None,
             }),
         ),
     ];

@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// The sender address of notification emails.
     #[arg(long, value_name = "ADDRESS", requires = "smtp")]
     pub smtp_from: Option<String>,
+    /// How often the server looks for files whose matter's retention ran
+    /// out (and deletes them unless a legal hold applies).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub expiry_interval: Duration,
 }
 
 /// `mdropd invite`.

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             notify_webhook_secret_file: None,
             smtp: None,
             smtp_from: None,
+            expiry_interval: std::time::Duration::from_secs(600),
         })
     });
     let result = match command {
@@ -181,6 +182,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let audit_log = state.gate.audit().clone();
         let shared = state.witnessed.clone();
+        let expiring = state.clone();
         let witnessed =
             matterdrop_server::witness::check_at_start(&audit_log, &log_dir, &shared, &a.witnesses)
                 .await?;
@@ -232,6 +234,11 @@ fn serve(a: ServeArgs) -> Result<()> {
             &witnessed,
             &shutdown,
         )?;
+        tokio::spawn(matterdrop_server::handler::expiry::run(
+            expiring,
+            a.expiry_interval.max(std::time::Duration::from_secs(1)),
+            shutdown.clone(),
+        ));
         server.run(shutdown, a.shutdown_grace).await
     })
 }

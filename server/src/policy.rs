@@ -273,6 +273,9 @@ pub enum Operation<'a> {
     /// `matter set-crypto`: require post-quantum keys, or stop requiring
     /// them.
     SetCrypto,
+    /// `matter set-retention|hold|release|close|reopen`: what the server
+    /// keeps, for how long, and whether the matter takes new work.
+    Lifecycle,
     /// `matter rekey`: give a current member new keys (after a lost
     /// laptop; the attorney checked the new safety code).
     Rekey {
@@ -348,6 +351,7 @@ impl Operation<'_> {
             Self::SetScope { .. } => "scope-set",
             Self::SetRecovery => "recovery-set",
             Self::SetCrypto => "crypto-set",
+            Self::Lifecycle => "lifecycle-set",
             Self::Rekey { .. } => "member-rekey",
             Self::ReadRoster => "roster-read",
             Self::Push { .. } => "push",
@@ -374,6 +378,7 @@ impl Operation<'_> {
             Self::SetScope { .. } => "change the scope",
             Self::SetRecovery => "change the recovery recipient",
             Self::SetCrypto => "change the key requirements",
+            Self::Lifecycle => "change its retention, legal hold or closing",
             Self::Rekey { .. } => "change a member's keys",
             Self::ReadRoster => "read its roster",
             Self::Push { .. } => "push packets",
@@ -406,6 +411,7 @@ impl Operation<'_> {
             | Self::SetScope { .. }
             | Self::SetRecovery
             | Self::SetCrypto
+            | Self::Lifecycle
             | Self::Rekey { .. }
             | Self::Review { .. } => ATTORNEY,
             Self::Push { .. } => FIRM,
@@ -818,6 +824,7 @@ fn decide_inner(
         | Operation::SetAck
         | Operation::SetRecovery
         | Operation::SetCrypto
+        | Operation::Lifecycle
         | Operation::ReadRoster
         | Operation::Inbox
         | Operation::ExportAudit
@@ -1300,7 +1307,7 @@ mod tests {
 
     /// Number of [`Operation`] variants; [`variant_index`] must map onto
     /// `0..VARIANTS` and [`all_operations`] must cover every index.
-    const VARIANTS: usize = 20;
+    const VARIANTS: usize = 21;
 
     /// Exhaustive on purpose (no wildcard): a new variant does not compile
     /// until it gets an index here, a row in [`all_operations`] and arms in
@@ -1327,6 +1334,7 @@ mod tests {
             Operation::Rekey { .. } => 17,
             Operation::ReadRoster => 18,
             Operation::SetCrypto => 19,
+            Operation::Lifecycle => 20,
         }
     }
 
@@ -1436,6 +1444,7 @@ mod tests {
         ops.extend([
             Operation::SetRecovery,
             Operation::SetCrypto,
+            Operation::Lifecycle,
             Operation::Rekey {
                 target: "pia@lpo-2",
                 target_role: Some(Role::Provider),
@@ -1488,11 +1497,12 @@ mod tests {
                 | Op::SetScope { .. }
                 | Op::SetRecovery
                 | Op::SetCrypto
+                | Op::Lifecycle
                 | Op::Rekey { .. }
                 | Op::Review { .. },
                 Paralegal | Provider | Auditor,
             ) => "not-attorney",
-            (Op::SetRecovery | Op::SetCrypto, Attorney) => "allow",
+            (Op::SetRecovery | Op::SetCrypto | Op::Lifecycle, Attorney) => "allow",
             (
                 Op::Rekey {
                     target_role: None, ..

@@ -258,6 +258,7 @@ impl Checker<'_> {
                 .try_into()
                 .map_err(|_| refuse(&item.id, "has a damaged cached key"))?,
             review: None,
+            expired: None,
         };
         let d = Descriptor::parse(&info.descriptor)
             .map_err(|e| refuse(&item.id, format!("has no valid descriptor: {e}")))?;

@@ -102,6 +102,11 @@ fn roster_json(synced: &Synced) -> serde_json::Value {
         "recovery_fingerprint": r.recovery.as_ref().map(AgeKey::fingerprint),
         "recovery_key_type": r.recovery.as_ref().map(AgeKey::kind),
         "require_pq": r.require_pq,
+        "retention_seconds": r.retention,
+        "legal_hold": r.hold.as_ref().map(|h| json!({
+            "by": h.by, "since": crate::when::utc(h.since), "statement": h.seq, "reason": h.reason,
+        })),
+        "closed": r.closed.as_ref().map(|c| json!({"by": c.by, "at": crate::when::utc(c.at)})),
         "roster": {
             "statements": r.len,
             "head": hex(&r.head),
@@ -162,6 +167,28 @@ fn roster_text(synced: &Synced) -> String {
             n => format!("; {n} member(s) with a classic key, marked below"),
         }
     );
+    let _ = writeln!(s, "  retention:       {}", retention_text(r.retention));
+    if let Some(h) = &r.hold {
+        let _ = writeln!(
+            s,
+            "  legal hold:      since {} by {}{} (nothing is deleted)",
+            crate::when::local(h.since),
+            escape(&h.by, false),
+            if h.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", escape(&h.reason, false))
+            }
+        );
+    }
+    if let Some(c) = &r.closed {
+        let _ = writeln!(
+            s,
+            "  status:          CLOSED on {} by {} (no new work)",
+            crate::when::local(c.at),
+            escape(&c.by, false)
+        );
+    }
     let _ = writeln!(
         s,
         "  roster:          {} signed statements, verified by this client (created by {})",
@@ -388,6 +415,36 @@ fn confirm(yes: bool, what: &str) -> CmdResult {
     )
 }
 
+/// A retention on the command line: a duration (`90d`, `2y`) or `none`.
+fn parse_retention(s: &str) -> CmdResult<u64> {
+    let t = s.trim();
+    if t == "none" {
+        return Ok(0);
+    }
+    let d = humantime::parse_duration(t).map_err(|e| {
+        Fail::usage(format!(
+            "retention {t:?}: {e} (give a duration such as 90d, 12w or 2y, or none)"
+        ))
+    })?;
+    if d.as_secs() == 0 {
+        return Err(Fail::usage(
+            "a retention must be at least one second; use none to keep files",
+        ));
+    }
+    if d.as_secs() > matterdrop_common::roster::MAX_RETENTION {
+        return Err(Fail::usage("a retention is at most 100 years"));
+    }
+    Ok(d.as_secs())
+}
+
+/// A retention for people: `90 days`, `36 hours`, `none`.
+pub(crate) fn retention_text(seconds: u64) -> String {
+    if seconds == 0 {
+        return "none (kept until changed)".into();
+    }
+    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+}
+
 fn parse_scope(names: &[String]) -> CmdResult<Vec<Task>> {
     names
         .iter()
@@ -510,24 +567,7 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             Ok(())
         }
         MatterCommand::Show(a) => {
-            let key = identity::signing_key(&ctx.home)?;
-            let (session, _) = Session::open(&ctx.home, &key).await?;
-            // The server's answer decides access (and is logged); what is
-            // shown comes from the roster this client verifies.
-            let synced = async {
-                let resp = session
-                    .request(&ClientRequest::MatterShow(MatterRef {
-                        matter: a.id.clone(),
-                    }))
-                    .await?;
-                let ServerResponse::Matter(info) = resp else {
-                    return Err(unexpected(&resp));
-                };
-                Ok((roster::sync(&ctx.home, &session, &a.id).await?, info))
-            }
-            .await;
-            session.close().await;
-            let (synced, info) = synced?;
+            let (synced, info) = show_and_sync(ctx, &a.id).await?;
             // What the server says about keys is only a warning: it can
             // withhold, not add.
             let stale: Vec<&str> = info
@@ -691,6 +731,105 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                     "Classic keys are allowed again.\n"
                 },
             );
+            Ok(())
+        }
+        MatterCommand::SetRetention(a) => {
+            let seconds = parse_retention(&a.retention)?;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let r = &e.synced.roster;
+                let what = if seconds == 0 {
+                    format!(
+                        "Matter {}: the server will keep every file until the retention changes.",
+                        escape(&r.matter, false)
+                    )
+                } else {
+                    format!(
+                        "Matter {}: the server will delete each packet's and deliverable's files {} \
+                         after its upload{}. Files already older are deleted at the server's next \
+                         sweep; nobody can read them after that.",
+                        escape(&r.matter, false),
+                        retention_text(seconds),
+                        if r.hold.is_some() {
+                            " once the legal hold on the matter is released"
+                        } else {
+                            ", unless a legal hold applies"
+                        }
+                    )
+                };
+                confirm(a.yes, &what)?;
+                e.sign(ctx, Change::SetRetention { seconds }, None).await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Retention updated.\n");
+            Ok(())
+        }
+        MatterCommand::Hold(a) => {
+            matterdrop_common::roster::check_reason(&a.reason).map_err(Fail::usage)?;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                e.sign(
+                    ctx,
+                    Change::Hold {
+                        reason: a.reason.clone(),
+                    },
+                    None,
+                )
+                .await
+            })
+            .await?;
+            emit_roster(
+                ctx,
+                &synced,
+                "Legal hold placed: nothing of this matter is deleted until it is released.\n",
+            );
+            Ok(())
+        }
+        MatterCommand::Release(a) => {
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let r = &e.synced.roster;
+                let what = format!(
+                    "Matter {} leaves legal hold: {}and members may purge their copies.",
+                    escape(&r.matter, false),
+                    if r.retention == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            "files older than its retention ({}) are deleted at the server's next sweep, ",
+                            retention_text(r.retention)
+                        )
+                    }
+                );
+                confirm(a.yes, &what)?;
+                e.sign(ctx, Change::Release, None).await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Legal hold released.\n");
+            Ok(())
+        }
+        MatterCommand::Close(a) => {
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let what = format!(
+                    "Matter {} will take no new packets, deliverables, shares or members until an \
+                     attorney reopens it; its files stay readable until their retention runs out.",
+                    escape(&e.synced.roster.matter, false)
+                );
+                confirm(a.yes, &what)?;
+                e.sign(ctx, Change::Close, None).await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Matter closed.\n");
+            Ok(())
+        }
+        MatterCommand::Reopen(a) => {
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let what = format!(
+                    "Matter {} will take new work again.",
+                    escape(&e.synced.roster.matter, false)
+                );
+                confirm(a.yes, &what)?;
+                e.sign(ctx, Change::Reopen, None).await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Matter reopened.\n");
             Ok(())
         }
         MatterCommand::List => match call(ctx, &ClientRequest::MatterList).await? {
@@ -892,6 +1031,41 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
         },
     );
     Ok(())
+}
+
+/// The server's `matter show` answer and the roster this client verified:
+/// the answer decides access (and is logged); what is shown comes from the
+/// roster.
+async fn show_and_sync(
+    ctx: &Ctx,
+    matter: &str,
+) -> CmdResult<(Synced, matterdrop_common::proto::MatterInfo)> {
+    let key = identity::signing_key(&ctx.home)?;
+    let (session, _) = Session::open(&ctx.home, &key).await?;
+    let synced = async {
+        let resp = session
+            .request(&ClientRequest::MatterShow(MatterRef {
+                matter: matter.to_owned(),
+            }))
+            .await?;
+        let ServerResponse::Matter(info) = resp else {
+            return Err(unexpected(&resp));
+        };
+        Ok((roster::sync(&ctx.home, &session, matter).await?, info))
+    }
+    .await;
+    session.close().await;
+    synced
+}
+
+/// A matter's destruction attestations, each checked against the roster
+/// this client verified (`report turnaround --matter`).
+pub(crate) async fn verified_destructions(
+    ctx: &Ctx,
+    matter: &str,
+) -> CmdResult<Vec<(matterdrop_common::custody::DestructionStatement, u64)>> {
+    let (synced, info) = show_and_sync(ctx, matter).await?;
+    destructions(&synced, &info)
 }
 
 /// The matter's destruction attestations, each checked: a statement for

@@ -735,6 +735,10 @@ async fn push_inner(
         let left = left_out(&synced.roster, &synced.acks, &d);
         Ok((d, dir, resumed, left))
     };
+    synced
+        .roster
+        .check_open()
+        .map_err(|why| Fail::new(exit::DENIED, why))?;
     let my_key = key.verifying_key().to_bytes();
     let decided = match &spec.deliverable_for {
         None => synced.roster.packet_recipients(me, &my_key, &synced.acks),
@@ -2455,6 +2459,38 @@ fn read_whole(input: &mut Incoming) -> Result<(Vec<u8>, Option<Vec<u8>>), Consum
     Ok((v, input.take_header()))
 }
 
+/// The answer to a packet the server says expired: checked against the
+/// roster this client verified (a deletion the signed retention and hold
+/// did not allow refuses with exit 4), then reported.
+pub(crate) fn expired(
+    ctx: &Ctx,
+    d: &Descriptor,
+    e: &matterdrop_common::proto::ExpiredInfo,
+) -> CmdResult<Fail> {
+    let chain = crate::roster::load_cache(&ctx.home, &d.matter)?;
+    matterdrop_common::retention::check_expiry(&chain, d.created_at, e.at, e.roster_len).map_err(
+        |why| {
+            verify_fail(format!(
+                "the server deleted {} as expired, which matter {}'s signed roster does not \
+                 allow: {why}",
+                d.id,
+                escape(&d.matter, false)
+            ))
+        },
+    )?;
+    Ok(Fail::new(
+        exit::OTHER,
+        format!(
+            "{} expired on {} under matter {}'s retention: the server deleted its files \
+             (audit log entry {})",
+            d.id,
+            crate::when::local(e.at),
+            escape(&d.matter, false),
+            e.index
+        ),
+    ))
+}
+
 /// Pulls into `args.out` with `session`, keeping partial data in `partial`.
 pub async fn pull_inner(
     ctx: &Ctx,
@@ -2483,6 +2519,9 @@ pub async fn pull_inner(
     let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
     let roster = &synced.roster;
     let sender_current = verify_descriptor(&d, &info, roster, me, &keys.signing)?;
+    if let Some(e) = &info.expired {
+        return Err(expired(ctx, &d, e)?);
+    }
     let recipient = d
         .recipients
         .iter()

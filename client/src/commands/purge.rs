@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use matterdrop_common::custody::DestructionStatement;
 use matterdrop_common::proto::{ClientRequest, ServerResponse, SignedStatementRequest};
+use matterdrop_common::roster::Check;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 use super::Ctx;
 use crate::cli::PurgeArgs;
 use crate::conn::{Session, unexpected};
-use crate::error::{CmdResult, Fail};
+use crate::error::{CmdResult, Fail, exit};
 use crate::home::Home;
 use crate::identity;
 use crate::output::escape;
@@ -208,6 +209,29 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> CmdResult {
     // Connected before anything is deleted: an attestation that cannot be
     // sent must not follow a destruction it would have described.
     let (session, server) = Session::open(&ctx.home, &key).await?;
+    // A legal hold forbids every deletion, a member's own copies too.
+    let hold = match crate::roster::sync(&ctx.home, &session, &args.matter).await {
+        Ok(s) => s.roster.check_no_hold(),
+        Err(e) if e.code == exit::VERIFY => {
+            session.close().await;
+            return Err(e);
+        }
+        // No longer a member: the roster this client last verified.
+        Err(_) => match crate::roster::load_cache(&ctx.home, &args.matter) {
+            Ok(chain) if !chain.is_empty() => {
+                matterdrop_common::roster::Roster::from_chain(&chain, Check::Cached)
+                    .map_or(Ok(()), |r| r.check_no_hold())
+            }
+            _ => Ok(()),
+        },
+    };
+    if let Err(why) = hold {
+        session.close().await;
+        return Err(Fail::new(
+            exit::DENIED,
+            format!("{why}; nothing was deleted"),
+        ));
+    }
     let mut packets = BTreeSet::new();
     let (mut deleted, mut missing) = (0u64, 0u64);
     let mut kept: Vec<(PathBuf, String)> = Vec::new();

@@ -848,11 +848,22 @@ pub async fn turnaround(ctx: &Ctx, args: &TurnaroundArgs) -> CmdResult {
             Some(r.first_pass as f64 / r.approved as f64)
         }
     };
+    // With a matter: its members' signed destruction attestations (the
+    // certificates of destruction), checked against its roster.
+    let destroyed = match &args.matter {
+        Some(m) => Some(super::matter::verified_destructions(ctx, m).await?),
+        None => None,
+    };
     let v = json!({"rows": rows.iter().map(|r| json!({
         "provider": r.provider, "task": r.task, "packets": r.packets, "delivered": r.delivered,
         "on_time": r.on_time, "approved": r.approved, "first_pass": r.first_pass,
         "first_pass_rate": rate(r), "median_secs": r.median_secs, "p90_secs": r.p90_secs,
-    })).collect::<Vec<_>>()});
+    })).collect::<Vec<_>>(),
+    "destructions": destroyed.as_ref().map(|d| d.iter().map(|(d, index)| json!({
+        "principal": d.principal, "time": crate::when::utc(d.time), "packets": d.packets.len(),
+        "deleted": d.deleted, "missing": d.missing, "kept": d.kept, "caches": d.caches,
+        "log_index": index,
+    })).collect::<Vec<_>>())});
     ctx.out.emit(&v, || {
         let mut s = String::new();
         let _ = writeln!(
@@ -879,6 +890,29 @@ pub async fn turnaround(ctx: &Ctx, args: &TurnaroundArgs) -> CmdResult {
                 dur(r.median_secs),
                 dur(r.p90_secs)
             );
+        }
+        match &destroyed {
+            None => s.push_str(
+                "(destruction attestations: run with --matter to see a matter's)\n",
+            ),
+            Some(d) if d.is_empty() => {
+                s.push_str("Destruction attestations: none signed yet.\n");
+            }
+            Some(d) => {
+                s.push_str("Destruction attestations (signed by each member, verified):\n");
+                for (d, index) in d {
+                    let _ = writeln!(
+                        s,
+                        "  {} {:<28} {} packets, {} files deleted, {} already gone, {} kept (log entry {index})",
+                        crate::when::local(d.time),
+                        escape(&d.principal, false),
+                        d.packets.len(),
+                        d.deleted,
+                        d.missing,
+                        d.kept
+                    );
+                }
+            }
         }
         s
     });

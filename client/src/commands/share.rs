@@ -85,6 +85,12 @@ async fn share_inner(
     let synced = crate::roster::sync(&ctx.home, session, &d.matter).await?;
     let roster = &synced.roster;
     verify_descriptor(&d, &info, roster, me, &keys.signing)?;
+    roster
+        .check_open()
+        .map_err(|why| Fail::new(exit::DENIED, why))?;
+    if let Some(e) = &info.expired {
+        return Err(super::packets::expired(ctx, &d, e)?);
+    }
     if !d.recipients.iter().any(|r| r.principal == me) {
         return Err(Fail::new(
             exit::DENIED,

@@ -1043,6 +1043,21 @@ pub struct PacketInfo {
     pub review: Option<ReviewNote>,
     /// For a reader the packet was re-shared to: the share.
     pub share: Option<ShareInfo>,
+    /// Set once the packet expired under its matter's retention (its
+    /// files are deleted).
+    pub expired: Option<ExpiredInfo>,
+}
+
+/// When and under which roster a packet expired (what a client checks
+/// against the roster it verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredInfo {
+    /// Unix seconds of the deletion (the server's clock).
+    pub at: u64,
+    /// How many roster statements the decision was made under.
+    pub roster_len: u64,
+    /// Its audit-log index.
+    pub index: u64,
 }
 
 /// Downloads a blob.

@@ -136,6 +136,13 @@ fn every_change_round_trips_and_only_canonical_bytes_parse() {
         },
         Change::SetCrypto { require_pq: true },
         Change::SetCrypto { require_pq: false },
+        Change::SetRetention { seconds: 7_776_000 },
+        Change::Hold {
+            reason: "Doe v. Roe — 100% préservé".into(),
+        },
+        Change::Release,
+        Change::Close,
+        Change::Reopen,
     ];
     let first = Statement::parse(&c.entries[0].statement).unwrap();
     assert!(
@@ -634,4 +641,99 @@ fn require_pq_refuses_classic_keys_in_every_change_that_makes_a_reader() {
         .check_post_quantum(&[], Some(&classic.age))
         .unwrap_err();
     assert!(e.contains("recovery recipient"), "{e}");
+}
+
+#[test]
+fn retention_hold_and_closing_follow_their_rules() {
+    let alice = person("alice@firm-a", 1);
+    let bob = person("bob@lpo-1", 2);
+    let mut c = Chain::new(&alice);
+    let refused = |c: &Chain, change: Change, why: &str| {
+        let s = c.statement(&alice, change);
+        let e = s.sign(&alice.key).unwrap();
+        let err = c.roster.clone().apply(&e, Check::Signatures).unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    };
+    assert_eq!(c.roster.deletable_at(1_000), None, "no retention: kept");
+    c.push(&alice, Change::SetRetention { seconds: 90 })
+        .unwrap();
+    assert_eq!(c.roster.deletable_at(1_000), Some(1_090));
+    refused(
+        &c,
+        Change::SetRetention { seconds: 90 },
+        "already has this retention",
+    );
+    refused(
+        &c,
+        Change::SetRetention {
+            seconds: MAX_RETENTION + 1,
+        },
+        "longer than 100 years",
+    );
+    refused(&c, Change::Release, "not under legal hold");
+    refused(
+        &c,
+        Change::Hold {
+            reason: "bad\u{1b}[2J".into(),
+        },
+        "control characters",
+    );
+    c.push(
+        &alice,
+        Change::Hold {
+            reason: "Doe litigation — préservation".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.roster.deletable_at(1_000), None, "a hold blocks deletion");
+    assert!(c.roster.check_no_hold().unwrap_err().contains("legal hold"));
+    refused(
+        &c,
+        Change::Hold {
+            reason: String::new(),
+        },
+        "already under the legal hold",
+    );
+    c.push(&alice, Change::Release).unwrap();
+    assert_eq!(c.roster.deletable_at(1_000), Some(1_090));
+    assert!(c.roster.check_no_hold().is_ok());
+    c.push(&alice, Change::Close).unwrap();
+    assert!(
+        c.roster
+            .check_open()
+            .unwrap_err()
+            .contains("closed by alice@firm-a")
+    );
+    refused(
+        &c,
+        Change::Add {
+            member: bob.id.into(),
+            role: Role::Provider,
+            keys: bob.keys(),
+        },
+        "closed",
+    );
+    refused(&c, Change::Close, "closed");
+    refused(
+        &c,
+        Change::SetScope {
+            scope: vec![Task::Drafting],
+        },
+        "closed",
+    );
+    // Holds and retention still change on a closed matter.
+    c.push(
+        &alice,
+        Change::Hold {
+            reason: String::new(),
+        },
+    )
+    .unwrap();
+    c.push(&alice, Change::SetRetention { seconds: 0 }).unwrap();
+    c.push(&alice, Change::Reopen).unwrap();
+    assert!(c.roster.check_open().is_ok());
+    refused(&c, Change::Reopen, "not closed");
+    // The whole chain verifies again from its statements.
+    let again = Roster::from_chain(&c.entries, Check::Signatures).unwrap();
+    assert_eq!(again, c.roster);
 }

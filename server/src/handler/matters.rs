@@ -359,6 +359,15 @@ fn enrolled_keys(state: &State, member: &str, keys: &MemberKeys) -> Result<Actor
     Actor::load(state, p)
 }
 
+/// The roster a matter's stored statements lead to (verified when they
+/// were appended).
+pub(super) fn roster_of(m: &MatterRecord) -> Result<Roster, Failure> {
+    Roster::from_chain(&m.roster, Check::Cached).map_err(|e| {
+        error!(matter = %m.id, error = %e, "stored roster does not verify");
+        Failure::new(ErrorCode::Internal, "the stored roster is damaged")
+    })
+}
+
 /// The policy operation a roster statement asks for.
 fn operation<'a>(
     m: &MatterRecord,
@@ -394,6 +403,11 @@ fn operation<'a>(
         Change::SetScope { scope } => Operation::SetScope { scope },
         Change::SetRecovery { .. } => Operation::SetRecovery,
         Change::SetCrypto { .. } => Operation::SetCrypto,
+        Change::SetRetention { .. }
+        | Change::Hold { .. }
+        | Change::Release
+        | Change::Close
+        | Change::Reopen => Operation::Lifecycle,
         Change::Rekey { member, .. } => Operation::Rekey {
             target: member,
             target_role: current(member),
@@ -585,6 +599,11 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         Change::SetScope { .. } => "scope-set",
         Change::SetRecovery { .. } => "recovery-set",
         Change::SetCrypto { .. } => "crypto-set",
+        Change::SetRetention { .. } => "retention-set",
+        Change::Hold { .. } => "hold",
+        Change::Release => "hold-release",
+        Change::Close => "matter-close",
+        Change::Reopen => "matter-reopen",
         Change::Rekey { .. } => "member-rekey",
         Change::Create { .. } => "matter-create",
     };
@@ -603,10 +622,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         s.change.member(),
         details.clone(),
     )?;
-    let mut roster = Roster::from_chain(&m.roster, Check::Cached).map_err(|e| {
-        error!(matter = %m.id, error = %e, "stored roster does not verify");
-        Failure::new(ErrorCode::Internal, "the stored roster is damaged")
-    })?;
+    let mut roster = roster_of(&m)?;
     if let Err(e) = roster.apply(&entry, Check::Signatures) {
         return Err(refuse_statement(state, me, &m.id, e.to_string(), details));
     }

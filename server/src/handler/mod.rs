@@ -6,6 +6,7 @@
 //! per connection, so a change (a removed member, a revoked key) applies to
 //! the very next request on an already-open connection.
 
+pub mod expiry;
 mod export;
 pub mod gate;
 mod identity;

@@ -14,9 +14,9 @@ use matterdrop_common::custody::{self, DeliveryStatement, ShareStatement};
 use matterdrop_common::packet::{self, Descriptor, Kind};
 use matterdrop_common::proto::{
     BlobGetRequest, BlobOffsetInfo, BlobRefInfo, BlobUpload, DeliveryConfirmRequest, ErrorCode,
-    InboxItem, InboxRequest, PacketCommitRequest, PacketInfo, PacketRef, PushPrepareRequest,
-    RecipientKey, RecipientsInfo, ReviewNote, SentItem, SentRecipient, SentRequest, ServerResponse,
-    ShareInfo, ShareProgress, ShareRequest,
+    ExpiredInfo, InboxItem, InboxRequest, PacketCommitRequest, PacketInfo, PacketRef,
+    PushPrepareRequest, RecipientKey, RecipientsInfo, ReviewNote, SentItem, SentRecipient,
+    SentRequest, ServerResponse, ShareInfo, ShareProgress, ShareRequest,
 };
 
 use super::gate::Allowed;
@@ -451,6 +451,9 @@ pub(super) fn check_commit(
     m: &MatterRecord,
     recipients: Vec<RecipientKey>,
 ) -> Result<Option<(ErrorCode, String)>, Failure> {
+    if let Err(why) = super::matters::roster_of(m)?.check_open() {
+        return Ok(Some((ErrorCode::Denied, why)));
+    }
     if d.sender != me.record.id {
         return Ok(Some((
             ErrorCode::Verification,
@@ -588,7 +591,8 @@ pub(super) fn inbox(state: &State, me: &Actor, req: &InboxRequest) -> Outcome {
     for p in &mine {
         let recipient =
             p.recipients.contains(&me.record.id) || shared_with(state, p, &me.record.id)?;
-        if !recipient || !listing.shows(p)? {
+        // An expired packet's files are gone: nothing to pull.
+        if !recipient || !listing.shows(p)? || state.gate.read().expired(&p.id)?.is_some() {
             continue;
         }
         let pulled = p.pulled_by.iter().any(|(who, _)| *who == me.record.id);
@@ -655,7 +659,10 @@ pub(super) fn sent(state: &State, me: &Actor, req: &SentRequest) -> Outcome {
     let mut listing = Listing::start(state, me, req.matter.as_deref(), "sent")?;
     let mut items = Vec::new();
     for p in &mine {
-        if p.sender != me.record.id || !listing.shows(p)? {
+        if p.sender != me.record.id
+            || !listing.shows(p)?
+            || state.gate.read().expired(&p.id)?.is_some()
+        {
             continue;
         }
         let deliveries = state.gate.read().deliveries(&p.id)?;
@@ -773,6 +780,7 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
     }
     let review = review_note(state, &p)?;
     let share = share_info(state, &p, &me.record.id)?;
+    let expired = expired_info(state, &p.id)?;
     Ok(ServerResponse::Packet(PacketInfo {
         id: p.id,
         descriptor: p.descriptor,
@@ -780,6 +788,7 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
         sender_key: p.sender_key,
         review,
         share,
+        expired,
     }))
 }
 
@@ -789,6 +798,7 @@ pub(super) fn packet_get(state: &State, me: &Actor, req: &PacketRef) -> Outcome 
 pub(super) fn packet_peek(state: &State, me: &Actor, req: &PacketRef) -> Outcome {
     let (p, _) = authorize_pull(state, me, &req.id, "peek", Vec::new())?;
     let share = share_info(state, &p, &me.record.id)?;
+    let expired = expired_info(state, &p.id)?;
     Ok(ServerResponse::Packet(PacketInfo {
         id: p.id,
         descriptor: p.descriptor,
@@ -796,7 +806,32 @@ pub(super) fn packet_peek(state: &State, me: &Actor, req: &PacketRef) -> Outcome
         sender_key: p.sender_key,
         review: None,
         share,
+        expired,
     }))
+}
+
+/// Whether packet `id` expired under its matter's retention, as clients
+/// check it against the roster they verified.
+fn expired_info(state: &State, id: &str) -> Result<Option<ExpiredInfo>, Failure> {
+    Ok(state.gate.read().expired(id)?.map(|e| ExpiredInfo {
+        at: e.at,
+        roster_len: e.roster_len,
+        index: e.index,
+    }))
+}
+
+/// Refuses a request for the files of an expired packet.
+fn refuse_expired(state: &State, p: &PacketRecord) -> Result<(), Failure> {
+    match state.gate.read().expired(&p.id)? {
+        None => Ok(()),
+        Some(e) => Err(Failure::new(
+            ErrorCode::NotFound,
+            format!(
+                "{} expired under matter {}'s retention and its files were deleted (audit log entry {})",
+                p.id, p.matter, e.index
+            ),
+        )),
+    }
 }
 
 /// A reviewed deliverable's review, for its readers.
@@ -818,6 +853,7 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         details.push(("for".into(), "share".into()));
     }
     let (p, _) = authorize_pull(state, me, &req.packet, "pull-blob", details)?;
+    refuse_expired(state, &p)?;
     let Some((index, &(_, size))) = p
         .blobs
         .iter()
@@ -930,11 +966,23 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
         ),
     ];
     let (p, allowed) = authorize_pull(state, me, &st.id, "share", details.clone())?;
+    refuse_expired(state, &p)?;
     let m = state
         .gate
         .read()
         .matter(&p.matter)?
         .ok_or_else(|| Failure::new(ErrorCode::Internal, "the packet's matter is missing"))?;
+    if let Err(why) = super::matters::roster_of(&m)?.check_open() {
+        state.record(Event::failed(
+            me,
+            "share",
+            &p.matter,
+            "matter-closed",
+            &why,
+            details,
+        ))?;
+        return Err(Failure::new(ErrorCode::Denied, why));
+    }
     let eligible = match p.kind {
         PacketKind::Packet => {
             let ack = m.ack_version();

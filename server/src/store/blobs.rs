@@ -289,6 +289,22 @@ impl BlobStore {
         File::open(self.path(sha256))
     }
 
+    /// Deletes a complete blob (an expired packet's) and makes the
+    /// deletion durable; returns its size, or `None` if it was not there.
+    pub fn remove(&self, sha256: &[u8; 32]) -> io::Result<Option<u64>> {
+        let path = self.path(sha256);
+        let size = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        fs::remove_file(&path)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(Some(size))
+    }
+
     /// Removes staging files untouched for `max_age`, and every streamed
     /// upload's (those cannot be resumed: call this only while no upload
     /// runs, at start-up).

@@ -284,6 +284,18 @@ pub struct DestructionRecord {
     pub index: u64,
 }
 
+/// A packet or deliverable the server deleted under its matter's
+/// retention (`crate::expiry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredRecord {
+    /// Unix seconds of the deletion.
+    pub at: u64,
+    /// Its audit-log index.
+    pub index: u64,
+    /// How many roster statements the decision was made under.
+    pub roster_len: u64,
+}
+
 /// A re-share of a packet to one new reader (`matterdrop_common::custody::
 /// ShareStatement`), as the sharer sent it. Its headers are stored apart,
 /// under the statement's hash.
@@ -488,6 +500,9 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError>;
     /// A matter's destruction attestations, oldest first.
     fn destructions(&self, matter: &str) -> Result<Vec<DestructionRecord>, StoreError>;
+    /// Whether (and when) packet `packet` expired under its matter's
+    /// retention.
+    fn expired(&self, packet: &str) -> Result<Option<ExpiredRecord>, StoreError>;
     /// The email address `principal` set for notifications.
     fn email(&self, principal: &str) -> Result<Option<String>, StoreError>;
     /// The re-share of `packet` to `recipient`, complete or not.
@@ -539,6 +554,8 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError>;
     /// Keeps a logged destruction attestation of `matter`.
     fn put_destruction(&self, matter: &str, record: &DestructionRecord) -> Result<(), StoreError>;
+    /// Records that packet `packet` expired (its files are deleted after).
+    fn put_expired(&self, packet: &str, record: &ExpiredRecord) -> Result<(), StoreError>;
     /// Sets (or, with `None`, clears) `principal`'s notification address.
     fn set_email(&self, principal: &str, address: Option<&str>) -> Result<(), StoreError>;
     /// Stores a batch of headers of the re-share of `packet` to

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{DeliveryRecord, DestructionRecord, ShareRecord};
+use super::{DeliveryRecord, DestructionRecord, ExpiredRecord, ShareRecord};
 use super::{
     InviteRecord, MatterRecord, MetaRead, MetaWrite, OrgRecord, PacketRecord, PrincipalRecord,
     Refusal, ReviewNoteRecord, StoreError,
@@ -48,6 +48,8 @@ pub struct SledStore {
     destructions: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient → [`ShareRecord`].
     shares: sled::Tree,
+    /// Packet id → [`ExpiredRecord`]: deleted under the matter's retention.
+    expired: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient ‖ 0 ‖ first 8 bytes of the statement's
     /// SHA-256 ‖ index (u32 big-endian) → header.
     share_headers: sled::Tree,
@@ -159,6 +161,7 @@ impl SledStore {
             deliveries: db.open_tree("deliveries").map_err(backend)?,
             by_sender: db.open_tree("by_sender").map_err(backend)?,
             shares: db.open_tree("shares").map_err(backend)?,
+            expired: db.open_tree("expired").map_err(backend)?,
             emails: db.open_tree("emails").map_err(backend)?,
             destructions: db.open_tree("destructions").map_err(backend)?,
             share_headers: db.open_tree("share_headers").map_err(backend)?,
@@ -364,6 +367,10 @@ impl MetaRead for SledStore {
             .values()
             .map(|v| dec(&v.map_err(backend)?))
             .collect()
+    }
+
+    fn expired(&self, packet: &str) -> Result<Option<ExpiredRecord>, StoreError> {
+        Self::get(&self.expired, packet.as_bytes())
     }
 
     fn email(&self, principal: &str) -> Result<Option<String>, StoreError> {
@@ -626,6 +633,13 @@ impl MetaWrite for SledStore {
         key.extend_from_slice(&record.index.to_be_bytes());
         self.destructions
             .insert(key, enc(record)?)
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn put_expired(&self, packet: &str, record: &ExpiredRecord) -> Result<(), StoreError> {
+        self.expired
+            .insert(packet.as_bytes(), enc(record)?)
             .map_err(backend)?;
         self.flush()
     }
