@@ -364,6 +364,11 @@ pub struct Summary {
     /// Root hash of the checkpoint.
     #[serde(skip)]
     pub root: Hash,
+    /// Each matter's roster as the log's `roster-appended` entries make it
+    /// (statement hashes in order), for comparing with the roster the
+    /// verifying client verified itself.
+    #[serde(skip)]
+    pub rosters: BTreeMap<String, Vec<Hash>>,
 }
 
 impl Summary {
@@ -596,6 +601,7 @@ fn verify_full<R: Read>(
         }
         return Err(p);
     }
+    summary.rosters = replay.chains();
     match seen_root_ok {
         Some(false) => {
             let i = locate(open, key, header.count)?;
@@ -721,6 +727,7 @@ fn verify_matter<R: Read>(
         summary.add(&e);
         last = Some(e);
     }
+    summary.rosters = replay.chains();
     let mut extra = [0u8; 1];
     if r.read(&mut extra).map_err(|e| fail(None, e.to_string()))? != 0 {
         return Err(fail(None, "trailing data after the last record"));

@@ -27,13 +27,20 @@ pub const STATEMENT_SKEW: u64 = 15 * 60;
 
 /// Checks the server's claim that an upload the sender signed at
 /// `signed_at` expired at `at` under the first `roster_len` statements of
-/// `chain` (the roster this client verified). Returns why not.
+/// `chain` (the roster this client verified), the client's clock reading
+/// `now`. Returns why not.
 pub fn check_expiry(
     chain: &[SignedStatement],
     signed_at: u64,
-    at: u64,
-    roster_len: u64,
+    (at, roster_len): (u64, u64),
+    now: u64,
 ) -> Result<(), String> {
+    if at > now.saturating_add(STATEMENT_SKEW) {
+        return Err(format!(
+            "it dates the deletion {} s in the future",
+            at - now
+        ));
+    }
     let n = usize::try_from(roster_len).unwrap_or(usize::MAX);
     if n == 0 || n > chain.len() {
         return Err(format!(
@@ -79,90 +86,127 @@ fn allows(roster: &Roster, uploaded: u64, at: u64) -> Result<(), String> {
     }
 }
 
-/// The actions whose entries carry an attorney's roster statement.
-const ROSTER_ACTIONS: &[&str] = &[
-    "matter-create",
-    "member-add",
-    "member-remove",
-    "ack-set",
-    "scope-set",
-    "recovery-set",
-    "crypto-set",
-    "member-rekey",
-    "retention-set",
-    "hold",
-    "hold-release",
-    "matter-close",
-    "matter-reopen",
-];
+/// How far an `expired` entry's `uploaded` may precede its commit entry's
+/// time (the two are read from the server's clock a moment apart).
+const COMMIT_SLACK: u64 = 5;
 
-/// Rebuilds rosters from a log, entry by entry in log order, and checks
-/// each `expired` entry against them.
+/// Rebuilds each matter's roster from the log's `roster-appended` entries
+/// (one per statement the server stored, logged before it stored it), in
+/// log order, and checks each `expired` entry against the roster at that
+/// point. Strict: a `roster-appended` entry that does not decode, verify
+/// or extend the chain fails the bundle, so a server cannot hide a
+/// statement from the replay by logging it damaged.
 #[derive(Debug, Default)]
 pub struct Replay {
-    rosters: BTreeMap<String, Roster>,
+    rosters: BTreeMap<String, (Vec<SignedStatement>, Roster)>,
     /// Packet id → (matter, commit entry time).
     commits: BTreeMap<String, (String, u64)>,
 }
 
 impl Replay {
-    /// Takes the next entry; returns why an `expired` entry is not one the
-    /// roster allowed.
+    /// Takes the next entry; returns why the log is not one an honest
+    /// server writes.
     pub fn observe(&mut self, e: &Entry) -> Result<(), String> {
-        let Some(matter) = e.matter.as_deref() else {
-            return Ok(());
-        };
-        if !e.allowed {
-            return Ok(());
-        }
-        if ROSTER_ACTIONS.contains(&e.action.as_str()) {
-            if let (Some(st), Some(sig)) = (e.detail("statement"), e.detail("signature")) {
-                let (Ok(statement), Ok(signature)) = (B64.decode(st), B64.decode(sig)) else {
-                    return Ok(());
-                };
-                let entry = SignedStatement {
-                    statement,
-                    signature,
-                };
-                // A statement the server logged as allowed but then
-                // refused does not extend the chain; it fails here too.
-                match self.rosters.get_mut(matter) {
-                    Some(r) => {
-                        let _ = r.apply(&entry, Check::Signatures);
-                    }
-                    None => {
-                        if let Ok(r) = Roster::genesis(&entry, Check::Signatures) {
-                            if r.matter == matter {
-                                self.rosters.insert(matter.to_owned(), r);
-                            }
-                        }
-                    }
-                }
-            }
-            return Ok(());
-        }
         match e.action.as_str() {
-            "push-committed" | "deliver-committed" => {
-                if let Some(id) = &e.object {
-                    self.commits.insert(id.clone(), (matter.to_owned(), e.time));
+            "roster-appended" => self.append(e),
+            "push-committed" | "deliver-committed" if e.allowed => {
+                if let (Some(id), Some(matter)) = (&e.object, &e.matter) {
+                    self.commits.insert(id.clone(), (matter.clone(), e.time));
                 }
                 Ok(())
             }
-            "expired" => self.check_expired(e, matter),
+            "expired" => self.check_expired(e),
             _ => Ok(()),
         }
     }
 
-    fn check_expired(&self, e: &Entry, matter: &str) -> Result<(), String> {
+    /// Each replayed matter's chain, as statement hashes in order.
+    pub fn chains(&self) -> BTreeMap<String, Vec<[u8; 32]>> {
+        self.rosters
+            .iter()
+            .map(|(m, (chain, _))| (m.clone(), chain.iter().map(SignedStatement::hash).collect()))
+            .collect()
+    }
+
+    fn append(&mut self, e: &Entry) -> Result<(), String> {
+        let bad = |why: String| format!("roster entry {}: {why}", e.index);
+        let matter = e
+            .matter
+            .as_deref()
+            .ok_or_else(|| bad("names no matter".into()))?;
+        if !e.allowed {
+            return Err(bad("is marked denied".into()));
+        }
+        let decode = |k: &str| {
+            e.detail(k)
+                .and_then(|v| B64.decode(v).ok())
+                .ok_or_else(|| bad(format!("no readable {k}")))
+        };
+        let entry = SignedStatement {
+            statement: decode("statement")?,
+            signature: decode("signature")?,
+        };
+        let s = Statement::parse(&entry.statement).map_err(|err| bad(err.to_string()))?;
+        if s.matter != matter {
+            return Err(bad(format!("its statement is about matter {}", s.matter)));
+        }
+        match self.rosters.get_mut(matter) {
+            None => {
+                let r = Roster::genesis(&entry, Check::Signatures)
+                    .map_err(|err| bad(err.to_string()))?;
+                self.rosters.insert(matter.to_owned(), (vec![entry], r));
+            }
+            Some((chain, roster)) if s.seq == roster.len => {
+                roster
+                    .apply(&entry, Check::Signatures)
+                    .map_err(|err| bad(err.to_string()))?;
+                chain.push(entry);
+            }
+            // A client's retry of the last statement after the server
+            // stopped between logging and storing it: another statement
+            // at the same place, which replaces it.
+            Some((chain, roster)) if s.seq + 1 == roster.len && chain.last() != Some(&entry) => {
+                let keep = chain.len() - 1;
+                let mut r = if keep == 0 {
+                    Roster::genesis(&entry, Check::Signatures)
+                } else {
+                    Roster::from_chain(&chain[..keep], Check::Cached).and_then(|mut r| {
+                        r.apply(&entry, Check::Signatures)?;
+                        Ok(r)
+                    })
+                }
+                .map_err(|err| bad(err.to_string()))?;
+                std::mem::swap(roster, &mut r);
+                chain.truncate(keep);
+                chain.push(entry);
+            }
+            Some((_, roster)) => {
+                return Err(bad(format!(
+                    "statement {} does not follow the {} before it",
+                    s.seq, roster.len
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_expired(&self, e: &Entry) -> Result<(), String> {
         let id = e.object.as_deref().unwrap_or("");
         let bad = |why: String| format!("expired entry {} for {id}: {why}", e.index);
+        let matter = e
+            .matter
+            .as_deref()
+            .ok_or_else(|| bad("names no matter".into()))?;
+        if !e.allowed {
+            return Err(bad("is marked denied".into()));
+        }
         let Some((m, committed)) = self.commits.get(id) else {
             return Err(bad("the log never committed it".into()));
         };
         if m != matter {
             return Err(bad(format!("it was committed in matter {m}, not {matter}")));
         }
-        let Some(roster) = self.rosters.get(matter) else {
+        let Some((_, roster)) = self.rosters.get(matter) else {
             return Err(bad(format!(
                 "the log holds no roster of matter {matter} to allow it"
             )));
@@ -182,7 +226,7 @@ impl Replay {
                 roster.retention
             )));
         }
-        if uploaded < *committed {
+        if uploaded.saturating_add(COMMIT_SLACK) < *committed {
             return Err(bad(format!(
                 "it counts the retention from {uploaded}, before its commit at {committed}"
             )));
@@ -242,26 +286,125 @@ mod tests {
             ),
         ]);
         // Under statement 2 (retention), after it ran out: fine.
-        assert!(check_expiry(&c, 1_000, 2_000, 2).is_ok());
+        assert!(check_expiry(&c, 1_000, (2_000, 2), 10_000).is_ok());
         // Too early.
-        let e = check_expiry(&c, 1_000, 1_500, 2).unwrap_err();
+        let e = check_expiry(&c, 1_000, (1_500, 2), 10_000).unwrap_err();
         assert!(e.contains("had not run out"), "{e}");
         // Before any retention.
         assert!(
-            check_expiry(&c, 1_000, 2_000, 1)
+            check_expiry(&c, 1_000, (2_000, 1), 10_000)
                 .unwrap_err()
                 .contains("no retention")
         );
         // Under the hold.
         assert!(
-            check_expiry(&c, 1_000, 9_000, 3)
+            check_expiry(&c, 1_000, (9_000, 3), 10_000)
                 .unwrap_err()
                 .contains("legal hold")
         );
         // Citing the roster before the hold, long after the hold was signed.
-        let e = check_expiry(&c, 1_000, 9_000, 2).unwrap_err();
+        let e = check_expiry(&c, 1_000, (9_000, 2), 10_000).unwrap_err();
         assert!(e.contains("statement 2 (hold"), "{e}");
         // A roster length the client never saw.
-        assert!(check_expiry(&c, 1_000, 9_000, 4).is_err());
+        assert!(check_expiry(&c, 1_000, (9_000, 4), 10_000).is_err());
+        // A deletion dated in the future.
+        let e = check_expiry(&c, 1_000, (2_000, 2), 1_000).unwrap_err();
+        assert!(e.contains("in the future"), "{e}");
+    }
+
+    fn entry(index: u64, action: &str, object: Option<&str>, details: &[(&str, String)]) -> Entry {
+        Entry {
+            index,
+            time: 100 + index,
+            principal: "server".into(),
+            action: action.into(),
+            matter: Some("2026-PI-0001".into()),
+            object: object.map(Into::into),
+            allowed: true,
+            rule: None,
+            reason: None,
+            prev_in_matter: None,
+            details: details
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn appended(index: u64, s: &SignedStatement) -> Entry {
+        entry(
+            index,
+            "roster-appended",
+            None,
+            &[
+                ("statement", B64.encode(&s.statement)),
+                ("signature", B64.encode(&s.signature)),
+            ],
+        )
+    }
+
+    fn expired(index: u64, roster_len: u64, retention: u64) -> Entry {
+        entry(
+            index,
+            "expired",
+            Some("p-1"),
+            &[
+                ("uploaded", "101".into()),
+                ("retention", retention.to_string()),
+                ("roster_len", roster_len.to_string()),
+            ],
+        )
+    }
+
+    #[test]
+    fn the_replay_checks_expiries_and_refuses_damaged_or_rewound_statements() {
+        let c = chain(&[
+            (100, Change::SetRetention { seconds: 1 }),
+            (
+                100,
+                Change::Hold {
+                    reason: String::new(),
+                },
+            ),
+        ]);
+        let commit = entry(1, "push-committed", Some("p-1"), &[]);
+        // Retention set, no hold yet: an expiry passes.
+        let mut r = Replay::default();
+        r.observe(&appended(0, &c[0])).unwrap();
+        r.observe(&commit).unwrap();
+        r.observe(&appended(2, &c[1])).unwrap();
+        r.observe(&expired(3, 2, 1)).unwrap();
+        // Under the hold: refused.
+        r.observe(&appended(4, &c[2])).unwrap();
+        let e = r.observe(&expired(5, 3, 1)).unwrap_err();
+        assert!(e.contains("legal hold"), "{e}");
+        // Claiming the roster before the hold, once it is logged: refused.
+        assert!(
+            r.observe(&expired(5, 2, 1))
+                .unwrap_err()
+                .contains("claims a roster")
+        );
+        // The hold logged again to rewind past it: refused (the same bytes).
+        assert!(r.observe(&appended(6, &c[2])).is_err());
+        // An older statement logged again to drop the hold: refused.
+        assert!(r.observe(&appended(6, &c[1])).is_err());
+        assert_eq!(r.chains()["2026-PI-0001"].len(), 3);
+        // A hold logged with a damaged signature fails the replay.
+        let mut r = Replay::default();
+        r.observe(&appended(0, &c[0])).unwrap();
+        r.observe(&appended(1, &c[1])).unwrap();
+        let mut damaged = c[2].clone();
+        damaged.signature[0] ^= 1;
+        assert!(r.observe(&appended(2, &damaged)).is_err());
+        // An expiry of a packet never committed, or marked denied: refused.
+        assert!(
+            r.observe(&expired(3, 2, 1))
+                .unwrap_err()
+                .contains("never committed")
+        );
+        let mut denied = expired(3, 2, 1);
+        denied.allowed = false;
+        r.observe(&commit).unwrap();
+        assert!(r.observe(&denied).unwrap_err().contains("denied"));
     }
 }

@@ -302,9 +302,13 @@ fn forge_expiry(data: &Path, id: &str, roster_len: u64) {
         .put_expired(
             id,
             &ExpiredRecord {
-                at: p.created_at + 7200,
+                at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
                 index,
                 roster_len,
+                files_deleted: true,
             },
         )
         .unwrap();

@@ -223,6 +223,25 @@ pub fn verify(ctx: &Ctx, args: &AuditVerifyArgs) -> CmdResult {
             ),
         )
     })?;
+    // The log's rosters must agree with the ones this client verified
+    // itself: one a prefix of the other, statement by statement.
+    for (matter, logged) in &summary.rosters {
+        let mine: Vec<[u8; 32]> = crate::roster::load_cache(&ctx.home, matter)?
+            .iter()
+            .map(matterdrop_common::roster::SignedStatement::hash)
+            .collect();
+        if let Some(i) = logged.iter().zip(&mine).position(|(a, b)| a != b) {
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "audit bundle {} failed verification: its roster of matter {} differs from \
+                     the one this client verified at statement {i} (a forked roster)",
+                    args.file.display(),
+                    escape(matter, false)
+                ),
+            ));
+        }
+    }
     // Below the witness quorum the bundle fails, and nothing is remembered.
     let witnessed = check_witnesses(&args.file, &key, policy.as_ref()).map_err(|why| {
         Fail::new(

@@ -2468,16 +2468,20 @@ pub(crate) fn expired(
     e: &matterdrop_common::proto::ExpiredInfo,
 ) -> CmdResult<Fail> {
     let chain = crate::roster::load_cache(&ctx.home, &d.matter)?;
-    matterdrop_common::retention::check_expiry(&chain, d.created_at, e.at, e.roster_len).map_err(
-        |why| {
-            verify_fail(format!(
-                "the server deleted {} as expired, which matter {}'s signed roster does not \
+    matterdrop_common::retention::check_expiry(
+        &chain,
+        d.created_at,
+        (e.at, e.roster_len),
+        crate::unix_now(),
+    )
+    .map_err(|why| {
+        verify_fail(format!(
+            "the server deleted {} as expired, which matter {}'s signed roster does not \
                  allow: {why}",
-                d.id,
-                escape(&d.matter, false)
-            ))
-        },
-    )?;
+            d.id,
+            escape(&d.matter, false)
+        ))
+    })?;
     Ok(Fail::new(
         exit::OTHER,
         format!(

@@ -210,20 +210,27 @@ pub async fn purge(ctx: &Ctx, args: &PurgeArgs) -> CmdResult {
     // sent must not follow a destruction it would have described.
     let (session, server) = Session::open(&ctx.home, &key).await?;
     // A legal hold forbids every deletion, a member's own copies too.
+    // Fails closed: without a roster that shows no hold, nothing goes.
     let hold = match crate::roster::sync(&ctx.home, &session, &args.matter).await {
         Ok(s) => s.roster.check_no_hold(),
-        Err(e) if e.code == exit::VERIFY => {
+        // No longer a member: the roster this client last verified.
+        Err(e) if e.code == exit::DENIED => {
+            match crate::roster::load_cache(&ctx.home, &args.matter)
+                .map(|chain| matterdrop_common::roster::Roster::from_chain(&chain, Check::Cached))
+            {
+                Ok(Ok(r)) => r.check_no_hold(),
+                _ => Err(format!(
+                    "cannot confirm that matter {} is not under legal hold ({}), and this \
+                     client holds no roster of it",
+                    escape(&args.matter, false),
+                    e.message
+                )),
+            }
+        }
+        Err(e) => {
             session.close().await;
             return Err(e);
         }
-        // No longer a member: the roster this client last verified.
-        Err(_) => match crate::roster::load_cache(&ctx.home, &args.matter) {
-            Ok(chain) if !chain.is_empty() => {
-                matterdrop_common::roster::Roster::from_chain(&chain, Check::Cached)
-                    .map_or(Ok(()), |r| r.check_no_hold())
-            }
-            _ => Ok(()),
-        },
     };
     if let Err(why) = hold {
         session.close().await;

@@ -16,6 +16,7 @@ use matterdrop_common::packet::Descriptor;
 use matterdrop_common::roster::{Check, Roster};
 use tracing::{info, warn};
 
+use super::gate::Allowed;
 use super::{Failure, State};
 use crate::audit::Event;
 use crate::policy::Decision;
@@ -41,59 +42,81 @@ pub struct Swept {
 }
 
 /// Expires every packet and deliverable whose retention ran out by `now`
-/// and deletes the files of every expired one that no live packet shares,
-/// skipping matters under legal hold. Idempotent: a sweep interrupted
-/// after logging an expiry deletes its files the next time.
+/// and deletes the files of every expired one that no live packet names,
+/// never in a matter under legal hold. Each packet is handled under its
+/// matter's lock, with the roster read again under it, so a hold or a new
+/// retention never waits behind a whole matter's sweep. Idempotent: a
+/// sweep interrupted after logging an expiry deletes its files the next
+/// time.
 pub(crate) fn sweep(state: &State, now: u64) -> Result<Swept, Failure> {
     let mut out = Swept::default();
-    let mut by_matter: BTreeMap<String, Vec<PacketRecord>> = BTreeMap::new();
+    let packets = state.gate.read().packets()?;
     // Blob → how many live (unexpired) packets name it.
     let mut live: BTreeMap<[u8; 32], usize> = BTreeMap::new();
-    for p in state.gate.read().packets()? {
-        if state.gate.read().expired(&p.id)?.is_none() {
-            for (h, _) in &p.blobs {
-                *live.entry(*h).or_default() += 1;
+    let mut candidates: BTreeMap<&str, Vec<&PacketRecord>> = BTreeMap::new();
+    for p in &packets {
+        match state.gate.read().expired(&p.id)? {
+            Some(e) if e.files_deleted => {}
+            Some(_) => candidates.entry(p.matter.as_str()).or_default().push(p),
+            None => {
+                for (h, _) in &p.blobs {
+                    *live.entry(*h).or_default() += 1;
+                }
+                candidates.entry(p.matter.as_str()).or_default().push(p);
             }
         }
-        by_matter.entry(p.matter.clone()).or_default().push(p);
     }
-    for (matter, packets) in by_matter {
-        // Under the matter's lock: a hold or a new retention waits for
-        // the sweep of its matter, and the other way round.
-        let _guard = state.matter_lock(&matter);
-        let Some(m) = state.gate.read().matter(&matter)? else {
+    for (matter, packets) in candidates {
+        // A first look without the lock: most matters have nothing due.
+        let Some(roster) = roster_of(state, matter)? else {
             continue;
-        };
-        let roster = match Roster::from_chain(&m.roster, Check::Cached) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(matter = %m.id, error = %e, "stored roster does not verify; nothing of it expires");
-                continue;
-            }
         };
         if roster.hold.is_some() {
             continue;
         }
-        let mut dead = Vec::new();
-        for p in &packets {
-            if state.gate.read().expired(&p.id)?.is_some() {
-                dead.push(p);
+        for p in packets {
+            let known = state.gate.read().expired(&p.id)?;
+            if known.is_none()
+                && roster
+                    .deletable_at(uploaded_at(p))
+                    .is_none_or(|at| at > now)
+            {
                 continue;
             }
-            let uploaded = uploaded_at(p);
-            if roster.deletable_at(uploaded).is_none_or(|at| at > now) {
-                continue;
+            let _guard = state.matter_lock(matter);
+            // Again under the lock: the roster may have changed.
+            let Some(roster) = roster_of(state, matter)? else {
+                break;
+            };
+            if roster.hold.is_some() {
+                break;
             }
-            expire(state, &roster, p, uploaded, now)?;
-            for (h, _) in &p.blobs {
-                if let Some(n) = live.get_mut(h) {
-                    *n = n.saturating_sub(1);
+            let (allowed, mut record) = match state.gate.read().expired(&p.id)? {
+                Some(record) => {
+                    // Logged by an earlier sweep that stopped before its
+                    // files were gone.
+                    let allowed = state.gate.decide(
+                        Event::server("server", "expired-cleanup", Some(&p.id), None, Vec::new())
+                            .in_matter(matter),
+                        Decision::Allow,
+                    )?;
+                    (allowed, record)
                 }
-            }
-            out.expired += 1;
-            dead.push(p);
-        }
-        for p in dead {
+                None => {
+                    let uploaded = uploaded_at(p);
+                    if roster.deletable_at(uploaded).is_none_or(|at| at > now) {
+                        continue;
+                    }
+                    let (allowed, record) = expire(state, &roster, p, uploaded, now)?;
+                    for (h, _) in &p.blobs {
+                        if let Some(n) = live.get_mut(h) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    out.expired += 1;
+                    (allowed, record)
+                }
+            };
             for (h, _) in &p.blobs {
                 if live.get(h).is_some_and(|n| *n > 0) {
                     continue;
@@ -104,12 +127,32 @@ pub(crate) fn sweep(state: &State, now: u64) -> Result<Swept, Failure> {
                         out.bytes += n;
                     }
                     Ok(None) => {}
-                    Err(e) => warn!(packet = %p.id, error = %e, "cannot delete an expired blob"),
+                    Err(e) => {
+                        warn!(packet = %p.id, error = %e, "cannot delete an expired blob; retrying at the next sweep");
+                        return Ok(out);
+                    }
                 }
             }
+            record.files_deleted = true;
+            state.gate.write(&allowed).put_expired(&p.id, &record)?;
         }
     }
     Ok(out)
+}
+
+/// The roster matter `matter`'s stored statements lead to; `None` (and a
+/// warning) for one that does not verify: nothing of it expires.
+fn roster_of(state: &State, matter: &str) -> Result<Option<Roster>, Failure> {
+    let Some(m) = state.gate.read().matter(matter)? else {
+        return Ok(None);
+    };
+    match Roster::from_chain(&m.roster, Check::Cached) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) => {
+            warn!(%matter, error = %e, "stored roster does not verify; nothing of it expires");
+            Ok(None)
+        }
+    }
 }
 
 /// Logs packet `p`'s expiry, then records it: from then on it is listed as
@@ -120,7 +163,7 @@ fn expire(
     p: &PacketRecord,
     uploaded: u64,
     now: u64,
-) -> Result<(), Failure> {
+) -> Result<(Allowed, ExpiredRecord), Failure> {
     let details = vec![
         (
             "kind".into(),
@@ -144,10 +187,11 @@ fn expire(
         at: now,
         index: allowed.log_index(),
         roster_len: roster.len,
+        files_deleted: false,
     };
     state.gate.write(&allowed).put_expired(&p.id, &record)?;
     info!(packet = %p.id, matter = %p.matter, "expired under the matter's retention");
-    Ok(())
+    Ok((allowed, record))
 }
 
 /// Sweeps every `every` (the first time at start) until `stop`.

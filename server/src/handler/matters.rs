@@ -515,6 +515,36 @@ fn refuse_statement(
     }
 }
 
+/// Logs a statement the matter's roster now ends with, verbatim: what an
+/// auditor's verifier replays (`matterdrop_common::retention::Replay`).
+/// Logged after every check and before the store write, so the log holds
+/// every statement the roster holds (a crash in between leaves a logged
+/// statement the client was never told of; its retry signs the same
+/// position again, and the replay takes the later one).
+fn log_appended(
+    state: &State,
+    me: &Actor,
+    matter: &str,
+    entry: &SignedStatement,
+    s: &Statement,
+) -> Result<u64, Failure> {
+    state.record(
+        Event::server(
+            &me.record.id,
+            "roster-appended",
+            None,
+            None,
+            vec![
+                ("seq".into(), s.seq.to_string()),
+                ("change".into(), s.change.name().into()),
+                ("statement".into(), B64.encode(&entry.statement)),
+                ("signature".into(), B64.encode(&entry.signature)),
+            ],
+        )
+        .in_matter(matter),
+    )
+}
+
 /// `RosterAppend`: validates an attorney's signed statement against the
 /// matter's roster, logs it verbatim and stores it. The server can refuse
 /// a statement; it cannot make one.
@@ -532,6 +562,14 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
             ErrorCode::Verification,
             "a roster statement must be signed by the principal sending it, with its enrolled key",
         ));
+    }
+    if now().abs_diff(s.time) > matterdrop_common::retention::STATEMENT_SKEW {
+        return Err(Failure::bad_request(format!(
+            "the statement is dated {} s from the server's clock (at most {} s): check the clock of \
+             the machine that signed it",
+            now().abs_diff(s.time),
+            matterdrop_common::retention::STATEMENT_SKEW
+        )));
     }
     let ack_text = match (&s.change, req.ack_text) {
         (
@@ -637,6 +675,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         });
     }
     let seq = s.seq;
+    log_appended(state, me, &m.id, &entry, &s)?;
     m.roster.push(entry);
     state.gate.write(&allowed).put_matter(&m)?;
     Ok(ServerResponse::Roster(roster_info(&m, seq)))
@@ -720,6 +759,7 @@ fn create(
         roster: vec![entry],
     };
     sync_record(&mut record, &roster, &me.record.id, t);
+    log_appended(state, me, &s.matter, &record.roster[0], s)?;
     state.gate.write(&allowed).create_matter(&record)?;
     Ok(ServerResponse::Roster(roster_info(&record, 0)))
 }

@@ -454,6 +454,17 @@ pub(super) fn check_commit(
     if let Err(why) = super::matters::roster_of(m)?.check_open() {
         return Ok(Some((ErrorCode::Denied, why)));
     }
+    // Retention counts from the later of the commit and this time: one
+    // far ahead would keep the upload past the matter's retention.
+    if d.created_at > now().saturating_add(matterdrop_common::retention::STATEMENT_SKEW) {
+        return Ok(Some((
+            ErrorCode::BadRequest,
+            format!(
+                "the descriptor is dated {} s ahead of the server's clock: check the sender's clock",
+                d.created_at - now()
+            ),
+        )));
+    }
     if d.sender != me.record.id {
         return Ok(Some((
             ErrorCode::Verification,
@@ -820,18 +831,26 @@ fn expired_info(state: &State, id: &str) -> Result<Option<ExpiredInfo>, Failure>
     }))
 }
 
-/// Refuses a request for the files of an expired packet.
-fn refuse_expired(state: &State, p: &PacketRecord) -> Result<(), Failure> {
-    match state.gate.read().expired(&p.id)? {
-        None => Ok(()),
-        Some(e) => Err(Failure::new(
-            ErrorCode::NotFound,
-            format!(
-                "{} expired under matter {}'s retention and its files were deleted (audit log entry {})",
-                p.id, p.matter, e.index
-            ),
-        )),
-    }
+/// Refuses (and logs the refusal of) a request for the files of an
+/// expired packet.
+fn refuse_expired(
+    state: &State,
+    me: &Actor,
+    p: &PacketRecord,
+    action: &str,
+    details: Vec<(String, String)>,
+) -> Result<(), Failure> {
+    let Some(e) = state.gate.read().expired(&p.id)? else {
+        return Ok(());
+    };
+    let why = format!(
+        "{} expired under matter {}'s retention and its files were deleted (audit log entry {})",
+        p.id, p.matter, e.index
+    );
+    state.record(Event::failed(
+        me, action, &p.matter, "expired", &why, details,
+    ))?;
+    Err(Failure::new(ErrorCode::NotFound, why))
 }
 
 /// A reviewed deliverable's review, for its readers.
@@ -852,8 +871,8 @@ pub(super) fn blob_get(state: &State, me: &Actor, req: &BlobGetRequest) -> Resul
         // A sharer checking the blob and reading its age header.
         details.push(("for".into(), "share".into()));
     }
-    let (p, _) = authorize_pull(state, me, &req.packet, "pull-blob", details)?;
-    refuse_expired(state, &p)?;
+    let (p, _) = authorize_pull(state, me, &req.packet, "pull-blob", details.clone())?;
+    refuse_expired(state, me, &p, "pull-blob", details)?;
     let Some((index, &(_, size))) = p
         .blobs
         .iter()
@@ -966,7 +985,7 @@ pub(super) fn share(state: &State, me: &Actor, key: &VerifyingKey, req: &ShareRe
         ),
     ];
     let (p, allowed) = authorize_pull(state, me, &st.id, "share", details.clone())?;
-    refuse_expired(state, &p)?;
+    refuse_expired(state, me, &p, "share", details.clone())?;
     let m = state
         .gate
         .read()

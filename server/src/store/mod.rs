@@ -294,6 +294,9 @@ pub struct ExpiredRecord {
     pub index: u64,
     /// How many roster statements the decision was made under.
     pub roster_len: u64,
+    /// Whether its files are gone (a sweep stopped between the two leaves
+    /// it `false`, and the next deletes them).
+    pub files_deleted: bool,
 }
 
 /// A re-share of a packet to one new reader (`matterdrop_common::custody::
