@@ -423,6 +423,31 @@ pub enum MatterCommand {
     Close(MatterConfirmArgs),
     /// Open a closed matter again (attorneys).
     Reopen(MatterConfirmArgs),
+    /// Publish a new version of the provider's role definition: what the
+    /// provider does, what needs attorney sign-off, what is off limits
+    /// (attorneys; providers see it in `ack` and `matter show`, and need
+    /// not acknowledge again).
+    SetRole(MatterSetRoleArgs),
+    /// Confirm the current role definition unchanged: its review date
+    /// becomes today (`matter show` flags one not reviewed for 90 days).
+    ReviewRole(MatterIdArg),
+}
+
+/// `mdrop matter set-role`.
+#[derive(Debug, Args)]
+pub struct MatterSetRoleArgs {
+    /// Matter id.
+    pub id: String,
+    /// The role definition, a UTF-8 text file.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Task types whose work needs attorney sign-off (comma-separated;
+    /// providers are told on each such packet).
+    #[arg(long, value_delimiter = ',')]
+    pub sign_off: Vec<String>,
+    /// Sign without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `mdrop matter set-retention`.

@@ -292,7 +292,7 @@ pub async fn append(
     session: &Session,
     matter: &str,
     entry: SignedStatement,
-    ack_text: Option<String>,
+    text: Option<String>,
 ) -> CmdResult<Synced> {
     let cached = load_cache(home, matter)?;
     let have = cached.len() as u64;
@@ -300,7 +300,7 @@ pub async fn append(
         .request(&ClientRequest::RosterAppend(RosterAppendRequest {
             matter: matter.to_owned(),
             entry: entry.clone(),
-            ack_text,
+            text,
         }))
         .await?;
     let ServerResponse::Roster(info) = resp else {

@@ -22,7 +22,7 @@
 //! signer=<principal id>
 //! signer-key=<the signer's Ed25519 public key, 64 hex>
 //! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey|set-crypto|
-//!         set-retention|hold|release|close|reopen>
+//!         set-retention|hold|release|close|reopen|set-role-def|review-role-def>
 //! …the change's own fields, in the order below…
 //! ```
 //!
@@ -42,6 +42,8 @@
 //! | `release` | (none) |
 //! | `close` | (none): no new packets, deliverables, shares or members until `reopen` |
 //! | `reopen` | (none) |
+//! | `set-role-def` | `role-version` (the next one, from 1), `role-sha256` (of the role definition text), `sign-off` (comma-separated task types whose work needs attorney sign-off; may be empty) |
+//! | `review-role-def` | `role-version` (the current one, re-signed unchanged) |
 //!
 //! While a matter is closed, only `remove`, `set-retention`, `hold`,
 //! `release` and `reopen` extend its roster.
@@ -230,6 +232,36 @@ pub enum Change {
     Close,
     /// Opens a closed matter again.
     Reopen,
+    /// Publishes a new version of the matter's role definition (what the
+    /// provider does, what needs attorney sign-off, what is off limits).
+    SetRoleDef {
+        /// The new version (current + 1, from 1).
+        version: u32,
+        /// SHA-256 of its text.
+        sha256: [u8; 32],
+        /// Task types whose work needs attorney sign-off.
+        sign_off: Vec<Task>,
+    },
+    /// Confirms the current role definition unchanged (its review date).
+    ReviewRoleDef {
+        /// The current version.
+        version: u32,
+    },
+}
+
+/// The matter's role definition, as the roster last set or reviewed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleDef {
+    /// Version, from 1.
+    pub version: u32,
+    /// SHA-256 of its text.
+    pub sha256: [u8; 32],
+    /// Task types whose work needs attorney sign-off.
+    pub sign_off: Vec<Task>,
+    /// When it was last set or reviewed (the statement's time).
+    pub reviewed: u64,
+    /// By whom.
+    pub reviewed_by: String,
 }
 
 /// The longest retention a roster accepts: 100 years.
@@ -275,6 +307,8 @@ impl Change {
             Self::Release => "release",
             Self::Close => "close",
             Self::Reopen => "reopen",
+            Self::SetRoleDef { .. } => "set-role-def",
+            Self::ReviewRoleDef { .. } => "review-role-def",
         }
     }
 
@@ -294,7 +328,9 @@ impl Change {
             | Self::Hold { .. }
             | Self::Release
             | Self::Close
-            | Self::Reopen => None,
+            | Self::Reopen
+            | Self::SetRoleDef { .. }
+            | Self::ReviewRoleDef { .. } => None,
         }
     }
 }
@@ -353,6 +389,15 @@ fn unhex32(seq: Option<u64>, field: &str, s: &str) -> Result<[u8; 32], RosterErr
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
     }
     Ok(out)
+}
+
+/// Checks the task types of a role definition's sign-off list: task types
+/// providers may do, each once (the list may be empty).
+pub fn check_sign_off(tasks: &[Task]) -> Result<(), String> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    check_scope(tasks).map_err(|e| format!("sign-off: {e}"))
 }
 
 /// The longest hold reason, in bytes of UTF-8.
@@ -528,6 +573,18 @@ impl Statement {
                 c.str("reason", &encode_text(reason))?;
             }
             Change::Release | Change::Close | Change::Reopen => {}
+            Change::SetRoleDef {
+                version,
+                sha256,
+                sign_off,
+            } => {
+                c.u64("role-version", u64::from(*version))?
+                    .hash("role-sha256", sha256)?
+                    .str("sign-off", &scope_str(sign_off))?;
+            }
+            Change::ReviewRoleDef { version } => {
+                c.u64("role-version", u64::from(*version))?;
+            }
         }
         Ok(c.finish())
     }
@@ -652,6 +709,17 @@ impl Statement {
             "release" => Change::Release,
             "close" => Change::Close,
             "reopen" => Change::Reopen,
+            "set-role-def" => Change::SetRoleDef {
+                version: f.version("role-version")?,
+                sha256: f.hash("role-sha256")?,
+                sign_off: match f.take("sign-off")? {
+                    "" => Vec::new(),
+                    s => parse_scope(f.seq, s)?,
+                },
+            },
+            "review-role-def" => Change::ReviewRoleDef {
+                version: f.version("role-version")?,
+            },
             other => {
                 return Err(RosterError::malformed(
                     f.seq,
@@ -703,6 +771,11 @@ impl<'a> Fields<'a> {
         let v = self.take(name)?;
         v.parse()
             .map_err(|_| RosterError::malformed(self.seq, format!("{name} is not a number")))
+    }
+
+    fn version(&mut self, name: &str) -> Result<u32, RosterError> {
+        u32::try_from(self.number(name)?)
+            .map_err(|_| RosterError::malformed(self.seq, format!("{name} is too large")))
     }
 
     fn hash(&mut self, name: &str) -> Result<[u8; 32], RosterError> {
@@ -815,6 +888,8 @@ pub struct Roster {
     pub hold: Option<Hold>,
     /// Set while the matter is closed.
     pub closed: Option<Closing>,
+    /// The role definition, once one is set.
+    pub role_def: Option<RoleDef>,
 }
 
 /// Whether a signature is checked when applying (statements from this
@@ -890,6 +965,7 @@ impl Roster {
             retention: 0,
             hold: None,
             closed: None,
+            role_def: None,
         };
         r.sanction(&s.signer, &keys, 0);
         r.members.insert(
@@ -1248,6 +1324,41 @@ impl Roster {
                     return Err(format!("matter {} is not closed", self.matter));
                 }
                 self.closed = None;
+                Ok(())
+            }
+            Change::SetRoleDef {
+                version,
+                sha256,
+                sign_off,
+            } => {
+                let current = self.role_def.as_ref().map_or(0, |r| r.version);
+                if *version != current + 1 {
+                    return Err(format!(
+                        "role definition version {version} does not follow version {current}"
+                    ));
+                }
+                check_sign_off(sign_off)?;
+                self.role_def = Some(RoleDef {
+                    version: *version,
+                    sha256: *sha256,
+                    sign_off: sign_off.clone(),
+                    reviewed: s.time,
+                    reviewed_by: s.signer.clone(),
+                });
+                Ok(())
+            }
+            Change::ReviewRoleDef { version } => {
+                let r = self.role_def.as_mut().ok_or_else(|| {
+                    format!("matter {} has no role definition to review", self.matter)
+                })?;
+                if *version != r.version {
+                    return Err(format!(
+                        "the current role definition is version {}, not {version}",
+                        r.version
+                    ));
+                }
+                r.reviewed = s.time;
+                r.reviewed_by.clone_from(&s.signer);
                 Ok(())
             }
         }

@@ -276,6 +276,8 @@ pub enum Operation<'a> {
     /// `matter set-retention|hold|release|close|reopen`: what the server
     /// keeps, for how long, and whether the matter takes new work.
     Lifecycle,
+    /// `matter set-role|review-role`: the provider's role definition.
+    SetRoleDefinition,
     /// `matter rekey`: give a current member new keys (after a lost
     /// laptop; the attorney checked the new safety code).
     Rekey {
@@ -352,6 +354,7 @@ impl Operation<'_> {
             Self::SetRecovery => "recovery-set",
             Self::SetCrypto => "crypto-set",
             Self::Lifecycle => "lifecycle-set",
+            Self::SetRoleDefinition => "role-def-set",
             Self::Rekey { .. } => "member-rekey",
             Self::ReadRoster => "roster-read",
             Self::Push { .. } => "push",
@@ -379,6 +382,7 @@ impl Operation<'_> {
             Self::SetRecovery => "change the recovery recipient",
             Self::SetCrypto => "change the key requirements",
             Self::Lifecycle => "change its retention, legal hold or closing",
+            Self::SetRoleDefinition => "change the role definition",
             Self::Rekey { .. } => "change a member's keys",
             Self::ReadRoster => "read its roster",
             Self::Push { .. } => "push packets",
@@ -412,6 +416,7 @@ impl Operation<'_> {
             | Self::SetRecovery
             | Self::SetCrypto
             | Self::Lifecycle
+            | Self::SetRoleDefinition
             | Self::Rekey { .. }
             | Self::Review { .. } => ATTORNEY,
             Self::Push { .. } => FIRM,
@@ -825,6 +830,7 @@ fn decide_inner(
         | Operation::SetRecovery
         | Operation::SetCrypto
         | Operation::Lifecycle
+        | Operation::SetRoleDefinition
         | Operation::ReadRoster
         | Operation::Inbox
         | Operation::ExportAudit
@@ -1307,7 +1313,7 @@ mod tests {
 
     /// Number of [`Operation`] variants; [`variant_index`] must map onto
     /// `0..VARIANTS` and [`all_operations`] must cover every index.
-    const VARIANTS: usize = 21;
+    const VARIANTS: usize = 22;
 
     /// Exhaustive on purpose (no wildcard): a new variant does not compile
     /// until it gets an index here, a row in [`all_operations`] and arms in
@@ -1335,6 +1341,7 @@ mod tests {
             Operation::ReadRoster => 18,
             Operation::SetCrypto => 19,
             Operation::Lifecycle => 20,
+            Operation::SetRoleDefinition => 21,
         }
     }
 
@@ -1445,6 +1452,7 @@ mod tests {
             Operation::SetRecovery,
             Operation::SetCrypto,
             Operation::Lifecycle,
+            Operation::SetRoleDefinition,
             Operation::Rekey {
                 target: "pia@lpo-2",
                 target_role: Some(Role::Provider),
@@ -1498,11 +1506,14 @@ mod tests {
                 | Op::SetRecovery
                 | Op::SetCrypto
                 | Op::Lifecycle
+                | Op::SetRoleDefinition
                 | Op::Rekey { .. }
                 | Op::Review { .. },
                 Paralegal | Provider | Auditor,
             ) => "not-attorney",
-            (Op::SetRecovery | Op::SetCrypto | Op::Lifecycle, Attorney) => "allow",
+            (Op::SetRecovery | Op::SetCrypto | Op::Lifecycle | Op::SetRoleDefinition, Attorney) => {
+                "allow"
+            }
             (
                 Op::Rekey {
                     target_role: None, ..

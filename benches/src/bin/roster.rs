@@ -203,7 +203,7 @@ async fn grow(server: &Server, key: SigningKey, me: &str, matter: &str, n: u64) 
         match request(&ClientRequest::RosterAppend(RosterAppendRequest {
             matter: matter.into(),
             entry: entry.clone(),
-            ack_text: None,
+            text: None,
         }))
         .await?
         {

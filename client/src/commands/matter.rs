@@ -415,6 +415,94 @@ fn confirm(yes: bool, what: &str) -> CmdResult {
     )
 }
 
+/// How long a role definition may go unreviewed before `matter show`
+/// flags it.
+pub const ROLE_REVIEW_DAYS: u64 = 90;
+
+/// Days since the role definition was last set or reviewed, when more than
+/// [`ROLE_REVIEW_DAYS`].
+pub fn role_review_overdue(reviewed: u64, now: u64) -> Option<u64> {
+    let days = now.saturating_sub(reviewed) / 86_400;
+    (days > ROLE_REVIEW_DAYS).then_some(days)
+}
+
+fn sign_off_text(tasks: &[Task]) -> String {
+    if tasks.is_empty() {
+        "none".into()
+    } else {
+        tasks
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The role definition text the server sent, checked against the one the
+/// signed roster names (exit 4 if it is another text, or withheld).
+pub(crate) fn verified_role_text(
+    roster: &Roster,
+    sent: Option<&matterdrop_common::proto::RoleText>,
+) -> CmdResult<Option<String>> {
+    match (&roster.role_def, sent) {
+        (None, None) => Ok(None),
+        (Some(def), Some(t))
+            if t.version == def.version
+                && <[u8; 32]>::from(Sha256::digest(t.text.as_bytes())) == def.sha256 =>
+        {
+            Ok(Some(t.text.clone()))
+        }
+        (Some(def), _) => Err(Fail::new(
+            exit::VERIFY,
+            format!(
+                "the server did not send role definition v{} of matter {} as its signed roster \
+                 names it (withheld or altered)",
+                def.version,
+                escape(&roster.matter, false)
+            ),
+        )),
+        (None, Some(_)) => Err(Fail::new(
+            exit::VERIFY,
+            format!(
+                "the server sent a role definition for matter {}, whose signed roster has none",
+                escape(&roster.matter, false)
+            ),
+        )),
+    }
+}
+
+/// The role definition, for `matter show` and `ack`.
+fn role_text_block(roster: &Roster, text: &str, now: u64) -> String {
+    let mut s = String::new();
+    let Some(def) = &roster.role_def else {
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "Role definition v{} (last reviewed {} by {}):",
+        def.version,
+        crate::when::local(def.reviewed),
+        escape(&def.reviewed_by, false)
+    );
+    for line in text.trim_end().lines() {
+        let _ = writeln!(s, "  {}", escape(line, false));
+    }
+    let _ = writeln!(
+        s,
+        "  Needs attorney sign-off: {}",
+        sign_off_text(&def.sign_off)
+    );
+    if let Some(days) = role_review_overdue(def.reviewed, now) {
+        let _ = writeln!(
+            s,
+            "  REVIEW DUE: not reviewed for {days} days (over {ROLE_REVIEW_DAYS}); an attorney runs \
+             `mdrop matter review-role {}`",
+            escape(&roster.matter, false)
+        );
+    }
+    s
+}
+
 /// A retention on the command line: a duration (`90d`, `2y`) or `none`.
 fn parse_retention(s: &str) -> CmdResult<u64> {
     let t = s.trim();
@@ -442,7 +530,18 @@ pub(crate) fn retention_text(seconds: u64) -> String {
     if seconds == 0 {
         return "none (kept until changed)".into();
     }
-    humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
+    let parts = [
+        (seconds / 86_400, "day"),
+        (seconds % 86_400 / 3_600, "hour"),
+        (seconds % 3_600 / 60, "minute"),
+        (seconds % 60, "second"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n} {unit}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_scope(names: &[String]) -> CmdResult<Vec<Task>> {
@@ -577,7 +676,18 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                 .map(|m| m.principal.as_str())
                 .collect();
             let destroyed = destructions(&synced, &info)?;
+            let role = verified_role_text(&synced.roster, info.role_text.as_ref())?;
             let mut v = roster_json(&synced);
+            if let (Some(def), Some(text)) = (&synced.roster.role_def, &role) {
+                v["role_definition"] = json!({
+                    "version": def.version,
+                    "text": text,
+                    "sign_off": def.sign_off.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                    "reviewed": crate::when::utc(def.reviewed),
+                    "reviewed_by": def.reviewed_by,
+                    "review_overdue_days": role_review_overdue(def.reviewed, crate::unix_now()),
+                });
+            }
             if let Some(members) = v["members"].as_array_mut() {
                 for m in members {
                     let id = m["principal"].as_str().unwrap_or_default().to_owned();
@@ -596,6 +706,9 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             );
             ctx.out.emit(&v, || {
                 let mut s = roster_text(&synced);
+                if let Some(text) = &role {
+                    s.push_str(&role_text_block(&synced.roster, text, crate::unix_now()));
+                }
                 for id in &stale {
                     let _ = writeln!(
                         s,
@@ -832,6 +945,62 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             emit_roster(ctx, &synced, "Matter reopened.\n");
             Ok(())
         }
+        MatterCommand::SetRole(a) => {
+            let text = read_text(&a.file)?;
+            let sha256: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+            let sign_off = parse_scope(&a.sign_off)?;
+            matterdrop_common::roster::check_sign_off(&sign_off).map_err(Fail::usage)?;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let version = e.synced.roster.role_def.as_ref().map_or(0, |r| r.version) + 1;
+                let what = format!(
+                    "Role definition v{version} for matter {}:\n\n{}\n\nNeeds attorney sign-off: {}",
+                    escape(&e.synced.roster.matter, false),
+                    escape(text.trim_end(), true),
+                    sign_off_text(&sign_off)
+                );
+                confirm(a.yes, &what)?;
+                e.sign(
+                    ctx,
+                    Change::SetRoleDef {
+                        version,
+                        sha256,
+                        sign_off: sign_off.clone(),
+                    },
+                    Some(text.clone()),
+                )
+                .await
+            })
+            .await?;
+            emit_roster(
+                ctx,
+                &synced,
+                "Role definition published; providers see it in `ack` and `matter show`.\n",
+            );
+            Ok(())
+        }
+        MatterCommand::ReviewRole(a) => {
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                let version = e
+                    .synced
+                    .roster
+                    .role_def
+                    .as_ref()
+                    .map(|r| r.version)
+                    .ok_or_else(|| {
+                        Fail::new(
+                            exit::DENIED,
+                            format!(
+                                "matter {} has no role definition to review (set one with `mdrop matter set-role`)",
+                                escape(&a.id, false)
+                            ),
+                        )
+                    })?;
+                e.sign(ctx, Change::ReviewRoleDef { version }, None).await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Role definition reviewed.\n");
+            Ok(())
+        }
         MatterCommand::List => match call(ctx, &ClientRequest::MatterList).await? {
             ServerResponse::Matters(list) => {
                 let v = json!({"matters": list.iter().map(|m| json!({
@@ -970,6 +1139,15 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
         );
         let _ = writeln!(err, "{}", escape(text.text.trim_end(), true));
         let _ = writeln!(err, "\nSHA-256: {}", hex(&sha));
+        // The provider's role definition, for reading: it is not part of
+        // what is signed (a new version needs no new acknowledgment).
+        if let Some(role) = verified_role_text(&synced.roster, text.role_text.as_ref())? {
+            let _ = writeln!(
+                err,
+                "\n{}",
+                role_text_block(&synced.roster, &role, crate::unix_now())
+            );
+        }
         if !args.yes {
             if !std::io::stdin().is_terminal() {
                 return Err(Fail::usage(
@@ -1102,4 +1280,30 @@ fn destructions(
         out.push((st, d.index));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_definition_is_flagged_after_ninety_days_without_review() {
+        let day = 86_400;
+        assert_eq!(role_review_overdue(1_000, 1_000 + 90 * day), None);
+        assert_eq!(role_review_overdue(1_000, 1_000 + 91 * day), Some(91));
+        // A review dated ahead of this clock is not overdue.
+        assert_eq!(role_review_overdue(5_000, 1_000), None);
+    }
+
+    #[test]
+    fn retention_durations_parse_and_print() {
+        assert_eq!(parse_retention("90d").unwrap(), 90 * 86_400);
+        assert_eq!(parse_retention("none").unwrap(), 0);
+        assert!(parse_retention("90").is_err());
+        assert!(parse_retention("0s").is_err());
+        assert!(parse_retention("101y").is_err());
+        assert_eq!(retention_text(90 * 86_400), "90 days");
+        assert_eq!(retention_text(86_400 + 3_600 + 1), "1 day 1 hour 1 second");
+        assert_eq!(retention_text(2), "2 seconds");
+    }
 }

@@ -2526,6 +2526,20 @@ pub async fn pull_inner(
     if let Some(e) = &info.expired {
         return Err(expired(ctx, &d, e)?);
     }
+    if let Some(def) = roster
+        .role_def
+        .as_ref()
+        .filter(|def| d.kind == Kind::Packet && def.sign_off.iter().any(|t| t.as_str() == d.task))
+    {
+        eprintln!(
+            "mdrop: task {} needs attorney sign-off under matter {}'s role definition v{} \
+             (`mdrop matter show {}`)",
+            escape(&d.task, false),
+            escape(&d.matter, false),
+            def.version,
+            escape(&d.matter, false)
+        );
+    }
     let recipient = d
         .recipients
         .iter()

@@ -426,9 +426,20 @@ pub struct RosterAppendRequest {
     pub matter: String,
     /// The signed statement.
     pub entry: crate::roster::SignedStatement,
-    /// The acknowledgment text, for `create` and `set-ack` statements (the
-    /// statement signs its SHA-256).
-    pub ack_text: Option<String>,
+    /// The text whose SHA-256 the statement signs: the acknowledgment
+    /// text of a `create` or `set-ack` statement, the role definition of a
+    /// `set-role-def` one; `None` for every other change.
+    pub text: Option<String>,
+}
+
+/// A matter's current role definition text (`crate::roster::RoleDef`
+/// signs its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleText {
+    /// Its version.
+    pub version: u32,
+    /// The text.
+    pub text: String,
 }
 
 /// Asks for a matter's roster.
@@ -777,6 +788,8 @@ pub struct MatterInfo {
     pub acks: Vec<AckInfo>,
     /// Destruction attestations of members' local copies, oldest first.
     pub destructions: Vec<DestructionInfo>,
+    /// The matter's current role definition, if it has one.
+    pub role_text: Option<RoleText>,
     /// Creator.
     pub created_by: String,
     /// Unix seconds.
@@ -809,6 +822,8 @@ pub struct AckTextInfo {
     pub text_sha256: [u8; 32],
     /// Whether the caller has signed this version already.
     pub acknowledged: bool,
+    /// The matter's current role definition, if it has one.
+    pub role_text: Option<RoleText>,
 }
 
 /// Asks for an audit bundle.

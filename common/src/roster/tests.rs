@@ -143,6 +143,17 @@ fn every_change_round_trips_and_only_canonical_bytes_parse() {
         Change::Release,
         Change::Close,
         Change::Reopen,
+        Change::SetRoleDef {
+            version: 1,
+            sha256: [3; 32],
+            sign_off: vec![Task::Drafting, Task::MedicalChronology],
+        },
+        Change::SetRoleDef {
+            version: 2,
+            sha256: [4; 32],
+            sign_off: Vec::new(),
+        },
+        Change::ReviewRoleDef { version: 2 },
     ];
     let first = Statement::parse(&c.entries[0].statement).unwrap();
     assert!(
@@ -736,4 +747,58 @@ fn retention_hold_and_closing_follow_their_rules() {
     // The whole chain verifies again from its statements.
     let again = Roster::from_chain(&c.entries, Check::Signatures).unwrap();
     assert_eq!(again, c.roster);
+}
+
+#[test]
+fn role_definitions_are_versioned_and_reviewed() {
+    let alice = person("alice@firm-a", 1);
+    let mut c = Chain::new(&alice);
+    let refused = |c: &Chain, change: Change, why: &str| {
+        let e = c.statement(&alice, change).sign(&alice.key).unwrap();
+        let err = c.roster.clone().apply(&e, Check::Signatures).unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    };
+    refused(
+        &c,
+        Change::ReviewRoleDef { version: 1 },
+        "no role definition",
+    );
+    refused(
+        &c,
+        Change::SetRoleDef {
+            version: 2,
+            sha256: [1; 32],
+            sign_off: Vec::new(),
+        },
+        "does not follow version 0",
+    );
+    refused(
+        &c,
+        Change::SetRoleDef {
+            version: 1,
+            sha256: [1; 32],
+            sign_off: vec![Task::LegalAdvice],
+        },
+        "in-house",
+    );
+    c.push(
+        &alice,
+        Change::SetRoleDef {
+            version: 1,
+            sha256: [1; 32],
+            sign_off: vec![Task::MedicalChronology],
+        },
+    )
+    .unwrap();
+    let set = c.roster.role_def.clone().unwrap();
+    assert_eq!(
+        (set.version, set.sign_off.clone()),
+        (1, vec![Task::MedicalChronology])
+    );
+    refused(&c, Change::ReviewRoleDef { version: 2 }, "version 1, not 2");
+    c.push(&alice, Change::ReviewRoleDef { version: 1 })
+        .unwrap();
+    let reviewed = c.roster.role_def.clone().unwrap();
+    assert!(reviewed.reviewed > set.reviewed);
+    assert_eq!(reviewed.sha256, set.sha256, "a review changes nothing else");
 }

@@ -236,9 +236,26 @@ fn info(state: &State, m: &MatterRecord) -> Result<MatterInfo, Failure> {
                 index: d.index,
             })
             .collect(),
+        role_text: role_text(state, m)?,
         created_by: m.created_by.clone(),
         created_at: m.created_at,
     })
+}
+
+/// The matter's current role definition text, if its roster sets one.
+fn role_text(
+    state: &State,
+    m: &MatterRecord,
+) -> Result<Option<matterdrop_common::proto::RoleText>, Failure> {
+    let Some(def) = roster_of(m)?.role_def else {
+        return Ok(None);
+    };
+    Ok(state.gate.read().role_def(&m.id, def.version)?.map(|text| {
+        matterdrop_common::proto::RoleText {
+            version: def.version,
+            text,
+        }
+    }))
 }
 
 /// How far a destruction statement's time may be from the server's clock.
@@ -408,6 +425,7 @@ fn operation<'a>(
         | Change::Release
         | Change::Close
         | Change::Reopen => Operation::Lifecycle,
+        Change::SetRoleDef { .. } | Change::ReviewRoleDef { .. } => Operation::SetRoleDefinition,
         Change::Rekey { member, .. } => Operation::Rekey {
             target: member,
             target_role: current(member),
@@ -571,10 +589,13 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
             matterdrop_common::retention::STATEMENT_SKEW
         )));
     }
-    let ack_text = match (&s.change, req.ack_text) {
+    let ack_text = match (&s.change, req.text) {
         (
             Change::Create { ack_sha256, .. }
             | Change::SetAck {
+                sha256: ack_sha256, ..
+            }
+            | Change::SetRoleDef {
                 sha256: ack_sha256, ..
             },
             Some(t),
@@ -582,19 +603,19 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
             if check_text(&t)? != *ack_sha256 {
                 return Err(Failure::new(
                     ErrorCode::Verification,
-                    "the acknowledgment text is not the one whose SHA-256 the statement signs",
+                    "the text is not the one whose SHA-256 the statement signs",
                 ));
             }
             Some(t)
         }
-        (Change::Create { .. } | Change::SetAck { .. }, None) => {
+        (Change::Create { .. } | Change::SetAck { .. } | Change::SetRoleDef { .. }, None) => {
             return Err(Failure::bad_request(
-                "a create or set-ack statement needs its acknowledgment text",
+                "a create, set-ack or set-role-def statement needs the text it signs",
             ));
         }
         (_, Some(_)) => {
             return Err(Failure::bad_request(
-                "only create and set-ack statements carry acknowledgment text",
+                "only create, set-ack and set-role-def statements carry a text",
             ));
         }
         (_, None) => None,
@@ -640,6 +661,8 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         Change::SetRetention { .. } => "retention-set",
         Change::Hold { .. } => "hold",
         Change::Release => "hold-release",
+        Change::SetRoleDef { .. } => "role-def-set",
+        Change::ReviewRoleDef { .. } => "role-def-review",
         Change::Close => "matter-close",
         Change::Reopen => "matter-reopen",
         Change::Rekey { .. } => "member-rekey",
@@ -666,6 +689,12 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
     }
     let t = now();
     sync_record(&mut m, &roster, &me.record.id, t);
+    if let (Change::SetRoleDef { version, .. }, Some(text)) = (&s.change, &ack_text) {
+        state
+            .gate
+            .write(&allowed)
+            .put_role_def(&m.id, *version, text)?;
+    }
     if let (Change::SetAck { sha256, .. }, Some(text)) = (&s.change, ack_text) {
         m.ack_versions.push(AckVersion {
             text,
@@ -842,6 +871,7 @@ pub(super) fn ack_get(state: &State, me: &Actor, req: &MatterRef) -> Outcome {
         text: current.text.clone(),
         text_sha256: current.sha256,
         acknowledged: m.acked_version(&me.record.id) == Some(m.ack_version()),
+        role_text: role_text(state, &m)?,
     }))
 }
 

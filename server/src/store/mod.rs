@@ -503,6 +503,8 @@ pub trait MetaRead: Send + Sync + std::fmt::Debug {
     fn review_note(&self, deliverable: &str) -> Result<Option<ReviewNoteRecord>, StoreError>;
     /// A matter's destruction attestations, oldest first.
     fn destructions(&self, matter: &str) -> Result<Vec<DestructionRecord>, StoreError>;
+    /// Version `version` of matter `matter`'s role definition text.
+    fn role_def(&self, matter: &str, version: u32) -> Result<Option<String>, StoreError>;
     /// Whether (and when) packet `packet` expired under its matter's
     /// retention.
     fn expired(&self, packet: &str) -> Result<Option<ExpiredRecord>, StoreError>;
@@ -557,6 +559,8 @@ pub trait MetaWrite: Send + Sync + std::fmt::Debug {
     fn put_delivery(&self, packet: &str, delivery: &DeliveryRecord) -> Result<(), StoreError>;
     /// Keeps a logged destruction attestation of `matter`.
     fn put_destruction(&self, matter: &str, record: &DestructionRecord) -> Result<(), StoreError>;
+    /// Keeps version `version` of matter `matter`'s role definition text.
+    fn put_role_def(&self, matter: &str, version: u32, text: &str) -> Result<(), StoreError>;
     /// Records that packet `packet` expired (its files are deleted after).
     fn put_expired(&self, packet: &str, record: &ExpiredRecord) -> Result<(), StoreError>;
     /// Sets (or, with `None`, clears) `principal`'s notification address.

@@ -50,6 +50,8 @@ pub struct SledStore {
     shares: sled::Tree,
     /// Packet id → [`ExpiredRecord`]: deleted under the matter's retention.
     expired: sled::Tree,
+    /// Matter id ‖ 0 ‖ version (u32 big-endian) → role definition text.
+    role_defs: sled::Tree,
     /// Packet id ‖ 0 ‖ recipient ‖ 0 ‖ first 8 bytes of the statement's
     /// SHA-256 ‖ index (u32 big-endian) → header.
     share_headers: sled::Tree,
@@ -162,6 +164,7 @@ impl SledStore {
             by_sender: db.open_tree("by_sender").map_err(backend)?,
             shares: db.open_tree("shares").map_err(backend)?,
             expired: db.open_tree("expired").map_err(backend)?,
+            role_defs: db.open_tree("role_defs").map_err(backend)?,
             emails: db.open_tree("emails").map_err(backend)?,
             destructions: db.open_tree("destructions").map_err(backend)?,
             share_headers: db.open_tree("share_headers").map_err(backend)?,
@@ -367,6 +370,16 @@ impl MetaRead for SledStore {
             .values()
             .map(|v| dec(&v.map_err(backend)?))
             .collect()
+    }
+
+    fn role_def(&self, matter: &str, version: u32) -> Result<Option<String>, StoreError> {
+        let mut key = index_prefix(matter);
+        key.extend_from_slice(&version.to_be_bytes());
+        Ok(self
+            .role_defs
+            .get(key)
+            .map_err(backend)?
+            .and_then(|v| String::from_utf8(v.to_vec()).ok()))
     }
 
     fn expired(&self, packet: &str) -> Result<Option<ExpiredRecord>, StoreError> {
@@ -633,6 +646,15 @@ impl MetaWrite for SledStore {
         key.extend_from_slice(&record.index.to_be_bytes());
         self.destructions
             .insert(key, enc(record)?)
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn put_role_def(&self, matter: &str, version: u32, text: &str) -> Result<(), StoreError> {
+        let mut key = index_prefix(matter);
+        key.extend_from_slice(&version.to_be_bytes());
+        self.role_defs
+            .insert(key, text.as_bytes())
             .map_err(backend)?;
         self.flush()
     }

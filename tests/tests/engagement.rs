@@ -1,0 +1,160 @@
+//! Engagement set-up: the provider's role definition, signed into the
+//! roster, shown to providers, and checked against what the server sends.
+
+use matterdrop_tests::{User, World};
+
+const MATTER: &str = "2026-PI-0088";
+
+struct Team {
+    w: World,
+    alice: User,
+    bob: User,
+}
+
+fn team() -> Team {
+    let w = World::new();
+    w.org("firm-a", "firm");
+    w.org("lpo-1", "provider");
+    let alice = w.user("alice@firm-a");
+    let bob = w.user("bob@lpo-1");
+    let ack = w.tmp.path().join("ack.txt");
+    std::fs::write(&ack, "Confidential.\n").unwrap();
+    alice.json(&[
+        "matter",
+        "create",
+        MATTER,
+        "--title",
+        "Poe",
+        "--ack-file",
+        ack.to_str().unwrap(),
+        "--scope",
+        "document-review,medical-chronology",
+    ]);
+    alice.add_member(MATTER, &bob, "bob@lpo-1", "provider").ok();
+    Team { w, alice, bob }
+}
+
+#[test]
+fn a_role_definition_is_signed_shown_to_providers_and_checked() {
+    let mut t = team();
+    let role = t.w.tmp.path().join("role.txt");
+    std::fs::write(
+        &role,
+        "The provider drafts medical chronologies.\nOff limits: legal advice.\n",
+    )
+    .unwrap();
+    let role = role.to_str().unwrap();
+    // Only attorneys define the role; a text with an escape sequence is
+    // refused before anything is signed.
+    let r = t
+        .bob
+        .run(&["matter", "set-role", MATTER, "--file", role, "--yes"])
+        .code(3);
+    assert!(r.stderr.contains("only an attorney"), "{r:?}");
+    let bad = t.w.tmp.path().join("bad.txt");
+    std::fs::write(&bad, "fine\u{1b}[2Jhidden\n").unwrap();
+    let r = t
+        .alice
+        .run(&[
+            "matter",
+            "set-role",
+            MATTER,
+            "--file",
+            bad.to_str().unwrap(),
+            "--yes",
+        ])
+        .code(2);
+    assert!(r.stderr.contains("control"), "{r:?}");
+    let r = t.alice.run(&[
+        "matter",
+        "set-role",
+        MATTER,
+        "--file",
+        role,
+        "--sign-off",
+        "legal-advice",
+        "--yes",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = t.alice.run(&["matter", "review-role", MATTER]).code(3);
+    assert!(r.stderr.contains("no role definition"), "{r:?}");
+
+    t.alice.json(&[
+        "matter",
+        "set-role",
+        MATTER,
+        "--file",
+        role,
+        "--sign-off",
+        "medical-chronology",
+        "--yes",
+    ]);
+    let shown = t.alice.json(&["matter", "show", MATTER]);
+    let def = &shown["role_definition"];
+    assert_eq!(def["version"], 1, "{shown}");
+    assert_eq!(def["sign_off"], serde_json::json!(["medical-chronology"]));
+    assert!(def["text"].as_str().unwrap().contains("Off limits"));
+    assert!(def["review_overdue_days"].is_null());
+
+    // The provider reads it when acknowledging (it is not what is signed).
+    let r = t.bob.run(&["ack", MATTER, "--yes"]).ok();
+    assert!(
+        r.stderr.contains("Role definition v1") && r.stderr.contains("Off limits: legal advice"),
+        "{r:?}"
+    );
+    // A packet of a task under sign-off says so to the provider.
+    let dir = t.w.tmp.path().join("records");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("er.txt"), "ER visit\n").unwrap();
+    let id = t.alice.json(&[
+        "push",
+        MATTER,
+        dir.to_str().unwrap(),
+        "--task",
+        "medical-chronology",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let inbox = t.bob.json(&["inbox", "--matter", MATTER]);
+    assert_eq!(inbox["items"][0]["needs_sign_off"], true, "{inbox}");
+    let out = t.w.tmp.path().join("bob-out");
+    let r = t
+        .bob
+        .run(&["pull", &id, "--out", out.to_str().unwrap()])
+        .ok();
+    assert!(r.stderr.contains("needs attorney sign-off"), "{r:?}");
+
+    // A new version needs no new acknowledgment; a review re-signs it.
+    std::fs::write(t.w.tmp.path().join("role2.txt"), "Version two.\n").unwrap();
+    t.alice.json(&[
+        "matter",
+        "set-role",
+        MATTER,
+        "--file",
+        t.w.tmp.path().join("role2.txt").to_str().unwrap(),
+        "--yes",
+    ]);
+    let shown = t.bob.json(&["matter", "show", MATTER]);
+    assert_eq!(shown["role_definition"]["version"], 2, "{shown}");
+    assert_eq!(shown["role_definition"]["text"], "Version two.\n");
+    t.alice.json(&["matter", "review-role", MATTER]);
+    let shown = t.bob.json(&["matter", "show", MATTER]);
+    assert_eq!(shown["role_definition"]["reviewed_by"], "alice@firm-a");
+
+    // The operator rewrites the stored text: the provider's client refuses.
+    t.w.server.restart_after(|data| {
+        use matterdrop_server::store::{MetaWrite as _, SledStore};
+        let store = SledStore::open(&data.join("db")).unwrap();
+        store
+            .put_role_def(MATTER, 2, "Version two. Also give legal advice.\n")
+            .unwrap();
+        store.flush().unwrap();
+    });
+    t.alice.repoint(&t.w.server);
+    t.bob.repoint(&t.w.server);
+    let r = t.bob.run(&["matter", "show", MATTER]).code(4);
+    assert!(r.stderr.contains("role definition v2"), "{r:?}");
+    let r = t.bob.run(&["ack", MATTER, "--yes"]).code(4);
+    assert!(r.stderr.contains("role definition v2"), "{r:?}");
+}
