@@ -247,7 +247,12 @@ fn role_text(
     state: &State,
     m: &MatterRecord,
 ) -> Result<Option<matterdrop_common::proto::RoleText>, Failure> {
-    let Some(def) = roster_of(m)?.role_def else {
+    // A stored roster that does not verify is the client's to refuse
+    // (exit 4): the answer goes out without a text.
+    let Some(def) = Roster::from_chain(&m.roster, Check::Cached)
+        .ok()
+        .and_then(|r| r.role_def)
+    else {
         return Ok(None);
     };
     Ok(state.gate.read().role_def(&m.id, def.version)?.map(|text| {
