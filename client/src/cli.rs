@@ -143,6 +143,15 @@ pub struct ReviewArgs {
     /// Sign without asking (scripts); the deliverable is still shown.
     #[arg(long)]
     pub yes: bool,
+    /// Your rating of the work, 1 (poor) to 5 (excellent), signed in the
+    /// receipt (for the evaluation report).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub rating: Option<u8>,
+    /// Why it goes back (`review return` only): missing-document,
+    /// wrong-format, factual-error, incomplete or other; signed in the
+    /// receipt.
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 /// `mdrop receipt …`.
@@ -431,6 +440,28 @@ pub enum MatterCommand {
     /// Confirm the current role definition unchanged: its review date
     /// becomes today (`matter show` flags one not reviewed for 90 days).
     ReviewRole(MatterIdArg),
+    /// Set the targets a task type's work is judged against in the
+    /// evaluation report (attorneys).
+    SetTarget(MatterSetTargetArgs),
+}
+
+/// `mdrop matter set-target`.
+#[derive(Debug, Args)]
+pub struct MatterSetTargetArgs {
+    /// Matter id.
+    pub id: String,
+    /// The task type.
+    #[arg(long)]
+    pub task: String,
+    /// Turnaround from push to delivery (`24h`, `3d`).
+    #[arg(long)]
+    pub turnaround: String,
+    /// Share of deliveries on time (`95%`).
+    #[arg(long)]
+    pub on_time: String,
+    /// Share of deliverables approved without a return (`99%`).
+    #[arg(long)]
+    pub first_pass: String,
 }
 
 /// `mdrop matter set-role`.

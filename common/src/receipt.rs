@@ -14,7 +14,12 @@
 //! note-sha256=<hex>           SHA-256 of the reviewer's note (UTF-8; empty note hashes the empty string)
 //! reviewer=alice@firm-a
 //! time=<unix seconds>
+//! rating=<1..5>               only when the reviewer rated the work
+//! reason=<return reason>      only on a return with a reason (missing-document, wrong-format,
+//!                             factual-error, incomplete, other)
 //! ```
+//!
+//! A receipt made before ratings existed ends at `time` and still verifies.
 //!
 //! The saved receipt ([`ReceiptFile`], JSON) carries those exact bytes, the
 //! signature, the reviewer's public key in PEM, the decrypted manifest, and
@@ -43,6 +48,60 @@ impl Decision {
             Self::Approve => "approve",
             Self::Return => "return",
         }
+    }
+}
+
+/// Why a deliverable was returned (a short fixed list, for the
+/// evaluation report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ReturnReason {
+    /// A document is missing.
+    MissingDocument,
+    /// Delivered in the wrong format.
+    WrongFormat,
+    /// A factual error.
+    FactualError,
+    /// Not finished.
+    Incomplete,
+    /// Anything else (the note says what).
+    Other,
+}
+
+impl ReturnReason {
+    /// Every reason.
+    pub const ALL: [Self; 5] = [
+        Self::MissingDocument,
+        Self::WrongFormat,
+        Self::FactualError,
+        Self::Incomplete,
+        Self::Other,
+    ];
+
+    /// Its name in the signed statement and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingDocument => "missing-document",
+            Self::WrongFormat => "wrong-format",
+            Self::FactualError => "factual-error",
+            Self::Incomplete => "incomplete",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl std::str::FromStr for ReturnReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown return reason {s:?} (one of {})",
+                    Self::ALL.map(Self::as_str).join(", ")
+                )
+            })
     }
 }
 
@@ -79,6 +138,10 @@ pub struct ReceiptStatement {
     pub reviewer: String,
     /// Unix seconds.
     pub time: u64,
+    /// The reviewer's rating of the work, 1 to 5.
+    pub rating: Option<u8>,
+    /// Why it was returned (returns only).
+    pub reason: Option<ReturnReason>,
 }
 
 /// SHA-256.
@@ -115,6 +178,22 @@ impl ReceiptStatement {
             .hash("note-sha256", &self.note_sha256)?
             .str("reviewer", &self.reviewer)?
             .u64("time", self.time)?;
+        if let Some(r) = self.rating {
+            if !(1..=5).contains(&r) {
+                return Err(ReceiptError::Malformed(format!(
+                    "a rating is 1 to 5, not {r}"
+                )));
+            }
+            c.u64("rating", u64::from(r))?;
+        }
+        if let Some(r) = self.reason {
+            if self.decision != Decision::Return {
+                return Err(ReceiptError::Malformed(
+                    "only a return carries a reason".into(),
+                ));
+            }
+            c.str("reason", r.as_str())?;
+        }
         Ok(c.finish())
     }
 
@@ -128,11 +207,24 @@ impl ReceiptStatement {
         let body = text
             .strip_prefix(std::str::from_utf8(Domain::Receipt.prefix()).unwrap_or_default())
             .ok_or_else(|| ReceiptError::Malformed("wrong prefix".into()))?;
-        let mut fields = body.lines().map(|l| {
-            l.split_once('=')
-                .ok_or_else(|| ReceiptError::Malformed(format!("bad line {l:?}")))
-        });
+        let mut fields = body
+            .lines()
+            .map(|l| {
+                l.split_once('=')
+                    .ok_or_else(|| ReceiptError::Malformed(format!("bad line {l:?}")))
+            })
+            .peekable();
         let mut field = |name: &str| -> Result<String, ReceiptError> {
+            if let Some(name) = name.strip_prefix('?') {
+                // An optional field: present only if the next line names it.
+                return match fields.peek() {
+                    Some(Ok((k, _))) if *k == name => {
+                        let (_, v) = fields.next().transpose()?.unwrap_or_default();
+                        Ok(v.to_owned())
+                    }
+                    _ => Ok(String::new()),
+                };
+            }
             let (k, v) = fields
                 .next()
                 .ok_or_else(|| ReceiptError::Malformed(format!("missing {name}")))??;
@@ -163,7 +255,21 @@ impl ReceiptStatement {
             time: field("time")?
                 .parse()
                 .map_err(|_| ReceiptError::Malformed("bad time".into()))?,
+            rating: match field("?rating")?.as_str() {
+                "" => None,
+                r => Some(
+                    r.parse()
+                        .map_err(|_| ReceiptError::Malformed(format!("bad rating {r:?}")))?,
+                ),
+            },
+            reason: match field("?reason")?.as_str() {
+                "" => None,
+                r => Some(r.parse().map_err(ReceiptError::Malformed)?),
+            },
         };
+        if fields.next().is_some() {
+            return Err(ReceiptError::Malformed("trailing fields".into()));
+        }
         if statement.to_signed_bytes()? != bytes {
             return Err(ReceiptError::Malformed("not in canonical form".into()));
         }
@@ -301,7 +407,53 @@ mod tests {
             note_sha256: sha256(b""),
             reviewer: "alice@firm-a".into(),
             time: 1_767_225_600,
+            rating: None,
+            reason: None,
         }
+    }
+
+    #[test]
+    fn ratings_and_return_reasons_are_signed_when_given() {
+        let old = sample();
+        let old_bytes = old.to_signed_bytes().unwrap();
+        assert!(
+            String::from_utf8(old_bytes.clone())
+                .unwrap()
+                .ends_with("time=1767225600\n")
+        );
+        assert_eq!(ReceiptStatement::parse(&old_bytes).unwrap(), old);
+        let mut r = sample();
+        r.decision = Decision::Return;
+        r.rating = Some(2);
+        r.reason = Some(ReturnReason::MissingDocument);
+        let bytes = r.to_signed_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.ends_with("rating=2\nreason=missing-document\n"),
+            "{text}"
+        );
+        assert_eq!(ReceiptStatement::parse(&bytes).unwrap(), r);
+        // Out of order, out of range, on an approval, or unknown: refused.
+        let swapped = text.replace(
+            "rating=2\nreason=missing-document\n",
+            "reason=missing-document\nrating=2\n",
+        );
+        assert!(ReceiptStatement::parse(swapped.as_bytes()).is_err());
+        assert!(ReceiptStatement::parse(text.replace("rating=2", "rating=6").as_bytes()).is_err());
+        assert!(ReceiptStatement::parse(text.replace("rating=2", "rating=0").as_bytes()).is_err());
+        assert!(
+            ReceiptStatement::parse(text.replace("missing-document", "typo").as_bytes()).is_err()
+        );
+        let mut approve = r.clone();
+        approve.decision = Decision::Approve;
+        assert!(approve.to_signed_bytes().is_err());
+        assert!(
+            ReceiptStatement::parse(
+                text.replace("decision=return", "decision=approve")
+                    .as_bytes()
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! signer=<principal id>
 //! signer-key=<the signer's Ed25519 public key, 64 hex>
 //! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey|set-crypto|
-//!         set-retention|hold|release|close|reopen|set-role-def|review-role-def>
+//!         set-retention|hold|release|close|reopen|set-role-def|review-role-def|
+//!         set-target>
 //! …the change's own fields, in the order below…
 //! ```
 //!
@@ -44,6 +45,7 @@
 //! | `reopen` | (none) |
 //! | `set-role-def` | `role-version` (the next one, from 1), `role-sha256` (of the role definition text), `sign-off` (comma-separated task types whose work needs attorney sign-off; may be empty) |
 //! | `review-role-def` | `role-version` (the current one, re-signed unchanged) |
+//! | `set-target` | `task`, `turnaround` (seconds, 1 s to 365 days), `on-time` and `first-pass` (basis points, 0 to 10000: 95 % is 9500) |
 //!
 //! While a matter is closed, only `remove`, `set-retention`, `hold`,
 //! `release` and `reopen` extend its roster.
@@ -247,7 +249,29 @@ pub enum Change {
         /// The current version.
         version: u32,
     },
+    /// Sets the targets one task type's work is judged against.
+    SetTarget {
+        /// The task type.
+        task: Task,
+        /// The targets.
+        target: Target,
+    },
 }
+
+/// What one task type's work is judged against (the evaluation report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// Turnaround: from the packet's push to its delivery, in seconds.
+    pub turnaround: u64,
+    /// Share of deliveries within the turnaround (or the packet's due
+    /// time), in basis points.
+    pub on_time: u16,
+    /// Share of deliverables approved without a return, in basis points.
+    pub first_pass: u16,
+}
+
+/// The longest turnaround target: a year.
+pub const MAX_TURNAROUND: u64 = 365 * 24 * 3600;
 
 /// The matter's role definition, as the roster last set or reviewed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +333,7 @@ impl Change {
             Self::Reopen => "reopen",
             Self::SetRoleDef { .. } => "set-role-def",
             Self::ReviewRoleDef { .. } => "review-role-def",
+            Self::SetTarget { .. } => "set-target",
         }
     }
 
@@ -330,7 +355,8 @@ impl Change {
             | Self::Close
             | Self::Reopen
             | Self::SetRoleDef { .. }
-            | Self::ReviewRoleDef { .. } => None,
+            | Self::ReviewRoleDef { .. }
+            | Self::SetTarget { .. } => None,
         }
     }
 }
@@ -585,6 +611,12 @@ impl Statement {
             Change::ReviewRoleDef { version } => {
                 c.u64("role-version", u64::from(*version))?;
             }
+            Change::SetTarget { task, target } => {
+                c.str("task", task.as_str())?
+                    .u64("turnaround", target.turnaround)?
+                    .u64("on-time", u64::from(target.on_time))?
+                    .u64("first-pass", u64::from(target.first_pass))?;
+            }
         }
         Ok(c.finish())
     }
@@ -720,6 +752,15 @@ impl Statement {
             "review-role-def" => Change::ReviewRoleDef {
                 version: f.version("role-version")?,
             },
+            "set-target" => Change::SetTarget {
+                task: Task::from_str(f.take("task")?)
+                    .map_err(|e| RosterError::malformed(f.seq, e.to_string()))?,
+                target: Target {
+                    turnaround: f.number("turnaround")?,
+                    on_time: f.basis_points("on-time")?,
+                    first_pass: f.basis_points("first-pass")?,
+                },
+            },
             other => {
                 return Err(RosterError::malformed(
                     f.seq,
@@ -771,6 +812,13 @@ impl<'a> Fields<'a> {
         let v = self.take(name)?;
         v.parse()
             .map_err(|_| RosterError::malformed(self.seq, format!("{name} is not a number")))
+    }
+
+    fn basis_points(&mut self, name: &str) -> Result<u16, RosterError> {
+        u16::try_from(self.number(name)?)
+            .ok()
+            .filter(|v| *v <= 10_000)
+            .ok_or_else(|| RosterError::malformed(self.seq, format!("{name} is over 10000")))
     }
 
     fn version(&mut self, name: &str) -> Result<u32, RosterError> {
@@ -890,6 +938,8 @@ pub struct Roster {
     pub closed: Option<Closing>,
     /// The role definition, once one is set.
     pub role_def: Option<RoleDef>,
+    /// Targets per task type, in the order first set.
+    pub targets: Vec<(Task, Target)>,
 }
 
 /// Whether a signature is checked when applying (statements from this
@@ -966,6 +1016,7 @@ impl Roster {
             hold: None,
             closed: None,
             role_def: None,
+            targets: Vec::new(),
         };
         r.sanction(&s.signer, &keys, 0);
         r.members.insert(
@@ -1360,6 +1411,29 @@ impl Roster {
                 r.reviewed = s.time;
                 r.reviewed_by.clone_from(&s.signer);
                 Ok(())
+            }
+            Change::SetTarget { task, target } => {
+                check_scope(std::slice::from_ref(task))?;
+                if target.turnaround == 0 || target.turnaround > MAX_TURNAROUND {
+                    return Err("a turnaround target is 1 second to 365 days".into());
+                }
+                if target.on_time > 10_000 || target.first_pass > 10_000 {
+                    return Err("a rate target is 0 to 100 %".into());
+                }
+                match self.targets.iter_mut().find(|(t, _)| t == task) {
+                    Some((_, old)) if old == target => Err(format!(
+                        "matter {} already has these targets for {task}",
+                        self.matter
+                    )),
+                    Some((_, old)) => {
+                        *old = *target;
+                        Ok(())
+                    }
+                    None => {
+                        self.targets.push((*task, *target));
+                        Ok(())
+                    }
+                }
             }
         }
     }

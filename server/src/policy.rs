@@ -276,8 +276,8 @@ pub enum Operation<'a> {
     /// `matter set-retention|hold|release|close|reopen`: what the server
     /// keeps, for how long, and whether the matter takes new work.
     Lifecycle,
-    /// `matter set-role|review-role`: the provider's role definition.
-    SetRoleDefinition,
+    /// `matter set-role|review-role|set-target`: the engagement terms.
+    Engagement,
     /// `matter rekey`: give a current member new keys (after a lost
     /// laptop; the attorney checked the new safety code).
     Rekey {
@@ -354,7 +354,7 @@ impl Operation<'_> {
             Self::SetRecovery => "recovery-set",
             Self::SetCrypto => "crypto-set",
             Self::Lifecycle => "lifecycle-set",
-            Self::SetRoleDefinition => "role-def-set",
+            Self::Engagement => "engagement-set",
             Self::Rekey { .. } => "member-rekey",
             Self::ReadRoster => "roster-read",
             Self::Push { .. } => "push",
@@ -382,7 +382,7 @@ impl Operation<'_> {
             Self::SetRecovery => "change the recovery recipient",
             Self::SetCrypto => "change the key requirements",
             Self::Lifecycle => "change its retention, legal hold or closing",
-            Self::SetRoleDefinition => "change the role definition",
+            Self::Engagement => "change the role definition or targets",
             Self::Rekey { .. } => "change a member's keys",
             Self::ReadRoster => "read its roster",
             Self::Push { .. } => "push packets",
@@ -416,7 +416,7 @@ impl Operation<'_> {
             | Self::SetRecovery
             | Self::SetCrypto
             | Self::Lifecycle
-            | Self::SetRoleDefinition
+            | Self::Engagement
             | Self::Rekey { .. }
             | Self::Review { .. } => ATTORNEY,
             Self::Push { .. } => FIRM,
@@ -830,7 +830,7 @@ fn decide_inner(
         | Operation::SetRecovery
         | Operation::SetCrypto
         | Operation::Lifecycle
-        | Operation::SetRoleDefinition
+        | Operation::Engagement
         | Operation::ReadRoster
         | Operation::Inbox
         | Operation::ExportAudit
@@ -1341,7 +1341,7 @@ mod tests {
             Operation::ReadRoster => 18,
             Operation::SetCrypto => 19,
             Operation::Lifecycle => 20,
-            Operation::SetRoleDefinition => 21,
+            Operation::Engagement => 21,
         }
     }
 
@@ -1452,7 +1452,7 @@ mod tests {
             Operation::SetRecovery,
             Operation::SetCrypto,
             Operation::Lifecycle,
-            Operation::SetRoleDefinition,
+            Operation::Engagement,
             Operation::Rekey {
                 target: "pia@lpo-2",
                 target_role: Some(Role::Provider),
@@ -1506,14 +1506,12 @@ mod tests {
                 | Op::SetRecovery
                 | Op::SetCrypto
                 | Op::Lifecycle
-                | Op::SetRoleDefinition
+                | Op::Engagement
                 | Op::Rekey { .. }
                 | Op::Review { .. },
                 Paralegal | Provider | Auditor,
             ) => "not-attorney",
-            (Op::SetRecovery | Op::SetCrypto | Op::Lifecycle | Op::SetRoleDefinition, Attorney) => {
-                "allow"
-            }
+            (Op::SetRecovery | Op::SetCrypto | Op::Lifecycle | Op::Engagement, Attorney) => "allow",
             (
                 Op::Rekey {
                     target_role: None, ..

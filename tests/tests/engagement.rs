@@ -158,3 +158,176 @@ fn a_role_definition_is_signed_shown_to_providers_and_checked() {
     let r = t.bob.run(&["ack", MATTER, "--yes"]).code(4);
     assert!(r.stderr.contains("role definition v2"), "{r:?}");
 }
+
+/// Targets are signed per task; a review carries a rating and, on a
+/// return, a reason, both signed in the receipt and shown to the provider.
+#[test]
+fn reviews_carry_signed_ratings_and_return_reasons_and_matters_set_targets() {
+    let t = team();
+    // Targets: attorneys only; malformed values are usage errors.
+    let target = |who: &User, args: &[&str]| {
+        let mut v = vec!["matter", "set-target", MATTER, "--task"];
+        v.extend(args);
+        who.run(&v)
+    };
+    let ok = [
+        "medical-chronology",
+        "--turnaround",
+        "24h",
+        "--on-time",
+        "95%",
+        "--first-pass",
+        "99.5%",
+    ];
+    assert_eq!(target(&t.bob, &ok).code, 3);
+    for bad in [
+        [
+            "medical-chronology",
+            "--turnaround",
+            "24",
+            "--on-time",
+            "95%",
+            "--first-pass",
+            "99%",
+        ],
+        [
+            "medical-chronology",
+            "--turnaround",
+            "24h",
+            "--on-time",
+            "95",
+            "--first-pass",
+            "99%",
+        ],
+        [
+            "medical-chronology",
+            "--turnaround",
+            "24h",
+            "--on-time",
+            "95%",
+            "--first-pass",
+            "101%",
+        ],
+    ] {
+        let r = target(&t.alice, &bad);
+        assert_eq!(r.code, 2, "{bad:?}: {r:?}");
+    }
+    // A task that stays in-house is refused by the roster's rule.
+    let r = target(
+        &t.alice,
+        &[
+            "legal-advice",
+            "--turnaround",
+            "24h",
+            "--on-time",
+            "95%",
+            "--first-pass",
+            "99%",
+        ],
+    )
+    .code(3);
+    assert!(r.stderr.contains("in-house"), "{r:?}");
+    target(&t.alice, &ok).ok();
+    let shown = t.alice.json(&["matter", "show", MATTER]);
+    assert_eq!(
+        shown["targets"],
+        serde_json::json!([{"task": "medical-chronology", "turnaround_secs": 86_400,
+            "on_time_percent": 95.0, "first_pass_percent": 99.5}]),
+        "{shown}"
+    );
+
+    t.bob.json(&["ack", MATTER, "--yes"]);
+    let dir = t.w.tmp.path().join("records");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("er.txt"), "ER visit\n").unwrap();
+    let packet = t.alice.json(&[
+        "push",
+        MATTER,
+        dir.to_str().unwrap(),
+        "--task",
+        "medical-chronology",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let work = t.w.tmp.path().join("chronology.txt");
+    std::fs::write(&work, "2025-01-02: ER visit\n").unwrap();
+    let deliver = || {
+        t.bob.json(&[
+            "deliver",
+            MATTER,
+            "--packet",
+            &packet,
+            work.to_str().unwrap(),
+        ])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let d1 = deliver();
+    let receipt = t.w.tmp.path().join("return.json");
+    // A reason is for returns; a rating is 1 to 5; reasons are a fixed list.
+    let r = t
+        .alice
+        .run(&["review", "approve", "--yes", &d1, "--reason", "incomplete"])
+        .code(2);
+    assert!(r.stderr.contains("review return"), "{r:?}");
+    t.alice
+        .run(&["review", "approve", "--yes", &d1, "--rating", "6"])
+        .code(2);
+    let r = t
+        .alice
+        .run(&[
+            "review", "return", "--yes", &d1, "--note", "x", "--reason", "sloppy",
+        ])
+        .code(2);
+    assert!(r.stderr.contains("missing-document"), "{r:?}");
+    let v = t.alice.json(&[
+        "review",
+        "return",
+        "--yes",
+        &d1,
+        "--note",
+        "add the MRI",
+        "--reason",
+        "missing-document",
+        "--rating",
+        "2",
+        "--receipt",
+        receipt.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (v["rating"].as_u64(), v["reason"].as_str()),
+        (Some(2), Some("missing-document"))
+    );
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    let signed = file["signed"].as_str().unwrap();
+    assert!(
+        signed.ends_with("rating=2\nreason=missing-document\n"),
+        "{signed}"
+    );
+    let v = t
+        .alice
+        .json(&["receipt", "verify", receipt.to_str().unwrap()]);
+    assert_eq!(
+        (v["rating"].as_u64(), v["reason"].as_str()),
+        (Some(2), Some("missing-document"))
+    );
+    // The provider sees the signed reason with the note.
+    let inbox = t.bob.json(&["inbox", "--matter", MATTER]);
+    assert_eq!(
+        inbox["items"][0]["review"]["reason"], "missing-document",
+        "{inbox}"
+    );
+    assert_eq!(inbox["items"][0]["review"]["rating"], 2);
+    let text = t.bob.run(&["inbox", "--matter", MATTER]).ok();
+    assert!(text.stdout.contains("reason: missing-document"), "{text:?}");
+
+    let d2 = deliver();
+    let v = t
+        .alice
+        .json(&["review", "approve", "--yes", &d2, "--rating", "5"]);
+    assert_eq!(v["rating"], 5);
+    assert!(v["reason"].is_null());
+}

@@ -103,6 +103,11 @@ fn roster_json(synced: &Synced) -> serde_json::Value {
         "recovery_key_type": r.recovery.as_ref().map(AgeKey::kind),
         "require_pq": r.require_pq,
         "retention_seconds": r.retention,
+        "targets": r.targets.iter().map(|(task, t)| json!({
+            "task": task.as_str(), "turnaround_secs": t.turnaround,
+            "on_time_percent": f64::from(t.on_time) / 100.0,
+            "first_pass_percent": f64::from(t.first_pass) / 100.0,
+        })).collect::<Vec<_>>(),
         "legal_hold": r.hold.as_ref().map(|h| json!({
             "by": h.by, "since": crate::when::utc(h.since), "statement": h.seq, "reason": h.reason,
         })),
@@ -168,6 +173,15 @@ fn roster_text(synced: &Synced) -> String {
         }
     );
     let _ = writeln!(s, "  retention:       {}", retention_text(r.retention));
+    for (task, t) in &r.targets {
+        let _ = writeln!(
+            s,
+            "  target:          {task}: turnaround {}, on time {}, first pass {}",
+            retention_text(t.turnaround),
+            percent_text(t.on_time),
+            percent_text(t.first_pass)
+        );
+    }
     if let Some(h) = &r.hold {
         let _ = writeln!(
             s,
@@ -501,6 +515,40 @@ fn role_text_block(roster: &Roster, text: &str, now: u64) -> String {
         );
     }
     s
+}
+
+/// A percentage on the command line (`95%`, `99.5%`), in basis points.
+fn parse_percent(flag: &str, s: &str) -> CmdResult<u16> {
+    let bad = || {
+        Fail::usage(format!(
+            "{flag} {s:?}: give a percentage from 0% to 100%, such as 95%"
+        ))
+    };
+    let v = s.trim().strip_suffix('%').ok_or_else(bad)?.trim();
+    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+    if whole.is_empty()
+        || frac.len() > 2
+        || !format!("{whole}{frac}").bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u32 = whole.parse().map_err(|_| bad())?;
+    let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+    let bp = whole.saturating_mul(100).saturating_add(frac);
+    u16::try_from(bp)
+        .ok()
+        .filter(|b| *b <= 10_000)
+        .ok_or_else(bad)
+}
+
+/// Basis points for people: `95 %`, `99.5 %`.
+pub(crate) fn percent_text(bp: u16) -> String {
+    let (whole, frac) = (bp / 100, bp % 100);
+    match frac {
+        0 => format!("{whole} %"),
+        f if f % 10 == 0 => format!("{whole}.{} %", f / 10),
+        f => format!("{whole}.{f:02} %"),
+    }
 }
 
 /// A retention on the command line: a duration (`90d`, `2y`) or `none`.
@@ -1001,6 +1049,31 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             emit_roster(ctx, &synced, "Role definition reviewed.\n");
             Ok(())
         }
+        MatterCommand::SetTarget(a) => {
+            let task = Task::from_str(a.task.trim()).map_err(|e| Fail::usage(e.to_string()))?;
+            let turnaround = humantime::parse_duration(a.turnaround.trim())
+                .map_err(|e| {
+                    Fail::usage(format!(
+                        "--turnaround {:?}: {e} (a duration such as 24h or 3d)",
+                        a.turnaround
+                    ))
+                })?
+                .as_secs();
+            if turnaround == 0 || turnaround > matterdrop_common::roster::MAX_TURNAROUND {
+                return Err(Fail::usage("a turnaround target is 1 second to 365 days"));
+            }
+            let target = matterdrop_common::roster::Target {
+                turnaround,
+                on_time: parse_percent("--on-time", &a.on_time)?,
+                first_pass: parse_percent("--first-pass", &a.first_pass)?,
+            };
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                e.sign(ctx, Change::SetTarget { task, target }, None).await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Targets set.\n");
+            Ok(())
+        }
         MatterCommand::List => match call(ctx, &ClientRequest::MatterList).await? {
             ServerResponse::Matters(list) => {
                 let v = json!({"matters": list.iter().map(|m| json!({
@@ -1305,5 +1378,19 @@ mod tests {
         assert_eq!(retention_text(90 * 86_400), "90 days");
         assert_eq!(retention_text(86_400 + 3_600 + 1), "1 day 1 hour 1 second");
         assert_eq!(retention_text(2), "2 seconds");
+    }
+
+    #[test]
+    fn percentages_parse_to_basis_points() {
+        assert_eq!(parse_percent("x", "95%").unwrap(), 9_500);
+        assert_eq!(parse_percent("x", "99.5%").unwrap(), 9_950);
+        assert_eq!(parse_percent("x", "0.25 %").unwrap(), 25);
+        assert_eq!(parse_percent("x", "100%").unwrap(), 10_000);
+        for bad in ["95", "101%", "-1%", "9.999%", "%", "a%", ".5%"] {
+            assert!(parse_percent("x", bad).is_err(), "{bad}");
+        }
+        assert_eq!(percent_text(9_950), "99.5 %");
+        assert_eq!(percent_text(9_500), "95 %");
+        assert_eq!(percent_text(25), "0.25 %");
     }
 }

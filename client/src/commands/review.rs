@@ -63,6 +63,17 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             "returning a deliverable requires --note saying what to correct",
         ));
     }
+    let reason = match (&args.reason, decision) {
+        (None, _) => None,
+        (Some(_), Decision::Approve) => {
+            return Err(Fail::usage(
+                "--reason says why a deliverable goes back: it is for `review return` only",
+            ));
+        }
+        (Some(r), Decision::Return) => {
+            Some(r.parse::<receipt::ReturnReason>().map_err(Fail::usage)?)
+        }
+    };
     // Nothing is pulled for a decision that cannot be asked for.
     crate::output::can_confirm(args.yes)?;
     let id = super::packets::resolve_id(ctx, &args.id).await?;
@@ -98,6 +109,12 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
         if decision == Decision::Return {
             let _ = writeln!(what, "Your note to the provider:\n{}", indent(&note));
         }
+        if let Some(r) = reason {
+            let _ = writeln!(what, "Reason: {}", r.as_str());
+        }
+        if let Some(r) = args.rating {
+            let _ = writeln!(what, "Your rating: {r}/5");
+        }
         crate::output::confirm(
             args.yes,
             &what,
@@ -122,6 +139,8 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
             note_sha256: receipt::sha256(note.as_bytes()),
             reviewer: server.principal.clone(),
             time: now(),
+            rating: args.rating,
+            reason,
         };
         let signed = statement
             .to_signed_bytes()
@@ -188,7 +207,8 @@ pub async fn review(ctx: &Ctx, args: &ReviewArgs, decision: Decision) -> CmdResu
     write_replace(&path, &bytes, 0o644)?;
     ctx.out.emit(
         &json!({"id": id, "decision": decision.as_str(), "state": state, "receipt": path,
-                "log_index": file.log.index, "files": out}),
+                "log_index": file.log.index, "files": out, "rating": args.rating,
+                "reason": reason.map(receipt::ReturnReason::as_str)}),
         || {
             format!(
                 "{} deliverable {} (now {state}); receipt saved to {}\n",
@@ -318,13 +338,18 @@ pub struct OpenedReview {
     pub time: u64,
     /// The note, decrypted and matching the signed hash.
     pub note: String,
+    /// The signed rating, 1 to 5.
+    pub rating: Option<u8>,
+    /// The signed return reason.
+    pub reason: Option<receipt::ReturnReason>,
 }
 
 impl OpenedReview {
     /// For `--json`.
     pub fn json(&self) -> serde_json::Value {
         json!({"reviewer": self.reviewer, "decision": self.decision.as_str(),
-               "time": crate::when::utc(self.time), "note": self.note})
+               "time": crate::when::utc(self.time), "note": self.note, "rating": self.rating,
+               "reason": self.reason.map(receipt::ReturnReason::as_str)})
     }
 
     /// One or more lines for a terminal; the note is escaped.
@@ -338,6 +363,12 @@ impl OpenedReview {
             escape(&self.reviewer, false),
             crate::when::utc(self.time)
         );
+        if let Some(r) = self.reason {
+            let _ = write!(t, " (reason: {})", r.as_str());
+        }
+        if let Some(r) = self.rating {
+            let _ = write!(t, " (rating {r}/5)");
+        }
         if self.note.trim().is_empty() {
             t.push('\n');
         } else {
@@ -425,6 +456,8 @@ pub fn open_review(
         decision: st.decision,
         time: st.time,
         note,
+        rating: st.rating,
+        reason: st.reason,
     })
 }
 
@@ -787,6 +820,7 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
     ctx.out.emit(
         &json!({"ok": true, "deliverable": s.deliverable, "packet": s.packet, "matter": s.matter,
                 "decision": s.decision.as_str(), "reviewer": s.reviewer, "time": crate::when::utc(s.time),
+                "rating": s.rating, "reason": s.reason.map(receipt::ReturnReason::as_str),
                 "log_index": file.log.index, "files_checked": v.files_checked,
                 "roster_anchored": anchored, "witnesses": witnessed,
                 "roster_creator": v.creator.0}),

@@ -154,6 +154,14 @@ fn every_change_round_trips_and_only_canonical_bytes_parse() {
             sign_off: Vec::new(),
         },
         Change::ReviewRoleDef { version: 2 },
+        Change::SetTarget {
+            task: Task::MedicalChronology,
+            target: Target {
+                turnaround: 86_400,
+                on_time: 9_500,
+                first_pass: 9_900,
+            },
+        },
     ];
     let first = Statement::parse(&c.entries[0].statement).unwrap();
     assert!(
@@ -801,4 +809,51 @@ fn role_definitions_are_versioned_and_reviewed() {
     let reviewed = c.roster.role_def.clone().unwrap();
     assert!(reviewed.reviewed > set.reviewed);
     assert_eq!(reviewed.sha256, set.sha256, "a review changes nothing else");
+}
+
+#[test]
+fn targets_are_set_per_task_and_bounded() {
+    let alice = person("alice@firm-a", 1);
+    let mut c = Chain::new(&alice);
+    let t = |turnaround, on_time, first_pass| Target {
+        turnaround,
+        on_time,
+        first_pass,
+    };
+    let refused = |c: &Chain, change: Change, why: &str| {
+        let e = c.statement(&alice, change).sign(&alice.key).unwrap();
+        let err = c.roster.clone().apply(&e, Check::Signatures).unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    };
+    let set = |task, target| Change::SetTarget { task, target };
+    refused(
+        &c,
+        set(Task::Drafting, t(0, 9_500, 9_900)),
+        "1 second to 365 days",
+    );
+    refused(&c, set(Task::LegalAdvice, t(60, 9_500, 9_900)), "in-house");
+    c.push(&alice, set(Task::Drafting, t(86_400, 9_500, 9_900)))
+        .unwrap();
+    refused(
+        &c,
+        set(Task::Drafting, t(86_400, 9_500, 9_900)),
+        "already has these",
+    );
+    c.push(&alice, set(Task::MedicalChronology, t(3_600, 10_000, 0)))
+        .unwrap();
+    c.push(&alice, set(Task::Drafting, t(43_200, 9_000, 9_900)))
+        .unwrap();
+    assert_eq!(
+        c.roster.targets,
+        vec![
+            (Task::Drafting, t(43_200, 9_000, 9_900)),
+            (Task::MedicalChronology, t(3_600, 10_000, 0)),
+        ]
+    );
+    // Over 100 % does not even parse.
+    let e = c
+        .statement(&alice, set(Task::Drafting, t(60, 10_001, 0)))
+        .sign(&alice.key)
+        .unwrap();
+    assert!(Statement::parse(&e.statement).is_err());
 }

@@ -430,7 +430,9 @@ fn operation<'a>(
         | Change::Release
         | Change::Close
         | Change::Reopen => Operation::Lifecycle,
-        Change::SetRoleDef { .. } | Change::ReviewRoleDef { .. } => Operation::SetRoleDefinition,
+        Change::SetRoleDef { .. } | Change::ReviewRoleDef { .. } | Change::SetTarget { .. } => {
+            Operation::Engagement
+        }
         Change::Rekey { member, .. } => Operation::Rekey {
             target: member,
             target_role: current(member),
@@ -668,6 +670,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         Change::Release => "hold-release",
         Change::SetRoleDef { .. } => "role-def-set",
         Change::ReviewRoleDef { .. } => "role-def-review",
+        Change::SetTarget { .. } => "target-set",
         Change::Close => "matter-close",
         Change::Reopen => "matter-reopen",
         Change::Rekey { .. } => "member-rekey",
