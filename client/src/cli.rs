@@ -75,9 +75,9 @@ pub enum Command {
     /// Check review receipts offline.
     #[command(subcommand)]
     Receipt(ReceiptCommand),
-    /// Reports computed from server metadata (no plaintext).
-    #[command(subcommand)]
-    Report(ReportCommand),
+    /// The evaluation report per provider organization and task, computed
+    /// here from the matter's verified audit log and signed receipts.
+    Report(ReportArgs),
     /// Other principals' keys this client knows (pinned like known_hosts).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -182,22 +182,37 @@ pub struct ReceiptVerifyArgs {
     pub quorum: Option<usize>,
 }
 
-/// `mdrop report …`.
+/// `mdrop report`: the evaluation report.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReportArgs {
+    /// `turnaround`: the same report, by its former name.
+    #[command(subcommand)]
+    pub alias: Option<ReportAlias>,
+    #[command(flatten)]
+    pub opts: TurnaroundArgs,
+}
+
+/// The report's other name.
 #[derive(Debug, Subcommand)]
-pub enum ReportCommand {
-    /// Turnaround per provider organization and task type.
+pub enum ReportAlias {
+    /// The evaluation report (`mdrop report`), by its former name.
     Turnaround(TurnaroundArgs),
 }
 
-/// `mdrop report turnaround`.
+/// What the evaluation report covers.
 #[derive(Debug, Args)]
 pub struct TurnaroundArgs {
     /// Only packets pushed within this long (e.g. 30d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub since: Option<Duration>,
-    /// Only this matter.
+    /// Only this matter (default: every matter you are an attorney or
+    /// auditor of).
     #[arg(long)]
     pub matter: Option<String>,
+    /// `text` (default), `csv` or `json` (as with `--json`).
+    #[arg(long, default_value = "text")]
+    pub format: String,
 }
 
 /// `mdrop push`.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use matterdrop::cli::{
-    AdminCommand, AuditCommand, Cli, Command, OrgCommand, ReceiptCommand, ReportCommand,
+    AdminCommand, AuditCommand, Cli, Command, OrgCommand, ReceiptCommand, ReportAlias,
     ReviewCommand,
 };
 use matterdrop::commands::{self, Ctx};
@@ -117,8 +117,12 @@ fn run(ctx: &Ctx, command: Command) -> CmdResult {
             rt.block_on(commands::review::review(ctx, &a, Decision::Return))
         }
         Command::Receipt(ReceiptCommand::Verify(a)) => commands::review::verify(ctx, &a),
-        Command::Report(ReportCommand::Turnaround(a)) => {
-            rt.block_on(commands::review::turnaround(ctx, &a))
+        Command::Report(a) => {
+            let opts = match &a.alias {
+                Some(ReportAlias::Turnaround(o)) => o,
+                None => &a.opts,
+            };
+            rt.block_on(commands::report::report(ctx, opts))
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bundle;
 pub mod congestion;
 pub mod custody;
+pub mod evaluation;
 mod hybrid_wrap;
 pub mod ids;
 pub mod keys;

@@ -120,6 +120,11 @@ impl Replay {
         }
     }
 
+    /// A matter's roster as replayed so far.
+    pub fn roster(&self, matter: &str) -> Option<&Roster> {
+        self.rosters.get(matter).map(|(_, r)| r)
+    }
+
     /// Each replayed matter's chain, as statement hashes in order.
     pub fn chains(&self) -> BTreeMap<String, Vec<[u8; 32]>> {
         self.rosters

@@ -404,7 +404,6 @@ impl Operation<'_> {
         const FIRM: &[Role] = &[Role::Attorney, Role::Paralegal];
         const READERS: &[Role] = &[Role::Attorney, Role::Paralegal, Role::Provider];
         const PROVIDER: &[Role] = &[Role::Provider];
-        const AUDITOR: &[Role] = &[Role::Auditor];
         const OVERSIGHT: &[Role] = &[Role::Attorney, Role::Auditor];
         match self {
             Self::ShowMatter | Self::ListMatters | Self::ReadAckText | Self::ReadRoster => EVERYONE,
@@ -421,7 +420,7 @@ impl Operation<'_> {
             | Self::Review { .. } => ATTORNEY,
             Self::Push { .. } => FIRM,
             Self::Inbox | Self::PullPacket { .. } | Self::PullDeliverable { .. } => READERS,
-            Self::ExportAudit => AUDITOR,
+            Self::ExportAudit => OVERSIGHT,
             Self::Report => OVERSIGHT,
         }
     }
@@ -1709,8 +1708,8 @@ mod tests {
             (Op::Review { pending: true, .. }, Attorney) => "allow",
             (Op::Review { pending: false, .. }, Attorney) => "already-reviewed",
 
-            (Op::ExportAudit, Auditor) => "allow",
-            (Op::ExportAudit, Attorney | Paralegal | Provider) => "role-cannot",
+            (Op::ExportAudit, Auditor | Attorney) => "allow",
+            (Op::ExportAudit, Paralegal | Provider) => "role-cannot",
             (Op::Report, Attorney | Auditor) => "allow",
             (Op::Report, Paralegal | Provider) => "role-cannot",
         }

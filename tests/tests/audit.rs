@@ -110,10 +110,17 @@ fn matter_export_verifies_and_shows_denials() {
         "{text}"
     );
 
-    // Who may export: the matter's auditors and admins; not attorneys or providers.
-    s.alice
-        .run(&["audit", "export", "--matter", MATTER, "--out", "/dev/null"])
-        .code(3);
+    // Who may export: the matter's auditors, attorneys (for the evaluation
+    // report) and admins; not providers.
+    let by_attorney = s.w.tmp.path().join("attorney.bundle");
+    s.alice.json(&[
+        "audit",
+        "export",
+        "--matter",
+        MATTER,
+        "--out",
+        by_attorney.to_str().unwrap(),
+    ]);
     s.bob
         .run(&["audit", "export", "--matter", MATTER, "--out", "/dev/null"])
         .code(3);

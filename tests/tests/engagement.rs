@@ -163,7 +163,7 @@ fn a_role_definition_is_signed_shown_to_providers_and_checked() {
 /// return, a reason, both signed in the receipt and shown to the provider.
 #[test]
 fn reviews_carry_signed_ratings_and_return_reasons_and_matters_set_targets() {
-    let t = team();
+    let mut t = team();
     // Targets: attorneys only; malformed values are usage errors.
     let target = |who: &User, args: &[&str]| {
         let mut v = vec!["matter", "set-target", MATTER, "--task"];
@@ -330,4 +330,96 @@ fn reviews_carry_signed_ratings_and_return_reasons_and_matters_set_targets() {
         .json(&["review", "approve", "--yes", &d2, "--rating", "5"]);
     assert_eq!(v["rating"], 5);
     assert!(v["reason"].is_null());
+
+    // The evaluation report: from the verified log and signed receipts.
+    let rep = t
+        .alice
+        .json(&["report", "--matter", MATTER, "--since", "30d"]);
+    assert_eq!(rep["verified"], true, "{rep}");
+    let row = &rep["rows"][0];
+    assert_eq!(row["provider"], "lpo-1", "{rep}");
+    assert_eq!(
+        (row["packets"].as_u64(), row["deliverables"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(row["returns"], serde_json::json!({"missing-document": 1}));
+    assert_eq!(row["mean_rating"], 3.5);
+    assert_eq!(
+        (row["approved"].as_u64(), row["first_pass"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(row["target"]["first_pass_percent"], 99.5);
+    assert_eq!(row["verdict"], "too few deliverables to judge (2 < 10)");
+    let csv = t
+        .alice
+        .run(&["report", "--matter", MATTER, "--format", "csv"])
+        .ok();
+    assert!(
+        csv.stdout.starts_with("matter,provider,task,") && csv.stdout.contains("\"lpo-1\""),
+        "{csv:?}"
+    );
+    let r = t.bob.run(&["report"]).code(3);
+    assert!(r.stderr.contains("provider of"), "{r:?}");
+    // `report turnaround` is the same report.
+    let alias = t.alice.json(&["report", "turnaround", "--matter", MATTER]);
+    assert_eq!(alias["rows"][0]["verdict"], row["verdict"]);
+
+    // The operator, who holds the log key, logs a receipt of its own
+    // making (a poor rating in the attorney's name): the report refuses
+    // the log (exit 4) instead of counting it.
+    t.w.server
+        .restart_after(|data| forge_receipt(data, &d2, &packet));
+    t.alice.repoint(&t.w.server);
+    let r = t.alice.run(&["report", "--matter", MATTER]).code(4);
+    assert!(r.stderr.contains("not signed by a key"), "{r:?}");
+}
+
+fn forge_receipt(data: &std::path::Path, deliverable: &str, packet: &str) {
+    use matterdrop_common::receipt::{Decision, ReceiptStatement, ReturnReason, sha256};
+    use matterdrop_common::tlog::NoteSigner;
+    use matterdrop_server::audit::{AuditLog, Event};
+
+    let dir = matterdrop_server::datadir::load(data).unwrap();
+    let signer = NoteSigner::new(&dir.config.log_name, dir.log_key.clone()).unwrap();
+    let log = AuditLog::open(
+        &data.join("log"),
+        dir.log_key.clone(),
+        signer,
+        dir.config.log_name.clone(),
+    )
+    .unwrap();
+    let st = ReceiptStatement {
+        deliverable: deliverable.into(),
+        packet: packet.into(),
+        matter: MATTER.into(),
+        descriptor_sha256: [1; 32],
+        manifest_sha256: [2; 32],
+        decision: Decision::Return,
+        note_sha256: sha256(b""),
+        reviewer: "alice@firm-a".into(),
+        time: 1,
+        rating: Some(1),
+        reason: Some(ReturnReason::Other),
+    };
+    let operator = ed25519_dalek::SigningKey::from_bytes(&[66; 32]);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let signed = st.to_signed_bytes().unwrap();
+    let details = vec![
+        ("decision".into(), "return".into()),
+        ("packet".into(), packet.into()),
+        ("receipt".into(), String::from_utf8(signed.clone()).unwrap()),
+        ("receipt_sha256".into(), hex(&sha256(&signed))),
+        ("signature".into(), hex(&st.sign(&operator).unwrap())),
+    ];
+    log.record(vec![
+        Event::server(
+            "alice@firm-a",
+            "review-receipt",
+            Some(deliverable),
+            None,
+            details,
+        )
+        .in_matter(MATTER),
+    ])
+    .unwrap();
 }

@@ -85,6 +85,23 @@ fn pinned_key(ctx: &Ctx, explicit: Option<&str>) -> CmdResult<NoteVerifier> {
 /// `mdrop audit export`.
 pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
     let policy = witness_policy(ctx, &args.witness, args.quorum)?;
+    let header = export_bundle(ctx, args.matter.as_deref(), &args.out, policy.as_ref()).await?;
+    save_policy(ctx, policy.as_ref())?;
+    emit_export(ctx, args, &header);
+    Ok(())
+}
+
+/// Exports the log (or `matter`'s entries) to `out`, kept only once it
+/// verified against the newest checkpoint this client saw, for the matter
+/// asked for, ending with this request's export entry, and with the
+/// witnesses `policy` asks for (exit 4 otherwise, nothing kept).
+pub async fn export_bundle(
+    ctx: &Ctx,
+    matter: Option<&str>,
+    out_path: &std::path::Path,
+    policy: Option<&Policy>,
+) -> CmdResult<bundle::BundleHeader> {
+    let matter: Option<String> = matter.map(str::to_owned);
     let key = identity::signing_key(&ctx.home)?;
     let (session, server) = Session::open(&ctx.home, &key).await?;
     let log_key =
@@ -92,7 +109,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
     let known_size = seen(&ctx.home, &log_key)?.map(|(s, _)| s.size);
     // A fresh nonce for a matter export, remembered before it is sent: the
     // bundle must end with the export entry that logs it.
-    let nonce = match &args.matter {
+    let nonce = match &matter {
         Some(m) => {
             let mut n = [0u8; 32];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut n);
@@ -107,7 +124,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
     let result = async {
         let (resp, mut recv) = session
             .request_stream(&ClientRequest::AuditExport(AuditExportRequest {
-                matter: args.matter.clone(),
+                matter: matter.clone(),
                 known_size,
                 nonce,
             }))
@@ -115,8 +132,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
         let ServerResponse::AuditBundle(header) = resp else {
             return Err(unexpected(&resp));
         };
-        let tmp = args
-            .out
+        let tmp = out_path
             .with_extension(format!("part-{}", std::process::id()));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         bundle::write_header(&mut out, &header)?;
@@ -149,7 +165,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
         let want: Option<String> = nonce.map(|n| n.iter().map(|b| format!("{b:02x}")).collect());
         let problem = match &check {
             Err(f) => Some(f.to_string()),
-            Ok(s) if s.matter != args.matter => {
+            Ok(s) if s.matter != matter => {
                 Some("the bundle is of another matter than the one asked for".to_owned())
             }
             Ok(s)
@@ -158,7 +174,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
             {
                 Some("the bundle does not end with the export entry of this request (an older export replayed?)".to_owned())
             }
-            Ok(_) => check_witnesses(&tmp, &log_key, policy.as_ref()).err(),
+            Ok(_) => check_witnesses(&tmp, &log_key, policy).err(),
         };
         if let Some(why) = problem {
             let _ = std::fs::remove_file(&tmp);
@@ -167,7 +183,7 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
                 format!("the server's audit bundle was refused: {why}"),
             ));
         }
-        std::fs::rename(&tmp, &args.out)?;
+        std::fs::rename(&tmp, out_path)?;
         // What was verified here is what this client has now seen.
         if let Ok(s) = &check {
             if prior.as_ref().is_none_or(|(p, _)| s.tree_size > p.size) {
@@ -182,8 +198,10 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
     }
     .await;
     session.close().await;
-    let header = result?;
-    save_policy(ctx, policy.as_ref())?;
+    result
+}
+
+fn emit_export(ctx: &Ctx, args: &AuditExportArgs, header: &bundle::BundleHeader) {
     ctx.out.emit(
         &json!({"out": args.out, "entries": header.count, "matter": header.matter}),
         || {
@@ -200,7 +218,6 @@ pub async fn export(ctx: &Ctx, args: &AuditExportArgs) -> CmdResult {
             )
         },
     );
-    Ok(())
 }
 
 /// `mdrop audit verify`.
@@ -410,7 +427,7 @@ impl Row {
 
 /// A CSV field: quoted when needed, control characters escaped, and a
 /// leading `=`, `+`, `-` or `@` defused so a spreadsheet does not run it.
-fn csv(field: &str) -> String {
+pub(crate) fn csv(field: &str) -> String {
     let mut f = escape(field, false);
     if f.starts_with(['=', '+', '-', '@']) {
         f.insert(0, '\'');

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod matter;
 pub mod packets;
 pub mod purge;
+pub mod report;
 pub mod review;
 pub mod sent;
 pub mod share;

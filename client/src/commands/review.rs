@@ -12,8 +12,7 @@ use matterdrop_common::agekey::{AgeIdentity, AgeKey, Recipients};
 use matterdrop_common::audit;
 use matterdrop_common::packet::{Descriptor, Kind, Manifest};
 use matterdrop_common::proto::{
-    ClientRequest, InboxRequest, MAX_REVIEW_NOTE, ReportRequest, ReviewNote, ReviewSubmitRequest,
-    ServerResponse,
+    ClientRequest, InboxRequest, MAX_REVIEW_NOTE, ReviewNote, ReviewSubmitRequest, ServerResponse,
 };
 use matterdrop_common::receipt::{
     self, CosignedCheckpoint, Decision, LogProof, RECEIPT_FORMAT, ReceiptFile, ReceiptFileEntry,
@@ -26,7 +25,7 @@ use serde_json::json;
 
 use super::Ctx;
 use super::packets::{OwnKeys, Pulled, confirm_delivery, pull_inner};
-use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, ReviewShowArgs, TurnaroundArgs};
+use crate::cli::{PullArgs, ReceiptVerifyArgs, ReviewArgs, ReviewShowArgs};
 use crate::conn::{Session, unexpected};
 use crate::error::{CmdResult, Fail, exit};
 use crate::home::{check_writable, write_replace};
@@ -859,96 +858,5 @@ pub fn verify(ctx: &Ctx, args: &ReceiptVerifyArgs) -> CmdResult {
                 )
         },
     );
-    Ok(())
-}
-
-/// `mdrop report turnaround`.
-pub async fn turnaround(ctx: &Ctx, args: &TurnaroundArgs) -> CmdResult {
-    let resp = super::matter::call(
-        ctx,
-        &ClientRequest::Report(ReportRequest {
-            since_secs: args.since.map(|d| d.as_secs()),
-            matter: args.matter.clone(),
-        }),
-    )
-    .await?;
-    let ServerResponse::Report(rows) = resp else {
-        return Err(unexpected(&resp));
-    };
-    let rate = |r: &matterdrop_common::proto::ReportRow| {
-        if r.approved == 0 {
-            None
-        } else {
-            Some(r.first_pass as f64 / r.approved as f64)
-        }
-    };
-    // With a matter: its members' signed destruction attestations (the
-    // certificates of destruction), checked against its roster.
-    let destroyed = match &args.matter {
-        Some(m) => Some(super::matter::verified_destructions(ctx, m).await?),
-        None => None,
-    };
-    let v = json!({"rows": rows.iter().map(|r| json!({
-        "provider": r.provider, "task": r.task, "packets": r.packets, "delivered": r.delivered,
-        "on_time": r.on_time, "approved": r.approved, "first_pass": r.first_pass,
-        "first_pass_rate": rate(r), "median_secs": r.median_secs, "p90_secs": r.p90_secs,
-    })).collect::<Vec<_>>(),
-    "destructions": destroyed.as_ref().map(|d| d.iter().map(|(d, index)| json!({
-        "principal": d.principal, "time": crate::when::utc(d.time), "packets": d.packets.len(),
-        "deleted": d.deleted, "missing": d.missing, "kept": d.kept, "caches": d.caches,
-        "log_index": index,
-    })).collect::<Vec<_>>())});
-    ctx.out.emit(&v, || {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{:<16} {:<20} {:>7} {:>9} {:>7} {:>10} {:>10} {:>10}",
-            "provider", "task", "packets", "delivered", "on time", "1st pass", "median", "p90"
-        );
-        let dur = |x: Option<u64>| {
-            x.map_or_else(
-                || "-".into(),
-                |s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string(),
-            )
-        };
-        for r in &rows {
-            let _ = writeln!(
-                s,
-                "{:<16} {:<20} {:>7} {:>9} {:>7} {:>10} {:>10} {:>10}",
-                r.provider,
-                r.task,
-                r.packets,
-                r.delivered,
-                r.on_time,
-                rate(r).map_or_else(|| "-".into(), |x| format!("{:.0}%", x * 100.0)),
-                dur(r.median_secs),
-                dur(r.p90_secs)
-            );
-        }
-        match &destroyed {
-            None => s.push_str(
-                "(destruction attestations: run with --matter to see a matter's)\n",
-            ),
-            Some(d) if d.is_empty() => {
-                s.push_str("Destruction attestations: none signed yet.\n");
-            }
-            Some(d) => {
-                s.push_str("Destruction attestations (signed by each member, verified):\n");
-                for (d, index) in d {
-                    let _ = writeln!(
-                        s,
-                        "  {} {:<28} {} packets, {} files deleted, {} already gone, {} kept (log entry {index})",
-                        crate::when::local(d.time),
-                        escape(&d.principal, false),
-                        d.packets.len(),
-                        d.deleted,
-                        d.missing,
-                        d.kept
-                    );
-                }
-            }
-        }
-        s
-    });
     Ok(())
 }

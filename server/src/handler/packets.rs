@@ -407,6 +407,10 @@ pub(super) fn commit(
     let mut done = details;
     done.push(("descriptor_sha256".into(), hex(&descriptor_hash)));
     done.push(("recipients".into(), record.recipients.join(",")));
+    if let Some(due) = d.due {
+        // The signed due time, for the evaluation report's on-time rate.
+        done.push(("due".into(), due.to_string()));
+    }
     // Logged before it becomes visible: a crash in between leaves a log
     // entry for a commit the client never saw acknowledged (it retries),
     // never a visible packet the log does not know.
