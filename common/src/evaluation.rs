@@ -31,6 +31,8 @@ struct Delivery {
     packet: String,
     org: String,
     at: u64,
+    /// SHA-256 of its signed descriptor, as its commit entry names it.
+    descriptor_sha256: String,
 }
 
 /// The facts gathered from a matter's log, in log order.
@@ -38,8 +40,9 @@ struct Delivery {
 pub struct Facts {
     packets: BTreeMap<String, Packet>,
     deliveries: Vec<Delivery>,
-    /// Deliverable id → its signed decisions, in log order.
-    receipts: BTreeMap<String, Vec<ReceiptStatement>>,
+    /// Deliverable id → its signed decision (the last in log order: a
+    /// review made again after the server lost the first replaces it).
+    receipts: BTreeMap<String, ReceiptStatement>,
 }
 
 fn org(principal: &str) -> &str {
@@ -65,29 +68,67 @@ impl Facts {
             return Ok(());
         }
         let id = e.object.clone().unwrap_or_default();
+        let bad = |why: String| format!("log entry {}: {why}", e.index);
         match e.action.as_str() {
             "push-committed" => {
                 let Some(task) = e.detail("task").and_then(|t| Task::from_str(t).ok()) else {
-                    return Err(format!("log entry {}: a push without a task", e.index));
+                    return Err(bad("a push without a task".into()));
                 };
                 let due = e.detail("due").and_then(|d| d.parse().ok());
-                self.packets.insert(
-                    id,
-                    Packet {
-                        task,
-                        pushed: e.time,
-                        due,
-                    },
-                );
+                let p = Packet {
+                    task,
+                    pushed: e.time,
+                    due,
+                };
+                // A commit is logged once; a client's retry finds it done.
+                match self.packets.get(&id) {
+                    Some(first) if *first != p => {
+                        return Err(bad(format!("{id} is committed a second time, differently")));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.packets.insert(id, p);
+                    }
+                }
             }
             "deliver-committed" => {
                 let packet = e.detail("packet").unwrap_or_default().to_owned();
-                self.deliveries.push(Delivery {
+                let Some(pushed) = self.packets.get(&packet).map(|p| p.pushed) else {
+                    return Err(bad(format!(
+                        "{id} answers {packet}, which the log never pushed"
+                    )));
+                };
+                if e.time < pushed {
+                    return Err(bad(format!("{id} is delivered before {packet} was pushed")));
+                }
+                // The delivering member must be a provider of the matter
+                // as the roster stands at this point of the log.
+                let is_provider = roster
+                    .and_then(|r| r.members.get(&e.principal))
+                    .is_some_and(|m| m.role == crate::roles::Role::Provider);
+                if !is_provider {
+                    return Err(bad(format!(
+                        "{id} is delivered by {}, not a provider of the matter",
+                        e.principal
+                    )));
+                }
+                let d = Delivery {
                     id,
                     packet,
                     org: org(&e.principal).to_owned(),
                     at: e.time,
-                });
+                    descriptor_sha256: e.detail("descriptor_sha256").unwrap_or_default().to_owned(),
+                };
+                match self.deliveries.iter().find(|x| x.id == d.id) {
+                    Some(first) if *first != d => {
+                        return Err(bad(format!(
+                            "{} is committed a second time, differently",
+                            d.id
+                        )));
+                    }
+                    Some(_) => {}
+                    None => self.deliveries.push(d),
+                }
             }
             "review-receipt" => {
                 let bad = |why: &str| format!("log entry {}: the receipt {why}", e.index);
@@ -99,18 +140,37 @@ impl Facts {
                     .and_then(unhex)
                     .ok_or_else(|| bad("has no signature"))?;
                 let roster = roster.ok_or_else(|| bad("comes before the matter's roster"))?;
-                let verifies = roster.ever_signing_keys(&st.reviewer).any(|k| {
-                    crate::sign::verifying_key_from_bytes(k).is_ok_and(|k| {
-                        crate::sign::verify(&k, signed.as_bytes(), &signature).is_ok()
-                    })
-                });
+                // Signed with the key the roster gives the reviewer as an
+                // attorney at this point of the log (not a key it gave
+                // them once, or in another role).
+                let verifies = roster
+                    .members
+                    .get(&st.reviewer)
+                    .filter(|m| m.role == crate::roles::Role::Attorney)
+                    .is_some_and(|m| {
+                        crate::sign::verifying_key_from_bytes(&m.keys.signing_key).is_ok_and(|k| {
+                            crate::sign::verify(&k, signed.as_bytes(), &signature).is_ok()
+                        })
+                    });
                 if !verifies || st.deliverable != id || st.matter != roster.matter {
                     return Err(bad(&format!(
-                        "for {id} is not signed by a key the roster gave {}",
+                        "for {id} is not signed by a key the roster gives {} as an attorney",
                         st.reviewer
                     )));
                 }
-                self.receipts.entry(id).or_default().push(st);
+                // It must be about the delivery the log committed.
+                let delivered = self.deliveries.iter().find(|d| d.id == id);
+                let hex: String = st
+                    .descriptor_sha256
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if delivered.is_none_or(|d| d.packet != st.packet || d.descriptor_sha256 != hex) {
+                    return Err(bad(&format!(
+                        "for {id} names another packet or descriptor than its logged delivery"
+                    )));
+                }
+                self.receipts.insert(id, st);
             }
             _ => {}
         }
@@ -233,7 +293,9 @@ pub fn evaluate(facts: &Facts, roster: Option<&Roster>, since: u64) -> Vec<Row> 
             let first = deliveries[0];
             let took = first.at.saturating_sub(p.pushed);
             row.turnarounds.push(took);
-            let deadline = p.due.or(target.map(|t| p.pushed + t.turnaround));
+            let deadline = p
+                .due
+                .or(target.map(|t| p.pushed.saturating_add(t.turnaround)));
             if let Some(deadline) = deadline {
                 row.on_time_judged += 1;
                 if first.at <= deadline {
@@ -242,7 +304,7 @@ pub fn evaluate(facts: &Facts, roster: Option<&Roster>, since: u64) -> Vec<Row> 
             }
             let mut approved_at = None;
             for (i, d) in deliveries.iter().enumerate() {
-                for r in facts.receipts.get(&d.id).into_iter().flatten() {
+                if let Some(r) = facts.receipts.get(&d.id) {
                     if let Some(x) = r.rating {
                         rating_sum += u64::from(x);
                         row.ratings += 1;

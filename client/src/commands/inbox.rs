@@ -437,9 +437,14 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
     let title = |m: &str| rosters.get(m).map(|s| s.roster.title.clone());
     // The version of the role definition that puts a packet's task under
     // attorney sign-off, if it does.
-    let sign_off = |i: &InboxItem, task: &str| -> Option<u32> {
+    // Only a packet whose signed descriptor was checked: not the
+    // server's listing.
+    let sign_off = |i: &InboxItem, p: &Preview| -> Option<u32> {
+        let Preview::Checked { signed, .. } = p else {
+            return None;
+        };
         let def = rosters.get(&i.matter)?.roster.role_def.as_ref()?;
-        (i.packet.is_none() && def.sign_off.iter().any(|t| t.as_str() == task))
+        (signed.kind == Kind::Packet && def.sign_off.iter().any(|t| t.as_str() == signed.task))
             .then_some(def.version)
     };
     let v = json!({"items": items.iter().zip(&reviews).zip(&previews).map(|((i, r), p)| {
@@ -468,7 +473,7 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
             "note": contents.map(|c| &c.note),
             "files": contents.map(|c| c.files.iter().map(|(path, size)| json!({"path": path, "size": size})).collect::<Vec<_>>()),
             "review": r.as_ref().map(OpenedReview::json),
-            "needs_sign_off": sign_off(i, task).is_some(),
+            "needs_sign_off": sign_off(i, p).is_some(),
         })
     }).collect::<Vec<_>>()});
     ctx.out.emit(&v, || {
@@ -479,7 +484,7 @@ pub async fn inbox(ctx: &Ctx, args: &InboxArgs) -> CmdResult {
         }
         for ((i, r), p) in items.iter().zip(&reviews).zip(&previews) {
             describe(&mut s, (i, r.as_ref(), p), title(&i.matter).as_deref(), now);
-            if let Some(v) = sign_off(i, shown(i, p).0) {
+            if let Some(v) = sign_off(i, p) {
                 let _ = writeln!(
                     s,
                     "    this task needs attorney sign-off (role definition v{v}: `mdrop matter show {}`)",

@@ -1214,7 +1214,26 @@ pub async fn ack(ctx: &Ctx, args: &AckArgs) -> CmdResult {
         let _ = writeln!(err, "\nSHA-256: {}", hex(&sha));
         // The provider's role definition, for reading: it is not part of
         // what is signed (a new version needs no new acknowledgment).
-        if let Some(role) = verified_role_text(&synced.roster, text.role_text.as_ref())? {
+        // A role definition signed between the two answers: ask again.
+        let stale = match (&synced.roster.role_def, &text.role_text) {
+            (Some(def), Some(t)) => t.version < def.version,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let role_sent = if stale {
+            match session
+                .request(&ClientRequest::AckGet(MatterRef {
+                    matter: args.matter.clone(),
+                }))
+                .await?
+            {
+                ServerResponse::AckText(t) => t.role_text,
+                other => return Err(unexpected(&other)),
+            }
+        } else {
+            text.role_text.clone()
+        };
+        if let Some(role) = verified_role_text(&synced.roster, role_sent.as_ref())? {
             let _ = writeln!(
                 err,
                 "\n{}",
@@ -1302,7 +1321,26 @@ async fn show_and_sync(
         let ServerResponse::Matter(info) = resp else {
             return Err(unexpected(&resp));
         };
-        Ok((roster::sync(&ctx.home, &session, matter).await?, info))
+        let synced = roster::sync(&ctx.home, &session, matter).await?;
+        // A roster that moved on between the two answers (a new role
+        // definition signed meanwhile): ask again, once.
+        let stale = match (&synced.roster.role_def, &info.role_text) {
+            (Some(def), Some(t)) => t.version < def.version,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if stale {
+            let resp = session
+                .request(&ClientRequest::MatterShow(MatterRef {
+                    matter: matter.to_owned(),
+                }))
+                .await?;
+            let ServerResponse::Matter(info) = resp else {
+                return Err(unexpected(&resp));
+            };
+            return Ok((synced, info));
+        }
+        Ok((synced, info))
     }
     .await;
     session.close().await;

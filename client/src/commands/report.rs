@@ -48,7 +48,7 @@ async fn oversight_matters(ctx: &Ctx) -> CmdResult<Vec<String>> {
 
 /// Reads a verified matter bundle: the facts the report counts and the
 /// roster its log replays to.
-fn read(path: &std::path::Path, matter: &str) -> CmdResult<(Facts, Option<Roster>)> {
+fn read(path: &std::path::Path, matter: &str) -> CmdResult<(Facts, Option<Roster>, Vec<[u8; 32]>)> {
     let refuse = |why: String| {
         Fail::new(
             exit::VERIFY,
@@ -65,7 +65,22 @@ fn read(path: &std::path::Path, matter: &str) -> CmdResult<(Facts, Option<Roster
         replay.observe(&e).map_err(refuse)?;
         facts.observe(&e, replay.roster(matter)).map_err(refuse)?;
     }
-    Ok((facts, replay.roster(matter).cloned()))
+    let chain = replay.chains().remove(matter).unwrap_or_default();
+    Ok((facts, replay.roster(matter).cloned(), chain))
+}
+
+/// The matter's roster as this client verifies it (synced from the
+/// server, checked against the pinned creator), as statement hashes.
+async fn verified_chain(ctx: &Ctx, matter: &str) -> CmdResult<Vec<[u8; 32]>> {
+    let key = crate::identity::signing_key(&ctx.home)?;
+    let (session, _) = crate::conn::Session::open(&ctx.home, &key).await?;
+    let synced = crate::roster::sync(&ctx.home, &session, matter).await;
+    session.close().await;
+    synced?;
+    Ok(crate::roster::load_cache(&ctx.home, matter)?
+        .iter()
+        .map(matterdrop_common::roster::SignedStatement::hash)
+        .collect())
 }
 
 fn rate(x: Option<f64>) -> String {
@@ -127,7 +142,21 @@ pub async fn report(ctx: &Ctx, args: &TurnaroundArgs) -> CmdResult {
             Err(e) => Err(e),
         };
         let _ = fs::remove_file(&path);
-        let (facts, roster) = result?;
+        let (facts, roster, logged) = result?;
+        // The roster the log replays must be the one this client verifies
+        // from its pinned creator (one a prefix of the other): otherwise
+        // the log's own roster could vouch for receipts and targets.
+        let verified = verified_chain(ctx, m).await?;
+        if let Some(i) = logged.iter().zip(&verified).position(|(a, b)| a != b) {
+            return Err(Fail::new(
+                exit::VERIFY,
+                format!(
+                    "the audit log's roster of matter {} differs from the one this client \
+                     verified at statement {i} (a forked roster)",
+                    escape(m, false)
+                ),
+            ));
+        }
         rows.extend(
             evaluation::evaluate(&facts, roster.as_ref(), since)
                 .into_iter()

@@ -82,6 +82,29 @@ impl Log {
         roster
             .apply(&target.sign(&key).unwrap(), Check::Signatures)
             .unwrap();
+        for (i, (who, seed)) in [("bob@lpo-1", 10u8), ("carl@lpo-2", 11)]
+            .into_iter()
+            .enumerate()
+        {
+            let add = Statement {
+                seq: 2 + i as u64,
+                prev: Some(roster.head),
+                change: Change::Add {
+                    member: who.into(),
+                    role: crate::roles::Role::Provider,
+                    keys: crate::roster::MemberKeys {
+                        signing_key: SigningKey::from_bytes(&[seed; 32])
+                            .verifying_key()
+                            .to_bytes(),
+                        age: crate::agekey::AgeIdentity::generate_classic().public(),
+                    },
+                },
+                ..target.clone()
+            };
+            roster
+                .apply(&add.sign(&key).unwrap(), Check::Signatures)
+                .unwrap();
+        }
         Self {
             key,
             roster,
@@ -107,12 +130,30 @@ impl Log {
             by,
             "deliver-committed",
             id,
-            vec![("packet", packet.to_owned())],
+            vec![
+                ("packet", packet.to_owned()),
+                ("descriptor_sha256", hex(&[1; 32])),
+            ],
         ));
     }
 
     fn review(
         &mut self,
+        id: &str,
+        packet: &str,
+        at: u64,
+        decision: Decision,
+        rating: Option<u8>,
+        reason: Option<ReturnReason>,
+    ) {
+        let key = self.key.clone();
+        self.review_by(&key, id, packet, at, decision, rating, reason);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn review_by(
+        &mut self,
+        key: &SigningKey,
         id: &str,
         packet: &str,
         at: u64,
@@ -134,7 +175,7 @@ impl Log {
             reason,
         };
         let signed = String::from_utf8(st.to_signed_bytes().unwrap()).unwrap();
-        let signature = hex(&st.sign(&self.key).unwrap());
+        let signature = hex(&st.sign(key).unwrap());
         let n = self.entries.len() as u64;
         self.entries.push(entry(
             n,
@@ -162,6 +203,8 @@ fn the_report_matches_a_hand_computed_fixture() {
     // An old packet, before the period: left out.
     log.push("p-old", 10, None);
     log.deliver("d-old", "p-old", "bob@lpo-1", 20);
+    // A commit logged twice (a client's retry) counts once.
+    log.push("p-old", 10, None);
     // lpo-1: 16 packets, the i-th delivered after i+1 hours; the last one
     // is due after 10 hours (late); the first four are returned once.
     for i in 0..16u64 {
@@ -267,4 +310,56 @@ fn a_receipt_not_signed_by_the_reviewer_is_refused() {
         result = result.and_then(|()| f.observe(e, Some(&log.roster)));
     }
     assert!(result.unwrap_err().contains("not signed"));
+}
+
+/// What the operator, who writes the log, could add: each is refused.
+#[test]
+fn facts_the_log_cannot_support_are_refused() {
+    let refused = |log: &Log, why: &str| {
+        let mut f = Facts::default();
+        let mut result = Ok(());
+        for e in &log.entries {
+            result = result.and_then(|()| f.observe(e, Some(&log.roster)));
+        }
+        let err = result.unwrap_err();
+        assert!(err.contains(why), "{err}");
+    };
+    let base = || {
+        let mut log = Log::new();
+        log.push("p-1", 100, None);
+        log.deliver("d-1", "p-1", "bob@lpo-1", 200);
+        log
+    };
+    // A provider approving its own work with its own roster key.
+    let mut log = base();
+    let bob = SigningKey::from_bytes(&[10; 32]);
+    log.review_by(&bob, "d-1", "p-1", 300, Decision::Approve, Some(5), None);
+    if let Some(e) = log.entries.last_mut() {
+        e.details[0].1 = e.details[0]
+            .1
+            .replace("reviewer=alice@firm-a", "reviewer=bob@lpo-1");
+    }
+    refused(&log, "not signed");
+    // A push committed again later, to reset its clock.
+    let mut log = base();
+    log.push("p-1", 190, None);
+    refused(&log, "a second time");
+    // A delivery by someone who is no provider, or before the push, or
+    // for a packet never pushed.
+    let mut log = base();
+    log.deliver("d-2", "p-1", "mallory@lpo-9", 250);
+    refused(&log, "not a provider");
+    let mut log = base();
+    log.push("p-2", 1_000, None);
+    log.deliver("d-2", "p-2", "bob@lpo-1", 900);
+    refused(&log, "before");
+    let mut log = base();
+    log.deliver("d-2", "p-9", "bob@lpo-1", 900);
+    refused(&log, "never pushed");
+    // A real receipt moved to another delivery.
+    let mut log = base();
+    log.push("p-2", 1_000, None);
+    log.deliver("d-2", "p-2", "bob@lpo-1", 1_100);
+    log.review("d-2", "p-1", 1_200, Decision::Approve, None, None);
+    refused(&log, "another packet");
 }

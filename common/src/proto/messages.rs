@@ -788,12 +788,13 @@ pub struct MatterInfo {
     pub acks: Vec<AckInfo>,
     /// Destruction attestations of members' local copies, oldest first.
     pub destructions: Vec<DestructionInfo>,
-    /// The matter's current role definition, if it has one.
-    pub role_text: Option<RoleText>,
     /// Creator.
     pub created_by: String,
     /// Unix seconds.
     pub created_at: u64,
+    /// The matter's current role definition, if it has one (last: older
+    /// clients decode what they know).
+    pub role_text: Option<RoleText>,
 }
 
 /// A line of `matter list`.
