@@ -458,6 +458,18 @@ pub enum MatterCommand {
     /// Set the targets a task type's work is judged against in the
     /// evaluation report (attorneys).
     SetTarget(MatterSetTargetArgs),
+    /// Name a current member its organization's point of contact on the
+    /// matter, the firm's or a provider's (attorneys).
+    Contact(MatterContactArgs),
+}
+
+/// `mdrop matter contact`.
+#[derive(Debug, Args)]
+pub struct MatterContactArgs {
+    /// Matter id.
+    pub id: String,
+    /// The member (`name@org`).
+    pub principal: String,
 }
 
 /// `mdrop matter set-target`.

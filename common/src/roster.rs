@@ -23,7 +23,7 @@
 //! signer-key=<the signer's Ed25519 public key, 64 hex>
 //! change=<create|add|remove|set-role|set-ack|set-scope|set-recovery|rekey|set-crypto|
 //!         set-retention|hold|release|close|reopen|set-role-def|review-role-def|
-//!         set-target>
+//!         set-target|set-contact>
 //! …the change's own fields, in the order below…
 //! ```
 //!
@@ -45,6 +45,7 @@
 //! | `reopen` | (none) |
 //! | `set-role-def` | `role-version` (the next one, from 1), `role-sha256` (of the role definition text), `sign-off` (comma-separated task types whose work needs attorney sign-off; may be empty) |
 //! | `review-role-def` | `role-version` (the current one, re-signed unchanged) |
+//! | `set-contact` | `member` (a current member; it becomes its organization's point of contact on the matter) |
 //! | `set-target` | `task`, `turnaround` (seconds, 1 s to 365 days), `on-time` and `first-pass` (basis points, 0 to 10000: 95 % is 9500) |
 //!
 //! While a matter is closed, only `remove`, `set-retention`, `hold`,
@@ -249,6 +250,11 @@ pub enum Change {
         /// The current version.
         version: u32,
     },
+    /// Names a current member its organization's point of contact.
+    SetContact {
+        /// Principal id.
+        member: String,
+    },
     /// Sets the targets one task type's work is judged against.
     SetTarget {
         /// The task type.
@@ -334,6 +340,7 @@ impl Change {
             Self::SetRoleDef { .. } => "set-role-def",
             Self::ReviewRoleDef { .. } => "review-role-def",
             Self::SetTarget { .. } => "set-target",
+            Self::SetContact { .. } => "set-contact",
         }
     }
 
@@ -343,7 +350,8 @@ impl Change {
             Self::Add { member, .. }
             | Self::Remove { member }
             | Self::SetRole { member, .. }
-            | Self::Rekey { member, .. } => Some(member),
+            | Self::Rekey { member, .. }
+            | Self::SetContact { member } => Some(member),
             Self::Create { .. }
             | Self::SetAck { .. }
             | Self::SetScope { .. }
@@ -611,6 +619,9 @@ impl Statement {
             Change::ReviewRoleDef { version } => {
                 c.u64("role-version", u64::from(*version))?;
             }
+            Change::SetContact { member } => {
+                c.str("member", member)?;
+            }
             Change::SetTarget { task, target } => {
                 c.str("task", task.as_str())?
                     .u64("turnaround", target.turnaround)?
@@ -751,6 +762,9 @@ impl Statement {
             },
             "review-role-def" => Change::ReviewRoleDef {
                 version: f.version("role-version")?,
+            },
+            "set-contact" => Change::SetContact {
+                member: f.take("member")?.to_owned(),
             },
             "set-target" => Change::SetTarget {
                 task: Task::from_str(f.take("task")?)
@@ -940,6 +954,8 @@ pub struct Roster {
     pub role_def: Option<RoleDef>,
     /// Targets per task type, in the order first set.
     pub targets: Vec<(Task, Target)>,
+    /// Each organization's point of contact on the matter.
+    pub contacts: BTreeMap<String, String>,
 }
 
 /// Whether a signature is checked when applying (statements from this
@@ -1017,6 +1033,7 @@ impl Roster {
             closed: None,
             role_def: None,
             targets: Vec::new(),
+            contacts: BTreeMap::new(),
         };
         r.sanction(&s.signer, &keys, 0);
         r.members.insert(
@@ -1242,6 +1259,8 @@ impl Roster {
                     return Err(format!("{member} is the matter's last attorney"));
                 }
                 self.members.remove(member);
+                // A removed member is no one's point of contact.
+                self.contacts.retain(|_, c| c != member);
                 Ok(())
             }
             Change::SetRole { member, role } => {
@@ -1410,6 +1429,22 @@ impl Roster {
                 }
                 r.reviewed = s.time;
                 r.reviewed_by.clone_from(&s.signer);
+                Ok(())
+            }
+            Change::SetContact { member } => {
+                if !self.members.contains_key(member) {
+                    return Err(format!(
+                        "{member} is not a member of matter {}",
+                        self.matter
+                    ));
+                }
+                let org = org_of(member)
+                    .ok_or_else(|| format!("{member:?} is not a principal id"))?
+                    .to_owned();
+                if self.contacts.get(&org) == Some(member) {
+                    return Err(format!("{member} is already {org}'s point of contact"));
+                }
+                self.contacts.insert(org, member.clone());
                 Ok(())
             }
             Change::SetTarget { task, target } => {

@@ -228,6 +228,23 @@ fn reviews_carry_signed_ratings_and_return_reasons_and_matters_set_targets() {
     .code(3);
     assert!(r.stderr.contains("in-house"), "{r:?}");
     target(&t.alice, &ok).ok();
+    // A point of contact per side: a current member only, attorneys only.
+    let r = t
+        .alice
+        .run(&["matter", "contact", MATTER, "nobody@lpo-1"])
+        .code(3);
+    assert!(r.stderr.contains("not a member"), "{r:?}");
+    t.bob
+        .run(&["matter", "contact", MATTER, "bob@lpo-1"])
+        .code(3);
+    t.alice.json(&["matter", "contact", MATTER, "bob@lpo-1"]);
+    t.alice.json(&["matter", "contact", MATTER, "alice@firm-a"]);
+    let shown = t.alice.json(&["matter", "show", MATTER]);
+    assert_eq!(
+        shown["contacts"],
+        serde_json::json!({"firm-a": "alice@firm-a", "lpo-1": "bob@lpo-1"}),
+        "{shown}"
+    );
     let shown = t.alice.json(&["matter", "show", MATTER]);
     assert_eq!(
         shown["targets"],

@@ -103,6 +103,7 @@ fn roster_json(synced: &Synced) -> serde_json::Value {
         "recovery_key_type": r.recovery.as_ref().map(AgeKey::kind),
         "require_pq": r.require_pq,
         "retention_seconds": r.retention,
+        "contacts": r.contacts,
         "targets": r.targets.iter().map(|(task, t)| json!({
             "task": task.as_str(), "turnaround_secs": t.turnaround,
             "on_time_percent": f64::from(t.on_time) / 100.0,
@@ -173,6 +174,14 @@ fn roster_text(synced: &Synced) -> String {
         }
     );
     let _ = writeln!(s, "  retention:       {}", retention_text(r.retention));
+    for (org, who) in &r.contacts {
+        let _ = writeln!(
+            s,
+            "  contact:         {} for {}",
+            escape(who, false),
+            escape(org, false)
+        );
+    }
     for (task, t) in &r.targets {
         let _ = writeln!(
             s,
@@ -1047,6 +1056,23 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
             })
             .await?;
             emit_roster(ctx, &synced, "Role definition reviewed.\n");
+            Ok(())
+        }
+        MatterCommand::Contact(a) => {
+            matterdrop_common::ids::validate_principal(&a.principal)
+                .map_err(|e| Fail::usage(e.to_string()))?;
+            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
+                e.sign(
+                    ctx,
+                    Change::SetContact {
+                        member: a.principal.clone(),
+                    },
+                    None,
+                )
+                .await
+            })
+            .await?;
+            emit_roster(ctx, &synced, "Point of contact set.\n");
             Ok(())
         }
         MatterCommand::SetTarget(a) => {

@@ -162,6 +162,9 @@ fn every_change_round_trips_and_only_canonical_bytes_parse() {
                 first_pass: 9_900,
             },
         },
+        Change::SetContact {
+            member: bob.id.into(),
+        },
     ];
     let first = Statement::parse(&c.entries[0].statement).unwrap();
     assert!(
@@ -856,4 +859,45 @@ fn targets_are_set_per_task_and_bounded() {
         .sign(&alice.key)
         .unwrap();
     assert!(Statement::parse(&e.statement).is_err());
+}
+
+#[test]
+fn each_organization_names_one_current_member_its_contact() {
+    let alice = person("alice@firm-a", 1);
+    let bob = person("bob@lpo-1", 2);
+    let mut c = Chain::new(&alice);
+    let contact = |m: &str| Change::SetContact { member: m.into() };
+    let e = c
+        .statement(&alice, contact(bob.id))
+        .sign(&alice.key)
+        .unwrap();
+    let err = c.roster.clone().apply(&e, Check::Signatures).unwrap_err();
+    assert!(err.to_string().contains("not a member"), "{err}");
+    c.push(
+        &alice,
+        Change::Add {
+            member: bob.id.into(),
+            role: Role::Provider,
+            keys: bob.keys(),
+        },
+    )
+    .unwrap();
+    c.push(&alice, contact(bob.id)).unwrap();
+    c.push(&alice, contact(alice.id)).unwrap();
+    assert_eq!(
+        c.roster.contacts.get("lpo-1").map(String::as_str),
+        Some(bob.id)
+    );
+    assert_eq!(
+        c.roster.contacts.get("firm-a").map(String::as_str),
+        Some(alice.id)
+    );
+    c.push(
+        &alice,
+        Change::Remove {
+            member: bob.id.into(),
+        },
+    )
+    .unwrap();
+    assert!(!c.roster.contacts.contains_key("lpo-1"), "removal ends it");
 }

@@ -430,9 +430,10 @@ fn operation<'a>(
         | Change::Release
         | Change::Close
         | Change::Reopen => Operation::Lifecycle,
-        Change::SetRoleDef { .. } | Change::ReviewRoleDef { .. } | Change::SetTarget { .. } => {
-            Operation::Engagement
-        }
+        Change::SetRoleDef { .. }
+        | Change::ReviewRoleDef { .. }
+        | Change::SetTarget { .. }
+        | Change::SetContact { .. } => Operation::Engagement,
         Change::Rekey { member, .. } => Operation::Rekey {
             target: member,
             target_role: current(member),
@@ -671,6 +672,7 @@ pub(super) fn roster_append(state: &State, me: &Actor, req: RosterAppendRequest)
         Change::SetRoleDef { .. } => "role-def-set",
         Change::ReviewRoleDef { .. } => "role-def-review",
         Change::SetTarget { .. } => "target-set",
+        Change::SetContact { .. } => "contact-set",
         Change::Close => "matter-close",
         Change::Reopen => "matter-reopen",
         Change::Rekey { .. } => "member-rekey",
