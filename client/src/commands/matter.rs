@@ -307,6 +307,30 @@ impl Editing {
     }
 }
 
+/// What a change does, for the confirmation, given the roster it extends.
+type Describe<'a> = dyn Fn(&Roster) -> String + 'a;
+
+/// Signs one `change` to matter `id` (after showing what it does and
+/// asking, unless `--yes`, when `ask` is given), then shows the roster
+/// under `headline`.
+async fn sign_one(
+    ctx: &Ctx,
+    id: &str,
+    change: Change,
+    ask: Option<(bool, &Describe<'_>)>,
+    headline: &str,
+) -> CmdResult {
+    let synced = edit(ctx, id, async |e: &mut Editing| {
+        if let Some((yes, what)) = ask {
+            confirm(yes, &what(&e.synced.roster))?;
+        }
+        e.sign(ctx, change.clone(), None).await
+    })
+    .await?;
+    emit_roster(ctx, &synced, headline);
+    Ok(())
+}
+
 /// Runs `f` on an open [`Editing`], closing its session either way.
 async fn edit<F>(ctx: &Ctx, matter: &str, f: F) -> CmdResult<Synced>
 where
@@ -935,28 +959,21 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
         }
         MatterCommand::Hold(a) => {
             matterdrop_common::roster::check_reason(&a.reason).map_err(Fail::usage)?;
-            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
-                e.sign(
-                    ctx,
-                    Change::Hold {
-                        reason: a.reason.clone(),
-                    },
-                    None,
-                )
-                .await
-            })
-            .await?;
-            emit_roster(
+            let change = Change::Hold {
+                reason: a.reason.clone(),
+            };
+            sign_one(
                 ctx,
-                &synced,
+                &a.id,
+                change,
+                None,
                 "Legal hold placed: nothing of this matter is deleted until it is released.\n",
-            );
-            Ok(())
+            )
+            .await
         }
         MatterCommand::Release(a) => {
-            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
-                let r = &e.synced.roster;
-                let what = format!(
+            let what = |r: &Roster| {
+                format!(
                     "Matter {} leaves legal hold: {}and members may purge their copies.",
                     escape(&r.matter, false),
                     if r.retention == 0 {
@@ -967,40 +984,49 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                             retention_text(r.retention)
                         )
                     }
-                );
-                confirm(a.yes, &what)?;
-                e.sign(ctx, Change::Release, None).await
-            })
-            .await?;
-            emit_roster(ctx, &synced, "Legal hold released.\n");
-            Ok(())
+                )
+            };
+            sign_one(
+                ctx,
+                &a.id,
+                Change::Release,
+                Some((a.yes, &what)),
+                "Legal hold released.\n",
+            )
+            .await
         }
         MatterCommand::Close(a) => {
-            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
-                let what = format!(
+            let what = |r: &Roster| {
+                format!(
                     "Matter {} will take no new packets, deliverables, shares or members until an \
                      attorney reopens it; its files stay readable until their retention runs out.",
-                    escape(&e.synced.roster.matter, false)
-                );
-                confirm(a.yes, &what)?;
-                e.sign(ctx, Change::Close, None).await
-            })
-            .await?;
-            emit_roster(ctx, &synced, "Matter closed.\n");
-            Ok(())
+                    escape(&r.matter, false)
+                )
+            };
+            sign_one(
+                ctx,
+                &a.id,
+                Change::Close,
+                Some((a.yes, &what)),
+                "Matter closed.\n",
+            )
+            .await
         }
         MatterCommand::Reopen(a) => {
-            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
-                let what = format!(
+            let what = |r: &Roster| {
+                format!(
                     "Matter {} will take new work again.",
-                    escape(&e.synced.roster.matter, false)
-                );
-                confirm(a.yes, &what)?;
-                e.sign(ctx, Change::Reopen, None).await
-            })
-            .await?;
-            emit_roster(ctx, &synced, "Matter reopened.\n");
-            Ok(())
+                    escape(&r.matter, false)
+                )
+            };
+            sign_one(
+                ctx,
+                &a.id,
+                Change::Reopen,
+                Some((a.yes, &what)),
+                "Matter reopened.\n",
+            )
+            .await
         }
         MatterCommand::SetRole(a) => {
             let text = read_text(&a.file)?;
@@ -1061,19 +1087,10 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
         MatterCommand::Contact(a) => {
             matterdrop_common::ids::validate_principal(&a.principal)
                 .map_err(|e| Fail::usage(e.to_string()))?;
-            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
-                e.sign(
-                    ctx,
-                    Change::SetContact {
-                        member: a.principal.clone(),
-                    },
-                    None,
-                )
-                .await
-            })
-            .await?;
-            emit_roster(ctx, &synced, "Point of contact set.\n");
-            Ok(())
+            let change = Change::SetContact {
+                member: a.principal.clone(),
+            };
+            sign_one(ctx, &a.id, change, None, "Point of contact set.\n").await
         }
         MatterCommand::SetTarget(a) => {
             let task = Task::from_str(a.task.trim()).map_err(|e| Fail::usage(e.to_string()))?;
@@ -1093,12 +1110,14 @@ pub async fn matter(ctx: &Ctx, cmd: MatterCommand) -> CmdResult {
                 on_time: parse_percent("--on-time", &a.on_time)?,
                 first_pass: parse_percent("--first-pass", &a.first_pass)?,
             };
-            let synced = edit(ctx, &a.id, async |e: &mut Editing| {
-                e.sign(ctx, Change::SetTarget { task, target }, None).await
-            })
-            .await?;
-            emit_roster(ctx, &synced, "Targets set.\n");
-            Ok(())
+            sign_one(
+                ctx,
+                &a.id,
+                Change::SetTarget { task, target },
+                None,
+                "Targets set.\n",
+            )
+            .await
         }
         MatterCommand::List => match call(ctx, &ClientRequest::MatterList).await? {
             ServerResponse::Matters(list) => {
